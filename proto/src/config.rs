@@ -1,0 +1,227 @@
+//! Reading configuration from the environment through a lookup function, so tests pass
+//! a map, plus the `--help` text and the exit code every service uses for bad input.
+
+use std::fmt::Write as _;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The exit code for bad configuration or usage (`EX_USAGE`).
+pub const EXIT_USAGE: i32 = 64;
+
+/// One environment variable a service reads.
+#[derive(Debug, Clone, Copy)]
+pub struct Var {
+    pub name: &'static str,
+    /// Shown in `--help`; empty when there is none.
+    pub default: &'static str,
+    pub help: &'static str,
+}
+
+/// A configuration value that cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{name}={value:?} is invalid: {reason}")]
+pub struct ConfigError {
+    pub name: String,
+    pub value: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub fn new(name: &str, value: &str, reason: impl Into<String>) -> Self {
+        Self {
+            name: name.to_owned(),
+            value: value.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Reads typed values through a lookup function; empty values count as unset.
+pub struct Env<F> {
+    lookup: F,
+}
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    pub fn new(lookup: F) -> Self {
+        Self { lookup }
+    }
+
+    /// The value when set and not blank.
+    pub fn get(&self, name: &str) -> Option<String> {
+        (self.lookup)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    pub fn string(&self, name: &str, default: &str) -> String {
+        self.get(name).unwrap_or_else(|| default.to_owned())
+    }
+
+    pub fn parse<T>(&self, name: &str, default: T) -> Result<T, ConfigError>
+    where
+        T: FromStr,
+        T::Err: std::fmt::Display,
+    {
+        match self.get(name) {
+            None => Ok(default),
+            Some(raw) => raw
+                .parse()
+                .map_err(|e: T::Err| ConfigError::new(name, &raw, e.to_string())),
+        }
+    }
+
+    /// A duration given in whole milliseconds.
+    pub fn millis(&self, name: &str, default: Duration) -> Result<Duration, ConfigError> {
+        let ms: u64 = self.parse(name, default.as_millis() as u64)?;
+        Ok(Duration::from_millis(ms))
+    }
+
+    /// A duration given in whole seconds.
+    pub fn secs(&self, name: &str, default: Duration) -> Result<Duration, ConfigError> {
+        let secs: u64 = self.parse(name, default.as_secs())?;
+        Ok(Duration::from_secs(secs))
+    }
+
+    pub fn bool(&self, name: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(raw) => match raw.to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => Ok(true),
+                "0" | "false" | "no" | "off" => Ok(false),
+                _ => Err(ConfigError::new(name, &raw, "expected true or false")),
+            },
+        }
+    }
+
+    /// A `host:port` socket address.
+    pub fn addr(&self, name: &str, default: &str) -> Result<std::net::SocketAddr, ConfigError> {
+        let raw = self.string(name, default);
+        raw.parse()
+            .map_err(|_| ConfigError::new(name, &raw, "expected an address like 127.0.0.1:8080"))
+    }
+
+    /// An `http://host:port` URL of another service.
+    pub fn url(&self, name: &str, default: &str) -> Result<String, ConfigError> {
+        let raw = self.string(name, default);
+        let rest = raw
+            .strip_prefix("http://")
+            .or_else(|| raw.strip_prefix("https://"));
+        match rest {
+            Some(rest) if !rest.is_empty() && !rest.contains(char::is_whitespace) => {
+                Ok(raw.trim_end_matches('/').to_owned())
+            }
+            _ => Err(ConfigError::new(
+                name,
+                &raw,
+                "expected a URL like http://127.0.0.1:50051",
+            )),
+        }
+    }
+}
+
+/// What the command line asked for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    Run,
+    Help,
+    Version,
+    /// Checks another running instance over grpc.health.v1 and exits 0 when it serves.
+    Healthcheck,
+}
+
+/// Parses the arguments every service accepts: none, `--help`, `--version`,
+/// `healthcheck`.
+pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
+    let args: Vec<String> = args.into_iter().skip(1).collect();
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [] => Ok(Command::Run),
+        ["-h" | "--help" | "help"] => Ok(Command::Help),
+        ["-V" | "--version"] => Ok(Command::Version),
+        ["healthcheck"] => Ok(Command::Healthcheck),
+        other => Err(format!(
+            "unexpected arguments {other:?}; run with --help to see the usage"
+        )),
+    }
+}
+
+/// The `--help` text: what the service does and every variable it reads.
+pub fn help_text(binary: &str, about: &str, vars: &[Var]) -> String {
+    let mut out = format!(
+        "{binary} {}\n{about}\n\nUSAGE:\n    {binary}               run the service\n    {binary} healthcheck   exit 0 when the running service answers grpc.health.v1\n    {binary} --help        this text\n\nENVIRONMENT (unset or empty means the default):\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    for var in vars.iter().chain(COMMON_VARS) {
+        let _ = writeln!(out, "    {}", var.name);
+        let _ = writeln!(out, "        {}", var.help);
+        if !var.default.is_empty() {
+            let _ = writeln!(out, "        default: {}", var.default);
+        }
+    }
+    out
+}
+
+/// Variables every service reads.
+pub const COMMON_VARS: &[Var] = &[
+    Var {
+        name: "RUST_LOG",
+        default: "info",
+        help: "log filter, e.g. debug or dispatcher=debug,info",
+    },
+    Var {
+        name: "LOG_FORMAT",
+        default: "text",
+        help: "text, or json for one JSON object per line",
+    },
+];
+
+/// Prints one line on stderr and exits with [`EXIT_USAGE`].
+pub fn exit_usage(binary: &str, message: impl std::fmt::Display) -> ! {
+    eprintln!("{binary}: {message}");
+    std::process::exit(EXIT_USAGE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> Env<impl Fn(&str) -> Option<String>> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Env::new(move |k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn blank_values_fall_back_to_the_default() {
+        let env = env(&[("A", "  "), ("B", " 7 ")]);
+        assert_eq!(env.parse::<u32>("A", 3), Ok(3));
+        assert_eq!(env.parse::<u32>("B", 3), Ok(7));
+        assert_eq!(env.string("MISSING", "x"), "x");
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let env = env(&[("N", "ten"), ("U", "ftp://x"), ("F", "maybe")]);
+        let err = env.parse::<u32>("N", 1).unwrap_err();
+        assert!(err.to_string().starts_with("N=\"ten\" is invalid"), "{err}");
+        assert!(env.url("U", "http://a:1").is_err());
+        assert!(env.bool("F", true).is_err());
+        assert_eq!(env.url("V", "http://a:1/").unwrap(), "http://a:1");
+    }
+
+    #[test]
+    fn arguments() {
+        let args = |a: &[&str]| parse_args(a.iter().map(|s| (*s).to_owned()));
+        assert_eq!(args(&["bin"]), Ok(Command::Run));
+        assert_eq!(args(&["bin", "--help"]), Ok(Command::Help));
+        assert_eq!(args(&["bin", "healthcheck"]), Ok(Command::Healthcheck));
+        assert!(args(&["bin", "--frobnicate"]).is_err());
+    }
+}

@@ -1,0 +1,55 @@
+//! grpc.health.v1 wiring shared by the gRPC services.
+
+use std::time::Duration;
+
+use tonic::transport::Endpoint;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::health_server::{Health, HealthServer};
+use tonic_health::server::HealthReporter;
+
+/// A health service that reports `service` (and the whole server) as serving.
+pub async fn serving<S: tonic::server::NamedService>() -> (HealthReporter, HealthServer<impl Health>)
+{
+    let (reporter, service) = tonic_health::server::health_reporter();
+    reporter.set_serving::<S>().await;
+    (reporter, service)
+}
+
+/// Asks the server at `url` whether it is serving (the empty service name: the whole
+/// server). Used by the `healthcheck` subcommands and by tests waiting for readiness.
+pub async fn check(url: &str, timeout: Duration) -> Result<bool, String> {
+    let endpoint = Endpoint::from_shared(url.to_owned())
+        .map_err(|e| format!("invalid address {url}: {e}"))?
+        .connect_timeout(timeout)
+        .timeout(timeout);
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| format!("cannot connect to {url}: {e}"))?;
+    let mut client = HealthClient::new(channel);
+    let mut request = tonic::Request::new(HealthCheckRequest {
+        service: String::new(),
+    });
+    request.set_timeout(timeout);
+    let response = client
+        .check(request)
+        .await
+        .map_err(|status| format!("health check failed: {}", status.message()))?;
+    Ok(response.into_inner().status == ServingStatus::Serving as i32)
+}
+
+/// The address to reach a server bound to `addr` from the same machine: a wildcard
+/// bind (`0.0.0.0`, `::`) is reached on loopback.
+pub fn local_addr(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    let ip = if addr.ip().is_unspecified() {
+        match addr {
+            std::net::SocketAddr::V4(_) => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            std::net::SocketAddr::V6(_) => std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        }
+    } else {
+        addr.ip()
+    };
+    std::net::SocketAddr::new(ip, addr.port())
+}

@@ -1,0 +1,36 @@
+//! Service contracts of AbTrack Notify and the few helpers every service shares.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod health;
+pub mod phone;
+pub mod shutdown;
+pub mod telemetry;
+pub mod time;
+
+/// The job queue contract (`abtrack.dispatcher.v1`).
+pub mod dispatcher {
+    #[allow(clippy::all, missing_docs)]
+    pub mod v1 {
+        tonic::include_proto!("abtrack.dispatcher.v1");
+    }
+}
+
+/// The WhatsApp gateway contract (`abtrack.gateway.v1`).
+pub mod gateway {
+    #[allow(clippy::all, missing_docs)]
+    pub mod v1 {
+        tonic::include_proto!("abtrack.gateway.v1");
+    }
+}
+
+/// The outcome logger contract (`abtrack.logger.v1`).
+pub mod logger {
+    #[allow(clippy::all, missing_docs)]
+    pub mod v1 {
+        tonic::include_proto!("abtrack.logger.v1");
+    }
+}
+
+pub use phone::{Jid, PhoneError, mask_phone, normalize_recipient};
+pub use shutdown::shutdown_signal;

@@ -1,0 +1,223 @@
+//! The gateway's configuration, read from `WA_*` environment variables.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use abtrack_proto::config::{ConfigError, Env, Var};
+
+pub const VARS: &[Var] = &[
+    Var {
+        name: "WA_ADDR",
+        default: "127.0.0.1:50052",
+        help: "gRPC listen address",
+    },
+    Var {
+        name: "WA_MODE",
+        default: "dry-run",
+        help: "dry-run: accept messages and append them to WA_DRY_RUN_FILE; nothing reaches WhatsApp",
+    },
+    Var {
+        name: "WA_DATA_DIR",
+        default: "data/wa-gateway",
+        help: "folder for the send log (job id -> message id) and the session",
+    },
+    Var {
+        name: "WA_DRY_RUN_FILE",
+        default: "<WA_DATA_DIR>/dry-run.jsonl",
+        help: "dry-run mode: the JSONL file every accepted message is appended to",
+    },
+    Var {
+        name: "WA_DRY_RUN_NOT_ON_WHATSAPP",
+        default: "",
+        help: "dry-run mode: comma-separated numbers to report as not on WhatsApp",
+    },
+    Var {
+        name: "WA_DRY_RUN_RECEIPTS",
+        default: "false",
+        help: "dry-run mode: emit a delivery and a read receipt shortly after each message",
+    },
+    Var {
+        name: "WA_DEFAULT_COUNTRY_CODE",
+        default: "62",
+        help: "country code that replaces the leading 0 of local numbers",
+    },
+    Var {
+        name: "WA_MIN_INTERVAL_MS",
+        default: "3000",
+        help: "pacing: least time between two sends from this account (0 allowed)",
+    },
+    Var {
+        name: "WA_JITTER_MS",
+        default: "2000",
+        help: "pacing: random extra wait, up to this much, added to each interval (0 allowed)",
+    },
+    Var {
+        name: "WA_DAILY_CAP",
+        default: "0",
+        help: "pacing: most sends in any 24 hours; 0 means no cap",
+    },
+    Var {
+        name: "WA_CHECK_CACHE_SECS",
+        default: "21600",
+        help: "how long an is-on-WhatsApp answer is reused",
+    },
+];
+
+/// How the gateway talks to WhatsApp.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Messages are appended to a JSONL file; nothing is sent.
+    DryRun,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub mode: Mode,
+    pub data_dir: PathBuf,
+    pub dry_run_file: PathBuf,
+    pub dry_run_not_on_whatsapp: Vec<String>,
+    pub dry_run_receipts: bool,
+    pub default_country_code: String,
+    pub min_interval: Duration,
+    pub jitter: Duration,
+    pub daily_cap: u32,
+    pub check_cache_ttl: Duration,
+}
+
+impl Config {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env::new(lookup);
+        let mode = match env.string("WA_MODE", "dry-run").as_str() {
+            "dry-run" => Mode::DryRun,
+            other => {
+                return Err(ConfigError::new(
+                    "WA_MODE",
+                    other,
+                    "this build supports only dry-run",
+                ));
+            }
+        };
+        let data_dir = PathBuf::from(env.string("WA_DATA_DIR", "data/wa-gateway"));
+        let dry_run_file = env
+            .get("WA_DRY_RUN_FILE")
+            .map_or_else(|| data_dir.join("dry-run.jsonl"), PathBuf::from);
+        let default_country_code = env.string("WA_DEFAULT_COUNTRY_CODE", "62");
+        let code_ok = (1..=3).contains(&default_country_code.len())
+            && default_country_code.bytes().all(|b| b.is_ascii_digit())
+            && !default_country_code.starts_with('0');
+        if !code_ok {
+            return Err(ConfigError::new(
+                "WA_DEFAULT_COUNTRY_CODE",
+                &default_country_code,
+                "expected 1 to 3 digits not starting with 0, e.g. 62",
+            ));
+        }
+        let not_on_whatsapp = env
+            .string("WA_DRY_RUN_NOT_ON_WHATSAPP", "")
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                abtrack_proto::normalize_recipient(s, &default_country_code)
+                    .map(|jid| jid.to_string())
+                    .map_err(|e| ConfigError::new("WA_DRY_RUN_NOT_ON_WHATSAPP", s, e.to_string()))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            addr: env.addr("WA_ADDR", "127.0.0.1:50052")?,
+            mode,
+            data_dir,
+            dry_run_file,
+            dry_run_not_on_whatsapp: not_on_whatsapp,
+            dry_run_receipts: env.bool("WA_DRY_RUN_RECEIPTS", false)?,
+            default_country_code,
+            min_interval: env.millis("WA_MIN_INTERVAL_MS", Duration::from_secs(3))?,
+            jitter: env.millis("WA_JITTER_MS", Duration::from_secs(2))?,
+            daily_cap: env.parse("WA_DAILY_CAP", 0)?,
+            check_cache_ttl: env.secs("WA_CHECK_CACHE_SECS", Duration::from_secs(6 * 3600))?,
+        })
+    }
+
+    /// Logs every chosen value once at start.
+    pub fn log(&self) {
+        tracing::info!(
+            addr = %self.addr,
+            mode = ?self.mode,
+            data_dir = %self.data_dir.display(),
+            dry_run_file = %self.dry_run_file.display(),
+            dry_run_receipts = self.dry_run_receipts,
+            default_country_code = %self.default_country_code,
+            min_interval_ms = self.min_interval.as_millis() as u64,
+            jitter_ms = self.jitter.as_millis() as u64,
+            daily_cap = self.daily_cap,
+            check_cache_secs = self.check_cache_ttl.as_secs(),
+            "configuration"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<&str, &str> = pairs.iter().copied().collect();
+        Config::from_lookup(|k| map.get(k).map(|v| (*v).to_owned()))
+    }
+
+    #[test]
+    fn defaults() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.addr.port(), 50052);
+        assert_eq!(c.mode, Mode::DryRun);
+        assert_eq!(
+            c.dry_run_file,
+            PathBuf::from("data/wa-gateway/dry-run.jsonl")
+        );
+        assert_eq!(c.min_interval, Duration::from_secs(3));
+        assert_eq!(c.daily_cap, 0);
+    }
+
+    #[test]
+    fn rejects_bad_values_by_name() {
+        assert_eq!(
+            config(&[("WA_MODE", "carrier-pigeon")]).unwrap_err().name,
+            "WA_MODE"
+        );
+        assert_eq!(
+            config(&[("WA_DEFAULT_COUNTRY_CODE", "0")])
+                .unwrap_err()
+                .name,
+            "WA_DEFAULT_COUNTRY_CODE"
+        );
+        assert_eq!(
+            config(&[("WA_MIN_INTERVAL_MS", "-1")]).unwrap_err().name,
+            "WA_MIN_INTERVAL_MS"
+        );
+        assert_eq!(
+            config(&[("WA_DRY_RUN_NOT_ON_WHATSAPP", "0812,abc")])
+                .unwrap_err()
+                .name,
+            "WA_DRY_RUN_NOT_ON_WHATSAPP"
+        );
+    }
+
+    #[test]
+    fn not_on_whatsapp_numbers_are_normalised() {
+        let c = config(&[(
+            "WA_DRY_RUN_NOT_ON_WHATSAPP",
+            "0812-0000-0000, +6281111111111",
+        )])
+        .unwrap();
+        assert_eq!(
+            c.dry_run_not_on_whatsapp,
+            vec![
+                "6281200000000@s.whatsapp.net",
+                "6281111111111@s.whatsapp.net"
+            ]
+        );
+    }
+}

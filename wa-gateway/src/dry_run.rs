@@ -1,0 +1,212 @@
+//! The dry-run messenger (`WA_MODE=dry-run`): accepts every message and appends it to
+//! a JSONL file, which end-to-end and chaos tests count. Nothing reaches WhatsApp.
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{broadcast, watch};
+
+use abtrack_proto::Jid;
+use abtrack_proto::time::now_ms;
+
+use crate::error::{Error, Result};
+use crate::messenger::{ConnectionState, Messenger, MessengerEvent, Outgoing, ReceiptKind, Status};
+
+/// How long after a send the simulated receipts arrive.
+const RECEIPT_DELAY: Duration = Duration::from_millis(200);
+
+pub struct DryRunMessenger {
+    path: PathBuf,
+    file: Arc<Mutex<File>>,
+    written: Arc<Mutex<HashSet<String>>>,
+    not_on_whatsapp: HashSet<String>,
+    receipts: bool,
+    state: watch::Sender<ConnectionState>,
+    events: broadcast::Sender<MessengerEvent>,
+}
+
+impl DryRunMessenger {
+    /// Opens the JSONL file, remembering the message ids it already holds so a
+    /// message is never written twice.
+    pub fn open(path: &Path, not_on_whatsapp: Vec<String>, receipts: bool) -> Result<Self> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut written = HashSet::new();
+        if path.exists() {
+            for line in BufReader::new(File::open(path)?).lines() {
+                let line = line?;
+                // A line cut short by a crash has no complete record; skip it.
+                if let Ok(value) = serde_json::from_str::<serde_json::Value>(&line)
+                    && let Some(id) = value.get("message_id").and_then(|v| v.as_str())
+                {
+                    written.insert(id.to_owned());
+                }
+            }
+        }
+        let mut file = OpenOptions::new().create(true).append(true).open(path)?;
+        // Start on a fresh line even if the last write was cut short.
+        if std::fs::metadata(path)?.len() > 0 {
+            let content = std::fs::read(path)?;
+            if content.last() != Some(&b'\n') {
+                file.write_all(b"\n")?;
+            }
+        }
+        let state = ConnectionState::new(
+            Status::Connected,
+            "dry-run",
+            format!(
+                "dry-run mode: messages are written to {}, nothing reaches WhatsApp",
+                path.display()
+            ),
+        );
+        Ok(Self {
+            path: path.to_owned(),
+            file: Arc::new(Mutex::new(file)),
+            written: Arc::new(Mutex::new(written)),
+            not_on_whatsapp: not_on_whatsapp.into_iter().collect(),
+            receipts,
+            state: watch::Sender::new(state),
+            events: broadcast::Sender::new(1024),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[async_trait]
+impl Messenger for DryRunMessenger {
+    fn state(&self) -> watch::Receiver<ConnectionState> {
+        self.state.subscribe()
+    }
+
+    fn events(&self) -> broadcast::Receiver<MessengerEvent> {
+        self.events.subscribe()
+    }
+
+    async fn is_on_whatsapp(&self, jid: &Jid) -> Result<bool> {
+        Ok(!self.not_on_whatsapp.contains(&jid.to_string()))
+    }
+
+    async fn send_text(&self, message: &Outgoing) -> Result<()> {
+        let line = serde_json::json!({
+            "at": abtrack_proto::time::rfc3339(now_ms()),
+            "job_id": message.job_id,
+            "message_id": message.message_id,
+            "to": message.to.to_string(),
+            "text": message.text,
+        })
+        .to_string();
+        let file = Arc::clone(&self.file);
+        let written = Arc::clone(&self.written);
+        let id = message.message_id.clone();
+        let fresh = tokio::task::spawn_blocking(move || -> std::io::Result<bool> {
+            let mut written = written.lock().unwrap_or_else(|p| p.into_inner());
+            if written.contains(&id) {
+                return Ok(false);
+            }
+            let mut file = file.lock().unwrap_or_else(|p| p.into_inner());
+            file.write_all(format!("{line}\n").as_bytes())?;
+            file.sync_data()?;
+            written.insert(id);
+            Ok(true)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("dry-run write task failed: {e}")))??;
+        if fresh && self.receipts {
+            let events = self.events.clone();
+            let message_id = message.message_id.clone();
+            tokio::spawn(async move {
+                for kind in [ReceiptKind::Delivered, ReceiptKind::Read] {
+                    tokio::time::sleep(RECEIPT_DELAY).await;
+                    let _ = events.send(MessengerEvent::Receipt {
+                        message_id: message_id.clone(),
+                        kind,
+                        at: now_ms(),
+                    });
+                }
+            });
+        }
+        Ok(())
+    }
+
+    async fn request_pair_code(&self, _phone_digits: &str) -> Result<String> {
+        Err(Error::Unsupported(
+            "dry-run mode has no WhatsApp session to link".into(),
+        ))
+    }
+
+    async fn logout(&self) -> Result<()> {
+        // There is no session; the state stays connected.
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outgoing(job: &str, id: &str) -> Outgoing {
+        Outgoing {
+            job_id: job.into(),
+            message_id: id.into(),
+            to: Jid::User("6281234567890".into()),
+            text: "Ananda hadir pukul 07:02".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_each_message_id_once_across_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        {
+            let m = DryRunMessenger::open(&path, vec![], false).unwrap();
+            m.send_text(&outgoing("a", "1")).await.unwrap();
+            m.send_text(&outgoing("a", "1")).await.unwrap();
+            m.send_text(&outgoing("b", "2")).await.unwrap();
+        }
+        // A torn last line, as a crash mid-write leaves it.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"job_id\":\"c\",\"mess").unwrap();
+        drop(f);
+        let m = DryRunMessenger::open(&path, vec![], false).unwrap();
+        m.send_text(&outgoing("b", "2")).await.unwrap();
+        m.send_text(&outgoing("c", "3")).await.unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let ids: Vec<String> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|v| v["message_id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(ids, ["1", "2", "3"]);
+    }
+
+    #[tokio::test]
+    async fn reports_listed_numbers_as_not_on_whatsapp() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = DryRunMessenger::open(
+            &dir.path().join("x.jsonl"),
+            vec!["6281200000000@s.whatsapp.net".into()],
+            false,
+        )
+        .unwrap();
+        assert!(
+            !m.is_on_whatsapp(&Jid::User("6281200000000".into()))
+                .await
+                .unwrap()
+        );
+        assert!(
+            m.is_on_whatsapp(&Jid::User("6281200000001".into()))
+                .await
+                .unwrap()
+        );
+        assert_eq!(m.state().borrow().status, Status::Connected);
+    }
+}

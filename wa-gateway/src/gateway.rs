@@ -1,0 +1,332 @@
+//! The gateway's core: the send flow (state check, number check, pacing, the
+//! idempotency log, the messenger) and the events it publishes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, watch};
+use tokio::time::Instant;
+
+use abtrack_proto::time::now_ms;
+use abtrack_proto::{Jid, mask_phone, normalize_recipient};
+
+use crate::error::{Error, Result};
+use crate::messenger::{ConnectionState, Messenger, MessengerEvent, Outgoing, ReceiptKind, Status};
+use crate::pacing::{Pacer, PacingConfig};
+use crate::sendlog::{Entry, SendLog};
+
+/// WhatsApp's own limit on a text message.
+pub const MAX_MESSAGE_CHARS: usize = 65_536;
+
+/// What a send needs at most once its slot has come; a slot later than the deadline
+/// minus this is refused up front.
+const SEND_TIME: Duration = Duration::from_millis(500);
+
+/// An event for `Watch` subscribers (the state travels on its own channel).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Qr {
+        code: String,
+        expires_at: i64,
+    },
+    PairCode {
+        code: String,
+        expires_at: i64,
+    },
+    Receipt {
+        job_id: String,
+        message_id: String,
+        kind: ReceiptKind,
+        at: i64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendOutcome {
+    pub message_id: String,
+    pub recipient: String,
+    pub sent_at: i64,
+    pub duplicate: bool,
+}
+
+pub struct GatewaySettings {
+    pub default_country_code: String,
+    pub pacing: PacingConfig,
+    pub check_cache_ttl: Duration,
+}
+
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    messenger: Arc<dyn Messenger>,
+    log: SendLog,
+    /// Also the lock that keeps one send at a time per session.
+    pacer: tokio::sync::Mutex<Pacer>,
+    numbers: Mutex<HashMap<String, (bool, Instant)>>,
+    settings: GatewaySettings,
+    events: broadcast::Sender<Event>,
+}
+
+impl Gateway {
+    /// Starts the gateway and the task that turns messenger events into gateway events
+    /// (receipts gain their job id from the send log).
+    pub fn start(messenger: Arc<dyn Messenger>, log: SendLog, settings: GatewaySettings) -> Self {
+        let inner = Arc::new(Inner {
+            pacer: tokio::sync::Mutex::new(Pacer::new(settings.pacing)),
+            messenger,
+            log,
+            numbers: Mutex::new(HashMap::new()),
+            settings,
+            events: broadcast::Sender::new(1024),
+        });
+        tokio::spawn(forward_events(Arc::clone(&inner)));
+        Self { inner }
+    }
+
+    pub fn state(&self) -> watch::Receiver<ConnectionState> {
+        self.inner.messenger.state()
+    }
+
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    /// Sends `text` to `to` for `job_id`, once. The work runs in its own task, so a
+    /// caller that gives up (deadline, dropped connection) never cuts a send in half.
+    pub async fn send(
+        &self,
+        job_id: &str,
+        to: &str,
+        text: &str,
+        deadline: Option<Instant>,
+    ) -> Result<SendOutcome> {
+        let job_id = job_id.trim();
+        if job_id.is_empty() {
+            return Err(Error::InvalidArgument("job_id is empty".into()));
+        }
+        if text.trim().is_empty() {
+            return Err(Error::InvalidArgument("message is empty".into()));
+        }
+        let chars = text.chars().count();
+        if chars > MAX_MESSAGE_CHARS {
+            return Err(Error::InvalidArgument(format!(
+                "message has {chars} characters; WhatsApp allows at most {MAX_MESSAGE_CHARS}"
+            )));
+        }
+        let to = normalize_recipient(to, &self.inner.settings.default_country_code)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let inner = Arc::clone(&self.inner);
+        let (job_id, text) = (job_id.to_owned(), text.to_owned());
+        tokio::spawn(async move { inner.send(job_id, to, text, deadline).await })
+            .await
+            .map_err(|e| Error::Internal(format!("send task failed: {e}")))?
+    }
+
+    /// Normalises `phone` and asks the messenger (through a cache) whether it is on
+    /// WhatsApp.
+    pub async fn check_number(&self, phone: &str) -> Result<(Jid, bool)> {
+        let jid = normalize_recipient(phone, &self.inner.settings.default_country_code)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let on = self.inner.is_on_whatsapp(&jid).await?;
+        Ok((jid, on))
+    }
+
+    pub async fn request_pair_code(&self, phone: &str) -> Result<String> {
+        let jid = normalize_recipient(phone, &self.inner.settings.default_country_code)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        if jid.is_group() {
+            return Err(Error::InvalidArgument("a group cannot be linked".into()));
+        }
+        self.inner.messenger.request_pair_code(jid.user()).await
+    }
+
+    pub async fn logout(&self) -> Result<()> {
+        tracing::info!("session reset requested");
+        self.inner.messenger.logout().await
+    }
+}
+
+impl Inner {
+    async fn send(
+        &self,
+        job_id: String,
+        to: Jid,
+        text: String,
+        deadline: Option<Instant>,
+    ) -> Result<SendOutcome> {
+        let mut pacer = self.pacer.lock().await;
+        let existing = self.log.get(&job_id).await?;
+        if let Some(Entry {
+            message_id,
+            recipient,
+            sent_at: Some(sent_at),
+            ..
+        }) = existing
+        {
+            tracing::info!(job_id = %job_id, message_id = %message_id, "job already sent, answering with its message id");
+            return Ok(SendOutcome {
+                message_id,
+                recipient,
+                sent_at,
+                duplicate: true,
+            });
+        }
+        self.check_state()?;
+        if !to.is_group() && !self.is_on_whatsapp(&to).await? {
+            return Err(Error::NotOnWhatsApp(mask_phone(to.user())));
+        }
+        pacer.wait_turn(deadline, SEND_TIME).await.map_err(|late| {
+            let why = if late.daily_cap_reached {
+                "the daily cap is reached"
+            } else {
+                "pacing"
+            };
+            Error::RateLimited(format!(
+                "{why}: the next send slot is in {}s, past the deadline",
+                late.wait.as_secs()
+            ))
+        })?;
+        let entry = match existing {
+            // The intent was written before and the outcome is unknown: send again under
+            // the same message id, which the messenger treats as the same message.
+            Some(entry) => entry,
+            None => {
+                let entry = Entry {
+                    job_id: job_id.clone(),
+                    message_id: new_message_id(),
+                    recipient: to.to_string(),
+                    sent_at: None,
+                };
+                self.log.write_intent(&entry, now_ms()).await?;
+                entry
+            }
+        };
+        let message = Outgoing {
+            job_id: job_id.clone(),
+            message_id: entry.message_id.clone(),
+            to,
+            text,
+        };
+        pacer.record_send();
+        self.messenger.send_text(&message).await?;
+        let sent_at = now_ms();
+        self.log.mark_sent(&job_id, sent_at).await?;
+        tracing::info!(
+            job_id = %job_id,
+            message_id = %entry.message_id,
+            to = %mask_phone(&entry.recipient),
+            "message sent"
+        );
+        Ok(SendOutcome {
+            message_id: entry.message_id,
+            recipient: entry.recipient,
+            sent_at,
+            duplicate: false,
+        })
+    }
+
+    fn check_state(&self) -> Result<()> {
+        let state = self.messenger.state().borrow().clone();
+        match state.status {
+            Status::Connected => Ok(()),
+            Status::WaitingForQr
+            | Status::WaitingForPairCode
+            | Status::LoggedOut
+            | Status::Replaced
+            | Status::Outdated => Err(Error::NotLinked(format!(
+                "WhatsApp is not linked ({}): {}",
+                status_name(state.status),
+                state.detail
+            ))),
+            Status::Starting | Status::Connecting | Status::Disconnected | Status::Banned => {
+                Err(Error::Unavailable(format!(
+                    "WhatsApp is {}: {}",
+                    status_name(state.status),
+                    state.detail
+                )))
+            }
+        }
+    }
+
+    async fn is_on_whatsapp(&self, jid: &Jid) -> Result<bool> {
+        let key = jid.to_string();
+        let cached = {
+            let numbers = self.numbers.lock().unwrap_or_else(|p| p.into_inner());
+            numbers.get(&key).copied()
+        };
+        if let Some((on, at)) = cached
+            && at.elapsed() < self.settings.check_cache_ttl
+        {
+            return Ok(on);
+        }
+        let on = self.messenger.is_on_whatsapp(jid).await?;
+        let mut numbers = self.numbers.lock().unwrap_or_else(|p| p.into_inner());
+        numbers.insert(key, (on, Instant::now()));
+        Ok(on)
+    }
+}
+
+/// Lower-case name of a status as the API and logs show it.
+pub fn status_name(status: Status) -> &'static str {
+    match status {
+        Status::Starting => "starting",
+        Status::WaitingForQr => "waiting_for_qr",
+        Status::WaitingForPairCode => "waiting_for_pair_code",
+        Status::Connecting => "connecting",
+        Status::Connected => "connected",
+        Status::Disconnected => "disconnected",
+        Status::LoggedOut => "logged_out",
+        Status::Banned => "banned",
+        Status::Replaced => "replaced",
+        Status::Outdated => "outdated",
+    }
+}
+
+/// A message id in the shape WhatsApp Web uses (`3EB0` and upper-case hex).
+fn new_message_id() -> String {
+    let hex = uuid::Uuid::new_v4().simple().to_string().to_uppercase();
+    format!("3EB0{}", &hex[..16])
+}
+
+async fn forward_events(inner: Arc<Inner>) {
+    let mut events = inner.messenger.events();
+    loop {
+        let event = match events.recv().await {
+            Ok(event) => event,
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(skipped = n, "messenger events lagged");
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        let event = match event {
+            MessengerEvent::Qr { code, expires_at } => Event::Qr { code, expires_at },
+            MessengerEvent::PairCode { code, expires_at } => Event::PairCode { code, expires_at },
+            MessengerEvent::Receipt {
+                message_id,
+                kind,
+                at,
+            } => {
+                match inner.log.by_message_id(&message_id).await {
+                    Ok(Some(entry)) => Event::Receipt {
+                        job_id: entry.job_id,
+                        message_id,
+                        kind,
+                        at,
+                    },
+                    // A receipt for a message this gateway did not send.
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot look up a receipt's job");
+                        continue;
+                    }
+                }
+            }
+        };
+        let _ = inner.events.send(event);
+    }
+}

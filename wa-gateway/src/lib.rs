@@ -1,0 +1,91 @@
+//! The WhatsApp gateway: owns the account's one session and sends messages through
+//! it, paced per account and idempotent on the job id.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod dry_run;
+pub mod error;
+pub mod gateway;
+pub mod grpc;
+pub mod messenger;
+pub mod pacing;
+pub mod sendlog;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use abtrack_proto::gateway::v1::gateway_server::GatewayServer;
+
+pub use config::Config;
+pub use error::{Error, Result};
+
+use crate::config::Mode;
+use crate::gateway::{Gateway, GatewaySettings};
+use crate::messenger::Messenger;
+use crate::pacing::PacingConfig;
+use crate::sendlog::SendLog;
+
+/// Runs the gateway on `listener` until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let log = SendLog::open(&config.data_dir.join("sends.sqlite3"))?;
+    let messenger: Arc<dyn Messenger> = match config.mode {
+        Mode::DryRun => {
+            let m = dry_run::DryRunMessenger::open(
+                &config.dry_run_file,
+                config.dry_run_not_on_whatsapp.clone(),
+                config.dry_run_receipts,
+            )?;
+            tracing::warn!(
+                file = %m.path().display(),
+                "dry-run mode: messages are written to a file, nothing reaches WhatsApp"
+            );
+            Arc::new(m)
+        }
+    };
+    let gateway = Gateway::start(
+        messenger,
+        log,
+        GatewaySettings {
+            default_country_code: config.default_country_code.clone(),
+            pacing: PacingConfig {
+                min_interval: config.min_interval,
+                jitter: config.jitter,
+                daily_cap: config.daily_cap,
+            },
+            check_cache_ttl: config.check_cache_ttl,
+        },
+    );
+    let (_health_reporter, health) =
+        abtrack_proto::health::serving::<GatewayServer<grpc::GatewayService>>().await;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "wa-gateway listening");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let mut server_stop = stop_rx.clone();
+    let serve = async move {
+        let result = tonic::transport::Server::builder()
+            .add_service(health)
+            .add_service(GatewayServer::new(grpc::GatewayService::new(gateway)))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                let _ = server_stop.wait_for(|stop| *stop).await;
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "gRPC server failed");
+        }
+    };
+    abtrack_proto::shutdown::with_grace_period(serve, stop_rx).await;
+    tracing::info!("wa-gateway stopped");
+    Ok(())
+}

@@ -1,0 +1,157 @@
+//! The durable job id -> message id log that makes `Send` idempotent across retries
+//! and restarts: the intent (with the message id chosen up front) is written before
+//! sending, the outcome after.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::{Error, Result};
+
+/// One job's entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub job_id: String,
+    pub message_id: String,
+    pub recipient: String,
+    /// Set once the messenger accepted the message; `None` means the intent was
+    /// written and the process may have stopped before or during the send.
+    pub sent_at: Option<i64>,
+}
+
+#[derive(Clone)]
+pub struct SendLog {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl SendLog {
+    /// Opens (or creates) the log at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS sends (
+                job_id     TEXT PRIMARY KEY,
+                message_id TEXT NOT NULL UNIQUE,
+                recipient  TEXT NOT NULL,
+                created_at INTEGER NOT NULL,
+                sent_at    INTEGER
+            );",
+        )?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&conn)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("send log task failed: {e}")))?
+        .map_err(Error::from)
+    }
+
+    pub async fn get(&self, job_id: &str) -> Result<Option<Entry>> {
+        let job_id = job_id.to_owned();
+        self.with(move |conn| {
+            conn.query_row(
+                "SELECT job_id, message_id, recipient, sent_at FROM sends WHERE job_id = ?1",
+                [job_id],
+                row_to_entry,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    pub async fn by_message_id(&self, message_id: &str) -> Result<Option<Entry>> {
+        let message_id = message_id.to_owned();
+        self.with(move |conn| {
+            conn.query_row(
+                "SELECT job_id, message_id, recipient, sent_at FROM sends WHERE message_id = ?1",
+                [message_id],
+                row_to_entry,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    /// Writes the intent to send `job_id` as `message_id`. Keeps an existing intent.
+    pub async fn write_intent(&self, entry: &Entry, now: i64) -> Result<()> {
+        let e = entry.clone();
+        self.with(move |conn| {
+            conn.execute(
+                "INSERT INTO sends (job_id, message_id, recipient, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (job_id) DO NOTHING",
+                params![e.job_id, e.message_id, e.recipient, now],
+            )
+        })
+        .await?;
+        Ok(())
+    }
+
+    pub async fn mark_sent(&self, job_id: &str, sent_at: i64) -> Result<()> {
+        let job_id = job_id.to_owned();
+        self.with(move |conn| {
+            conn.execute(
+                "UPDATE sends SET sent_at = ?2 WHERE job_id = ?1 AND sent_at IS NULL",
+                params![job_id, sent_at],
+            )
+        })
+        .await?;
+        Ok(())
+    }
+}
+
+fn row_to_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
+    Ok(Entry {
+        job_id: row.get(0)?,
+        message_id: row.get(1)?,
+        recipient: row.get(2)?,
+        sent_at: row.get(3)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn intent_then_sent_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sends.sqlite3");
+        let entry = Entry {
+            job_id: "job-1".into(),
+            message_id: "3EB0AA".into(),
+            recipient: "6281234567890@s.whatsapp.net".into(),
+            sent_at: None,
+        };
+        {
+            let log = SendLog::open(&path).unwrap();
+            log.write_intent(&entry, 1).await.unwrap();
+            // A second intent for the same job keeps the first message id.
+            let other = Entry {
+                message_id: "OTHER".into(),
+                ..entry.clone()
+            };
+            log.write_intent(&other, 2).await.unwrap();
+        }
+        let log = SendLog::open(&path).unwrap();
+        assert_eq!(log.get("job-1").await.unwrap(), Some(entry.clone()));
+        log.mark_sent("job-1", 42).await.unwrap();
+        log.mark_sent("job-1", 43).await.unwrap();
+        let got = log.by_message_id("3EB0AA").await.unwrap().unwrap();
+        assert_eq!(got.sent_at, Some(42));
+        assert_eq!(log.get("nope").await.unwrap(), None);
+    }
+}
