@@ -1,1 +1,172 @@
-//! placeholder
+//! The dispatcher: the job queue. Takes jobs, leases them, sends them one at a time
+//! through the gateway, writes outcomes back, retries, and returns expired leases.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod gateway_link;
+pub mod grpc;
+pub mod job;
+pub mod local;
+pub mod logger_link;
+pub mod outcome;
+pub mod pause;
+pub mod queue;
+pub mod worker;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+use tonic::transport::{Channel, Endpoint};
+
+use abtrack_proto::dispatcher::v1::dispatcher_server::DispatcherServer;
+use abtrack_proto::gateway::v1::gateway_client::GatewayClient;
+use abtrack_proto::logger::v1::sheets_logger_client::SheetsLoggerClient;
+use abtrack_proto::time::now_ms;
+
+pub use config::Config;
+pub use error::{Error, Result};
+
+use crate::config::Backend;
+use crate::events::{Events, QueueState};
+use crate::queue::JobQueue;
+use crate::worker::{Worker, WorkerSettings};
+
+/// Runs the dispatcher on `listener` until `shutdown` resolves; the job in flight is
+/// finished first (within the grace period).
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let queue: Arc<dyn JobQueue> = match config.backend {
+        Backend::Local => Arc::new(local::LocalQueue::open(
+            &config.data_dir.join("queue.sqlite3"),
+        )?),
+    };
+    let events = Events::start(
+        Arc::clone(&queue),
+        QueueState {
+            paused: false,
+            gateway_ready: false,
+            waiting_reason: "waiting for the WhatsApp gateway".into(),
+            backend: queue.backend(),
+        },
+    );
+    let pause = pause::PauseSwitch::load(config.data_dir.join("paused"), events.clone());
+    let gateway = GatewayClient::new(lazy_channel(&config.gateway_url)?);
+    let logger = SheetsLoggerClient::new(lazy_channel(&config.logger_url)?);
+    let readiness =
+        gateway_link::watch_gateway(gateway.clone(), Arc::clone(&queue), events.clone());
+    tokio::spawn(mirror_readiness(readiness.clone(), events.clone()));
+    let recorder = logger_link::Recorder::start(logger, Arc::clone(&queue));
+    let wake = Arc::new(Notify::new());
+    tokio::spawn(sweep(
+        Arc::clone(&queue),
+        events.clone(),
+        recorder.clone(),
+        Arc::clone(&wake),
+        config.sweep_interval,
+        config.max_attempts,
+    ));
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let worker = Worker {
+        queue: Arc::clone(&queue),
+        gateway,
+        recorder,
+        events: events.clone(),
+        readiness,
+        paused: pause.subscribe(),
+        wake: Arc::clone(&wake),
+        settings: WorkerSettings {
+            owner: config.owner.clone(),
+            lease: config.lease,
+            send_timeout: config.send_timeout,
+            max_attempts: config.max_attempts,
+            backoff_base: config.backoff_base,
+            backoff_max: config.backoff_max,
+            rate_limit_delay: config.rate_limit_delay,
+            poll_interval: config.poll_interval,
+        },
+    };
+    let worker = tokio::spawn(worker.run(stop_rx));
+
+    let (_health_reporter, health) =
+        abtrack_proto::health::serving::<DispatcherServer<grpc::DispatcherService>>().await;
+    let service = grpc::DispatcherService {
+        queue,
+        events,
+        wake,
+        pause,
+    };
+    let router = tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(DispatcherServer::new(service));
+    tracing::info!(addr = %listener.local_addr()?, "dispatcher listening");
+    abtrack_proto::shutdown::serve_grpc(router, listener, shutdown).await;
+    let _ = stop_tx.send(true);
+    if tokio::time::timeout(abtrack_proto::shutdown::GRACE_PERIOD, worker)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "the job in flight did not finish in time; its lease will expire and it will be retried"
+        );
+    }
+    tracing::info!("dispatcher stopped");
+    Ok(())
+}
+
+fn lazy_channel(url: &str) -> Result<Channel> {
+    Ok(Endpoint::from_shared(url.to_owned())
+        .map_err(|e| Error::Internal(format!("invalid address {url}: {e}")))?
+        .connect_timeout(Duration::from_secs(5))
+        .connect_lazy())
+}
+
+/// Keeps the queue state's gateway fields in step with the gateway's readiness.
+async fn mirror_readiness(mut readiness: watch::Receiver<gateway_link::Readiness>, events: Events) {
+    loop {
+        let current = readiness.borrow_and_update().clone();
+        events.update_state(|s| {
+            s.gateway_ready = current.ready;
+            s.waiting_reason = current.reason.clone();
+        });
+        if readiness.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Returns expired leases to pending: the crash case.
+async fn sweep(
+    queue: Arc<dyn JobQueue>,
+    events: Events,
+    recorder: logger_link::Recorder,
+    wake: Arc<Notify>,
+    interval: Duration,
+    max_attempts: u32,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    loop {
+        ticker.tick().await;
+        match queue.sweep_expired(now_ms(), max_attempts).await {
+            Ok(jobs) if !jobs.is_empty() => {
+                tracing::warn!(count = jobs.len(), "expired leases returned to the queue");
+                for job in &jobs {
+                    events.job_changed(job);
+                }
+                recorder.outcome_written();
+                wake.notify_one();
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "cannot sweep expired leases"),
+        }
+    }
+}

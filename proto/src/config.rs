@@ -185,6 +185,32 @@ pub fn exit_usage(binary: &str, message: impl std::fmt::Display) -> ! {
     std::process::exit(EXIT_USAGE)
 }
 
+/// What every binary does first: answers `--help` and `--version` and exits, and
+/// reads the configuration, exiting with [`EXIT_USAGE`] and one line on stderr when
+/// it is bad. Returns what to do (run or healthcheck) and the configuration.
+pub fn startup<C>(
+    binary: &str,
+    about: &str,
+    vars: &[Var],
+    load: impl FnOnce() -> Result<C, ConfigError>,
+) -> (Command, C) {
+    let command = parse_args(std::env::args()).unwrap_or_else(|e| exit_usage(binary, e));
+    match command {
+        Command::Help => {
+            print!("{}", help_text(binary, about, vars));
+            std::process::exit(0)
+        }
+        Command::Version => {
+            println!("{binary} {}", env!("CARGO_PKG_VERSION"));
+            std::process::exit(0)
+        }
+        Command::Run | Command::Healthcheck => {}
+    }
+    let config =
+        load().unwrap_or_else(|e| exit_usage(binary, format!("invalid configuration: {e}")));
+    (command, config)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

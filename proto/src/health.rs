@@ -53,3 +53,15 @@ pub fn local_addr(addr: std::net::SocketAddr) -> std::net::SocketAddr {
     };
     std::net::SocketAddr::new(ip, addr.port())
 }
+
+/// The `healthcheck` subcommand of a gRPC service: exits 0 when the service listening
+/// on `addr` answers that it is serving, 1 otherwise.
+pub async fn exit_with_grpc_health(binary: &str, addr: std::net::SocketAddr) -> ! {
+    let url = format!("http://{}", local_addr(addr));
+    match check(&url, Duration::from_secs(3)).await {
+        Ok(true) => std::process::exit(0),
+        Ok(false) => eprintln!("{binary}: unhealthy: not serving"),
+        Err(e) => eprintln!("{binary}: unhealthy: {e}"),
+    }
+    std::process::exit(1)
+}

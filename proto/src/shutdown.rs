@@ -50,3 +50,28 @@ where
         );
     }
 }
+
+/// Serves a gRPC router on `listener` until `shutdown` resolves, then lets in-flight
+/// calls finish for at most the grace period.
+pub async fn serve_grpc(
+    router: tonic::transport::server::Router,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let mut server_stop = stop_rx.clone();
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let serve = async move {
+        let stopped = async move {
+            let _ = server_stop.wait_for(|stop| *stop).await;
+        };
+        if let Err(e) = router.serve_with_incoming_shutdown(incoming, stopped).await {
+            tracing::error!(error = %e, "gRPC server failed");
+        }
+    };
+    with_grace_period(serve, stop_rx).await;
+}

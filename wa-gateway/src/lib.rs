@@ -15,7 +15,6 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use abtrack_proto::gateway::v1::gateway_server::GatewayServer;
 
@@ -67,25 +66,10 @@ pub async fn run(
         abtrack_proto::health::serving::<GatewayServer<grpc::GatewayService>>().await;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "wa-gateway listening");
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    let mut server_stop = stop_rx.clone();
-    let serve = async move {
-        let result = tonic::transport::Server::builder()
-            .add_service(health)
-            .add_service(GatewayServer::new(grpc::GatewayService::new(gateway)))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-                let _ = server_stop.wait_for(|stop| *stop).await;
-            })
-            .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "gRPC server failed");
-        }
-    };
-    abtrack_proto::shutdown::with_grace_period(serve, stop_rx).await;
+    let router = tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(GatewayServer::new(grpc::GatewayService::new(gateway)));
+    abtrack_proto::shutdown::serve_grpc(router, listener, shutdown).await;
     tracing::info!("wa-gateway stopped");
     Ok(())
 }

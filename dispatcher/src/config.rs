@@ -1,0 +1,235 @@
+//! The dispatcher's configuration, read from `DISPATCHER_*` environment variables.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use abtrack_proto::config::{ConfigError, Env, Var};
+
+pub const VARS: &[Var] = &[
+    Var {
+        name: "DISPATCHER_ADDR",
+        default: "127.0.0.1:50051",
+        help: "gRPC listen address",
+    },
+    Var {
+        name: "QUEUE",
+        default: "local",
+        help: "job queue backend: local (embedded SQLite)",
+    },
+    Var {
+        name: "DISPATCHER_DATA_DIR",
+        default: "data/dispatcher",
+        help: "folder for the local queue and the pause switch",
+    },
+    Var {
+        name: "DISPATCHER_GATEWAY_URL",
+        default: "http://127.0.0.1:50052",
+        help: "the wa-gateway's gRPC address",
+    },
+    Var {
+        name: "DISPATCHER_LOGGER_URL",
+        default: "http://127.0.0.1:50053",
+        help: "the sheets-logger's gRPC address",
+    },
+    Var {
+        name: "DISPATCHER_ID",
+        default: "<hostname>-<pid>",
+        help: "lease owner name; unique per running dispatcher",
+    },
+    Var {
+        name: "DISPATCHER_LEASE_SECS",
+        default: "120",
+        help: "how long a dispatcher owns a job it took; must exceed the send timeout",
+    },
+    Var {
+        name: "DISPATCHER_SEND_TIMEOUT_SECS",
+        default: "60",
+        help: "deadline of one gateway Send, pacing wait included",
+    },
+    Var {
+        name: "DISPATCHER_MAX_ATTEMPTS",
+        default: "5",
+        help: "attempts before a job that keeps failing transiently ends failed",
+    },
+    Var {
+        name: "DISPATCHER_BACKOFF_BASE_SECS",
+        default: "10",
+        help: "first retry delay; doubles each attempt, with jitter",
+    },
+    Var {
+        name: "DISPATCHER_BACKOFF_MAX_SECS",
+        default: "600",
+        help: "longest retry delay",
+    },
+    Var {
+        name: "DISPATCHER_RATE_LIMIT_DELAY_SECS",
+        default: "30",
+        help: "how long a job waits when the gateway's pacing or daily cap refuses it",
+    },
+    Var {
+        name: "DISPATCHER_SWEEP_INTERVAL_SECS",
+        default: "15",
+        help: "how often expired leases are returned to pending",
+    },
+    Var {
+        name: "DISPATCHER_POLL_INTERVAL_SECS",
+        default: "5",
+        help: "longest time the worker sleeps without looking at the queue",
+    },
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    Local,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub backend: Backend,
+    pub data_dir: PathBuf,
+    pub gateway_url: String,
+    pub logger_url: String,
+    pub owner: String,
+    pub lease: Duration,
+    pub send_timeout: Duration,
+    pub max_attempts: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    pub rate_limit_delay: Duration,
+    pub sweep_interval: Duration,
+    pub poll_interval: Duration,
+}
+
+impl Config {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env::new(lookup);
+        let backend = match env.string("QUEUE", "local").as_str() {
+            "local" => Backend::Local,
+            other => {
+                return Err(ConfigError::new(
+                    "QUEUE",
+                    other,
+                    "this build supports only local",
+                ));
+            }
+        };
+        let owner = env.get("DISPATCHER_ID").unwrap_or_else(default_owner);
+        let config = Self {
+            addr: env.addr("DISPATCHER_ADDR", "127.0.0.1:50051")?,
+            backend,
+            data_dir: PathBuf::from(env.string("DISPATCHER_DATA_DIR", "data/dispatcher")),
+            gateway_url: env.url("DISPATCHER_GATEWAY_URL", "http://127.0.0.1:50052")?,
+            logger_url: env.url("DISPATCHER_LOGGER_URL", "http://127.0.0.1:50053")?,
+            owner,
+            lease: env.secs("DISPATCHER_LEASE_SECS", Duration::from_secs(120))?,
+            send_timeout: env.secs("DISPATCHER_SEND_TIMEOUT_SECS", Duration::from_secs(60))?,
+            max_attempts: env.parse("DISPATCHER_MAX_ATTEMPTS", 5)?,
+            backoff_base: env.secs("DISPATCHER_BACKOFF_BASE_SECS", Duration::from_secs(10))?,
+            backoff_max: env.secs("DISPATCHER_BACKOFF_MAX_SECS", Duration::from_secs(600))?,
+            rate_limit_delay: env
+                .secs("DISPATCHER_RATE_LIMIT_DELAY_SECS", Duration::from_secs(30))?,
+            sweep_interval: env.secs("DISPATCHER_SWEEP_INTERVAL_SECS", Duration::from_secs(15))?,
+            poll_interval: env.secs("DISPATCHER_POLL_INTERVAL_SECS", Duration::from_secs(5))?,
+        };
+        if config.send_timeout.is_zero() || config.send_timeout >= config.lease {
+            return Err(ConfigError::new(
+                "DISPATCHER_SEND_TIMEOUT_SECS",
+                &config.send_timeout.as_secs().to_string(),
+                format!(
+                    "must be above 0 and below DISPATCHER_LEASE_SECS ({}), so a lease never expires during a send",
+                    config.lease.as_secs()
+                ),
+            ));
+        }
+        if config.max_attempts == 0 {
+            return Err(ConfigError::new(
+                "DISPATCHER_MAX_ATTEMPTS",
+                "0",
+                "must be at least 1",
+            ));
+        }
+        for (name, value) in [
+            ("DISPATCHER_SWEEP_INTERVAL_SECS", config.sweep_interval),
+            ("DISPATCHER_POLL_INTERVAL_SECS", config.poll_interval),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::new(name, "0", "must be at least 1"));
+            }
+        }
+        Ok(config)
+    }
+
+    pub fn log(&self) {
+        tracing::info!(
+            addr = %self.addr,
+            backend = ?self.backend,
+            data_dir = %self.data_dir.display(),
+            gateway_url = %self.gateway_url,
+            logger_url = %self.logger_url,
+            owner = %self.owner,
+            lease_secs = self.lease.as_secs(),
+            send_timeout_secs = self.send_timeout.as_secs(),
+            max_attempts = self.max_attempts,
+            backoff_base_secs = self.backoff_base.as_secs(),
+            backoff_max_secs = self.backoff_max.as_secs(),
+            rate_limit_delay_secs = self.rate_limit_delay.as_secs(),
+            sweep_interval_secs = self.sweep_interval.as_secs(),
+            poll_interval_secs = self.poll_interval.as_secs(),
+            "configuration"
+        );
+    }
+}
+
+fn default_owner() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "dispatcher".into());
+    format!("{host}-{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<&str, &str> = pairs.iter().copied().collect();
+        Config::from_lookup(|k| map.get(k).map(|v| (*v).to_owned()))
+    }
+
+    #[test]
+    fn defaults_keep_the_send_inside_the_lease() {
+        let c = config(&[]).unwrap();
+        assert!(c.send_timeout < c.lease);
+        assert_eq!(c.backend, Backend::Local);
+        assert_eq!(c.gateway_url, "http://127.0.0.1:50052");
+    }
+
+    #[test]
+    fn a_send_timeout_as_long_as_the_lease_is_refused() {
+        let err = config(&[
+            ("DISPATCHER_LEASE_SECS", "30"),
+            ("DISPATCHER_SEND_TIMEOUT_SECS", "30"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.name, "DISPATCHER_SEND_TIMEOUT_SECS");
+        assert_eq!(config(&[("QUEUE", "redis")]).unwrap_err().name, "QUEUE");
+        assert_eq!(
+            config(&[("DISPATCHER_MAX_ATTEMPTS", "0")])
+                .unwrap_err()
+                .name,
+            "DISPATCHER_MAX_ATTEMPTS"
+        );
+        assert_eq!(
+            config(&[("DISPATCHER_GATEWAY_URL", "localhost:1")])
+                .unwrap_err()
+                .name,
+            "DISPATCHER_GATEWAY_URL"
+        );
+    }
+}

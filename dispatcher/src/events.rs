@@ -1,0 +1,93 @@
+//! The dispatcher's live view for `Watch`: job changes as they happen, queue counts
+//! (coalesced), and the queue state (paused, gateway ready).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, broadcast, watch};
+
+use crate::job::{Counts, Job};
+use crate::queue::JobQueue;
+
+/// How often counts are recomputed at most while jobs change.
+const COUNTS_INTERVAL: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueState {
+    pub paused: bool,
+    pub gateway_ready: bool,
+    pub waiting_reason: String,
+    pub backend: &'static str,
+}
+
+#[derive(Clone)]
+pub struct Events {
+    jobs: broadcast::Sender<Job>,
+    counts: watch::Sender<Counts>,
+    state: watch::Sender<QueueState>,
+    dirty: Arc<Notify>,
+}
+
+impl Events {
+    /// Starts the task that keeps the counts current.
+    pub fn start(queue: Arc<dyn JobQueue>, initial: QueueState) -> Self {
+        let events = Self {
+            jobs: broadcast::Sender::new(4096),
+            counts: watch::Sender::new(Counts::default()),
+            state: watch::Sender::new(initial),
+            dirty: Arc::new(Notify::new()),
+        };
+        tokio::spawn(keep_counts(
+            queue,
+            events.counts.clone(),
+            Arc::clone(&events.dirty),
+        ));
+        events.dirty.notify_one();
+        events
+    }
+
+    /// Publishes a job change (without its message text).
+    pub fn job_changed(&self, job: &Job) {
+        let mut job = job.clone();
+        job.message.clear();
+        let _ = self.jobs.send(job);
+        self.dirty.notify_one();
+    }
+
+    pub fn jobs(&self) -> broadcast::Receiver<Job> {
+        self.jobs.subscribe()
+    }
+
+    pub fn counts(&self) -> watch::Receiver<Counts> {
+        self.counts.subscribe()
+    }
+
+    pub fn state(&self) -> watch::Receiver<QueueState> {
+        self.state.subscribe()
+    }
+
+    pub fn update_state(&self, f: impl FnOnce(&mut QueueState)) {
+        self.state.send_if_modified(|state| {
+            let before = state.clone();
+            f(state);
+            *state != before
+        });
+    }
+}
+
+async fn keep_counts(queue: Arc<dyn JobQueue>, counts: watch::Sender<Counts>, dirty: Arc<Notify>) {
+    loop {
+        dirty.notified().await;
+        match queue.counts().await {
+            Ok(current) => {
+                counts.send_if_modified(|c| {
+                    let changed = *c != current;
+                    *c = current;
+                    changed
+                });
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot count jobs"),
+        }
+        tokio::time::sleep(COUNTS_INTERVAL).await;
+    }
+}

@@ -1,0 +1,133 @@
+//! The dispatcher's view of the gateway: a `Watch` subscription, kept open with
+//! reconnects, that says whether jobs can flow and brings receipts onto the jobs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tonic::transport::Channel;
+
+use abtrack_proto::gateway::v1::{self as pb, gateway_client::GatewayClient};
+use abtrack_proto::time::{from_timestamp, now_ms};
+
+use crate::events::Events;
+use crate::job::Receipt;
+use crate::queue::JobQueue;
+
+const RECONNECT_MIN: Duration = Duration::from_millis(200);
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
+
+/// Whether the gateway can send now, and why not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    pub ready: bool,
+    pub reason: String,
+}
+
+/// Watches the gateway until the process ends; returns the readiness it keeps current.
+pub fn watch_gateway(
+    client: GatewayClient<Channel>,
+    queue: Arc<dyn JobQueue>,
+    events: Events,
+) -> watch::Receiver<Readiness> {
+    let (tx, rx) = watch::channel(Readiness {
+        ready: false,
+        reason: "waiting for the WhatsApp gateway".into(),
+    });
+    tokio::spawn(run(client, queue, events, tx));
+    rx
+}
+
+async fn run(
+    mut client: GatewayClient<Channel>,
+    queue: Arc<dyn JobQueue>,
+    events: Events,
+    tx: watch::Sender<Readiness>,
+) {
+    let mut delay = RECONNECT_MIN;
+    loop {
+        match client.watch(pb::WatchRequest {}).await {
+            Ok(response) => {
+                let mut stream = response.into_inner();
+                tracing::info!("watching the gateway");
+                loop {
+                    match stream.message().await {
+                        Ok(Some(event)) => {
+                            delay = RECONNECT_MIN;
+                            handle(event, &tx, queue.as_ref(), &events).await;
+                        }
+                        Ok(None) => break,
+                        Err(status) => {
+                            tracing::debug!(error = %status.message(), "gateway watch ended");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(status) => tracing::debug!(error = %status.message(), "cannot watch the gateway"),
+        }
+        set(&tx, false, "the WhatsApp gateway is not reachable".into());
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(RECONNECT_MAX);
+    }
+}
+
+fn set(tx: &watch::Sender<Readiness>, ready: bool, reason: String) {
+    tx.send_if_modified(|r| {
+        let changed = r.ready != ready || r.reason != reason;
+        if changed {
+            if ready {
+                tracing::info!("gateway ready, jobs flow");
+            } else {
+                tracing::warn!(reason = %reason, "gateway not ready, jobs wait");
+            }
+        }
+        *r = Readiness { ready, reason };
+        changed
+    });
+}
+
+async fn handle(
+    event: pb::GatewayEvent,
+    tx: &watch::Sender<Readiness>,
+    queue: &dyn JobQueue,
+    events: &Events,
+) {
+    use pb::gateway_event::Event as E;
+    match event.event {
+        Some(E::State(state)) => {
+            let connected = state.status == pb::ConnectionStatus::Connected as i32;
+            let reason = if connected {
+                String::new()
+            } else {
+                let name = pb::ConnectionStatus::try_from(state.status)
+                    .map(|s| {
+                        s.as_str_name()
+                            .trim_start_matches("CONNECTION_STATUS_")
+                            .to_ascii_lowercase()
+                    })
+                    .unwrap_or_else(|_| "unknown".into());
+                format!("WhatsApp is {name}: {}", state.detail)
+            };
+            set(tx, connected, reason);
+        }
+        Some(E::Receipt(receipt)) => {
+            let kind = match pb::ReceiptKind::try_from(receipt.kind) {
+                Ok(pb::ReceiptKind::Delivered) => Receipt::Delivered,
+                Ok(pb::ReceiptKind::Read) => Receipt::Read,
+                _ => return,
+            };
+            let at = receipt.at.as_ref().map_or_else(now_ms, from_timestamp);
+            match queue.record_receipt(&receipt.job_id, kind, at).await {
+                Ok(Some(job)) => events.job_changed(&job),
+                Ok(None) => {
+                    tracing::debug!(job_id = %receipt.job_id, "receipt for a job this queue does not hold")
+                }
+                Err(e) => {
+                    tracing::warn!(job_id = %receipt.job_id, error = %e, "cannot record a receipt")
+                }
+            }
+        }
+        Some(E::Qr(_)) | Some(E::PairCode(_)) | None => {}
+    }
+}

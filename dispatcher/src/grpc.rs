@@ -1,0 +1,258 @@
+//! The gRPC adapter: wire types in, domain calls, wire types out.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::{Notify, broadcast, mpsc};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use abtrack_proto::dispatcher::v1 as pb;
+use abtrack_proto::time::{from_timestamp, now_ms, opt_timestamp, to_timestamp};
+
+use crate::error::Error;
+use crate::events::{Events, QueueState};
+use crate::job::{Counts, Job, JobStatus, NewJob};
+use crate::pause::PauseSwitch;
+use crate::queue::JobQueue;
+
+const DEFAULT_LIMIT: usize = 50;
+const MAX_LIMIT: usize = 1000;
+
+pub struct DispatcherService {
+    pub queue: Arc<dyn JobQueue>,
+    pub events: Events,
+    pub wake: Arc<Notify>,
+    pub pause: PauseSwitch,
+}
+
+impl TryFrom<pb::EnqueueRequest> for NewJob {
+    type Error = Error;
+
+    fn try_from(req: pb::EnqueueRequest) -> Result<Self, Error> {
+        let id = Some(req.id.trim().to_owned()).filter(|id| !id.is_empty());
+        NewJob::validate(
+            id,
+            &req.to,
+            &req.message,
+            req.send_at.as_ref().map(from_timestamp),
+        )
+    }
+}
+
+fn status_to_pb(status: JobStatus) -> pb::JobStatus {
+    match status {
+        JobStatus::Pending => pb::JobStatus::Pending,
+        JobStatus::Processing => pb::JobStatus::Processing,
+        JobStatus::Sent => pb::JobStatus::Sent,
+        JobStatus::Delivered => pb::JobStatus::Delivered,
+        JobStatus::Read => pb::JobStatus::Read,
+        JobStatus::Failed => pb::JobStatus::Failed,
+    }
+}
+
+fn status_from_pb(value: i32) -> Result<JobStatus, Error> {
+    match pb::JobStatus::try_from(value) {
+        Ok(pb::JobStatus::Pending) => Ok(JobStatus::Pending),
+        Ok(pb::JobStatus::Processing) => Ok(JobStatus::Processing),
+        Ok(pb::JobStatus::Sent) => Ok(JobStatus::Sent),
+        Ok(pb::JobStatus::Delivered) => Ok(JobStatus::Delivered),
+        Ok(pb::JobStatus::Read) => Ok(JobStatus::Read),
+        Ok(pb::JobStatus::Failed) => Ok(JobStatus::Failed),
+        _ => Err(Error::InvalidArgument(format!(
+            "statuses: unknown status {value}"
+        ))),
+    }
+}
+
+impl From<&Job> for pb::Job {
+    fn from(job: &Job) -> Self {
+        pb::Job {
+            id: job.id.clone(),
+            to: job.to.clone(),
+            message: job.message.clone(),
+            status: status_to_pb(job.status) as i32,
+            attempts: job.attempts,
+            recipient: job.recipient.clone().unwrap_or_default(),
+            message_id: job.message_id.clone().unwrap_or_default(),
+            last_error: job.last_error.as_ref().map(|e| pb::JobError {
+                code: e.code.clone(),
+                message: e.message.clone(),
+            }),
+            created_at: Some(to_timestamp(job.created_at)),
+            send_at: opt_timestamp(job.send_at),
+            next_attempt_at: opt_timestamp(job.next_attempt_at),
+            sent_at: opt_timestamp(job.sent_at),
+            delivered_at: opt_timestamp(job.delivered_at),
+            read_at: opt_timestamp(job.read_at),
+            updated_at: Some(to_timestamp(job.updated_at)),
+            lease_owner: job.lease_owner.clone().unwrap_or_default(),
+            lease_expires_at: opt_timestamp(job.lease_expires_at),
+        }
+    }
+}
+
+impl From<Counts> for pb::QueueCounts {
+    fn from(c: Counts) -> Self {
+        pb::QueueCounts {
+            pending: c.pending,
+            processing: c.processing,
+            sent: c.sent,
+            delivered: c.delivered,
+            read: c.read,
+            failed: c.failed,
+        }
+    }
+}
+
+impl From<&QueueState> for pb::QueueState {
+    fn from(s: &QueueState) -> Self {
+        pb::QueueState {
+            paused: s.paused,
+            gateway_ready: s.gateway_ready,
+            waiting_reason: s.waiting_reason.clone(),
+            backend: s.backend.to_owned(),
+        }
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::DispatcherEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::dispatcher_server::Dispatcher for DispatcherService {
+    async fn enqueue(
+        &self,
+        request: Request<pb::EnqueueRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        let new = NewJob::try_from(request.into_inner())?;
+        let enqueued = self.queue.enqueue(new, now_ms()).await?;
+        if enqueued.created {
+            tracing::info!(job_id = %enqueued.job.id, "job enqueued");
+            self.events.job_changed(&enqueued.job);
+            self.wake.notify_one();
+        }
+        Ok(Response::new(pb::Job::from(&enqueued.job)))
+    }
+
+    async fn retry(&self, request: Request<pb::RetryRequest>) -> Result<Response<pb::Job>, Status> {
+        let job = self
+            .queue
+            .retry(request.into_inner().id.trim(), now_ms())
+            .await?;
+        tracing::info!(job_id = %job.id, "failed job returned to the queue");
+        self.events.job_changed(&job);
+        self.wake.notify_one();
+        Ok(Response::new(pb::Job::from(&job)))
+    }
+
+    async fn get_job(
+        &self,
+        request: Request<pb::GetJobRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        let id = request.into_inner().id;
+        let job = self
+            .queue
+            .get(id.trim())
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no job with id {id:?}")))?;
+        Ok(Response::new(pb::Job::from(&job)))
+    }
+
+    async fn list_jobs(
+        &self,
+        request: Request<pb::ListJobsRequest>,
+    ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        let req = request.into_inner();
+        let statuses = req
+            .statuses
+            .into_iter()
+            .map(status_from_pb)
+            .collect::<Result<Vec<_>, _>>()?;
+        let limit = match req.limit as usize {
+            0 => DEFAULT_LIMIT,
+            n => n.min(MAX_LIMIT),
+        };
+        let jobs = self.queue.list(&statuses, limit).await?;
+        let counts = self.queue.counts().await?;
+        Ok(Response::new(pb::ListJobsResponse {
+            jobs: jobs.iter().map(pb::Job::from).collect(),
+            counts: Some(counts.into()),
+        }))
+    }
+
+    async fn pause(
+        &self,
+        _request: Request<pb::PauseRequest>,
+    ) -> Result<Response<pb::QueueState>, Status> {
+        self.pause.set(true).await?;
+        Ok(Response::new(pb::QueueState::from(
+            &*self.events.state().borrow(),
+        )))
+    }
+
+    async fn resume(
+        &self,
+        _request: Request<pb::ResumeRequest>,
+    ) -> Result<Response<pb::QueueState>, Status> {
+        self.pause.set(false).await?;
+        self.wake.notify_one();
+        Ok(Response::new(pb::QueueState::from(
+            &*self.events.state().borrow(),
+        )))
+    }
+
+    type WatchStream = WatchStream;
+
+    async fn watch(
+        &self,
+        _request: Request<pb::WatchRequest>,
+    ) -> Result<Response<WatchStream>, Status> {
+        let (tx, rx) = mpsc::channel(256);
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            use pb::dispatcher_event::Event as E;
+            let mut state = events.state();
+            let mut counts = events.counts();
+            let mut jobs = events.jobs();
+            let send = |event: E| {
+                let tx = tx.clone();
+                async move {
+                    tx.send(Ok(pb::DispatcherEvent { event: Some(event) }))
+                        .await
+                        .is_ok()
+                }
+            };
+            let first_state = pb::QueueState::from(&*state.borrow_and_update());
+            let first_counts = pb::QueueCounts::from(*counts.borrow_and_update());
+            if !send(E::State(first_state)).await || !send(E::Counts(first_counts)).await {
+                return;
+            }
+            loop {
+                let event = tokio::select! {
+                    changed = state.changed() => match changed {
+                        Ok(()) => E::State(pb::QueueState::from(&*state.borrow_and_update())),
+                        Err(_) => return,
+                    },
+                    changed = counts.changed() => match changed {
+                        Ok(()) => E::Counts(pb::QueueCounts::from(*counts.borrow_and_update())),
+                        Err(_) => return,
+                    },
+                    job = jobs.recv() => match job {
+                        Ok(job) => E::Job(pb::Job::from(&job)),
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::warn!(skipped = n, "a watcher fell behind on job events");
+                            continue;
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                    () = tx.closed() => return,
+                };
+                if !send(event).await {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}

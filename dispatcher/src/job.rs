@@ -1,0 +1,233 @@
+//! The job as the dispatcher sees it, whatever queue holds it, and the rules a new
+//! job must pass.
+
+use abtrack_proto::normalize_recipient;
+
+use crate::error::{Error, Result};
+
+/// WhatsApp's own limit on a text message.
+pub const MAX_MESSAGE_CHARS: usize = 65_536;
+const MAX_ID_CHARS: usize = 128;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobStatus {
+    Pending,
+    Processing,
+    Sent,
+    Delivered,
+    Read,
+    Failed,
+}
+
+impl JobStatus {
+    pub const ALL: [JobStatus; 6] = [
+        JobStatus::Pending,
+        JobStatus::Processing,
+        JobStatus::Sent,
+        JobStatus::Delivered,
+        JobStatus::Read,
+        JobStatus::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Pending => "pending",
+            JobStatus::Processing => "processing",
+            JobStatus::Sent => "sent",
+            JobStatus::Delivered => "delivered",
+            JobStatus::Read => "read",
+            JobStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// Sent, delivered, read or failed: the job is done unless an operator retries it.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, JobStatus::Pending | JobStatus::Processing)
+    }
+}
+
+/// Why the last attempt did not succeed: a short machine code and a sentence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobError {
+    pub code: String,
+    pub message: String,
+}
+
+impl JobError {
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub id: String,
+    pub to: String,
+    pub message: String,
+    pub status: JobStatus,
+    pub attempts: u32,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<i64>,
+    pub next_attempt_at: Option<i64>,
+    pub send_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub last_error: Option<JobError>,
+    pub sent_at: Option<i64>,
+    pub message_id: Option<String>,
+    pub recipient: Option<String>,
+    pub delivered_at: Option<i64>,
+    pub read_at: Option<i64>,
+}
+
+/// A job that passed validation, ready to be enqueued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewJob {
+    /// Chosen by the client for idempotent enqueueing, or generated.
+    pub id: Option<String>,
+    pub to: String,
+    pub message: String,
+    pub send_at: Option<i64>,
+}
+
+impl NewJob {
+    /// Checks the fields a job needs; each error names its field.
+    pub fn validate(
+        id: Option<String>,
+        to: &str,
+        message: &str,
+        send_at: Option<i64>,
+    ) -> Result<Self> {
+        if let Some(id) = &id {
+            let ok = !id.is_empty()
+                && id.chars().count() <= MAX_ID_CHARS
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !ok {
+                return Err(Error::InvalidArgument(
+                    "id: use letters, digits, '-' and '_', at most 128 characters".into(),
+                ));
+            }
+        }
+        normalize_recipient(to, "62").map_err(|e| Error::InvalidArgument(format!("to: {e}")))?;
+        check_message(message).map_err(|e| Error::InvalidArgument(format!("message: {e}")))?;
+        Ok(Self {
+            id,
+            to: to.trim().to_owned(),
+            message: message.to_owned(),
+            send_at,
+        })
+    }
+}
+
+/// A message must have visible text and fit WhatsApp's limit.
+pub fn check_message(message: &str) -> std::result::Result<(), String> {
+    if message.trim().is_empty() {
+        return Err("is empty".into());
+    }
+    let chars = message.chars().count();
+    if chars > MAX_MESSAGE_CHARS {
+        return Err(format!(
+            "has {chars} characters; at most {MAX_MESSAGE_CHARS} are allowed"
+        ));
+    }
+    Ok(())
+}
+
+/// How many jobs are in each status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub pending: u64,
+    pub processing: u64,
+    pub sent: u64,
+    pub delivered: u64,
+    pub read: u64,
+    pub failed: u64,
+}
+
+impl Counts {
+    pub fn add(&mut self, status: JobStatus, n: u64) {
+        match status {
+            JobStatus::Pending => self.pending += n,
+            JobStatus::Processing => self.processing += n,
+            JobStatus::Sent => self.sent += n,
+            JobStatus::Delivered => self.delivered += n,
+            JobStatus::Read => self.read += n,
+            JobStatus::Failed => self.failed += n,
+        }
+    }
+}
+
+/// A receipt from the recipient's phone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Receipt {
+    Delivered,
+    Read,
+}
+
+/// How an attempt ended, as the queue records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finish {
+    Sent {
+        message_id: String,
+        recipient: String,
+        sent_at: i64,
+    },
+    /// Permanent: the job ends `failed`.
+    Failed(JobError),
+    /// Transient: back to `pending` until `next_attempt_at`; the attempt counts.
+    Retry {
+        error: JobError,
+        next_attempt_at: i64,
+    },
+    /// Not the job's fault (gateway not ready, rate limited): back to `pending`, the
+    /// attempt does not count.
+    Release {
+        error: JobError,
+        next_attempt_at: Option<i64>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_names_the_field() {
+        let err = |id: Option<&str>, to: &str, msg: &str| {
+            NewJob::validate(id.map(str::to_owned), to, msg, None)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err(None, "", "hi").starts_with("to: recipient is empty"));
+        assert!(err(None, "abc", "hi").starts_with("to: "));
+        assert_eq!(err(None, "081234567890", "   "), "message: is empty");
+        assert!(err(None, "081234567890", &"x".repeat(70_000)).starts_with("message: has 70000"));
+        assert!(err(Some("a b"), "081234567890", "hi").starts_with("id: "));
+        assert!(err(Some(""), "081234567890", "hi").starts_with("id: "));
+        let ok =
+            NewJob::validate(Some("job-1_A".into()), " 0812-3456-7890 ", "Halo 👋", None).unwrap();
+        assert_eq!(ok.to, "0812-3456-7890");
+        // Exactly the limit is fine, counted in characters, not bytes.
+        assert!(
+            NewJob::validate(None, "081234567890", &"é".repeat(MAX_MESSAGE_CHARS), None).is_ok()
+        );
+    }
+
+    #[test]
+    fn statuses_round_trip() {
+        for s in JobStatus::ALL {
+            assert_eq!(JobStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(JobStatus::parse("PROCESSING"), None);
+        assert!(JobStatus::Read.is_terminal() && !JobStatus::Processing.is_terminal());
+    }
+}

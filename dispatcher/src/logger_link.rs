@@ -1,0 +1,112 @@
+//! Brings every finished job's outcome to the logger, at least once: the queue marks
+//! which outcomes the logger acknowledged, so a logger that is down or a dispatcher
+//! that stops loses nothing; the logger drops repeats.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tonic::transport::Channel;
+
+use abtrack_proto::logger::v1::{RecordRequest, sheets_logger_client::SheetsLoggerClient};
+use abtrack_proto::time::{now_ms, to_timestamp};
+
+use crate::job::{Job, JobStatus};
+use crate::queue::JobQueue;
+
+const BATCH: usize = 100;
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+const IDLE_CHECK: Duration = Duration::from_secs(5);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Wakes the recorder when an outcome was written.
+#[derive(Clone)]
+pub struct Recorder {
+    wake: Arc<Notify>,
+}
+
+impl Recorder {
+    pub fn start(client: SheetsLoggerClient<Channel>, queue: Arc<dyn JobQueue>) -> Self {
+        let wake = Arc::new(Notify::new());
+        tokio::spawn(run(client, queue, Arc::clone(&wake)));
+        Self { wake }
+    }
+
+    pub fn outcome_written(&self) {
+        self.wake.notify_one();
+    }
+}
+
+async fn run(mut client: SheetsLoggerClient<Channel>, queue: Arc<dyn JobQueue>, wake: Arc<Notify>) {
+    let mut retry = Duration::from_millis(500);
+    loop {
+        match record_batch(&mut client, queue.as_ref()).await {
+            Ok(n) if n == BATCH => continue,
+            Ok(_) => {
+                retry = Duration::from_millis(500);
+                tokio::select! {
+                    () = wake.notified() => {},
+                    () = tokio::time::sleep(IDLE_CHECK) => {},
+                }
+            }
+            Err(why) => {
+                tracing::warn!(error = %why, retry_ms = retry.as_millis() as u64, "cannot record outcomes; they are kept");
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(RETRY_MAX);
+            }
+        }
+    }
+}
+
+async fn record_batch(
+    client: &mut SheetsLoggerClient<Channel>,
+    queue: &dyn JobQueue,
+) -> Result<usize, String> {
+    let jobs = queue.unlogged(BATCH).await.map_err(|e| e.to_string())?;
+    for job in &jobs {
+        let mut request = tonic::Request::new(record_request(job));
+        request.set_timeout(CALL_TIMEOUT);
+        client
+            .record(request)
+            .await
+            .map_err(|status| format!("logger: {}", status.message()))?;
+        queue
+            .mark_logged(&job.id, job.updated_at, now_ms())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(jobs.len())
+}
+
+/// One outcome per attempt: delivered and read are progress of a sent message, so
+/// they are recorded as `sent`.
+fn record_request(job: &Job) -> RecordRequest {
+    let status = if job.status == JobStatus::Failed {
+        "failed"
+    } else {
+        "sent"
+    };
+    let error = job
+        .last_error
+        .clone()
+        .unwrap_or_else(|| crate::job::JobError::new("", ""));
+    RecordRequest {
+        job_id: job.id.clone(),
+        status: status.to_owned(),
+        recipient: job.recipient.clone().unwrap_or_else(|| job.to.clone()),
+        attempts: job.attempts,
+        message_id: job.message_id.clone().unwrap_or_default(),
+        error_code: if status == "failed" {
+            error.code
+        } else {
+            String::new()
+        },
+        error_message: if status == "failed" {
+            error.message
+        } else {
+            String::new()
+        },
+        message: job.message.clone(),
+        occurred_at: Some(to_timestamp(job.sent_at.unwrap_or(job.updated_at))),
+    }
+}

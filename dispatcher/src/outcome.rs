@@ -1,0 +1,109 @@
+//! What the gateway's answer to a `Send` means for the job: the status-code mapping of
+//! the architecture, in one place.
+
+use std::time::Duration;
+
+use rand::Rng;
+use tonic::Code;
+
+use crate::job::JobError;
+
+/// What to do with a job after a failed `Send`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Bad number, empty message, not on WhatsApp: the job ends `failed`.
+    Permanent(JobError),
+    /// Try again after a backoff; the attempt counts.
+    Transient(JobError),
+    /// The gateway is down, not linked or disconnected: keep the job, pause until the
+    /// gateway is ready again; the attempt does not count.
+    GatewayNotReady(JobError),
+    /// Pacing or the daily cap: try later; the attempt does not count.
+    RateLimited(JobError),
+}
+
+/// Maps a gRPC status from the gateway to what happens to the job.
+pub fn classify(status: &tonic::Status) -> Action {
+    let detail = status.message().to_owned();
+    match status.code() {
+        Code::InvalidArgument => Action::Permanent(JobError::new("invalid_argument", detail)),
+        Code::NotFound => Action::Permanent(JobError::new("not_on_whatsapp", detail)),
+        Code::FailedPrecondition => Action::GatewayNotReady(JobError::new("not_linked", detail)),
+        Code::Unavailable => Action::GatewayNotReady(JobError::new("unavailable", detail)),
+        Code::ResourceExhausted => Action::RateLimited(JobError::new("rate_limited", detail)),
+        Code::DeadlineExceeded => Action::Transient(JobError::new("deadline_exceeded", detail)),
+        other => Action::Transient(JobError::new(&code_name(other), detail)),
+    }
+}
+
+fn code_name(code: Code) -> String {
+    format!("{code:?}")
+        .chars()
+        .enumerate()
+        .flat_map(|(i, c)| {
+            let sep = (i > 0 && c.is_ascii_uppercase()).then_some('_');
+            sep.into_iter()
+                .chain(std::iter::once(c.to_ascii_lowercase()))
+        })
+        .collect()
+}
+
+/// Exponential backoff with jitter for the `attempt`-th retry (1-based): between half
+/// and all of `base * 2^(attempt-1)`, capped at `max`.
+pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+    let ceiling = exp.min(max);
+    let half = ceiling / 2;
+    let extra_ms = rand::rng().random_range(0..=half.as_millis() as u64);
+    half + Duration::from_millis(extra_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Status;
+
+    #[test]
+    fn maps_each_code_as_the_architecture_says() {
+        let cases = [
+            (Code::InvalidArgument, "permanent", "invalid_argument"),
+            (Code::NotFound, "permanent", "not_on_whatsapp"),
+            (Code::FailedPrecondition, "not_ready", "not_linked"),
+            (Code::Unavailable, "not_ready", "unavailable"),
+            (Code::DeadlineExceeded, "transient", "deadline_exceeded"),
+            (Code::ResourceExhausted, "rate_limited", "rate_limited"),
+            (Code::Internal, "transient", "internal"),
+            (Code::Unknown, "transient", "unknown"),
+            (Code::DataLoss, "transient", "data_loss"),
+        ];
+        for (code, kind, error_code) in cases {
+            let action = classify(&Status::new(code, "why"));
+            let (got_kind, error) = match action {
+                Action::Permanent(e) => ("permanent", e),
+                Action::Transient(e) => ("transient", e),
+                Action::GatewayNotReady(e) => ("not_ready", e),
+                Action::RateLimited(e) => ("rate_limited", e),
+            };
+            assert_eq!(
+                (got_kind, error.code.as_str()),
+                (kind, error_code),
+                "{code:?}"
+            );
+            assert_eq!(error.message, "why");
+        }
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_is_capped() {
+        let base = Duration::from_secs(10);
+        let max = Duration::from_secs(600);
+        for attempt in 1..=30 {
+            let ceiling = (base * 2u32.pow(attempt.min(20) - 1)).min(max);
+            for _ in 0..20 {
+                let d = backoff(attempt, base, max);
+                assert!(d >= ceiling / 2 && d <= ceiling, "attempt {attempt}: {d:?}");
+            }
+        }
+        assert_eq!(backoff(3, Duration::ZERO, max), Duration::ZERO);
+    }
+}

@@ -1,0 +1,217 @@
+//! The worker loop: one job in flight per gateway. Leases the next due job, sends it
+//! through the gateway with a deadline shorter than the lease, and records the outcome;
+//! waits while the queue is paused or the gateway is not ready.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+use tonic::transport::Channel;
+
+use abtrack_proto::gateway::v1::{SendRequest, gateway_client::GatewayClient};
+use abtrack_proto::mask_phone;
+use abtrack_proto::time::{from_timestamp, now_ms};
+
+use crate::events::Events;
+use crate::gateway_link::Readiness;
+use crate::job::{Finish, Job, JobError};
+use crate::logger_link::Recorder;
+use crate::outcome::{Action, backoff, classify};
+use crate::queue::JobQueue;
+
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub owner: String,
+    pub lease: Duration,
+    pub send_timeout: Duration,
+    pub max_attempts: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// How long a rate-limited job waits before it is due again.
+    pub rate_limit_delay: Duration,
+    /// The longest the worker sleeps without looking at the queue.
+    pub poll_interval: Duration,
+}
+
+pub struct Worker {
+    pub queue: Arc<dyn JobQueue>,
+    pub gateway: GatewayClient<Channel>,
+    pub recorder: Recorder,
+    pub events: Events,
+    pub readiness: watch::Receiver<Readiness>,
+    pub paused: watch::Receiver<bool>,
+    pub wake: Arc<Notify>,
+    pub settings: WorkerSettings,
+}
+
+/// How long to hold back after the gateway said it cannot send, though its `Watch`
+/// may still say ready.
+const NOT_READY_MIN: Duration = Duration::from_millis(500);
+const NOT_READY_MAX: Duration = Duration::from_secs(30);
+
+impl Worker {
+    /// Runs until `stop` turns true; the job in flight is finished first.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let mut hold_back = NOT_READY_MIN;
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            if !self.can_send() {
+                tokio::select! {
+                    _ = self.readiness.changed() => {},
+                    _ = self.paused.changed() => {},
+                    _ = stop.changed() => {},
+                }
+                continue;
+            }
+            let now = now_ms();
+            let lease_until = now + self.settings.lease.as_millis() as i64;
+            let job = match self
+                .queue
+                .lease_next(&self.settings.owner, now, lease_until)
+                .await
+            {
+                Ok(job) => job,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot lease a job");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let Some(job) = job else {
+                self.idle(&mut stop).await;
+                continue;
+            };
+            self.events.job_changed(&job);
+            match self.process(job).await {
+                Some(true) => hold_back = NOT_READY_MIN,
+                Some(false) => {
+                    tokio::select! {
+                        () = tokio::time::sleep(hold_back) => {},
+                        _ = stop.changed() => {},
+                    }
+                    hold_back = (hold_back * 2).min(NOT_READY_MAX);
+                }
+                None => {}
+            }
+        }
+    }
+
+    fn can_send(&self) -> bool {
+        !*self.paused.borrow() && self.readiness.borrow().ready
+    }
+
+    /// Sleeps until a job may be due: woken by an enqueue, the next scheduled job, a
+    /// state change or the poll interval.
+    async fn idle(&mut self, stop: &mut watch::Receiver<bool>) {
+        let now = now_ms();
+        let mut sleep = self.settings.poll_interval;
+        if let Ok(Some(due)) = self.queue.next_due_at(now).await {
+            sleep = sleep.min(Duration::from_millis((due - now).max(0) as u64));
+        }
+        tokio::select! {
+            () = self.wake.notified() => {},
+            () = tokio::time::sleep(sleep) => {},
+            _ = self.readiness.changed() => {},
+            _ = self.paused.changed() => {},
+            _ = stop.changed() => {},
+        }
+    }
+
+    /// Sends one leased job and records the outcome. `Some(false)` when the gateway
+    /// could not take it and the worker should hold back.
+    async fn process(&self, job: Job) -> Option<bool> {
+        let s = &self.settings;
+        let mut request = tonic::Request::new(SendRequest {
+            job_id: job.id.clone(),
+            to: job.to.clone(),
+            message: job.message.clone(),
+        });
+        request.set_timeout(s.send_timeout);
+        let mut gateway = self.gateway.clone();
+        let result = gateway.send(request).await;
+        let now = now_ms();
+        let mut gateway_ok = true;
+        let finish = match result {
+            Ok(response) => {
+                let r = response.into_inner();
+                Finish::Sent {
+                    message_id: r.message_id,
+                    sent_at: r.sent_at.as_ref().map_or(now, from_timestamp),
+                    recipient: r.recipient,
+                }
+            }
+            Err(status) => match classify(&status) {
+                Action::Permanent(error) => Finish::Failed(error),
+                Action::Transient(error) if job.attempts >= s.max_attempts => {
+                    Finish::Failed(JobError {
+                        message: format!(
+                            "{} (gave up after {} attempts)",
+                            error.message, job.attempts
+                        ),
+                        code: error.code,
+                    })
+                }
+                Action::Transient(error) => Finish::Retry {
+                    next_attempt_at: now
+                        + backoff(job.attempts, s.backoff_base, s.backoff_max).as_millis() as i64,
+                    error,
+                },
+                Action::GatewayNotReady(error) => {
+                    gateway_ok = false;
+                    Finish::Release {
+                        error,
+                        next_attempt_at: None,
+                    }
+                }
+                Action::RateLimited(error) => Finish::Release {
+                    error,
+                    next_attempt_at: Some(now + s.rate_limit_delay.as_millis() as i64),
+                },
+            },
+        };
+        log_outcome(&job, &finish);
+        let terminal = matches!(finish, Finish::Sent { .. } | Finish::Failed(_));
+        match self.queue.finish(&job.id, &s.owner, finish, now_ms()).await {
+            Ok(Some(job)) => {
+                self.events.job_changed(&job);
+                if terminal {
+                    self.recorder.outcome_written();
+                }
+            }
+            Ok(None) => tracing::warn!(
+                job_id = %job.id,
+                "lease lost before the outcome was written; the gateway's send log keeps the retry from sending twice"
+            ),
+            Err(e) => tracing::error!(
+                job_id = %job.id,
+                error = %e,
+                "cannot write the outcome; the lease will expire and the job will be retried"
+            ),
+        }
+        Some(gateway_ok)
+    }
+}
+
+fn log_outcome(job: &Job, finish: &Finish) {
+    let to = mask_phone(&job.to);
+    match finish {
+        Finish::Sent { message_id, .. } => {
+            tracing::info!(job_id = %job.id, to = %to, attempt = job.attempts, message_id = %message_id, "job sent");
+        }
+        Finish::Failed(e) => {
+            tracing::warn!(job_id = %job.id, to = %to, attempt = job.attempts, code = %e.code, "job failed: {}", e.message);
+        }
+        Finish::Retry {
+            error,
+            next_attempt_at,
+        } => tracing::info!(
+            job_id = %job.id, to = %to, attempt = job.attempts, code = %error.code,
+            retry_in_ms = next_attempt_at - now_ms(), "job will be retried: {}", error.message
+        ),
+        Finish::Release { error, .. } => tracing::info!(
+            job_id = %job.id, code = %error.code, "job kept for later: {}", error.message
+        ),
+    }
+}

@@ -1,0 +1,27 @@
+//! The logger's errors and their one mapping to gRPC status codes.
+
+use tonic::{Code, Status};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("outbox: {0}")]
+    Storage(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Self {
+        let code = match &error {
+            Error::InvalidArgument(_) => Code::InvalidArgument,
+            Error::Storage(_) | Error::Io(_) | Error::Internal(_) => Code::Internal,
+        };
+        Status::new(code, error.to_string())
+    }
+}

@@ -1,0 +1,127 @@
+//! The gRPC adapter: wire types in, domain calls, wire types out.
+
+use std::pin::Pin;
+
+use tokio::sync::{mpsc, watch};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use abtrack_proto::logger::v1 as pb;
+use abtrack_proto::mask_phone;
+use abtrack_proto::time::{from_timestamp, now_ms, opt_timestamp};
+
+use crate::error::Error;
+use crate::outbox::{Outbox, Record, STATUSES};
+use crate::state::{LoggerState, Mode};
+
+pub struct LoggerService {
+    outbox: Outbox,
+    state: watch::Sender<LoggerState>,
+    include_message: bool,
+}
+
+impl LoggerService {
+    pub fn new(outbox: Outbox, state: watch::Sender<LoggerState>, include_message: bool) -> Self {
+        Self {
+            outbox,
+            state,
+            include_message,
+        }
+    }
+}
+
+impl TryFrom<pb::RecordRequest> for Record {
+    type Error = Error;
+
+    fn try_from(req: pb::RecordRequest) -> Result<Self, Error> {
+        if req.job_id.trim().is_empty() {
+            return Err(Error::InvalidArgument("job_id is empty".into()));
+        }
+        if !STATUSES.contains(&req.status.as_str()) {
+            return Err(Error::InvalidArgument(format!(
+                "status {:?} is not one of {}",
+                req.status,
+                STATUSES.join(", ")
+            )));
+        }
+        Ok(Record {
+            job_id: req.job_id,
+            status: req.status,
+            recipient: req.recipient,
+            attempts: req.attempts,
+            message_id: req.message_id,
+            error_code: req.error_code,
+            error_message: req.error_message,
+            message: req.message,
+            occurred_at: req.occurred_at.as_ref().map_or_else(now_ms, from_timestamp),
+        })
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::LoggerStatus, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::sheets_logger_server::SheetsLogger for LoggerService {
+    async fn record(
+        &self,
+        request: Request<pb::RecordRequest>,
+    ) -> Result<Response<pb::RecordResponse>, Status> {
+        let mut record = Record::try_from(request.into_inner())?;
+        if !self.include_message {
+            record.message.clear();
+        }
+        let (job_id, status, recipient) = (
+            record.job_id.clone(),
+            record.status.clone(),
+            record.recipient.clone(),
+        );
+        let (sequence, duplicate) = self.outbox.insert(record, now_ms()).await?;
+        if !duplicate {
+            let backlog = self.outbox.backlog().await?;
+            self.state.send_modify(|s| s.backlog = backlog);
+        }
+        tracing::debug!(job_id = %job_id, status = %status, to = %mask_phone(&recipient), sequence, duplicate, "outcome recorded");
+        Ok(Response::new(pb::RecordResponse {
+            sequence,
+            duplicate,
+        }))
+    }
+
+    type WatchStream = WatchStream;
+
+    async fn watch(
+        &self,
+        _request: Request<pb::WatchRequest>,
+    ) -> Result<Response<WatchStream>, Status> {
+        let (tx, rx) = mpsc::channel(16);
+        let mut state = self.state.subscribe();
+        tokio::spawn(async move {
+            loop {
+                let current = state.borrow_and_update().clone();
+                if tx.send(Ok(to_pb(&current))).await.is_err() {
+                    return;
+                }
+                tokio::select! {
+                    changed = state.changed() => if changed.is_err() { return },
+                    () = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+fn to_pb(state: &LoggerState) -> pb::LoggerStatus {
+    pb::LoggerStatus {
+        state: match state.mode {
+            Mode::Disabled => pb::LoggerState::Disabled,
+            Mode::Ok => pb::LoggerState::Ok,
+            Mode::Failing => pb::LoggerState::Failing,
+        } as i32,
+        backlog: state.backlog,
+        last_error: state.last_error.clone(),
+        detail: state.detail.clone(),
+        last_flush_at: opt_timestamp(state.last_flush_at),
+    }
+}

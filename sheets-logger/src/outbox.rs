@@ -1,0 +1,170 @@
+//! The durable outbox: every recorded outcome is committed to SQLite before `Record`
+//! is acknowledged, and stays until Google Sheets has acknowledged its row.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::{Error, Result};
+
+/// Statuses a record may carry.
+pub const STATUSES: &[&str] = &["sent", "delivered", "read", "failed"];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub job_id: String,
+    pub status: String,
+    pub recipient: String,
+    pub attempts: u32,
+    pub message_id: String,
+    pub error_code: String,
+    pub error_message: String,
+    /// Empty unless the operator enabled message texts.
+    pub message: String,
+    pub occurred_at: i64,
+}
+
+#[derive(Clone)]
+pub struct Outbox {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Outbox {
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS outbox (
+                seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+                job_id        TEXT NOT NULL,
+                status        TEXT NOT NULL,
+                recipient     TEXT NOT NULL,
+                attempts      INTEGER NOT NULL,
+                message_id    TEXT NOT NULL,
+                error_code    TEXT NOT NULL,
+                error_message TEXT NOT NULL,
+                message       TEXT NOT NULL,
+                occurred_at   INTEGER NOT NULL,
+                recorded_at   INTEGER NOT NULL,
+                UNIQUE (job_id, status, attempts)
+            );",
+        )?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("outbox task failed: {e}")))?
+        .map_err(Error::from)
+    }
+
+    /// Commits a record. Returns its sequence number and whether it was already there
+    /// (the same job, status and attempt count).
+    pub async fn insert(&self, record: Record, now: i64) -> Result<(u64, bool)> {
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            let existing: Option<i64> = tx
+                .query_row(
+                    "SELECT seq FROM outbox WHERE job_id = ?1 AND status = ?2 AND attempts = ?3",
+                    params![record.job_id, record.status, record.attempts],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            if let Some(seq) = existing {
+                return Ok((seq as u64, true));
+            }
+            tx.execute(
+                "INSERT INTO outbox (job_id, status, recipient, attempts, message_id, error_code,
+                    error_message, message, occurred_at, recorded_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    record.job_id,
+                    record.status,
+                    record.recipient,
+                    record.attempts,
+                    record.message_id,
+                    record.error_code,
+                    record.error_message,
+                    record.message,
+                    record.occurred_at,
+                    now
+                ],
+            )?;
+            let seq = tx.last_insert_rowid() as u64;
+            tx.commit()?;
+            Ok((seq, false))
+        })
+        .await
+    }
+
+    /// Records not yet acknowledged by Google Sheets.
+    pub async fn backlog(&self) -> Result<u64> {
+        self.with(|conn| {
+            conn.query_row("SELECT COUNT(*) FROM outbox", [], |row| {
+                row.get::<_, i64>(0)
+            })
+        })
+        .await
+        .map(|n| n as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(job: &str, status: &str, attempts: u32) -> Record {
+        Record {
+            job_id: job.into(),
+            status: status.into(),
+            recipient: "6281234567890@s.whatsapp.net".into(),
+            attempts,
+            message_id: "3EB0".into(),
+            error_code: String::new(),
+            error_message: String::new(),
+            message: String::new(),
+            occurred_at: 5,
+        }
+    }
+
+    #[tokio::test]
+    async fn records_are_durable_and_deduplicated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.sqlite3");
+        {
+            let outbox = Outbox::open(&path).unwrap();
+            assert_eq!(
+                outbox.insert(record("a", "sent", 1), 1).await.unwrap(),
+                (1, false)
+            );
+            assert_eq!(
+                outbox.insert(record("b", "failed", 3), 1).await.unwrap(),
+                (2, false)
+            );
+            assert_eq!(
+                outbox.insert(record("a", "sent", 1), 2).await.unwrap(),
+                (1, true)
+            );
+            // Failed, retried by an operator, failed again: a second row.
+            assert_eq!(
+                outbox.insert(record("b", "failed", 1), 2).await.unwrap(),
+                (3, false)
+            );
+        }
+        let outbox = Outbox::open(&path).unwrap();
+        assert_eq!(outbox.backlog().await.unwrap(), 3);
+    }
+}
