@@ -124,7 +124,7 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
     async fn enqueue(
         &self,
         request: Request<pb::EnqueueRequest>,
-    ) -> Result<Response<pb::Job>, Status> {
+    ) -> Result<Response<pb::EnqueueResponse>, Status> {
         let new = NewJob::try_from(request.into_inner())?;
         let enqueued = self.queue.enqueue(new, now_ms()).await?;
         if enqueued.created {
@@ -132,7 +132,10 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
             self.events.job_changed(&enqueued.job);
             self.wake.notify_one();
         }
-        Ok(Response::new(pb::Job::from(&enqueued.job)))
+        Ok(Response::new(pb::EnqueueResponse {
+            job: Some(pb::Job::from(&enqueued.job)),
+            created: enqueued.created,
+        }))
     }
 
     async fn retry(&self, request: Request<pb::RetryRequest>) -> Result<Response<pb::Job>, Status> {

@@ -1,0 +1,296 @@
+//! The REST API: status, jobs, enqueueing, retry, pause and resume.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use tonic::Request;
+
+use abtrack_proto::dispatcher::v1 as dpb;
+use abtrack_proto::time::{parse_rfc3339, to_timestamp};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::snapshot::{CountsView, JobView};
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+const MESSAGE_FIELDS: &[&str] = &["to", "message", "sendAt", "id"];
+
+fn request<T>(message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.set_timeout(CALL_TIMEOUT);
+    request
+}
+
+pub async fn healthz() -> impl IntoResponse {
+    Json(json!({ "status": "ok" }))
+}
+
+pub async fn status(State(state): State<AppState>) -> impl IntoResponse {
+    let snapshot = state.snapshot.borrow().clone();
+    Json(snapshot)
+}
+
+/// `POST /api/messages`: `{"to": "...", "message": "...", "sendAt"?: RFC 3339 or
+/// epoch milliseconds, "id"?: "..."}`.
+pub async fn enqueue(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let enqueue = parse_message(&body)?;
+    let mut client = state.dispatcher.clone();
+    let response = client.enqueue(request(enqueue)).await?.into_inner();
+    let job = response.job.unwrap_or_default();
+    // A repeated id answers with the existing job.
+    let code = if response.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((code, Json(JobView::from_pb(&job, false))))
+}
+
+/// Turns a request body into an enqueue request; every error names its field.
+pub fn parse_message(body: &[u8]) -> Result<dpb::EnqueueRequest, ApiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(None, format!("body is not valid JSON: {e}")))?;
+    let Value::Object(object) = value else {
+        return Err(ApiError::bad_request(
+            None,
+            "body must be a JSON object with \"to\" and \"message\"",
+        ));
+    };
+    if let Some(unknown) = object
+        .keys()
+        .find(|k| !MESSAGE_FIELDS.contains(&k.as_str()))
+    {
+        return Err(ApiError::bad_request(
+            Some(unknown),
+            format!(
+                "{unknown}: unknown field; expected {}",
+                MESSAGE_FIELDS.join(", ")
+            ),
+        ));
+    }
+    let to = required_string(&object, "to")?;
+    let message = required_string(&object, "message")?;
+    let id = match object.get("id") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(id)) => id.clone(),
+        Some(_) => return Err(ApiError::bad_request(Some("id"), "id: must be a string")),
+    };
+    let send_at = match object.get("sendAt") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) => Some(parse_rfc3339(text).ok_or_else(|| {
+            ApiError::bad_request(
+                Some("sendAt"),
+                "sendAt: expected an RFC 3339 time like 2026-11-24T07:00:00+07:00",
+            )
+        })?),
+        Some(Value::Number(n)) => Some(n.as_i64().filter(|ms| *ms >= 0).ok_or_else(|| {
+            ApiError::bad_request(
+                Some("sendAt"),
+                "sendAt: expected milliseconds since 1970 as a whole number",
+            )
+        })?),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                Some("sendAt"),
+                "sendAt: expected an RFC 3339 string or milliseconds since 1970",
+            ));
+        }
+    };
+    Ok(dpb::EnqueueRequest {
+        to,
+        message,
+        send_at: send_at.map(to_timestamp),
+        id,
+    })
+}
+
+fn required_string(object: &Map<String, Value>, field: &str) -> Result<String, ApiError> {
+    match object.get(field) {
+        None | Some(Value::Null) => Err(ApiError::bad_request(
+            Some(field),
+            format!("{field}: is required"),
+        )),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(other) => Err(ApiError::bad_request(
+            Some(field),
+            format!("{field}: must be a string, not {}", json_type(other)),
+        )),
+    }
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    /// Comma-separated statuses.
+    status: Option<String>,
+    limit: Option<u32>,
+}
+
+pub async fn list_jobs(
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut statuses = Vec::new();
+    for name in query
+        .status
+        .iter()
+        .flat_map(|s| s.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let status = dpb::JobStatus::from_str_name(&format!("JOB_STATUS_{}", name.to_ascii_uppercase()))
+            .filter(|s| *s != dpb::JobStatus::Unspecified)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    Some("status"),
+                    format!("status: unknown status {name:?}; use pending, processing, sent, delivered, read or failed"),
+                )
+            })?;
+        statuses.push(status as i32);
+    }
+    let mut client = state.dispatcher.clone();
+    let response = client
+        .list_jobs(request(dpb::ListJobsRequest {
+            statuses,
+            limit: query.limit.unwrap_or(50),
+        }))
+        .await?
+        .into_inner();
+    let jobs: Vec<JobView> = response
+        .jobs
+        .iter()
+        .map(|j| JobView::from_pb(j, false))
+        .collect();
+    let counts = response
+        .counts
+        .as_ref()
+        .map(CountsView::from)
+        .unwrap_or_default();
+    Ok(Json(json!({ "jobs": jobs, "counts": counts })))
+}
+
+pub async fn get_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut client = state.dispatcher.clone();
+    let job = client
+        .get_job(request(dpb::GetJobRequest { id }))
+        .await?
+        .into_inner();
+    Ok(Json(JobView::from_pb(&job, true)))
+}
+
+pub async fn retry_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut client = state.dispatcher.clone();
+    let job = client
+        .retry(request(dpb::RetryRequest { id }))
+        .await?
+        .into_inner();
+    Ok(Json(JobView::from_pb(&job, false)))
+}
+
+pub async fn pause(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let mut client = state.dispatcher.clone();
+    let s = client
+        .pause(request(dpb::PauseRequest {}))
+        .await?
+        .into_inner();
+    Ok(Json(
+        json!({ "paused": s.paused, "gatewayReady": s.gateway_ready }),
+    ))
+}
+
+pub async fn resume(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let mut client = state.dispatcher.clone();
+    let s = client
+        .resume(request(dpb::ResumeRequest {}))
+        .await?
+        .into_inner();
+    Ok(Json(
+        json!({ "paused": s.paused, "gatewayReady": s.gateway_ready }),
+    ))
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such route; see GET /api/status, /api/jobs, POST /api/messages")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(body: &str) -> Option<String> {
+        parse_message(body.as_bytes()).unwrap_err().field
+    }
+
+    #[test]
+    fn bad_bodies_name_their_field() {
+        assert_eq!(field_of(r#"{"message": "hi"}"#).as_deref(), Some("to"));
+        assert_eq!(
+            field_of(r#"{"to": null, "message": "hi"}"#).as_deref(),
+            Some("to")
+        );
+        assert_eq!(
+            field_of(r#"{"to": 62812, "message": "hi"}"#).as_deref(),
+            Some("to")
+        );
+        assert_eq!(
+            field_of(r#"{"to": "0812", "message": ["hi"]}"#).as_deref(),
+            Some("message")
+        );
+        assert_eq!(
+            field_of(r#"{"to": "0812", "message": "hi", "phone": "1"}"#).as_deref(),
+            Some("phone")
+        );
+        assert_eq!(
+            field_of(r#"{"to": "0812", "message": "hi", "sendAt": "soon"}"#).as_deref(),
+            Some("sendAt")
+        );
+        assert_eq!(
+            field_of(r#"{"to": "0812", "message": "hi", "sendAt": -5}"#).as_deref(),
+            Some("sendAt")
+        );
+        assert_eq!(
+            field_of(r#"{"to": "0812", "message": "hi", "id": 7}"#).as_deref(),
+            Some("id")
+        );
+        assert_eq!(field_of("not json"), None);
+        assert_eq!(field_of("[1, 2]"), None);
+        let err = parse_message(br#"{"to": true, "message": "x"}"#).unwrap_err();
+        assert_eq!(err.message, "to: must be a string, not a boolean");
+    }
+
+    #[test]
+    fn good_bodies_parse() {
+        let r = parse_message(br#"{"to": "0812-3456-7890", "message": "Halo", "sendAt": "2026-11-24T07:00:00+07:00", "id": "a1"}"#)
+            .unwrap();
+        assert_eq!(r.to, "0812-3456-7890");
+        assert_eq!(r.id, "a1");
+        assert_eq!(r.send_at.unwrap().seconds, 1_795_996_800);
+        let r = parse_message(br#"{"to": "x", "message": "y", "sendAt": 1000}"#).unwrap();
+        assert_eq!(r.send_at.unwrap().seconds, 1);
+    }
+}

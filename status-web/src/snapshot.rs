@@ -1,0 +1,365 @@
+//! The aggregated state of the whole system, as `GET /api/status` serves it: each
+//! service's reachability, the WhatsApp connection, the queue and the logger, and
+//! the most recent jobs.
+
+use std::collections::VecDeque;
+
+use serde::Serialize;
+
+use abtrack_proto::dispatcher::v1 as dpb;
+use abtrack_proto::gateway::v1 as gpb;
+use abtrack_proto::logger::v1 as lpb;
+use abtrack_proto::mask_phone;
+use abtrack_proto::time::{from_timestamp, rfc3339};
+
+/// How many recent jobs the snapshot keeps.
+pub const RECENT_JOBS: usize = 50;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Dispatcher,
+    Gateway,
+    Logger,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceHealth {
+    pub up: bool,
+    /// When the service was last seen to come up or go down.
+    pub since: Option<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Services {
+    pub dispatcher: ServiceHealth,
+    pub gateway: ServiceHealth,
+    pub logger: ServiceHealth,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayView {
+    pub status: String,
+    pub mode: String,
+    pub detail: String,
+    /// Masked.
+    pub own_number: String,
+    pub push_name: String,
+    pub retry_at: Option<String>,
+    pub banned_until: Option<String>,
+    pub since: Option<String>,
+    /// Whether a QR code is waiting to be scanned; the code itself is not served here.
+    pub qr_available: bool,
+    pub qr_expires_at: Option<String>,
+    #[serde(skip)]
+    pub qr_code: Option<String>,
+}
+
+impl Default for GatewayView {
+    fn default() -> Self {
+        Self {
+            status: "unknown".into(),
+            mode: String::new(),
+            detail: "the WhatsApp gateway has not been reached yet".into(),
+            own_number: String::new(),
+            push_name: String::new(),
+            retry_at: None,
+            banned_until: None,
+            since: None,
+            qr_available: false,
+            qr_expires_at: None,
+            qr_code: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct CountsView {
+    pub pending: u64,
+    pub processing: u64,
+    pub sent: u64,
+    pub delivered: u64,
+    pub read: u64,
+    pub failed: u64,
+}
+
+impl From<&dpb::QueueCounts> for CountsView {
+    fn from(c: &dpb::QueueCounts) -> Self {
+        Self {
+            pending: c.pending,
+            processing: c.processing,
+            sent: c.sent,
+            delivered: c.delivered,
+            read: c.read,
+            failed: c.failed,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueView {
+    pub backend: String,
+    pub paused: bool,
+    pub gateway_ready: bool,
+    pub waiting_reason: String,
+    pub counts: CountsView,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LoggerView {
+    pub state: String,
+    pub backlog: u64,
+    pub last_error: String,
+    pub detail: String,
+    pub last_flush_at: Option<String>,
+}
+
+impl Default for LoggerView {
+    fn default() -> Self {
+        Self {
+            state: "unknown".into(),
+            backlog: 0,
+            last_error: String::new(),
+            detail: "the logger has not been reached yet".into(),
+            last_flush_at: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct JobErrorView {
+    pub code: String,
+    pub message: String,
+}
+
+/// A job as the API shows it. The recipient is masked and the message text is only
+/// present when one job is asked for by id.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct JobView {
+    pub id: String,
+    pub to: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub status: String,
+    pub attempts: u32,
+    pub recipient: String,
+    pub message_id: String,
+    pub last_error: Option<JobErrorView>,
+    pub created_at: Option<String>,
+    pub send_at: Option<String>,
+    pub next_attempt_at: Option<String>,
+    pub sent_at: Option<String>,
+    pub delivered_at: Option<String>,
+    pub read_at: Option<String>,
+    pub updated_at: Option<String>,
+}
+
+fn ts(t: &Option<prost_types::Timestamp>) -> Option<String> {
+    t.as_ref().map(|t| rfc3339(from_timestamp(t)))
+}
+
+pub fn job_status_name(status: i32) -> String {
+    dpb::JobStatus::try_from(status)
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("JOB_STATUS_")
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+impl JobView {
+    pub fn from_pb(job: &dpb::Job, with_message: bool) -> Self {
+        Self {
+            id: job.id.clone(),
+            to: mask_phone(&job.to),
+            message: with_message.then(|| job.message.clone()),
+            status: job_status_name(job.status),
+            attempts: job.attempts,
+            recipient: if job.recipient.is_empty() {
+                String::new()
+            } else {
+                mask_phone(&job.recipient)
+            },
+            message_id: job.message_id.clone(),
+            last_error: job.last_error.as_ref().map(|e| JobErrorView {
+                code: e.code.clone(),
+                message: e.message.clone(),
+            }),
+            created_at: ts(&job.created_at),
+            send_at: ts(&job.send_at),
+            next_attempt_at: ts(&job.next_attempt_at),
+            sent_at: ts(&job.sent_at),
+            delivered_at: ts(&job.delivered_at),
+            read_at: ts(&job.read_at),
+            updated_at: ts(&job.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Snapshot {
+    pub services: Services,
+    pub gateway: GatewayView,
+    pub queue: QueueView,
+    pub logger: LoggerView,
+    /// Most recently changed first.
+    pub recent_jobs: VecDeque<JobView>,
+}
+
+impl Snapshot {
+    pub fn service_mut(&mut self, service: Service) -> &mut ServiceHealth {
+        match service {
+            Service::Dispatcher => &mut self.services.dispatcher,
+            Service::Gateway => &mut self.services.gateway,
+            Service::Logger => &mut self.services.logger,
+        }
+    }
+
+    /// Marks a service up or down; returns whether that changed.
+    pub fn set_up(&mut self, service: Service, up: bool, error: Option<String>, now: i64) -> bool {
+        let health = self.service_mut(service);
+        let changed = health.up != up || health.since.is_none();
+        if changed {
+            health.since = Some(rfc3339(now));
+        }
+        health.up = up;
+        health.error = error;
+        if !up && service == Service::Gateway {
+            self.gateway.qr_available = false;
+            self.gateway.qr_code = None;
+        }
+        changed
+    }
+
+    pub fn apply_gateway(&mut self, event: gpb::GatewayEvent) {
+        use gpb::gateway_event::Event as E;
+        match event.event {
+            Some(E::State(state)) => {
+                let status = gpb::ConnectionStatus::try_from(state.status)
+                    .map(|s| {
+                        s.as_str_name()
+                            .trim_start_matches("CONNECTION_STATUS_")
+                            .to_ascii_lowercase()
+                    })
+                    .unwrap_or_else(|_| "unknown".into());
+                let waiting_for_qr = status == "waiting_for_qr";
+                let g = &mut self.gateway;
+                g.status = status;
+                g.mode = state.mode;
+                g.detail = state.detail;
+                g.own_number = if state.own_number.is_empty() {
+                    String::new()
+                } else {
+                    mask_phone(&state.own_number)
+                };
+                g.push_name = state.push_name;
+                g.retry_at = ts(&state.retry_at);
+                g.banned_until = ts(&state.banned_until);
+                g.since = ts(&state.since);
+                if !waiting_for_qr {
+                    g.qr_available = false;
+                    g.qr_code = None;
+                    g.qr_expires_at = None;
+                }
+            }
+            Some(E::Qr(qr)) => {
+                self.gateway.qr_available = true;
+                self.gateway.qr_expires_at = ts(&qr.expires_at);
+                self.gateway.qr_code = Some(qr.code);
+            }
+            // Pair codes and receipts reach the jobs through the dispatcher.
+            Some(E::PairCode(_)) | Some(E::Receipt(_)) | None => {}
+        }
+    }
+
+    pub fn apply_dispatcher(&mut self, event: dpb::DispatcherEvent) {
+        use dpb::dispatcher_event::Event as E;
+        match event.event {
+            Some(E::State(s)) => {
+                self.queue.backend = s.backend;
+                self.queue.paused = s.paused;
+                self.queue.gateway_ready = s.gateway_ready;
+                self.queue.waiting_reason = s.waiting_reason;
+            }
+            Some(E::Counts(c)) => self.queue.counts = CountsView::from(&c),
+            Some(E::Job(job)) => self.upsert_job(&job),
+            None => {}
+        }
+    }
+
+    /// Puts a job first in the recent list (replacing its older version).
+    pub fn upsert_job(&mut self, job: &dpb::Job) {
+        self.recent_jobs.retain(|j| j.id != job.id);
+        self.recent_jobs.push_front(JobView::from_pb(job, false));
+        self.recent_jobs.truncate(RECENT_JOBS);
+    }
+
+    pub fn apply_logger(&mut self, status: lpb::LoggerStatus) {
+        self.logger = LoggerView {
+            state: lpb::LoggerState::try_from(status.state)
+                .map(|s| {
+                    s.as_str_name()
+                        .trim_start_matches("LOGGER_STATE_")
+                        .to_ascii_lowercase()
+                })
+                .unwrap_or_else(|_| "unknown".into()),
+            backlog: status.backlog,
+            last_error: status.last_error,
+            detail: status.detail,
+            last_flush_at: ts(&status.last_flush_at),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(id: &str, status: dpb::JobStatus) -> dpb::Job {
+        dpb::Job {
+            id: id.into(),
+            to: "081234567890".into(),
+            status: status as i32,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn recent_jobs_keep_the_newest_version_first_and_at_most_50() {
+        let mut s = Snapshot::default();
+        for i in 0..60 {
+            s.upsert_job(&job(&format!("j{i}"), dpb::JobStatus::Pending));
+        }
+        s.upsert_job(&job("j30", dpb::JobStatus::Sent));
+        assert_eq!(s.recent_jobs.len(), RECENT_JOBS);
+        assert_eq!(s.recent_jobs[0].id, "j30");
+        assert_eq!(s.recent_jobs[0].status, "sent");
+        assert_eq!(s.recent_jobs[0].to, "08123****890");
+        assert_eq!(s.recent_jobs.iter().filter(|j| j.id == "j30").count(), 1);
+    }
+
+    #[test]
+    fn the_qr_code_never_serialises() {
+        let mut s = Snapshot::default();
+        s.apply_gateway(gpb::GatewayEvent {
+            event: Some(gpb::gateway_event::Event::Qr(gpb::QrCode {
+                code: "2@SECRET".into(),
+                expires_at: None,
+            })),
+        });
+        assert!(s.gateway.qr_available);
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(!json.contains("SECRET"));
+        s.set_up(Service::Gateway, false, Some("down".into()), 0);
+        assert!(!s.gateway.qr_available);
+    }
+}
