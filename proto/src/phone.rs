@@ -150,7 +150,11 @@ fn parse_jid(user: &str, server: &str, input: &str) -> Result<Jid, PhoneError> {
 /// `62812*****890`. Anything short is masked whole but for its last two characters.
 pub fn mask_phone(value: &str) -> String {
     let user = value.split('@').next().unwrap_or_default();
-    let chars: Vec<char> = user.chars().collect();
+    // Separators would show where the hidden digits are; only the digits count.
+    let chars: Vec<char> = user
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
+        .collect();
     let n = chars.len();
     if n >= 9 {
         let mut out: String = chars[..5].iter().collect();
@@ -287,5 +291,6 @@ mod tests {
         assert_eq!(mask_phone("0812"), "**12");
         assert_eq!(mask_phone(""), "");
         assert!(!mask_phone("081234567890").contains("3456"));
+        assert_eq!(mask_phone("0812-3456-7890"), "08123****890");
     }
 }
