@@ -32,6 +32,10 @@ pub fn classify(status: &tonic::Status) -> Action {
         Code::Unavailable => Action::GatewayNotReady(JobError::new("unavailable", detail)),
         Code::ResourceExhausted => Action::RateLimited(JobError::new("rate_limited", detail)),
         Code::DeadlineExceeded => Action::Transient(JobError::new("deadline_exceeded", detail)),
+        // tonic answers an expired `grpc-timeout` with CANCELLED "Timeout expired".
+        Code::Cancelled if detail.contains("Timeout expired") => {
+            Action::Transient(JobError::new("deadline_exceeded", detail))
+        }
         other => Action::Transient(JobError::new(&code_name(other), detail)),
     }
 }
@@ -73,6 +77,7 @@ mod tests {
             (Code::DeadlineExceeded, "transient", "deadline_exceeded"),
             (Code::ResourceExhausted, "rate_limited", "rate_limited"),
             (Code::Internal, "transient", "internal"),
+            (Code::Cancelled, "transient", "cancelled"),
             (Code::Unknown, "transient", "unknown"),
             (Code::DataLoss, "transient", "data_loss"),
         ];
@@ -105,5 +110,10 @@ mod tests {
             }
         }
         assert_eq!(backoff(3, Duration::ZERO, max), Duration::ZERO);
+        let timeout = classify(&Status::cancelled("Timeout expired"));
+        assert_eq!(
+            timeout,
+            Action::Transient(JobError::new("deadline_exceeded", "Timeout expired"))
+        );
     }
 }
