@@ -1,0 +1,343 @@
+//! The local queue: leases, expiry, ordering, retries, receipts, outcome logging.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use abtrack_dispatcher::job::{Finish, JobError, JobStatus, NewJob, Receipt};
+use abtrack_dispatcher::local::LocalQueue;
+use abtrack_dispatcher::queue::JobQueue;
+
+fn new_job(to: &str, message: &str) -> NewJob {
+    NewJob::validate(None, to, message, None).unwrap()
+}
+
+fn sent(id: &str) -> Finish {
+    Finish::Sent {
+        message_id: format!("m-{id}"),
+        recipient: "6281234567890@s.whatsapp.net".into(),
+        sent_at: 1,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_on_one_file_never_own_the_same_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("queue.sqlite3");
+    let a = LocalQueue::open(&path).unwrap();
+    let b = LocalQueue::open(&path).unwrap();
+    let mut ids = HashSet::new();
+    for i in 0..300 {
+        ids.insert(
+            a.enqueue(new_job("081234567890", &format!("m{i}")), i)
+                .await
+                .unwrap()
+                .job
+                .id,
+        );
+    }
+    let work = |queue: LocalQueue, owner: &'static str| {
+        tokio::spawn(async move {
+            let mut mine = Vec::new();
+            while let Some(job) = queue.lease_next(owner, 1_000, 100_000).await.unwrap() {
+                assert_eq!(job.lease_owner.as_deref(), Some(owner));
+                let done = queue
+                    .finish(&job.id, owner, sent(&job.id), 1_001)
+                    .await
+                    .unwrap();
+                assert!(done.is_some(), "the owner still holds its lease");
+                mine.push(job.id);
+            }
+            mine
+        })
+    };
+    let (got_a, got_b) = tokio::join!(work(a.clone(), "a"), work(b, "b"));
+    let (got_a, got_b) = (got_a.unwrap(), got_b.unwrap());
+    let set_a: HashSet<_> = got_a.iter().cloned().collect();
+    let set_b: HashSet<_> = got_b.iter().cloned().collect();
+    assert!(set_a.is_disjoint(&set_b), "a job was leased twice");
+    assert_eq!(got_a.len() + got_b.len(), 300);
+    assert_eq!(set_a.union(&set_b).cloned().collect::<HashSet<_>>(), ids);
+    assert!(
+        !got_a.is_empty() && !got_b.is_empty(),
+        "both workers took part"
+    );
+    assert_eq!(a.counts().await.unwrap().sent, 300);
+}
+
+#[tokio::test]
+async fn an_expired_lease_returns_to_pending_and_its_old_owner_cannot_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = LocalQueue::open(&dir.path().join("q.sqlite3")).unwrap();
+    let id = q
+        .enqueue(new_job("081234567890", "Halo"), 0)
+        .await
+        .unwrap()
+        .job
+        .id;
+    let job = q.lease_next("crashed", 10, 1_010).await.unwrap().unwrap();
+    assert_eq!((job.status, job.attempts), (JobStatus::Processing, 1));
+    assert!(
+        q.lease_next("other", 20, 1_020).await.unwrap().is_none(),
+        "held jobs are not leased"
+    );
+    assert!(
+        q.sweep_expired(1_009, 5).await.unwrap().is_empty(),
+        "not expired yet"
+    );
+    let swept = q.sweep_expired(1_010, 5).await.unwrap();
+    assert_eq!(swept.len(), 1);
+    assert_eq!(swept[0].status, JobStatus::Pending);
+    assert_eq!(swept[0].last_error.as_ref().unwrap().code, "lease_expired");
+    assert!(
+        q.finish(&id, "crashed", sent(&id), 1_011)
+            .await
+            .unwrap()
+            .is_none(),
+        "the lease is lost"
+    );
+    let again = q.lease_next("other", 1_020, 2_020).await.unwrap().unwrap();
+    assert_eq!((again.id.as_str(), again.attempts), (id.as_str(), 2));
+    assert!(
+        q.finish(&id, "other", sent(&id), 1_030)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn a_job_whose_leases_keep_expiring_ends_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = LocalQueue::open(&dir.path().join("q.sqlite3")).unwrap();
+    q.enqueue(new_job("081234567890", "Halo"), 0).await.unwrap();
+    for round in 0..2 {
+        q.lease_next("w", round * 100, round * 100 + 10)
+            .await
+            .unwrap()
+            .unwrap();
+        let swept = q.sweep_expired(round * 100 + 10, 2).await.unwrap();
+        let expected = if round == 0 {
+            JobStatus::Pending
+        } else {
+            JobStatus::Failed
+        };
+        assert_eq!(swept[0].status, expected);
+    }
+}
+
+#[tokio::test]
+async fn oldest_first_and_not_before_send_at() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = LocalQueue::open(&dir.path().join("q.sqlite3")).unwrap();
+    let later = q
+        .enqueue(
+            NewJob::validate(None, "081234567890", "later", Some(5_000)).unwrap(),
+            1,
+        )
+        .await
+        .unwrap()
+        .job
+        .id;
+    let second = q
+        .enqueue(new_job("081234567890", "second"), 3)
+        .await
+        .unwrap()
+        .job
+        .id;
+    let first = q
+        .enqueue(new_job("081234567890", "first"), 2)
+        .await
+        .unwrap()
+        .job
+        .id;
+    assert_eq!(q.next_due_at(10).await.unwrap(), Some(5_000));
+    assert_eq!(q.lease_next("w", 10, 100).await.unwrap().unwrap().id, first);
+    assert_eq!(
+        q.lease_next("w", 10, 100).await.unwrap().unwrap().id,
+        second
+    );
+    assert!(q.lease_next("w", 10, 100).await.unwrap().is_none());
+    assert_eq!(
+        q.lease_next("w", 5_000, 6_000).await.unwrap().unwrap().id,
+        later
+    );
+}
+
+#[tokio::test]
+async fn retries_releases_and_operator_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = LocalQueue::open(&dir.path().join("q.sqlite3")).unwrap();
+    let id = q
+        .enqueue(new_job("081234567890", "Halo"), 0)
+        .await
+        .unwrap()
+        .job
+        .id;
+    // Transient: back to pending, the attempt counts, not due before the backoff.
+    q.lease_next("w", 1, 100).await.unwrap().unwrap();
+    let error = JobError::new("internal", "boom");
+    let job = q
+        .finish(
+            &id,
+            "w",
+            Finish::Retry {
+                error: error.clone(),
+                next_attempt_at: 50,
+            },
+            2,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (job.status, job.attempts, job.next_attempt_at),
+        (JobStatus::Pending, 1, Some(50))
+    );
+    assert!(q.lease_next("w", 49, 100).await.unwrap().is_none());
+    // Gateway not ready: released, the attempt does not count.
+    q.lease_next("w", 50, 150).await.unwrap().unwrap();
+    let job = q
+        .finish(
+            &id,
+            "w",
+            Finish::Release {
+                error: JobError::new("not_linked", "scan"),
+                next_attempt_at: None,
+            },
+            51,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((job.status, job.attempts), (JobStatus::Pending, 1));
+    // Only a failed job can be retried by an operator.
+    assert!(
+        q.retry(&id, 52)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("only failed jobs")
+    );
+    q.lease_next("w", 60, 160).await.unwrap().unwrap();
+    let job = q
+        .finish(&id, "w", Finish::Failed(error), 61)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((job.status, job.attempts), (JobStatus::Failed, 2));
+    let job = q.retry(&id, 62).await.unwrap();
+    assert_eq!(
+        (job.status, job.attempts, job.last_error),
+        (JobStatus::Pending, 0, None)
+    );
+    assert!(
+        q.retry("missing", 63)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("no job")
+    );
+}
+
+#[tokio::test]
+async fn receipts_move_a_sent_job_on_even_when_they_overtake_the_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = LocalQueue::open(&dir.path().join("q.sqlite3")).unwrap();
+    let id = q
+        .enqueue(new_job("081234567890", "Halo"), 0)
+        .await
+        .unwrap()
+        .job
+        .id;
+    q.lease_next("w", 1, 100).await.unwrap().unwrap();
+    // The delivery receipt arrives before the outcome is written.
+    let job = q
+        .record_receipt(&id, Receipt::Delivered, 5)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (job.status, job.delivered_at),
+        (JobStatus::Processing, Some(5))
+    );
+    let job = q.finish(&id, "w", sent(&id), 6).await.unwrap().unwrap();
+    assert_eq!(job.status, JobStatus::Delivered);
+    let job = q
+        .record_receipt(&id, Receipt::Read, 9)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (job.status, job.read_at, job.delivered_at),
+        (JobStatus::Read, Some(9), Some(5))
+    );
+    // A late delivery receipt does not move a read job back.
+    let job = q
+        .record_receipt(&id, Receipt::Delivered, 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.status, JobStatus::Read);
+    assert!(
+        q.record_receipt("unknown", Receipt::Read, 1)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn enqueue_with_an_id_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = LocalQueue::open(&dir.path().join("q.sqlite3")).unwrap();
+    let job = NewJob::validate(
+        Some("abs-2026-11-24-7A".into()),
+        "081234567890",
+        "Halo",
+        None,
+    )
+    .unwrap();
+    let first = q.enqueue(job.clone(), 1).await.unwrap();
+    let second = q.enqueue(job, 2).await.unwrap();
+    assert!(first.created && !second.created);
+    assert_eq!(first.job, second.job);
+    let different = NewJob::validate(
+        Some("abs-2026-11-24-7A".into()),
+        "081234567890",
+        "Other",
+        None,
+    )
+    .unwrap();
+    assert!(
+        q.enqueue(different, 3)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("already exists")
+    );
+    assert_eq!(q.counts().await.unwrap().pending, 1);
+}
+
+#[tokio::test]
+async fn finished_outcomes_wait_for_the_logger_until_marked() {
+    let dir = tempfile::tempdir().unwrap();
+    let q: Arc<dyn JobQueue> = Arc::new(LocalQueue::open(&dir.path().join("q.sqlite3")).unwrap());
+    let id = q
+        .enqueue(new_job("081234567890", "Halo"), 0)
+        .await
+        .unwrap()
+        .job
+        .id;
+    assert!(
+        q.unlogged(10).await.unwrap().is_empty(),
+        "pending jobs have no outcome"
+    );
+    q.lease_next("w", 1, 100).await.unwrap().unwrap();
+    let job = q.finish(&id, "w", sent(&id), 2).await.unwrap().unwrap();
+    assert_eq!(q.unlogged(10).await.unwrap().len(), 1);
+    // A mark for an older version of the job does not count.
+    q.mark_logged(&id, job.updated_at - 1, 3).await.unwrap();
+    assert_eq!(q.unlogged(10).await.unwrap().len(), 1);
+    q.mark_logged(&id, job.updated_at, 3).await.unwrap();
+    assert!(q.unlogged(10).await.unwrap().is_empty());
+}

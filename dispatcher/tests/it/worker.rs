@@ -1,0 +1,387 @@
+//! The whole dispatcher (`run`) against a scripted gateway and the real logger: the
+//! outcome of every gateway answer, pausing while the gateway is not ready, and the
+//! outcome records.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+use abtrack_proto::dispatcher::v1::{self as dpb, dispatcher_client::DispatcherClient};
+use abtrack_proto::gateway::v1::{self as gpb, gateway_server::GatewayServer};
+use abtrack_proto::logger::v1::{self as lpb, sheets_logger_client::SheetsLoggerClient};
+
+/// A gateway that answers by the message text: `ok`, `invalid`, `notfound`,
+/// `internal` (always), and `unavailable-once`, `exhausted-once`, `slow-once` (that
+/// answer, then success).
+#[derive(Clone)]
+struct ScriptedGateway {
+    calls: Arc<Mutex<HashMap<String, u32>>>,
+    status: watch::Receiver<gpb::ConnectionStatus>,
+}
+
+#[tonic::async_trait]
+impl gpb::gateway_server::Gateway for ScriptedGateway {
+    async fn send(
+        &self,
+        request: Request<gpb::SendRequest>,
+    ) -> Result<Response<gpb::SendResponse>, Status> {
+        let req = request.into_inner();
+        let call = {
+            let mut calls = self.calls.lock().unwrap();
+            let n = calls.entry(req.job_id.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        let first = call == 1;
+        match req.message.as_str() {
+            "invalid" => return Err(Status::invalid_argument("recipient contains 'x'")),
+            "notfound" => return Err(Status::not_found("62812*****890 is not on WhatsApp")),
+            "internal" => return Err(Status::internal("storage broke")),
+            "unavailable-once" if first => {
+                return Err(Status::unavailable("WhatsApp is disconnected"));
+            }
+            "exhausted-once" if first => return Err(Status::resource_exhausted("pacing")),
+            "slow-once" if first => tokio::time::sleep(Duration::from_millis(2500)).await,
+            _ => {}
+        }
+        Ok(Response::new(gpb::SendResponse {
+            message_id: format!("m-{}", req.job_id),
+            recipient: "6281234567890@s.whatsapp.net".into(),
+            sent_at: None,
+            duplicate: false,
+        }))
+    }
+
+    async fn check_number(
+        &self,
+        _: Request<gpb::CheckNumberRequest>,
+    ) -> Result<Response<gpb::CheckNumberResponse>, Status> {
+        Err(Status::unimplemented("not scripted"))
+    }
+
+    type WatchStream = Pin<Box<dyn Stream<Item = Result<gpb::GatewayEvent, Status>> + Send>>;
+
+    async fn watch(
+        &self,
+        _: Request<gpb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let (tx, rx) = mpsc::channel(8);
+        let mut status = self.status.clone();
+        tokio::spawn(async move {
+            loop {
+                let current = *status.borrow_and_update();
+                let event = gpb::GatewayEvent {
+                    event: Some(gpb::gateway_event::Event::State(gpb::ConnectionState {
+                        status: current as i32,
+                        mode: "scripted".into(),
+                        detail: "scripted".into(),
+                        ..Default::default()
+                    })),
+                };
+                if tx.send(Ok(event)).await.is_err() || status.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn request_pair_code(
+        &self,
+        _: Request<gpb::RequestPairCodeRequest>,
+    ) -> Result<Response<gpb::RequestPairCodeResponse>, Status> {
+        Err(Status::unimplemented("not scripted"))
+    }
+
+    async fn logout(
+        &self,
+        _: Request<gpb::LogoutRequest>,
+    ) -> Result<Response<gpb::LogoutResponse>, Status> {
+        Err(Status::unimplemented("not scripted"))
+    }
+}
+
+struct Harness {
+    dispatcher: DispatcherClient<Channel>,
+    logger: SheetsLoggerClient<Channel>,
+    gateway_status: watch::Sender<gpb::ConnectionStatus>,
+    calls: Arc<Mutex<HashMap<String, u32>>>,
+    _dir: tempfile::TempDir,
+    _stops: Vec<oneshot::Sender<()>>,
+}
+
+async fn listener() -> (tokio::net::TcpListener, String) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    (l, url)
+}
+
+fn stopper() -> (
+    oneshot::Sender<()>,
+    impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let (tx, rx) = oneshot::channel::<()>();
+    (tx, async move {
+        let _ = rx.await;
+    })
+}
+
+impl Harness {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut stops = Vec::new();
+
+        let (gateway_status, status_rx) = watch::channel(gpb::ConnectionStatus::Connected);
+        let calls = Arc::new(Mutex::new(HashMap::new()));
+        let (gl, gateway_url) = listener().await;
+        let (stop, stopped) = stopper();
+        stops.push(stop);
+        let router =
+            tonic::transport::Server::builder().add_service(GatewayServer::new(ScriptedGateway {
+                calls: Arc::clone(&calls),
+                status: status_rx,
+            }));
+        tokio::spawn(abtrack_proto::shutdown::serve_grpc(router, gl, stopped));
+
+        let (ll, logger_url) = listener().await;
+        let data = dir.path().join("logger");
+        let logger_config = abtrack_sheets_logger::Config::from_lookup(|k| match k {
+            "SHEETS_DATA_DIR" => Some(data.display().to_string()),
+            "SHEETS_CREDENTIALS" => None,
+            _ => None,
+        })
+        .unwrap();
+        let (stop, stopped) = stopper();
+        stops.push(stop);
+        tokio::spawn(abtrack_sheets_logger::run(logger_config, ll, stopped));
+
+        let (dl, dispatcher_url) = listener().await;
+        let env: HashMap<&str, String> = HashMap::from([
+            (
+                "DISPATCHER_DATA_DIR",
+                dir.path().join("dispatcher").display().to_string(),
+            ),
+            ("DISPATCHER_GATEWAY_URL", gateway_url),
+            ("DISPATCHER_LOGGER_URL", logger_url.clone()),
+            ("DISPATCHER_LEASE_SECS", "10".into()),
+            ("DISPATCHER_SEND_TIMEOUT_SECS", "1".into()),
+            ("DISPATCHER_MAX_ATTEMPTS", "3".into()),
+            ("DISPATCHER_BACKOFF_BASE_SECS", "0".into()),
+            ("DISPATCHER_RATE_LIMIT_DELAY_SECS", "0".into()),
+            ("DISPATCHER_POLL_INTERVAL_SECS", "1".into()),
+        ]);
+        let config = abtrack_dispatcher::Config::from_lookup(|k| env.get(k).cloned()).unwrap();
+        let (stop, stopped) = stopper();
+        stops.push(stop);
+        tokio::spawn(abtrack_dispatcher::run(config, dl, stopped));
+
+        Self {
+            dispatcher: DispatcherClient::connect(dispatcher_url).await.unwrap(),
+            logger: SheetsLoggerClient::connect(logger_url).await.unwrap(),
+            gateway_status,
+            calls,
+            _dir: dir,
+            _stops: stops,
+        }
+    }
+
+    async fn enqueue(&self, message: &str) -> String {
+        let request = dpb::EnqueueRequest {
+            to: "081234567890".into(),
+            message: message.into(),
+            ..Default::default()
+        };
+        let response = self
+            .dispatcher
+            .clone()
+            .enqueue(request)
+            .await
+            .unwrap()
+            .into_inner();
+        response.job.unwrap().id
+    }
+
+    async fn job(&self, id: &str) -> dpb::Job {
+        self.dispatcher
+            .clone()
+            .get_job(dpb::GetJobRequest { id: id.into() })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// Waits (at most 20 s) until the job reaches a terminal status.
+    async fn finished(&self, id: &str) -> dpb::Job {
+        for _ in 0..400 {
+            let job = self.job(id).await;
+            let s = job.status;
+            if s == dpb::JobStatus::Sent as i32 || s == dpb::JobStatus::Failed as i32 {
+                return job;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("job {id} did not finish: {:?}", self.job(id).await);
+    }
+
+    async fn logger_backlog(&self) -> u64 {
+        let mut stream = self
+            .logger
+            .clone()
+            .watch(lpb::WatchRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        stream.message().await.unwrap().unwrap().backlog
+    }
+}
+
+fn error_code(job: &dpb::Job) -> &str {
+    job.last_error.as_ref().map_or("", |e| e.code.as_str())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_gateway_answer_ends_the_job_as_the_architecture_says() {
+    let h = Harness::start().await;
+    let cases = [
+        ("ok", "sent", 1, ""),
+        ("invalid", "failed", 1, "invalid_argument"),
+        ("notfound", "failed", 1, "not_on_whatsapp"),
+        ("internal", "failed", 3, "internal"),
+        ("unavailable-once", "sent", 1, ""),
+        ("exhausted-once", "sent", 1, ""),
+        ("slow-once", "sent", 2, ""),
+    ];
+    let mut ids = Vec::new();
+    for (message, ..) in cases {
+        ids.push(h.enqueue(message).await);
+    }
+    for ((message, status, attempts, code), id) in cases.iter().zip(&ids) {
+        let job = h.finished(id).await;
+        let got = (
+            dpb::JobStatus::try_from(job.status)
+                .unwrap()
+                .as_str_name()
+                .to_owned(),
+            job.attempts,
+            error_code(&job),
+        );
+        let want = (
+            format!("JOB_STATUS_{}", status.to_uppercase()),
+            *attempts,
+            *code,
+        );
+        assert_eq!(
+            (got.0.as_str(), got.1, got.2),
+            (want.0.as_str(), want.1, want.2),
+            "message {message:?}: {job:?}"
+        );
+        if *status == "sent" {
+            assert_eq!(job.message_id, format!("m-{id}"));
+        }
+    }
+    let internal = h.job(&ids[3]).await;
+    assert!(
+        internal
+            .last_error
+            .unwrap()
+            .message
+            .contains("gave up after 3 attempts")
+    );
+    // Every outcome reached the logger's outbox, once.
+    for _ in 0..200 {
+        if h.logger_backlog().await == cases.len() as u64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(h.logger_backlog().await, cases.len() as u64);
+    assert_eq!(h.calls.lock().unwrap()[&ids[3]], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_wait_while_the_gateway_is_not_linked_and_go_when_it_is() {
+    let h = Harness::start().await;
+    h.gateway_status
+        .send(gpb::ConnectionStatus::WaitingForQr)
+        .unwrap();
+    let mut watch = h
+        .dispatcher
+        .clone()
+        .watch(dpb::WatchRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    // Wait for the dispatcher to see the gateway is not ready.
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), watch.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let Some(dpb::dispatcher_event::Event::State(s)) = event.event
+            && !s.gateway_ready
+            && s.waiting_reason.contains("waiting_for_qr")
+        {
+            break;
+        }
+    }
+    let id = h.enqueue("ok").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let job = h.job(&id).await;
+    assert_eq!(
+        (job.status, job.attempts),
+        (dpb::JobStatus::Pending as i32, 0)
+    );
+    assert!(
+        h.calls.lock().unwrap().is_empty(),
+        "nothing was sent while not linked"
+    );
+    h.gateway_status
+        .send(gpb::ConnectionStatus::Connected)
+        .unwrap();
+    let job = h.finished(&id).await;
+    assert_eq!((job.status, job.attempts), (dpb::JobStatus::Sent as i32, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_pause_holds_jobs_until_resume() {
+    let h = Harness::start().await;
+    let mut client = h.dispatcher.clone();
+    let state = client
+        .pause(dpb::PauseRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(state.paused);
+    let id = h.enqueue("ok").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(h.job(&id).await.status, dpb::JobStatus::Pending as i32);
+    client.resume(dpb::ResumeRequest {}).await.unwrap();
+    assert_eq!(h.finished(&id).await.status, dpb::JobStatus::Sent as i32);
+    // Bad input is refused at the door with the field named.
+    let err = client
+        .enqueue(dpb::EnqueueRequest {
+            to: "081234567890".into(),
+            message: " ".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), err.message()),
+        (tonic::Code::InvalidArgument, "message: is empty")
+    );
+    let list = client
+        .list_jobs(dpb::ListJobsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.jobs.len(), 1);
+}
