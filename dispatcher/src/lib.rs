@@ -58,6 +58,14 @@ pub async fn run(
             backend: queue.backend(),
         },
     );
+    let released = queue.release_owned(&config.owner, now_ms()).await?;
+    if !released.is_empty() {
+        tracing::warn!(
+            count = released.len(),
+            owner = %config.owner,
+            "jobs this dispatcher held before it restarted are back in the queue"
+        );
+    }
     let pause = pause::PauseSwitch::load(config.data_dir.join("paused"), events.clone());
     let gateway = GatewayClient::new(lazy_channel(&config.gateway_url)?);
     let logger = SheetsLoggerClient::new(lazy_channel(&config.logger_url)?);

@@ -246,6 +246,25 @@ impl JobQueue for LocalQueue {
         .await
     }
 
+    async fn release_owned(&self, owner: &str, now: i64) -> Result<Vec<Job>> {
+        let owner = owner.to_owned();
+        self.with(move |conn| {
+            let sql = format!(
+                "UPDATE jobs SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL,
+                    updated_at = ?2, last_error_code = 'restarted',
+                    last_error_message = 'the dispatcher restarted while sending this job'
+                 WHERE status = 'processing' AND lease_owner = ?1
+                 RETURNING {COLUMNS}"
+            );
+            let mut stmt = conn.prepare(&sql)?;
+            let jobs = stmt
+                .query_map(params![owner, now], job_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(jobs)
+        })
+        .await
+    }
+
     async fn retry(&self, id: &str, now: i64) -> Result<Job> {
         let id = id.to_owned();
         self.with(move |conn| {

@@ -31,6 +31,10 @@ pub trait JobQueue: Send + Sync + 'static {
     /// Returns expired leases to pending (or to failed once `max_attempts` are used).
     async fn sweep_expired(&self, now: i64, max_attempts: u32) -> Result<Vec<Job>>;
 
+    /// Returns to pending the jobs `owner` holds: a dispatcher restarted under the
+    /// same `DISPATCHER_ID` takes back at once what its previous run left in flight.
+    async fn release_owned(&self, owner: &str, now: i64) -> Result<Vec<Job>>;
+
     /// Failed -> pending with a fresh attempt count.
     async fn retry(&self, id: &str, now: i64) -> Result<Job>;
 

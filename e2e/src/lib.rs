@@ -1,1 +1,252 @@
-//! placeholder
+//! Runs the four AbTrack Notify binaries as processes on free loopback ports, each in
+//! a temporary working folder, for end-to-end suites. The binaries come from
+//! `ABTRACK_BIN_DIR`, or from the `target` folder these tests were built into.
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub const SERVICES: [&str; 4] = ["wa-gateway", "sheets-logger", "dispatcher", "status-web"];
+
+/// Where the service binaries are.
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("ABTRACK_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    // target/debug/deps/<test binary> -> target/debug
+    let exe = std::env::current_exe().expect("the test binary has a path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("the test binary is in target/<profile>/deps")
+        .to_owned()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The four services, started and stopped by the test.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub ports: HashMap<&'static str, u16>,
+    env: Vec<(String, String)>,
+    children: HashMap<&'static str, Child>,
+    pub http: reqwest::Client,
+}
+
+impl Cluster {
+    /// Starts all four with zero pacing and waits until each serves. `extra` adds or
+    /// overrides environment variables.
+    pub async fn start(extra: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let ports: HashMap<&'static str, u16> =
+            SERVICES.iter().map(|s| (*s, free_port())).collect();
+        let addr = |s: &str| format!("127.0.0.1:{}", ports[s]);
+        let url = |s: &str| format!("http://127.0.0.1:{}", ports[s]);
+        let mut env: Vec<(String, String)> = vec![
+            ("WA_ADDR".into(), addr("wa-gateway")),
+            ("SHEETS_ADDR".into(), addr("sheets-logger")),
+            ("DISPATCHER_ADDR".into(), addr("dispatcher")),
+            ("STATUS_WEB_ADDR".into(), addr("status-web")),
+            ("DISPATCHER_GATEWAY_URL".into(), url("wa-gateway")),
+            ("DISPATCHER_LOGGER_URL".into(), url("sheets-logger")),
+            ("STATUS_WEB_DISPATCHER_URL".into(), url("dispatcher")),
+            ("STATUS_WEB_GATEWAY_URL".into(), url("wa-gateway")),
+            ("STATUS_WEB_LOGGER_URL".into(), url("sheets-logger")),
+            ("WA_MODE".into(), "dry-run".into()),
+            ("WA_MIN_INTERVAL_MS".into(), "0".into()),
+            ("WA_JITTER_MS".into(), "0".into()),
+            ("RUST_LOG".into(), "info".into()),
+        ];
+        for (k, v) in extra {
+            env.retain(|(key, _)| key != k);
+            env.push(((*k).to_owned(), (*v).to_owned()));
+        }
+        let mut cluster = Self {
+            dir,
+            ports,
+            env,
+            children: HashMap::new(),
+            http: reqwest::Client::new(),
+        };
+        for service in SERVICES {
+            cluster.spawn(service);
+        }
+        for service in SERVICES {
+            cluster.wait_serving(service).await;
+        }
+        // status-web has heard from all three.
+        cluster
+            .wait_status(
+                Duration::from_secs(30),
+                "status-web to see every service",
+                |s| {
+                    s["queue"]["backend"] == "local"
+                        && s["gateway"]["status"] == "connected"
+                        && s["logger"]["state"] != "unknown"
+                },
+            )
+            .await;
+        cluster
+    }
+
+    /// Starts one service (again), its output appended to `<name>.log`.
+    pub fn spawn(&mut self, name: &'static str) {
+        let binary = bin_dir().join(name);
+        assert!(
+            binary.exists(),
+            "{} is missing: build the binaries first (cargo build --workspace --bins), or use ./test.sh",
+            binary.display()
+        );
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("{name}.log")))
+            .unwrap();
+        let child = Command::new(binary)
+            .current_dir(self.dir.path())
+            .env_clear()
+            .envs(std::env::var("PATH").map(|p| ("PATH".to_owned(), p)))
+            .envs(self.env.iter().cloned())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.children.insert(name, child);
+    }
+
+    /// Kills one service with SIGKILL (no chance to clean up) and reaps it.
+    pub fn kill(&mut self, name: &str) {
+        if let Some(mut child) = self.children.remove(name) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Waits (at most 30 s) until the service answers its health check.
+    pub async fn wait_serving(&self, name: &str) {
+        let port = self.ports[name];
+        for _ in 0..300 {
+            let ok = if name == "status-web" {
+                self.http
+                    .get(format!("http://127.0.0.1:{port}/healthz"))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            } else {
+                abtrack_proto::health::check(
+                    &format!("http://127.0.0.1:{port}"),
+                    Duration::from_secs(1),
+                )
+                .await
+                .unwrap_or(false)
+            };
+            if ok {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{name} did not start serving:\n{}", self.log(name));
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.ports["status-web"])
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let response = self.http.get(self.url(path)).send().await.unwrap();
+        assert!(
+            response.status().is_success(),
+            "GET {path}: {}",
+            response.status()
+        );
+        response.json().await.unwrap()
+    }
+
+    /// Posts raw bytes; returns the status code and the JSON body.
+    pub async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let response = self
+            .http
+            .post(self.url(path))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Polls `GET /api/status` until `check` holds (at most `limit`).
+    pub async fn wait_status(
+        &self,
+        limit: Duration,
+        what: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let status = self.get("/api/status").await;
+            if check(&status) {
+                return status;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("timed out waiting for {what}; last status: {status:#}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Every line of the dry-run file.
+    pub fn dry_run_lines(&self) -> Vec<Value> {
+        let path = self.dir.path().join("data/wa-gateway/dry-run.jsonl");
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        text.lines()
+            .map(|l| serde_json::from_str(l).expect("a complete JSON line"))
+            .collect()
+    }
+
+    /// Records in the logger's outbox.
+    pub fn outbox_records(&self) -> u64 {
+        let path = self.dir.path().join("data/sheets-logger/outbox.sqlite3");
+        let conn = rusqlite::Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        conn.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get::<_, i64>(0))
+            .unwrap() as u64
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let names: Vec<&'static str> = self.children.keys().copied().collect();
+        for name in names {
+            self.kill(name);
+        }
+        if std::thread::panicking() {
+            for name in SERVICES {
+                let log = self.log(name);
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!("---- {name} log (last lines) ----");
+                for line in tail.into_iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+        }
+    }
+}

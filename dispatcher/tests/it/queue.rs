@@ -106,6 +106,31 @@ async fn an_expired_lease_returns_to_pending_and_its_old_owner_cannot_finish() {
 }
 
 #[tokio::test]
+async fn a_restart_under_the_same_owner_takes_its_jobs_back_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = LocalQueue::open(&dir.path().join("q.sqlite3")).unwrap();
+    for n in 0..3 {
+        q.enqueue(new_job("081234567890", &format!("m{n}")), n)
+            .await
+            .unwrap();
+    }
+    q.lease_next("me", 10, 100_000).await.unwrap().unwrap();
+    q.lease_next("other", 10, 100_000).await.unwrap().unwrap();
+    let released = q.release_owned("me", 20).await.unwrap();
+    assert_eq!(released.len(), 1);
+    assert_eq!(
+        (released[0].status, released[0].attempts),
+        (JobStatus::Pending, 1)
+    );
+    let counts = q.counts().await.unwrap();
+    assert_eq!(
+        (counts.pending, counts.processing),
+        (2, 1),
+        "the other owner keeps its lease"
+    );
+}
+
+#[tokio::test]
 async fn a_job_whose_leases_keep_expiring_ends_failed() {
     let dir = tempfile::tempdir().unwrap();
     let q = LocalQueue::open(&dir.path().join("q.sqlite3")).unwrap();

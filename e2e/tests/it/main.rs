@@ -1,0 +1,4 @@
+//! End-to-end: the four binaries as processes, driven over HTTP.
+
+mod flow;
+mod resilience;
