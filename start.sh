@@ -26,7 +26,7 @@ else
   flag=()
   [[ "$profile" == release ]] && flag=(--release)
   echo "building the services ($profile; the first build takes a few minutes)..."
-  cargo build "${flag[@]}" --bins --quiet
+  cargo build "${flag[@]}" --locked --bins --quiet
 fi
 
 # A port already in use is the most common start-up failure: name it clearly.
@@ -65,8 +65,10 @@ start sheets-logger
 start dispatcher
 start status-web
 
+healthy=0
 for _ in $(seq 1 100); do
   if "$bin/status-web" healthcheck 2>/dev/null; then
+    healthy=1
     addr="${STATUS_WEB_ADDR:-127.0.0.1:8080}"
     echo
     echo "AbTrack Notify is running. Status: http://${addr/0.0.0.0/127.0.0.1}/api/status"
@@ -76,6 +78,9 @@ for _ in $(seq 1 100); do
   fi
   sleep 0.1
 done
+if [[ $healthy == 0 ]]; then
+  echo "start.sh: status-web did not answer within 10 s; see the [status-web] lines above" >&2
+fi
 
 # When any service exits, stop the others.
 set +e

@@ -3,6 +3,8 @@
 //! `ABTRACK_BIN_DIR`, or from the `target` folder these tests were built into.
 #![forbid(unsafe_code)]
 
+pub mod sheets;
+
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -18,12 +20,69 @@ pub fn bin_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("ABTRACK_BIN_DIR") {
         return PathBuf::from(dir);
     }
-    // target/debug/deps/<test binary> -> target/debug
-    let exe = std::env::current_exe().expect("the test binary has a path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("the test binary is in target/<profile>/deps")
-        .to_owned()
+    // target/<profile>/deps/<test binary>, or target/<profile>/<bench binary>
+    let exe = std::env::current_exe().expect("the running binary has a path");
+    let dir = exe.parent().expect("the running binary is in a folder");
+    if dir.ends_with("deps") {
+        dir.parent().unwrap_or(dir).to_owned()
+    } else {
+        dir.to_owned()
+    }
+}
+
+/// Resident memory of a process in KiB (Linux).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The machine a benchmark ran on, for `BENCHMARKS.md`.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let mem_kib: u64 = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0);
+    format!(
+        "{cpu}, {cores} cores, {} GiB memory, {}",
+        mem_kib / 1024 / 1024,
+        std::env::consts::OS
+    )
+}
+
+/// Replaces (or appends) the section between `<!-- name:start -->` and
+/// `<!-- name:end -->` in `BENCHMARKS.md` at the workspace root.
+pub fn write_benchmark_section(name: &str, body: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../BENCHMARKS.md");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        "# Benchmarks\n\nEach section is written by the command it names; rerun it to refresh the figures.\n".to_owned()
+    });
+    let (start, end) = (
+        format!("<!-- {name}:start -->"),
+        format!("<!-- {name}:end -->"),
+    );
+    let section = format!("{start}\n{}\n{end}", body.trim_end());
+    let text = match (text.find(&start), text.find(&end)) {
+        (Some(a), Some(b)) if a < b => format!("{}{section}{}", &text[..a], &text[b + end.len()..]),
+        _ => format!("{}\n\n{section}\n", text.trim_end()),
+    };
+    std::fs::write(&path, text).expect("BENCHMARKS.md is writable");
 }
 
 fn free_port() -> u16 {

@@ -152,7 +152,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, Str
 /// The `--help` text: what the service does and every variable it reads.
 pub fn help_text(binary: &str, about: &str, vars: &[Var]) -> String {
     let mut out = format!(
-        "{binary} {}\n{about}\n\nUSAGE:\n    {binary}               run the service\n    {binary} healthcheck   exit 0 when the running service answers grpc.health.v1\n    {binary} --help        this text\n\nENVIRONMENT (unset or empty means the default):\n",
+        "{binary} {}\n{about}\n\nUSAGE:\n    {binary}               run the service\n    {binary} healthcheck   exit 0 when the running service answers its health check\n    {binary} --version     the version\n    {binary} --help        this text\n\nENVIRONMENT (unset or empty means the default):\n",
         env!("CARGO_PKG_VERSION")
     );
     for var in vars.iter().chain(COMMON_VARS) {

@@ -4,7 +4,14 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use google_sheets4::yup_oauth2::ServiceAccountKey;
+
 use abtrack_proto::config::{ConfigError, Env, Var};
+
+use crate::credentials::read_key;
 
 pub const VARS: &[Var] = &[
     Var {
@@ -28,20 +35,77 @@ pub const VARS: &[Var] = &[
         help: "the spreadsheet outcomes are appended to",
     },
     Var {
+        name: "SHEETS_TAB",
+        default: "Log",
+        help: "the tab (sheet) rows go to; created when missing",
+    },
+    Var {
+        name: "SHEETS_TIME_ZONE",
+        default: "Asia/Jakarta",
+        help: "IANA time zone of the Time column",
+    },
+    Var {
+        name: "SHEETS_FULL_RECIPIENT",
+        default: "false",
+        help: "write the full phone number instead of a masked one (62812****789)",
+    },
+    Var {
         name: "SHEETS_INCLUDE_MESSAGE",
         default: "false",
-        help: "keep the message text in the outbox and the sheet",
+        help: "keep the message text in the outbox and write it to the sheet",
+    },
+    Var {
+        name: "SHEETS_BATCH_SIZE",
+        default: "100",
+        help: "most rows per append call",
+    },
+    Var {
+        name: "SHEETS_BATCH_MAX_AGE_MS",
+        default: "2000",
+        help: "a smaller batch is sent once its oldest record is this old",
+    },
+    Var {
+        name: "SHEETS_RETRY_MAX_SECS",
+        default: "300",
+        help: "longest wait between two upload attempts while Sheets fails",
+    },
+    Var {
+        name: "SHEETS_OUTBOX_RETENTION_DAYS",
+        default: "30",
+        help: "with Sheets logging off, records older than this leave the outbox (0 keeps them all)",
+    },
+    Var {
+        name: "SHEETS_API_URL",
+        default: "https://sheets.googleapis.com",
+        help: "root URL of the Google Sheets API (a local server in tests)",
     },
 ];
+
+/// Where rows go when Sheets logging is on.
+#[derive(Debug, Clone)]
+pub struct SheetTarget {
+    pub credentials_path: PathBuf,
+    pub key: ServiceAccountKey,
+    pub spreadsheet_id: String,
+}
 
 #[derive(Debug, Clone)]
 pub struct Config {
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
-    /// The credentials file when it exists.
-    pub credentials: Option<PathBuf>,
-    pub spreadsheet_id: Option<String>,
+    /// Set when both a credential and a spreadsheet id are present.
+    pub target: Option<SheetTarget>,
+    /// Why Sheets logging is off, when it is.
+    pub disabled_reason: Option<String>,
+    pub tab: String,
+    pub time_zone: Tz,
+    pub full_recipient: bool,
     pub include_message: bool,
+    pub batch_size: usize,
+    pub batch_max_age: Duration,
+    pub retry_max: Duration,
+    pub retention: Option<Duration>,
+    pub api_url: String,
 }
 
 impl Config {
@@ -56,7 +120,14 @@ impl Config {
                 .unwrap_or_else(|| "sheets-credentials.json".into()),
         );
         let credentials = if credentials_path.is_file() {
-            Some(credentials_path)
+            let key = read_key(&credentials_path).map_err(|e| {
+                ConfigError::new(
+                    "SHEETS_CREDENTIALS",
+                    &credentials_path.display().to_string(),
+                    e,
+                )
+            })?;
+            Some((credentials_path, key))
         } else if let Some(path) = explicit {
             return Err(ConfigError::new(
                 "SHEETS_CREDENTIALS",
@@ -70,12 +141,70 @@ impl Config {
             Some(id) => Some(id),
             None => spreadsheet_id_from_config_json("config.json")?,
         };
+        let (target, disabled_reason) = match (credentials, spreadsheet_id) {
+            (Some((credentials_path, key)), Some(spreadsheet_id)) => (
+                Some(SheetTarget {
+                    credentials_path,
+                    key,
+                    spreadsheet_id,
+                }),
+                None,
+            ),
+            (None, _) => (None, Some("no sheets-credentials.json".to_owned())),
+            (Some(_), None) => (
+                None,
+                Some(
+                    "no spreadsheet id (set SHEETS_SPREADSHEET_ID or spreadsheetId in config.json)"
+                        .to_owned(),
+                ),
+            ),
+        };
+        let zone = env.string("SHEETS_TIME_ZONE", "Asia/Jakarta");
+        let time_zone: Tz = zone.parse().map_err(|_| {
+            ConfigError::new(
+                "SHEETS_TIME_ZONE",
+                &zone,
+                "expected an IANA time zone like Asia/Jakarta",
+            )
+        })?;
+        let tab = env.string("SHEETS_TAB", "Log");
+        if tab.len() > 100
+            || tab
+                .chars()
+                .any(|c| matches!(c, '[' | ']' | '*' | '?' | '/' | '\\' | ':'))
+        {
+            return Err(ConfigError::new(
+                "SHEETS_TAB",
+                &tab,
+                "a tab name has at most 100 characters and none of [ ] * ? / \\ :",
+            ));
+        }
+        let batch_size: usize = env.parse("SHEETS_BATCH_SIZE", 100)?;
+        if !(1..=10_000).contains(&batch_size) {
+            return Err(ConfigError::new(
+                "SHEETS_BATCH_SIZE",
+                &batch_size.to_string(),
+                "must be between 1 and 10000",
+            ));
+        }
+        let retention_days: u64 = env.parse("SHEETS_OUTBOX_RETENTION_DAYS", 30)?;
         Ok(Self {
             addr: env.addr("SHEETS_ADDR", "127.0.0.1:50053")?,
             data_dir: PathBuf::from(env.string("SHEETS_DATA_DIR", "data/sheets-logger")),
-            credentials,
-            spreadsheet_id,
+            target,
+            disabled_reason,
+            tab,
+            time_zone,
+            full_recipient: env.bool("SHEETS_FULL_RECIPIENT", false)?,
             include_message: env.bool("SHEETS_INCLUDE_MESSAGE", false)?,
+            batch_size,
+            batch_max_age: env.millis("SHEETS_BATCH_MAX_AGE_MS", Duration::from_secs(2))?,
+            retry_max: env
+                .secs("SHEETS_RETRY_MAX_SECS", Duration::from_secs(300))?
+                .max(Duration::from_secs(1)),
+            retention: (retention_days > 0)
+                .then(|| Duration::from_secs(retention_days * 24 * 3600)),
+            api_url: env.url("SHEETS_API_URL", "https://sheets.googleapis.com")?,
         })
     }
 
@@ -83,9 +212,18 @@ impl Config {
         tracing::info!(
             addr = %self.addr,
             data_dir = %self.data_dir.display(),
-            credentials = ?self.credentials.as_ref().map(|p| p.display().to_string()),
-            spreadsheet_id = ?self.spreadsheet_id,
+            credentials = ?self.target.as_ref().map(|t| t.credentials_path.display().to_string()),
+            service_account = ?self.target.as_ref().map(|t| t.key.client_email.clone()),
+            spreadsheet_id = ?self.target.as_ref().map(|t| t.spreadsheet_id.clone()),
+            tab = %self.tab,
+            time_zone = %self.time_zone,
+            full_recipient = self.full_recipient,
             include_message = self.include_message,
+            batch_size = self.batch_size,
+            batch_max_age_ms = self.batch_max_age.as_millis() as u64,
+            retry_max_secs = self.retry_max.as_secs(),
+            retention_days = self.retention.map(|r| r.as_secs() / 86_400),
+            api_url = %self.api_url,
             "configuration"
         );
     }
@@ -127,9 +265,38 @@ mod tests {
     #[test]
     fn no_credentials_means_disabled_not_an_error() {
         let c = config(&[("SHEETS_SPREADSHEET_ID", "abc")]).unwrap();
-        assert_eq!(c.credentials, None);
-        assert_eq!(c.spreadsheet_id.as_deref(), Some("abc"));
+        assert!(c.target.is_none());
+        assert_eq!(
+            c.disabled_reason.as_deref(),
+            Some("no sheets-credentials.json")
+        );
         assert_eq!(c.addr.port(), 50053);
+        assert_eq!(c.time_zone, chrono_tz::Asia::Jakarta);
+        assert_eq!(c.tab, "Log");
+    }
+
+    #[test]
+    fn bad_settings_name_their_variable() {
+        for (name, value) in [
+            ("SHEETS_TIME_ZONE", "Mars/Olympus"),
+            ("SHEETS_TAB", "a/b"),
+            ("SHEETS_BATCH_SIZE", "0"),
+            ("SHEETS_API_URL", "sheets.example"),
+        ] {
+            assert_eq!(config(&[(name, value)]).unwrap_err().name, name);
+        }
+    }
+
+    #[test]
+    fn a_malformed_key_file_is_a_configuration_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.json");
+        std::fs::write(&path, "{\"type\": ").unwrap();
+        let err = config(&[("SHEETS_CREDENTIALS", path.to_str().unwrap())]).unwrap_err();
+        assert!(
+            err.reason.contains("not a Google service account key"),
+            "{err}"
+        );
     }
 
     #[test]

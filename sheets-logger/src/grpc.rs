@@ -2,7 +2,9 @@
 
 use std::pin::Pin;
 
-use tokio::sync::{mpsc, watch};
+use std::sync::Arc;
+
+use tokio::sync::{Notify, mpsc, watch};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -19,14 +21,22 @@ pub struct LoggerService {
     outbox: Outbox,
     state: watch::Sender<LoggerState>,
     include_message: bool,
+    /// Tells the flusher a record arrived.
+    flusher: Arc<Notify>,
 }
 
 impl LoggerService {
-    pub fn new(outbox: Outbox, state: watch::Sender<LoggerState>, include_message: bool) -> Self {
+    pub fn new(
+        outbox: Outbox,
+        state: watch::Sender<LoggerState>,
+        include_message: bool,
+        flusher: Arc<Notify>,
+    ) -> Self {
         Self {
             outbox,
             state,
             include_message,
+            flusher,
         }
     }
 }
@@ -80,6 +90,7 @@ impl pb::sheets_logger_server::SheetsLogger for LoggerService {
         if !duplicate {
             let backlog = self.outbox.backlog().await?;
             self.state.send_modify(|s| s.backlog = backlog);
+            self.flusher.notify_one();
         }
         tracing::debug!(job_id = %job_id, status = %status, to = %mask_phone(&recipient), sequence, duplicate, "outcome recorded");
         Ok(Response::new(pb::RecordResponse {

@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::error::{Error, Result};
 
 /// Statuses a record may carry.
-pub const STATUSES: &[&str] = &["sent", "delivered", "read", "failed"];
+pub const STATUSES: &[&str] = &["sent", "failed"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -49,7 +49,11 @@ impl Outbox {
                 message       TEXT NOT NULL,
                 occurred_at   INTEGER NOT NULL,
                 recorded_at   INTEGER NOT NULL,
-                UNIQUE (job_id, status, attempts)
+                UNIQUE (job_id, status, occurred_at)
+            );
+            CREATE TABLE IF NOT EXISTS meta (
+                key   TEXT PRIMARY KEY,
+                value TEXT NOT NULL
             );",
         )?;
         Ok(Self {
@@ -72,14 +76,14 @@ impl Outbox {
     }
 
     /// Commits a record. Returns its sequence number and whether it was already there
-    /// (the same job, status and attempt count).
+    /// (the same job, status and time: the same outcome recorded again).
     pub async fn insert(&self, record: Record, now: i64) -> Result<(u64, bool)> {
         self.with(move |conn| {
             let tx = conn.transaction()?;
             let existing: Option<i64> = tx
                 .query_row(
-                    "SELECT seq FROM outbox WHERE job_id = ?1 AND status = ?2 AND attempts = ?3",
-                    params![record.job_id, record.status, record.attempts],
+                    "SELECT seq FROM outbox WHERE job_id = ?1 AND status = ?2 AND occurred_at = ?3",
+                    params![record.job_id, record.status, record.occurred_at],
                     |row| row.get(0),
                 )
                 .optional()?;
@@ -110,6 +114,98 @@ impl Outbox {
         .await
     }
 
+    /// The oldest `limit` records, in the order they were recorded.
+    pub async fn oldest(&self, limit: usize) -> Result<Vec<(u64, Record)>> {
+        self.with(move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT seq, job_id, status, recipient, attempts, message_id, error_code, error_message,
+                    message, occurred_at
+                 FROM outbox ORDER BY seq LIMIT ?1",
+            )?;
+            let rows = stmt.query_map([limit as i64], |row| {
+                Ok((
+                    row.get::<_, i64>(0)? as u64,
+                    Record {
+                        job_id: row.get(1)?,
+                        status: row.get(2)?,
+                        recipient: row.get(3)?,
+                        attempts: row.get(4)?,
+                        message_id: row.get(5)?,
+                        error_code: row.get(6)?,
+                        error_message: row.get(7)?,
+                        message: row.get(8)?,
+                        occurred_at: row.get(9)?,
+                    },
+                ))
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// The time the oldest record was recorded, if any.
+    pub async fn oldest_recorded_at(&self) -> Result<Option<i64>> {
+        self.with(|conn| {
+            conn.query_row(
+                "SELECT recorded_at FROM outbox ORDER BY seq LIMIT 1",
+                [],
+                |row| row.get(0),
+            )
+            .optional()
+        })
+        .await
+    }
+
+    /// Removes records Google acknowledged, and clears the in-flight mark with them.
+    pub async fn remove(&self, seqs: Vec<u64>) -> Result<()> {
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut stmt = tx.prepare("DELETE FROM outbox WHERE seq = ?1")?;
+                for seq in seqs {
+                    stmt.execute([seq as i64])?;
+                }
+            }
+            tx.execute("DELETE FROM meta WHERE key = 'in_flight'", [])?;
+            tx.commit()
+        })
+        .await
+    }
+
+    /// Marks that an append is about to be sent: if the process stops before the
+    /// answer, the next start checks the sheet before sending these records again.
+    pub async fn set_in_flight(&self, in_flight: bool) -> Result<()> {
+        self.with(move |conn| {
+            if in_flight {
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('in_flight', '1')",
+                    [],
+                )?;
+            } else {
+                conn.execute("DELETE FROM meta WHERE key = 'in_flight'", [])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn in_flight(&self) -> Result<bool> {
+        self.with(|conn| {
+            conn.query_row("SELECT 1 FROM meta WHERE key = 'in_flight'", [], |_| Ok(()))
+                .optional()
+                .map(|found| found.is_some())
+        })
+        .await
+    }
+
+    /// Removes records recorded before `before` (ms since the epoch); used only while
+    /// Sheets logging is off, so the outbox does not grow without end.
+    pub async fn prune_recorded_before(&self, before: i64) -> Result<u64> {
+        self.with(move |conn| conn.execute("DELETE FROM outbox WHERE recorded_at < ?1", [before]))
+            .await
+            .map(|n| n as u64)
+    }
+
     /// Records not yet acknowledged by Google Sheets.
     pub async fn backlog(&self) -> Result<u64> {
         self.with(|conn| {
@@ -136,7 +232,7 @@ mod tests {
             error_code: String::new(),
             error_message: String::new(),
             message: String::new(),
-            occurred_at: 5,
+            occurred_at: i64::from(attempts) * 1000,
         }
     }
 
@@ -158,7 +254,7 @@ mod tests {
                 outbox.insert(record("a", "sent", 1), 2).await.unwrap(),
                 (1, true)
             );
-            // Failed, retried by an operator, failed again: a second row.
+            // Failed, retried by an operator, failed again later: a second row.
             assert_eq!(
                 outbox.insert(record("b", "failed", 1), 2).await.unwrap(),
                 (3, false)
@@ -166,5 +262,17 @@ mod tests {
         }
         let outbox = Outbox::open(&path).unwrap();
         assert_eq!(outbox.backlog().await.unwrap(), 3);
+        let oldest = outbox.oldest(2).await.unwrap();
+        assert_eq!(
+            oldest.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
+            [1, 2]
+        );
+        assert_eq!(oldest[1].1, record("b", "failed", 3));
+        outbox.set_in_flight(true).await.unwrap();
+        assert!(outbox.in_flight().await.unwrap());
+        outbox.remove(vec![1, 2]).await.unwrap();
+        assert!(!outbox.in_flight().await.unwrap());
+        assert_eq!(outbox.backlog().await.unwrap(), 1);
+        assert_eq!(outbox.oldest_recorded_at().await.unwrap(), Some(2));
     }
 }

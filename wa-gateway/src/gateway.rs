@@ -52,6 +52,8 @@ pub struct SendOutcome {
 
 pub struct GatewaySettings {
     pub default_country_code: String,
+    /// How long ago the sends of the last 24 hours went out, oldest first.
+    pub recent_sends: Vec<Duration>,
     pub pacing: PacingConfig,
     pub check_cache_ttl: Duration,
 }
@@ -75,8 +77,10 @@ impl Gateway {
     /// Starts the gateway and the task that turns messenger events into gateway events
     /// (receipts gain their job id from the send log).
     pub fn start(messenger: Arc<dyn Messenger>, log: SendLog, settings: GatewaySettings) -> Self {
+        let mut pacer = Pacer::new(settings.pacing);
+        pacer.remember(&settings.recent_sends);
         let inner = Arc::new(Inner {
-            pacer: tokio::sync::Mutex::new(Pacer::new(settings.pacing)),
+            pacer: tokio::sync::Mutex::new(pacer),
             messenger,
             log,
             numbers: Mutex::new(HashMap::new()),

@@ -49,11 +49,19 @@ pub async fn run(
             Arc::new(m)
         }
     };
+    let now = abtrack_proto::time::now_ms();
+    let recent_sends = log
+        .sent_since(now - 24 * 3600 * 1000)
+        .await?
+        .into_iter()
+        .map(|at| std::time::Duration::from_millis((now - at).max(0) as u64))
+        .collect();
     let gateway = Gateway::start(
         messenger,
         log,
         GatewaySettings {
             default_country_code: config.default_country_code.clone(),
+            recent_sends,
             pacing: PacingConfig {
                 min_interval: config.min_interval,
                 jitter: config.jitter,

@@ -46,6 +46,22 @@ impl Pacer {
         }
     }
 
+    /// Remembers sends made before a restart, given as how long ago each was (oldest
+    /// first), so the daily cap and the interval hold across restarts.
+    pub fn remember(&mut self, ago: &[Duration]) {
+        let now = Instant::now();
+        let Some(last) = ago.last() else { return };
+        let last_start = now.checked_sub(*last).unwrap_or(now);
+        self.next_slot = Some(last_start + self.config.min_interval);
+        if self.config.daily_cap > 0 {
+            self.recent = ago
+                .iter()
+                .filter(|a| **a < DAY)
+                .map(|a| now.checked_sub(*a).unwrap_or(now))
+                .collect();
+        }
+    }
+
     /// When the next send may start, and whether the daily cap is what holds it.
     fn next_start(&mut self, now: Instant) -> (Instant, bool) {
         let mut start = self.next_slot.map_or(now, |slot| slot.max(now));
@@ -133,6 +149,28 @@ mod tests {
         let distinct: std::collections::HashSet<_> =
             starts.windows(2).map(|w| w[1] - w[0]).collect();
         assert!(distinct.len() > 1, "jitter varies the gaps");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sends_before_a_restart_still_count() {
+        let mut p = pacer(10_000, 0, 2);
+        // Two sends, 2 hours and 4 seconds ago: the cap of 2 is reached.
+        p.remember(&[Duration::from_secs(7200), Duration::from_secs(4)]);
+        let now = Instant::now();
+        let err = p
+            .wait_turn(Some(now + Duration::from_secs(60)), Duration::ZERO)
+            .await
+            .unwrap_err();
+        assert!(err.daily_cap_reached);
+        assert_eq!(err.wait, DAY - Duration::from_secs(7200));
+        let mut q = pacer(10_000, 0, 0);
+        q.remember(&[Duration::from_secs(4)]);
+        q.wait_turn(None, Duration::ZERO).await.unwrap();
+        assert_eq!(
+            Instant::now(),
+            now + Duration::from_secs(6),
+            "the interval counts from the last send"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -100,6 +100,20 @@ impl SendLog {
         Ok(())
     }
 
+    /// When each message sent since `since` (ms since the epoch) went out: the pacer's
+    /// memory of the last 24 hours survives a restart.
+    pub async fn sent_since(&self, since: i64) -> Result<Vec<i64>> {
+        self.with(move |conn| {
+            let mut stmt =
+                conn.prepare("SELECT sent_at FROM sends WHERE sent_at >= ?1 ORDER BY sent_at")?;
+            let times = stmt
+                .query_map([since], |row| row.get(0))?
+                .collect::<rusqlite::Result<Vec<i64>>>()?;
+            Ok(times)
+        })
+        .await
+    }
+
     pub async fn mark_sent(&self, job_id: &str, sent_at: i64) -> Result<()> {
         let job_id = job_id.to_owned();
         self.with(move |conn| {
@@ -152,6 +166,8 @@ mod tests {
         log.mark_sent("job-1", 43).await.unwrap();
         let got = log.by_message_id("3EB0AA").await.unwrap().unwrap();
         assert_eq!(got.sent_at, Some(42));
+        assert_eq!(log.sent_since(42).await.unwrap(), [42]);
+        assert!(log.sent_since(43).await.unwrap().is_empty());
         assert_eq!(log.get("nope").await.unwrap(), None);
     }
 }

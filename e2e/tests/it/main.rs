@@ -2,3 +2,4 @@
 
 mod flow;
 mod resilience;
+mod sheets;

@@ -92,6 +92,7 @@ impl TestGateway {
             log,
             GatewaySettings {
                 default_country_code: "62".into(),
+                recent_sends: Vec::new(),
                 pacing: PacingConfig {
                     min_interval: options.min_interval,
                     jitter: Duration::ZERO,

@@ -1,0 +1,173 @@
+//! How an outbox record becomes a sheet row: the columns, the local time, the masked
+//! or full recipient, and the message text only when enabled.
+
+use chrono::TimeZone;
+use chrono_tz::Tz;
+use serde_json::Value;
+
+use abtrack_proto::mask_phone;
+
+use crate::outbox::Record;
+
+/// The header row, written when the tab is empty.
+pub const HEADER: &[&str] = &[
+    "Time",
+    "Job ID",
+    "Recipient",
+    "Status",
+    "Attempts",
+    "Message ID",
+    "Error",
+    "Message",
+];
+
+#[derive(Debug, Clone)]
+pub struct RowFormat {
+    pub time_zone: Tz,
+    pub full_recipient: bool,
+    pub include_message: bool,
+}
+
+impl RowFormat {
+    /// The number of columns written.
+    pub fn width(&self) -> usize {
+        if self.include_message {
+            HEADER.len()
+        } else {
+            HEADER.len() - 1
+        }
+    }
+
+    pub fn header(&self) -> Vec<Value> {
+        HEADER[..self.width()]
+            .iter()
+            .map(|h| Value::from(*h))
+            .collect()
+    }
+
+    fn time(&self, ms: i64) -> String {
+        self.time_zone
+            .timestamp_millis_opt(ms)
+            .single()
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_default()
+    }
+
+    /// The key a record's row is recognised by when the sheet is read back.
+    pub fn record_key(&self, record: &Record) -> RowKey {
+        (
+            self.time(record.occurred_at),
+            record.job_id.clone(),
+            record.status.clone(),
+            u64::from(record.attempts),
+        )
+    }
+
+    pub fn row(&self, record: &Record) -> Vec<Value> {
+        let time = self.time(record.occurred_at);
+        let recipient = if self.full_recipient {
+            record
+                .recipient
+                .split('@')
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        } else {
+            mask_phone(&record.recipient)
+        };
+        let error = match (
+            record.error_code.is_empty(),
+            record.error_message.is_empty(),
+        ) {
+            (true, true) => String::new(),
+            (false, true) => record.error_code.clone(),
+            (true, false) => record.error_message.clone(),
+            (false, false) => format!("{}: {}", record.error_code, record.error_message),
+        };
+        let mut row = vec![
+            Value::from(time),
+            Value::from(record.job_id.clone()),
+            Value::from(recipient),
+            Value::from(record.status.clone()),
+            Value::from(record.attempts),
+            Value::from(record.message_id.clone()),
+            Value::from(error),
+        ];
+        if self.include_message {
+            row.push(Value::from(record.message.clone()));
+        }
+        row
+    }
+}
+
+/// Time, job id, status and attempts (columns A, B, D, E): one outcome.
+pub type RowKey = (String, String, String, u64);
+
+/// The key of a row read back from the sheet.
+pub fn row_key(row: &[Value]) -> Option<RowKey> {
+    let text = |i: usize| -> Option<String> {
+        match row.get(i)? {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    };
+    Some((text(0)?, text(1)?, text(3)?, text(4)?.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> Record {
+        Record {
+            job_id: "job-1".into(),
+            status: "failed".into(),
+            recipient: "6281234567890@s.whatsapp.net".into(),
+            attempts: 3,
+            message_id: String::new(),
+            error_code: "not_on_whatsapp".into(),
+            error_message: "62812*****890 is not on WhatsApp".into(),
+            message: "Ananda tidak hadir".into(),
+            // 2026-11-24T00:30:00Z
+            occurred_at: 1_795_480_200_000,
+        }
+    }
+
+    #[test]
+    fn rows_use_the_time_zone_and_mask_by_default() {
+        let format = RowFormat {
+            time_zone: chrono_tz::Asia::Jakarta,
+            full_recipient: false,
+            include_message: false,
+        };
+        let row = format.row(&record());
+        assert_eq!(row.len(), format.header().len());
+        assert_eq!(row[0], "2026-11-24 07:30:00");
+        assert_eq!(row[2], "62812*****890");
+        assert_eq!(row[4], 3);
+        assert_eq!(row[6], "not_on_whatsapp: 62812*****890 is not on WhatsApp");
+        assert!(!row.iter().any(|v| v == "Ananda tidak hadir"));
+        assert_eq!(row_key(&row), Some(format.record_key(&record())));
+    }
+
+    #[test]
+    fn full_recipient_and_message_when_enabled() {
+        let format = RowFormat {
+            time_zone: chrono_tz::UTC,
+            full_recipient: true,
+            include_message: true,
+        };
+        let row = format.row(&record());
+        assert_eq!(row[0], "2026-11-24 00:30:00");
+        assert_eq!(row[2], "6281234567890");
+        assert_eq!(row[7], "Ananda tidak hadir");
+        assert_eq!(format.header().len(), 8);
+        // A row read back has its numbers as strings.
+        let read: Vec<Value> = row
+            .iter()
+            .map(|v| Value::from(v.to_string().trim_matches('"').to_owned()))
+            .collect();
+        assert_eq!(row_key(&read), Some(format.record_key(&record())));
+    }
+}
