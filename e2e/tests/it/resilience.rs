@@ -132,6 +132,11 @@ fn bad_configuration_exits_64_with_one_line_naming_the_variable() {
         assert_eq!(stderr.lines().count(), 1, "{binary}: {stderr}");
         assert!(stderr.contains(var), "{binary}: {stderr}");
     }
+    let reference = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/configuration.md"
+    ))
+    .unwrap();
     for binary in abtrack_e2e::SERVICES {
         let output = std::process::Command::new(bin_dir().join(binary))
             .arg("--help")
@@ -143,5 +148,16 @@ fn bad_configuration_exits_64_with_one_line_naming_the_variable() {
             help.contains("RUST_LOG") && help.contains("ENVIRONMENT"),
             "{binary}: {help}"
         );
+        // Every variable --help lists is in the configuration reference.
+        let environment = help.split("ENVIRONMENT").nth(1).unwrap();
+        for line in environment.lines() {
+            let name = line.trim();
+            if line.starts_with("    ") && !line.starts_with("        ") && !name.is_empty() {
+                assert!(
+                    reference.contains(name),
+                    "docs/configuration.md does not mention {name} ({binary})"
+                );
+            }
+        }
     }
 }
