@@ -124,10 +124,11 @@
     const body = $("jobs").tBodies[0]; body.replaceChildren();
     for (const j of s.recentJobs) {
       const tr = el("tr"); tr.dataset.id = j.id; tr.dataset.status = j.status;
-      const stc = el("td"); stc.append(el("span", t(j.status), "pill status " + tone(j.status))); tr.append(stc);
-      tr.append(el("td", j.recipient || j.to), el("td", String(j.attempts)));
-      tr.append(el("td", j.lastError ? j.lastError.code + ": " + j.lastError.message : "", "err"));
-      tr.append(el("td", time(j.updatedAt || j.createdAt), "muted"));
+      const cell = (label, text, cls) => { const td = el("td", text, cls); td.dataset.label = t(label); return td; };
+      const stc = cell("col_status"); stc.append(el("span", t(j.status), "pill status " + tone(j.status))); tr.append(stc);
+      tr.append(cell("col_to", j.recipient || j.to), cell("col_attempts", String(j.attempts)));
+      tr.append(cell("col_error", j.lastError ? j.lastError.code + ": " + j.lastError.message : "", "err"));
+      tr.append(cell("col_updated", time(j.updatedAt || j.createdAt), "muted"));
       const act = el("td");
       if (j.status === "failed") {
         const b = el("button", t("retry"), "small retry"); b.type = "button";

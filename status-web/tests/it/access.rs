@@ -24,14 +24,6 @@ async fn login(system: &System, password: &str) -> reqwest::Response {
         .unwrap()
 }
 
-/// Logs in and returns the `Cookie` header to send.
-pub async fn session_cookie(system: &System) -> String {
-    let response = login(system, PASSWORD).await;
-    assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    let set_cookie = response.headers()[header::SET_COOKIE].to_str().unwrap();
-    set_cookie.split(';').next().unwrap().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anonymous_requests_get_401_or_the_login_page_and_never_data() {
     let system = System::start().await;
