@@ -33,8 +33,14 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let clients: usize = std::env::var("CLIENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
-    let rounds: usize = std::env::var("ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let clients: usize = std::env::var("CLIENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let rounds: usize = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
     let cluster = Cluster::start(&[("RUST_LOG", "warn")]).await;
     let pid = cluster.pid("status-web").expect("status-web runs");
     let idle = rss_kib(pid);
@@ -79,7 +85,9 @@ async fn main() {
     totals.sort_by(f64::total_cmp);
     spreads.sort_by(f64::total_cmp);
 
-    println!("status-web Socket.IO fan-out: {clients} clients, {rounds} rounds (every client got every update)");
+    println!(
+        "status-web Socket.IO fan-out: {clients} clients, {rounds} rounds (every client got every update)"
+    );
     println!("| measure | median | p95 | max |");
     println!("|---|---|---|---|");
     for (name, values) in [

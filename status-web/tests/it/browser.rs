@@ -150,11 +150,25 @@ async fn the_dashboard_in_chromium_links_sends_and_retries() {
                 assert_eq!(retried["status"], "sent");
                 assert_eq!(retried["attempts"], 1);
             }
-            "pair-code" => assert_eq!(arg, PAIR_CODE),
-            "done" => break,
-            other => {
-                assert_eq!(other, "qr-seen", "unexpected step");
+            "qr-seen" => {
+                system.emit_qr("2@dashboard-check,rotated", Duration::from_secs(20));
+                stdin.write_all(b"go\n").await.unwrap();
             }
+            "paused" | "resumed" => {
+                let paused = name == "paused";
+                let status = system
+                    .wait_for_status(name, |s| s["queue"]["paused"] == paused)
+                    .await;
+                assert_eq!(status["queue"]["paused"], paused);
+                stdin.write_all(b"go\n").await.unwrap();
+            }
+            "pair-code" => assert_eq!(arg, PAIR_CODE),
+            "reset" => {
+                assert_eq!(*system.logouts.lock().unwrap(), 1);
+                stdin.write_all(b"go\n").await.unwrap();
+            }
+            "done" => break,
+            other => assert_eq!(other, "qr-rotated", "unexpected step"),
         }
     }
     assert_eq!(
@@ -162,11 +176,15 @@ async fn the_dashboard_in_chromium_links_sends_and_retries() {
         [
             "logged-in",
             "qr-seen",
+            "qr-rotated",
+            "paused",
+            "resumed",
             "pending",
             "sent",
             "failed",
             "retried",
             "pair-code",
+            "reset",
             "done"
         ]
     );

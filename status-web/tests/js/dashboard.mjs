@@ -53,7 +53,21 @@ async function main() {
   await page.waitForFunction(() => /\d+/.test(document.querySelector("#qr-countdown").textContent));
   console.log("countdown: " + await page.textContent("#qr-countdown"));
   await page.screenshot({ path: join(ARTIFACTS, "dashboard-qr.png"), fullPage: true });
-  await step("qr-seen");
+  const firstQr = await page.innerHTML("#qr");
+  await step("qr-seen", "", true);
+  // The gateway rotated its code: the new one replaces the old.
+  await page.waitForFunction((old) => {
+    const qr = document.querySelector("#qr");
+    return qr.querySelector("svg path") && qr.innerHTML !== old;
+  }, firstQr);
+  await step("qr-rotated");
+
+  await page.click("#pause-button");
+  await page.waitForFunction(() => document.querySelector("#queue-state").textContent.startsWith("Paused"));
+  await step("paused", "", true);
+  await page.click("#pause-button");
+  await page.waitForFunction(() => !document.querySelector("#queue-state").textContent.startsWith("Paused"));
+  await step("resumed", "", true);
 
   await page.fill("#send-form input[name=to]", "0812-3456-7890");
   await page.fill("#send-form textarea[name=message]", "Halo dari tes");
@@ -81,6 +95,13 @@ async function main() {
   await page.click("#pair-form button[type=submit]");
   await page.waitForSelector("#pair-result .pair-code");
   await step("pair-code", await page.textContent("#pair-result .pair-code"));
+
+  await page.click("#reset-button");
+  await page.waitForSelector("#reset-confirm:not([hidden])");
+  await page.click("#reset-yes");
+  await page.waitForFunction(() => document.querySelector("#reset-result").textContent.length > 0);
+  if ((await page.getAttribute("#reset-result", "class")).includes("error")) throw new Error("reset failed: " + await page.textContent("#reset-result"));
+  await step("reset", "", true);
 
   await page.screenshot({ path: join(ARTIFACTS, "dashboard.png"), fullPage: true });
   await page.setViewportSize({ width: 390, height: 844 });
