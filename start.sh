@@ -71,7 +71,7 @@ for _ in $(seq 1 100); do
     healthy=1
     addr="${STATUS_WEB_ADDR:-127.0.0.1:8080}"
     echo
-    echo "AbTrack Notify is running. Status: http://${addr/0.0.0.0/127.0.0.1}/api/status"
+    echo "AbTrack Notify is running. Dashboard: http://${addr/0.0.0.0/127.0.0.1}/"
     echo "Press Ctrl-C to stop all four services."
     echo
     break

@@ -184,6 +184,11 @@ impl Cluster {
         self.children.insert(name, child);
     }
 
+    /// The process id of a running service.
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        self.children.get(name).map(Child::id)
+    }
+
     /// Kills one service with SIGKILL (no chance to clean up) and reaps it.
     pub fn kill(&mut self, name: &str) {
         if let Some(mut child) = self.children.remove(name) {

@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 use tonic::Request;
 
 use abtrack_proto::dispatcher::v1 as dpb;
+use abtrack_proto::gateway::v1 as gpb;
 use abtrack_proto::time::{parse_rfc3339, to_timestamp};
 
 use crate::AppState;
@@ -239,6 +240,42 @@ pub async fn resume(State(state): State<AppState>) -> Result<impl IntoResponse, 
     Ok(Json(
         json!({ "paused": s.paused, "gatewayReady": s.gateway_ready }),
     ))
+}
+
+/// `POST /api/gateway/pair-code`: `{"phone": "62812..."}`; answers `{"code": "ABCD-EFGH"}`
+/// to be entered on the phone.
+pub async fn pair_code(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(None, format!("body is not valid JSON: {e}")))?;
+    let phone = match &value {
+        Value::Object(object) => required_string(object, "phone")?,
+        _ => {
+            return Err(ApiError::bad_request(
+                None,
+                "body must be a JSON object with \"phone\"",
+            ));
+        }
+    };
+    if phone.trim().is_empty() {
+        return Err(ApiError::bad_request(Some("phone"), "phone: is required"));
+    }
+    let mut client = state.gateway.clone();
+    let response = client
+        .request_pair_code(request(gpb::RequestPairCodeRequest { phone }))
+        .await?
+        .into_inner();
+    Ok(Json(json!({ "code": response.code })))
+}
+
+/// `POST /api/gateway/logout`: drops the WhatsApp session; a fresh pairing starts.
+pub async fn reset_session(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let mut client = state.gateway.clone();
+    client.logout(request(gpb::LogoutRequest {})).await?;
+    tracing::warn!("WhatsApp session reset from the dashboard");
+    Ok(Json(json!({ "reset": true })))
 }
 
 pub async fn not_found() -> ApiError {

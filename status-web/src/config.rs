@@ -25,7 +25,20 @@ pub const VARS: &[Var] = &[
         default: "http://127.0.0.1:50053",
         help: "the sheets-logger's gRPC address",
     },
+    Var {
+        name: "STATUS_WEB_PASSWORD",
+        default: "",
+        help: "dashboard password (at least 8 characters); without it there is no login and STATUS_WEB_ADDR must be a loopback address",
+    },
+    Var {
+        name: "STATUS_WEB_API_KEY",
+        default: "",
+        help: "key for API clients, sent as `Authorization: Bearer <key>` (at least 16 characters); only used with STATUS_WEB_PASSWORD",
+    },
 ];
+
+const MIN_PASSWORD: usize = 8;
+const MIN_API_KEY: usize = 16;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -33,16 +46,56 @@ pub struct Config {
     pub dispatcher_url: String,
     pub gateway_url: String,
     pub logger_url: String,
+    /// `None`: no login, loopback only.
+    pub password: Option<String>,
+    pub api_key: Option<String>,
 }
 
 impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env::new(lookup);
+        let addr = env.addr("STATUS_WEB_ADDR", "127.0.0.1:8080")?;
+        let password = env.get("STATUS_WEB_PASSWORD");
+        if let Some(p) = &password
+            && p.chars().count() < MIN_PASSWORD
+        {
+            return Err(ConfigError::new(
+                "STATUS_WEB_PASSWORD",
+                "****",
+                format!("must be at least {MIN_PASSWORD} characters"),
+            ));
+        }
+        let api_key = env.get("STATUS_WEB_API_KEY");
+        if let Some(k) = &api_key
+            && k.chars().count() < MIN_API_KEY
+        {
+            return Err(ConfigError::new(
+                "STATUS_WEB_API_KEY",
+                "****",
+                format!("must be at least {MIN_API_KEY} characters"),
+            ));
+        }
+        if api_key.is_some() && password.is_none() {
+            return Err(ConfigError::new(
+                "STATUS_WEB_API_KEY",
+                "****",
+                "needs STATUS_WEB_PASSWORD too: without a password there is no authentication at all",
+            ));
+        }
+        if password.is_none() && !addr.ip().is_loopback() {
+            return Err(ConfigError::new(
+                "STATUS_WEB_ADDR",
+                &addr.to_string(),
+                "without STATUS_WEB_PASSWORD the dashboard shows the WhatsApp QR code to anyone, so it only listens on loopback (127.0.0.1 or [::1]); set STATUS_WEB_PASSWORD",
+            ));
+        }
         Ok(Self {
-            addr: env.addr("STATUS_WEB_ADDR", "127.0.0.1:8080")?,
+            addr,
             dispatcher_url: env.url("STATUS_WEB_DISPATCHER_URL", "http://127.0.0.1:50051")?,
             gateway_url: env.url("STATUS_WEB_GATEWAY_URL", "http://127.0.0.1:50052")?,
             logger_url: env.url("STATUS_WEB_LOGGER_URL", "http://127.0.0.1:50053")?,
+            password,
+            api_key,
         })
     }
 
@@ -52,8 +105,16 @@ impl Config {
             dispatcher_url = %self.dispatcher_url,
             gateway_url = %self.gateway_url,
             logger_url = %self.logger_url,
+            password = if self.password.is_some() { "****" } else { "(none)" },
+            api_key = if self.api_key.is_some() { "****" } else { "(none)" },
             "configuration"
         );
+        if self.password.is_none() {
+            tracing::warn!(
+                addr = %self.addr,
+                "no STATUS_WEB_PASSWORD: no login, so listening on loopback only; set STATUS_WEB_PASSWORD to serve other machines"
+            );
+        }
     }
 }
 
@@ -68,5 +129,43 @@ mod tests {
         let err = Config::from_lookup(|k| (k == "STATUS_WEB_GATEWAY_URL").then(|| "nope".into()))
             .unwrap_err();
         assert_eq!(err.name, "STATUS_WEB_GATEWAY_URL");
+    }
+
+    fn with(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_lookup(|k| {
+            pairs
+                .iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    #[test]
+    fn non_loopback_needs_a_password() {
+        let err = with(&[("STATUS_WEB_ADDR", "0.0.0.0:8080")]).unwrap_err();
+        assert_eq!(err.name, "STATUS_WEB_ADDR");
+        assert!(err.reason.contains("STATUS_WEB_PASSWORD"), "{err}");
+        assert!(with(&[("STATUS_WEB_ADDR", "[::1]:8080")]).is_ok());
+        let c = with(&[
+            ("STATUS_WEB_ADDR", "0.0.0.0:8080"),
+            ("STATUS_WEB_PASSWORD", "long enough"),
+        ])
+        .unwrap();
+        assert_eq!(c.password.as_deref(), Some("long enough"));
+    }
+
+    #[test]
+    fn secrets_are_checked_and_never_echoed() {
+        let err = with(&[("STATUS_WEB_PASSWORD", "short")]).unwrap_err();
+        assert_eq!(err.name, "STATUS_WEB_PASSWORD");
+        assert!(!err.to_string().contains("short"));
+        let err = with(&[("STATUS_WEB_API_KEY", "0123456789abcdef")]).unwrap_err();
+        assert_eq!(err.name, "STATUS_WEB_API_KEY");
+        let err = with(&[
+            ("STATUS_WEB_PASSWORD", "long enough"),
+            ("STATUS_WEB_API_KEY", "tiny"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.name, "STATUS_WEB_API_KEY");
     }
 }

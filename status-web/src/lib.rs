@@ -1,18 +1,26 @@
 //! status-web: subscribes to every service's `Watch` stream, keeps one aggregated
-//! snapshot, and serves it with the REST API.
+//! snapshot, and serves it to browsers (the dashboard, live over Socket.IO), to
+//! API clients (the REST API) and to Prometheus (`/metrics`).
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod auth;
 pub mod config;
+pub mod dashboard;
 pub mod error;
+pub mod i18n;
+pub mod live;
+pub mod metrics;
 pub mod snapshot;
 pub mod watchers;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
+use socketioxide::SocketIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
@@ -37,6 +45,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Clone)]
 pub struct AppState {
+    pub auth: auth::Auth,
     pub snapshot: watch::Receiver<Snapshot>,
     pub dispatcher: DispatcherClient<Channel>,
     pub gateway: GatewayClient<Channel>,
@@ -49,8 +58,23 @@ fn lazy_channel(url: &str) -> Result<Channel> {
         .connect_lazy())
 }
 
+/// Every route, the Socket.IO endpoint (`/socket.io/`) and, around all of them, the
+/// authentication check. Starts the live feed, so it needs a Tokio runtime.
 pub fn router(state: AppState) -> Router {
+    let (socket_layer, io) = SocketIo::builder()
+        .ping_interval(Duration::from_secs(20))
+        .build_layer();
+    live::start(io, state.snapshot.clone(), state.auth.clone());
     Router::new()
+        .route("/", get(dashboard::page))
+        .route("/assets/dashboard.js", get(dashboard::script))
+        .route("/assets/dashboard.css", get(dashboard::style))
+        .route("/assets/socket.io.min.js", get(dashboard::socket_io))
+        .route("/login", get(auth::login_page).post(auth::login))
+        .route("/logout", post(auth::logout))
+        .route("/metrics", get(metrics::metrics))
+        .route("/api/gateway/pair-code", post(api::pair_code))
+        .route("/api/gateway/logout", post(api::reset_session))
         .route("/healthz", get(api::healthz))
         .route("/api/status", get(api::status))
         .route("/api/messages", post(api::enqueue))
@@ -60,6 +84,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/queue/pause", post(api::pause))
         .route("/api/queue/resume", post(api::resume))
         .fallback(api::not_found)
+        .layer(socket_layer)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require,
+        ))
         .with_state(state)
 }
 
@@ -75,11 +104,13 @@ pub async fn run(
     let (snapshot_tx, snapshot) = watch::channel(Snapshot::default());
     watchers::start(snapshot_tx, dispatcher.clone(), gateway.clone(), logger);
     let app = router(AppState {
+        auth: auth::Auth::new(config.password.clone(), config.api_key.clone()),
         snapshot,
         dispatcher,
         gateway,
     });
-    tracing::info!(addr = %listener.local_addr()?, "status-web listening: open http://{}/api/status", listener.local_addr()?);
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "status-web listening: open http://{addr}/ for the dashboard");
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -90,9 +121,12 @@ pub async fn run(
         let stopped = async move {
             let _ = server_stop.wait_for(|stop| *stop).await;
         };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stopped)
-            .await
+        if let Err(e) = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stopped)
+        .await
         {
             tracing::error!(error = %e, "HTTP server failed");
         }

@@ -2,7 +2,7 @@
 //! service's reachability, the WhatsApp connection, the queue and the logger, and
 //! the most recent jobs.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use serde::Serialize;
 
@@ -213,6 +213,62 @@ pub struct Snapshot {
     pub logger: LoggerView,
     /// Most recently changed first.
     pub recent_jobs: VecDeque<JobView>,
+    /// Counted from the job events seen since start, for `/metrics`.
+    #[serde(skip)]
+    pub stats: Stats,
+}
+
+/// Upper bounds (seconds) of the pickup latency histogram's buckets.
+pub const PICKUP_BUCKETS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stats {
+    /// Jobs seen turning `sent`.
+    pub sends: u64,
+    /// Jobs seen turning `failed`, by error code.
+    pub failures: BTreeMap<String, u64>,
+    /// Seconds from a job being due (created, or its `sendAt`) to its first lease;
+    /// counts per bucket of [`PICKUP_BUCKETS`] (not cumulative).
+    pub pickup_buckets: [u64; PICKUP_BUCKETS.len()],
+    pub pickup_count: u64,
+    pub pickup_sum: f64,
+}
+
+impl Stats {
+    fn observe(&mut self, previous: Option<&str>, job: &dpb::Job) {
+        let status = job_status_name(job.status);
+        if previous == Some(status.as_str()) {
+            return;
+        }
+        match status.as_str() {
+            "sent" => self.sends += 1,
+            "failed" => {
+                let code = job
+                    .last_error
+                    .as_ref()
+                    .map(|e| e.code.clone())
+                    .filter(|c| !c.is_empty())
+                    .unwrap_or_else(|| "unknown".into());
+                *self.failures.entry(code).or_default() += 1;
+            }
+            "processing" if job.attempts == 1 => {
+                let due = [&job.created_at, &job.send_at]
+                    .into_iter()
+                    .flatten()
+                    .map(from_timestamp)
+                    .max();
+                if let (Some(due), Some(leased)) = (due, job.updated_at.as_ref()) {
+                    let seconds = (from_timestamp(leased) - due).max(0) as f64 / 1000.0;
+                    self.pickup_count += 1;
+                    self.pickup_sum += seconds;
+                    if let Some(i) = PICKUP_BUCKETS.iter().position(|b| seconds <= *b) {
+                        self.pickup_buckets[i] += 1;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 impl Snapshot {
@@ -291,7 +347,15 @@ impl Snapshot {
                 self.queue.waiting_reason = s.waiting_reason;
             }
             Some(E::Counts(c)) => self.queue.counts = CountsView::from(&c),
-            Some(E::Job(job)) => self.upsert_job(&job),
+            Some(E::Job(job)) => {
+                let previous = self
+                    .recent_jobs
+                    .iter()
+                    .find(|j| j.id == job.id)
+                    .map(|j| j.status.clone());
+                self.stats.observe(previous.as_deref(), &job);
+                self.upsert_job(&job);
+            }
             None => {}
         }
     }

@@ -121,9 +121,12 @@ fn bad_configuration_exits_64_with_one_line_naming_the_variable() {
         ("wa-gateway", "WA_MODE", "carrier-pigeon"),
         ("sheets-logger", "SHEETS_ADDR", "nowhere"),
         ("status-web", "STATUS_WEB_DISPATCHER_URL", "localhost"),
+        // Without STATUS_WEB_PASSWORD only loopback is allowed.
+        ("status-web", "STATUS_WEB_ADDR", "0.0.0.0:8080"),
     ];
     for (binary, var, value) in cases {
         let output = std::process::Command::new(bin_dir().join(binary))
+            .env_remove("STATUS_WEB_PASSWORD")
             .env(var, value)
             .output()
             .unwrap();

@@ -1,0 +1,195 @@
+// The dashboard: renders every `snapshot` event of the Socket.IO feed and sends the
+// operator's actions to the REST API. Texts in Indonesian and English.
+"use strict";
+(function () {
+  const T = {
+    id: {
+      live_connecting: "Menghubungkan…", live_on: "Langsung", live_off: "Terputus, menyambung lagi…",
+      logout: "Keluar", whatsapp: "WhatsApp", queue: "Antrean", services: "Layanan", logger: "Log Google Sheets",
+      pair_title: "Tautkan dengan nomor telepon", pair_phone: "Nomor WhatsApp", pair_button: "Minta kode",
+      pair_code: "Masukkan kode ini di ponsel: WhatsApp → Perangkat tertaut → Tautkan dengan nomor telepon:",
+      reset: "Atur ulang sesi", reset_confirm: "Yakin? Nomor ini akan terputus dan harus ditautkan lagi.",
+      reset_yes: "Ya, atur ulang", cancel: "Batal", reset_done: "Sesi diatur ulang. Tunggu kode QR baru.",
+      send_title: "Kirim pesan uji", send_to: "Nomor tujuan", send_message: "Pesan", send_button: "Kirim",
+      send_done: "Masuk antrean: ", jobs: "50 pekerjaan terakhir", jobs_empty: "Belum ada pekerjaan.",
+      col_status: "Status", col_to: "Tujuan", col_attempts: "Percobaan", col_error: "Galat", col_updated: "Diperbarui",
+      retry: "Coba lagi", pause: "Jeda antrean", resume: "Lanjutkan antrean", paused: "Dijeda oleh operator.",
+      flowing: "Pesan sedang dikirim.", waiting: "Menunggu: ",
+      up: "berjalan", down: "tidak terjangkau",
+      svc_dispatcher: "Dispatcher (antrean)", svc_gateway: "Gateway WhatsApp", svc_logger: "Logger Sheets",
+      backlog: "belum terunggah: ", qr_expires: "Kode berganti dalam {s} detik", qr_expired: "Menunggu kode baru…",
+      pending: "menunggu", processing: "diproses", sent: "terkirim", delivered: "diterima", read: "dibaca", failed: "gagal",
+      c_pending: "Menunggu", c_processing: "Diproses", c_sent: "Terkirim", c_delivered: "Diterima", c_read: "Dibaca", c_failed: "Gagal",
+      lg_disabled: "nonaktif", lg_ok: "baik", lg_failing: "gagal", lg_unknown: "tidak diketahui",
+      st: {
+        unknown: ["belum terjangkau", "Gateway WhatsApp belum terjangkau. Pastikan layanan wa-gateway berjalan."],
+        starting: ["memulai", "WhatsApp sedang dimulai. Tunggu sebentar."],
+        waiting_for_qr: ["menunggu pindai", "Buka WhatsApp di ponsel → Perangkat tertaut → Tautkan perangkat, lalu pindai kode ini."],
+        waiting_for_pair_code: ["menunggu kode", "Masukkan kode tautan di ponsel: WhatsApp → Perangkat tertaut → Tautkan dengan nomor telepon."],
+        connecting: ["menghubungkan", "Menghubungkan ke WhatsApp. Tidak perlu melakukan apa pun."],
+        connected: ["terhubung", "Terhubung. Pesan dikirim otomatis; tidak perlu melakukan apa pun."],
+        disconnected: ["terputus", "Koneksi terputus. Server menyambung lagi sendiri; periksa internet server bila berlanjut."],
+        logged_out: ["keluar", "Ponsel memutus tautan server ini. Pindai kode QR baru untuk menautkan lagi."],
+        banned: ["diblokir", "WhatsApp memblokir nomor ini sementara. Tunggu hingga blokir berakhir."],
+        replaced: ["digantikan", "Sesi WhatsApp Web lain mengambil alih. Tekan “Atur ulang sesi” lalu tautkan lagi."],
+        outdated: ["usang", "Versi WhatsApp Web ini usang. Perbarui server."],
+        down: ["tidak terjangkau", "Gateway WhatsApp tidak terjangkau. Pastikan layanan wa-gateway berjalan."]
+      }
+    },
+    en: {
+      live_connecting: "Connecting…", live_on: "Live", live_off: "Disconnected, reconnecting…",
+      logout: "Log out", whatsapp: "WhatsApp", queue: "Queue", services: "Services", logger: "Google Sheets log",
+      pair_title: "Link with a phone number", pair_phone: "WhatsApp number", pair_button: "Get code",
+      pair_code: "Enter this code on the phone: WhatsApp → Linked devices → Link with phone number:",
+      reset: "Reset session", reset_confirm: "Sure? This number will be unlinked and must be linked again.",
+      reset_yes: "Yes, reset", cancel: "Cancel", reset_done: "Session reset. Wait for a new QR code.",
+      send_title: "Send a test message", send_to: "Recipient number", send_message: "Message", send_button: "Send",
+      send_done: "Queued: ", jobs: "Last 50 jobs", jobs_empty: "No jobs yet.",
+      col_status: "Status", col_to: "To", col_attempts: "Attempts", col_error: "Error", col_updated: "Updated",
+      retry: "Retry", pause: "Pause queue", resume: "Resume queue", paused: "Paused by an operator.",
+      flowing: "Messages are being sent.", waiting: "Waiting: ",
+      up: "running", down: "unreachable",
+      svc_dispatcher: "Dispatcher (queue)", svc_gateway: "WhatsApp gateway", svc_logger: "Sheets logger",
+      backlog: "not yet uploaded: ", qr_expires: "Code changes in {s} s", qr_expired: "Waiting for a new code…",
+      pending: "pending", processing: "processing", sent: "sent", delivered: "delivered", read: "read", failed: "failed",
+      c_pending: "Pending", c_processing: "Processing", c_sent: "Sent", c_delivered: "Delivered", c_read: "Read", c_failed: "Failed",
+      lg_disabled: "disabled", lg_ok: "ok", lg_failing: "failing", lg_unknown: "unknown",
+      st: {
+        unknown: ["not reached yet", "The WhatsApp gateway has not been reached yet. Check that the wa-gateway service is running."],
+        starting: ["starting", "WhatsApp is starting. Wait a moment."],
+        waiting_for_qr: ["waiting for scan", "Open WhatsApp on the phone → Linked devices → Link a device, and scan this code."],
+        waiting_for_pair_code: ["waiting for code", "Enter the link code on the phone: WhatsApp → Linked devices → Link with phone number."],
+        connecting: ["connecting", "Connecting to WhatsApp. Nothing to do."],
+        connected: ["connected", "Connected. Messages go out by themselves; nothing to do."],
+        disconnected: ["disconnected", "The connection dropped. The server reconnects by itself; check the server's internet if it lasts."],
+        logged_out: ["logged out", "The phone unlinked this server. Scan a new QR code to link it again."],
+        banned: ["banned", "WhatsApp blocked this number for a while. Wait until the block ends."],
+        replaced: ["replaced", "Another WhatsApp Web session took over. Press “Reset session” and link again."],
+        outdated: ["outdated", "This WhatsApp Web version is outdated. Update the server."],
+        down: ["unreachable", "The WhatsApp gateway is unreachable. Check that the wa-gateway service is running."]
+      }
+    }
+  };
+  const lang = document.body.dataset.lang === "en" ? "en" : "id";
+  const t = (k) => T[lang][k] || k;
+  const $ = (id) => document.getElementById(id);
+  const el = (tag, text, cls) => { const e = document.createElement(tag); if (text != null) e.textContent = text; if (cls) e.className = cls; return e; };
+  document.querySelectorAll("[data-t]").forEach((e) => { e.textContent = t(e.dataset.t); });
+  if (document.body.dataset.auth !== "true") $("logout-form").hidden = true;
+
+  let state = null;
+  const time = (iso) => iso ? new Date(iso).toLocaleString(lang === "id" ? "id-ID" : "en-GB", { hour12: false }) : "";
+  const tone = (s) => ({ connected: "ok", sent: "ok", delivered: "ok", read: "ok", ok: "ok", failed: "bad", failing: "bad", banned: "bad", logged_out: "bad", down: "bad", replaced: "bad", outdated: "bad" }[s] || "warn");
+
+  function render(s) {
+    state = s;
+    const g = s.gateway;
+    const status = s.services.gateway.up ? g.status : (g.status === "unknown" ? "unknown" : "down");
+    const st = T[lang].st[status] || [status, g.detail];
+    const pill = $("conn-status");
+    pill.textContent = st[0]; pill.className = "pill " + tone(status); pill.dataset.status = status;
+    $("conn-name").textContent = [g.pushName, g.ownNumber].filter(Boolean).join(" · ");
+    $("next-step").textContent = st[1];
+    $("conn-detail").textContent = g.detail || "";
+    const qrBox = $("qr-box");
+    if (s.qrSvg) {
+      if ($("qr").dataset.svg !== s.qrSvg) { $("qr").innerHTML = s.qrSvg; $("qr").dataset.svg = s.qrSvg; }
+      qrBox.hidden = false;
+    } else {
+      $("qr").innerHTML = ""; $("qr").dataset.svg = ""; qrBox.hidden = true;
+    }
+    tick();
+
+    const c = s.queue.counts;
+    const counts = $("counts"); counts.replaceChildren();
+    for (const k of ["pending", "processing", "sent", "delivered", "read", "failed"]) {
+      const d = el("div"); d.id = "count-" + k; d.append(el("b", String(c[k])), el("span", t("c_" + k))); counts.append(d);
+    }
+    $("queue-state").textContent = s.queue.paused ? t("paused") : (s.queue.waitingReason ? t("waiting") + s.queue.waitingReason : t("flowing"));
+    $("pause-button").textContent = s.queue.paused ? t("resume") : t("pause");
+
+    const list = $("service-list"); list.replaceChildren();
+    for (const k of ["dispatcher", "gateway", "logger"]) {
+      const h = s.services[k];
+      const li = el("li"); li.id = "svc-" + k;
+      li.append(el("span", t("svc_" + k) + ": "), el("span", h.up ? t("up") : t("down"), "pill " + (h.up ? "ok" : "bad")));
+      if (!h.up && h.error) li.append(el("span", " " + h.error, "muted"));
+      list.append(li);
+    }
+    const lg = s.logger;
+    $("logger-state").textContent = t("lg_" + lg.state); $("logger-state").className = "pill " + tone(lg.state);
+    $("logger-backlog").textContent = t("backlog") + lg.backlog;
+    $("logger-detail").textContent = [lg.detail, lg.lastError].filter(Boolean).join(" — ");
+
+    const body = $("jobs").tBodies[0]; body.replaceChildren();
+    for (const j of s.recentJobs) {
+      const tr = el("tr"); tr.dataset.id = j.id; tr.dataset.status = j.status;
+      const cell = (label, text, cls) => { const td = el("td", text, cls); td.dataset.label = t(label); return td; };
+      const stc = cell("col_status"); stc.append(el("span", t(j.status), "pill status " + tone(j.status))); tr.append(stc);
+      tr.append(cell("col_to", j.recipient || j.to), cell("col_attempts", String(j.attempts)));
+      tr.append(cell("col_error", j.lastError ? j.lastError.code + ": " + j.lastError.message : "", "err"));
+      tr.append(cell("col_updated", time(j.updatedAt || j.createdAt), "muted"));
+      const act = el("td");
+      if (j.status === "failed") {
+        const b = el("button", t("retry"), "small retry"); b.type = "button";
+        b.addEventListener("click", () => api("POST", "/api/jobs/" + encodeURIComponent(j.id) + "/retry").catch((e) => { b.textContent = e.message; }));
+        act.append(b);
+      }
+      tr.append(act); body.append(tr);
+    }
+    $("jobs-empty").hidden = s.recentJobs.length > 0;
+  }
+
+  function tick() {
+    const g = state && state.gateway;
+    if (!g || !state.qrSvg || !g.qrExpiresAt) { $("qr-countdown").textContent = ""; return; }
+    const left = Math.round((new Date(g.qrExpiresAt) - Date.now()) / 1000);
+    $("qr-countdown").textContent = left > 0 ? t("qr_expires").replace("{s}", left) : t("qr_expired");
+  }
+  setInterval(tick, 1000);
+
+  async function api(method, path, body) {
+    const r = await fetch(path, { method, credentials: "same-origin", headers: body ? { "Content-Type": "application/json" } : {}, body: body ? JSON.stringify(body) : undefined });
+    if (r.status === 401) { location.href = "/login"; throw new Error("401"); }
+    const data = await r.json().catch(() => ({}));
+    if (!r.ok) throw new Error(data.error || ("HTTP " + r.status));
+    return data;
+  }
+  function show(id, text, error) { const p = $(id); p.textContent = text; p.className = "result" + (error ? " error" : ""); }
+
+  $("send-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const f = e.target;
+    try {
+      const job = await api("POST", "/api/messages", { to: f.to.value, message: f.message.value });
+      show("send-result", t("send_done") + job.id); f.message.value = "";
+    } catch (err) { show("send-result", err.message, true); }
+  });
+  $("pair-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try {
+      const r = await api("POST", "/api/gateway/pair-code", { phone: e.target.phone.value });
+      const p = $("pair-result"); p.className = "result"; p.replaceChildren(el("span", t("pair_code") + " "), el("span", r.code, "pair-code"));
+    } catch (err) { show("pair-result", err.message, true); }
+  });
+  $("reset-button").addEventListener("click", () => { $("reset-confirm").hidden = false; });
+  $("reset-no").addEventListener("click", () => { $("reset-confirm").hidden = true; });
+  $("reset-yes").addEventListener("click", async () => {
+    $("reset-confirm").hidden = true;
+    try { await api("POST", "/api/gateway/logout"); show("reset-result", t("reset_done")); } catch (err) { show("reset-result", err.message, true); }
+  });
+  $("pause-button").addEventListener("click", async () => {
+    try { await api("POST", state && state.queue.paused ? "/api/queue/resume" : "/api/queue/pause"); show("queue-result", ""); }
+    catch (err) { show("queue-result", err.message, true); }
+  });
+
+  const live = $("live");
+  const socket = io();
+  socket.on("connect", () => { live.textContent = t("live_on"); live.dataset.state = "on"; live.className = "pill ok"; });
+  socket.on("disconnect", () => { live.textContent = t("live_off"); live.dataset.state = "off"; live.className = "pill bad"; });
+  socket.on("connect_error", () => {
+    live.textContent = t("live_off"); live.dataset.state = "off"; live.className = "pill bad";
+    fetch("/api/status", { credentials: "same-origin" }).then((r) => { if (r.status === 401) location.href = "/login"; }).catch(() => {});
+  });
+  socket.on("snapshot", render);
+})();

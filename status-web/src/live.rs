@@ -1,0 +1,133 @@
+//! The live feed over Socket.IO: each browser gets the whole state when it
+//! connects (event `snapshot`) and again after every change. Only authenticated
+//! clients get here (the handshake passes `auth::require`), so this feed, unlike
+//! `/api/status`, carries the QR code, drawn as SVG.
+
+use std::sync::{Arc, Mutex};
+
+use qrcode::QrCode;
+use qrcode::render::svg;
+use serde::Serialize;
+use serde_json::Value;
+use socketioxide::SocketIo;
+use socketioxide::extract::SocketRef;
+use tokio::sync::watch;
+
+use crate::auth::Auth;
+use crate::snapshot::Snapshot;
+
+pub const EVENT: &str = "snapshot";
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Live<'a> {
+    #[serde(flatten)]
+    snapshot: &'a Snapshot,
+    /// The QR code to scan, as an SVG document; absent when none is waiting.
+    qr_svg: Option<&'a str>,
+}
+
+/// Remembers the SVG of the last QR code, so a code is drawn once however many
+/// updates and clients there are.
+#[derive(Clone, Default)]
+pub struct QrCache(Arc<Mutex<Option<DrawnQr>>>);
+
+/// A QR code and its SVG.
+type DrawnQr = (String, Arc<str>);
+
+impl QrCache {
+    pub fn svg(&self, code: &str) -> Option<Arc<str>> {
+        let mut cache = self.0.lock().unwrap();
+        if let Some((cached, svg)) = cache.as_ref()
+            && cached == code
+        {
+            return Some(Arc::clone(svg));
+        }
+        let svg: Arc<str> = match render_qr(code) {
+            Ok(svg) => svg.into(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot draw the QR code");
+                return None;
+            }
+        };
+        *cache = Some((code.to_owned(), Arc::clone(&svg)));
+        Some(svg)
+    }
+}
+
+pub fn render_qr(code: &str) -> Result<String, qrcode::types::QrError> {
+    let qr = QrCode::new(code.as_bytes())?;
+    Ok(qr
+        .render::<svg::Color>()
+        .min_dimensions(264, 264)
+        .quiet_zone(true)
+        .dark_color(svg::Color("#000000"))
+        .light_color(svg::Color("#ffffff"))
+        .build())
+}
+
+/// The JSON sent to browsers.
+pub fn payload(snapshot: &Snapshot, qr: &QrCache) -> Value {
+    let qr_svg = snapshot.gateway.qr_code.as_deref().and_then(|c| qr.svg(c));
+    serde_json::to_value(Live {
+        snapshot,
+        qr_svg: qr_svg.as_deref(),
+    })
+    .unwrap_or(Value::Null)
+}
+
+/// Registers the default namespace and starts pushing every snapshot change.
+pub fn start(io: SocketIo, snapshot: watch::Receiver<Snapshot>, auth: Auth) {
+    let qr = QrCache::default();
+    let (on_connect, qr_connect) = (snapshot.clone(), qr.clone());
+    io.ns("/", move |socket: SocketRef| {
+        let (snapshot, qr, auth) = (on_connect.clone(), qr_connect.clone(), auth.clone());
+        async move {
+            // The HTTP layer already checked; this guards against a route mix-up.
+            if !auth.allows(&socket.req_parts().headers) {
+                let _ = socket.disconnect();
+                return;
+            }
+            let value = payload(&snapshot.borrow(), &qr);
+            if let Err(e) = socket.emit(EVENT, &value) {
+                tracing::debug!(error = %e, "client left before its snapshot");
+            }
+        }
+    });
+    tokio::spawn(broadcast(io, snapshot, qr));
+}
+
+async fn broadcast(io: SocketIo, mut snapshot: watch::Receiver<Snapshot>, qr: QrCache) {
+    while snapshot.changed().await.is_ok() {
+        let value = payload(&snapshot.borrow_and_update(), &qr);
+        if let Err(e) = io.emit(EVENT, &value).await {
+            tracing::debug!(error = %e, "broadcast did not reach every client");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use abtrack_proto::gateway::v1 as gpb;
+
+    #[test]
+    fn the_qr_code_is_drawn_and_cached() {
+        let mut s = Snapshot::default();
+        let qr = QrCache::default();
+        assert_eq!(payload(&s, &qr)["qrSvg"], Value::Null);
+        s.apply_gateway(gpb::GatewayEvent {
+            event: Some(gpb::gateway_event::Event::Qr(gpb::QrCode {
+                code: "2@abc,def,ghi".into(),
+                expires_at: None,
+            })),
+        });
+        let first = payload(&s, &qr);
+        let svg = first["qrSvg"].as_str().unwrap();
+        assert!(svg.contains("<svg"), "{svg}");
+        assert!(svg.contains("<path"), "{svg}");
+        assert_eq!(first["gateway"]["qrAvailable"], true);
+        let again = qr.svg("2@abc,def,ghi").unwrap();
+        assert!(Arc::ptr_eq(&again, &qr.svg("2@abc,def,ghi").unwrap()));
+    }
+}

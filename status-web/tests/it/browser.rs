@@ -1,0 +1,198 @@
+//! The dashboard in headless Chromium and the live feed with the official
+//! socket.io-client, both driven by Node scripts in `tests/js` (installed with
+//! `npm ci` by `./test.sh`).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+use abtrack_proto::gateway::v1 as gpb;
+
+use crate::harness::{API_KEY, PAIR_CODE, PASSWORD, System, state};
+
+const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn js_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+    assert!(
+        dir.join("node_modules/socket.io-client").is_dir()
+            && dir.join("node_modules/playwright-core").is_dir(),
+        "the Node packages are missing: run `npm ci` in {} (./test.sh does)",
+        dir.display()
+    );
+    dir
+}
+
+fn artifacts() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../artifacts")
+}
+
+fn node(script: &str, system: &System) -> Command {
+    let mut command = Command::new("node");
+    command
+        .arg(script)
+        .current_dir(js_dir())
+        .env("BASE", &system.base)
+        .env("PASSWORD", PASSWORD)
+        .env("ARTIFACTS", artifacts())
+        .kill_on_drop(true);
+    command
+}
+
+async fn finish(mut child: Child) {
+    let status = tokio::time::timeout(STEP_TIMEOUT, child.wait())
+        .await
+        .expect("the Node script did not exit")
+        .unwrap();
+    assert!(status.success(), "the Node script failed: {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_socket_io_client_is_refused_without_a_session_then_fed() {
+    let system = System::start().await;
+    system.emit_qr("2@socket-io-check", Duration::from_secs(60));
+    let output = tokio::time::timeout(
+        STEP_TIMEOUT,
+        node("socketio.mjs", &system)
+            .stderr(Stdio::inherit())
+            .output(),
+    )
+    .await
+    .expect("socketio.mjs did not finish")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}");
+    assert!(output.status.success(), "socketio.mjs failed:\n{stdout}");
+    for expected in [
+        "REFUSED polling without cookie",
+        "REFUSED websocket without cookie",
+        "REFUSED forged cookie",
+        "SNAPSHOT polling+websocket gateway=waiting_for_qr qr=true",
+        "SNAPSHOT websocket gateway=waiting_for_qr qr=true",
+        "UPDATE polling+websocket job=",
+        "UPDATE websocket job=",
+        "OK",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_in_chromium_links_sends_and_retries() {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "{chromium} is missing: apt-get install -y chromium (./test.sh does)"
+    );
+    let system = System::start().await;
+    let mut child = node("dashboard.mjs", &system)
+        .env("CHROMIUM", &chromium)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("cannot run node");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let http = reqwest::Client::new();
+    let job = |id: String| {
+        let http = http.clone();
+        let url = system.url(&format!("/api/jobs/{id}"));
+        async move {
+            http.get(url)
+                .bearer_auth(API_KEY)
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let mut steps = Vec::new();
+    loop {
+        let line = tokio::time::timeout(STEP_TIMEOUT, lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("no step from the browser after {steps:?}"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("the browser script ended after {steps:?}"));
+        println!("{line}");
+        let Some(step) = line.strip_prefix("STEP ") else {
+            continue;
+        };
+        let (name, arg) = step.split_once(' ').unwrap_or((step, ""));
+        steps.push(name.to_owned());
+        match name {
+            "logged-in" => {
+                system.emit_qr("2@dashboard-check,abc,def", Duration::from_secs(20));
+                stdin.write_all(b"go\n").await.unwrap();
+            }
+            "pending" => {
+                // The gateway is not linked yet, so the job waits.
+                assert_eq!(job(arg.into()).await["status"], "pending");
+                system.emit(state(gpb::ConnectionStatus::Connected));
+                stdin.write_all(b"go\n").await.unwrap();
+            }
+            "sent" => assert_eq!(job(arg.into()).await["status"], "sent"),
+            "failed" => {
+                let failed = job(arg.into()).await;
+                assert_eq!(failed["status"], "failed");
+                assert_eq!(failed["lastError"]["code"], "invalid_argument");
+            }
+            "retried" => {
+                let retried = job(arg.into()).await;
+                assert_eq!(retried["status"], "sent");
+                assert_eq!(retried["attempts"], 1);
+            }
+            "qr-seen" => {
+                system.emit_qr("2@dashboard-check,rotated", Duration::from_secs(20));
+                stdin.write_all(b"go\n").await.unwrap();
+            }
+            "paused" | "resumed" => {
+                let paused = name == "paused";
+                let status = system
+                    .wait_for_status(name, |s| s["queue"]["paused"] == paused)
+                    .await;
+                assert_eq!(status["queue"]["paused"], paused);
+                stdin.write_all(b"go\n").await.unwrap();
+            }
+            "pair-code" => assert_eq!(arg, PAIR_CODE),
+            "reset" => {
+                assert_eq!(*system.logouts.lock().unwrap(), 1);
+                stdin.write_all(b"go\n").await.unwrap();
+            }
+            "done" => break,
+            other => assert_eq!(other, "qr-rotated", "unexpected step"),
+        }
+    }
+    assert_eq!(
+        steps,
+        [
+            "logged-in",
+            "qr-seen",
+            "qr-rotated",
+            "paused",
+            "resumed",
+            "pending",
+            "sent",
+            "failed",
+            "retried",
+            "pair-code",
+            "reset",
+            "done"
+        ]
+    );
+    drop(stdin);
+    finish(child).await;
+    for shot in ["dashboard.png", "dashboard-qr.png", "dashboard-phone.png"] {
+        let path = artifacts().join(shot);
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        assert!(size > 10_000, "{} missing or empty", path.display());
+    }
+}

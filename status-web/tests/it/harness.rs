@@ -1,0 +1,276 @@
+//! A running system for the tests: the real dispatcher and sheets-logger, a
+//! scripted gateway, and status-web with a password and an API key.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use abtrack_proto::gateway::v1::{self as gpb, gateway_server::GatewayServer};
+
+pub const PASSWORD: &str = "correct horse battery";
+pub const API_KEY: &str = "test-api-key-0123456789";
+pub const PAIR_CODE: &str = "ABCD-EFGH";
+
+/// A gateway that replays its event log to every Watch subscriber, then follows
+/// it. Sends succeed, except that a message `fail-once` is refused as invalid the
+/// first time (a permanent failure) and accepted after a retry.
+#[derive(Clone)]
+struct ScriptedGateway {
+    events: watch::Receiver<Vec<gpb::GatewayEvent>>,
+    calls: Arc<Mutex<HashMap<String, u32>>>,
+    logouts: Arc<Mutex<u32>>,
+}
+
+#[tonic::async_trait]
+impl gpb::gateway_server::Gateway for ScriptedGateway {
+    async fn send(
+        &self,
+        request: Request<gpb::SendRequest>,
+    ) -> Result<Response<gpb::SendResponse>, Status> {
+        let req = request.into_inner();
+        let call = {
+            let mut calls = self.calls.lock().unwrap();
+            let n = calls.entry(req.job_id.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        if req.message == "fail-once" && call == 1 {
+            return Err(Status::invalid_argument("recipient refused by the script"));
+        }
+        Ok(Response::new(gpb::SendResponse {
+            message_id: format!("m-{}", req.job_id),
+            recipient: "6281234567890@s.whatsapp.net".into(),
+            sent_at: None,
+            duplicate: false,
+        }))
+    }
+
+    async fn check_number(
+        &self,
+        _: Request<gpb::CheckNumberRequest>,
+    ) -> Result<Response<gpb::CheckNumberResponse>, Status> {
+        Err(Status::unimplemented("not scripted"))
+    }
+
+    type WatchStream = Pin<Box<dyn Stream<Item = Result<gpb::GatewayEvent, Status>> + Send>>;
+
+    async fn watch(
+        &self,
+        _: Request<gpb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let (tx, rx) = mpsc::channel(16);
+        let mut events = self.events.clone();
+        tokio::spawn(async move {
+            let mut sent = 0;
+            loop {
+                let fresh: Vec<_> = events.borrow_and_update()[sent..].to_vec();
+                sent += fresh.len();
+                for event in fresh {
+                    if tx.send(Ok(event)).await.is_err() {
+                        return;
+                    }
+                }
+                if events.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn request_pair_code(
+        &self,
+        request: Request<gpb::RequestPairCodeRequest>,
+    ) -> Result<Response<gpb::RequestPairCodeResponse>, Status> {
+        if request.into_inner().phone.contains('x') {
+            return Err(Status::invalid_argument("phone: not a phone number"));
+        }
+        Ok(Response::new(gpb::RequestPairCodeResponse {
+            code: PAIR_CODE.into(),
+        }))
+    }
+
+    async fn logout(
+        &self,
+        _: Request<gpb::LogoutRequest>,
+    ) -> Result<Response<gpb::LogoutResponse>, Status> {
+        *self.logouts.lock().unwrap() += 1;
+        Ok(Response::new(gpb::LogoutResponse {}))
+    }
+}
+
+pub struct System {
+    /// `http://127.0.0.1:port` of status-web.
+    pub base: String,
+    events: watch::Sender<Vec<gpb::GatewayEvent>>,
+    pub logouts: Arc<Mutex<u32>>,
+    _dir: tempfile::TempDir,
+    _stops: Vec<oneshot::Sender<()>>,
+}
+
+async fn listener() -> (tokio::net::TcpListener, String) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    (l, url)
+}
+
+fn stopper(stops: &mut Vec<oneshot::Sender<()>>) -> impl Future<Output = ()> + Send + 'static {
+    let (tx, rx) = oneshot::channel::<()>();
+    stops.push(tx);
+    async move {
+        let _ = rx.await;
+    }
+}
+
+pub fn state(status: gpb::ConnectionStatus) -> gpb::GatewayEvent {
+    gpb::GatewayEvent {
+        event: Some(gpb::gateway_event::Event::State(gpb::ConnectionState {
+            status: status as i32,
+            mode: "scripted".into(),
+            detail: "scripted gateway".into(),
+            push_name: if status == gpb::ConnectionStatus::Connected {
+                "Sekolah Test".into()
+            } else {
+                String::new()
+            },
+            own_number: if status == gpb::ConnectionStatus::Connected {
+                "6281234567890".into()
+            } else {
+                String::new()
+            },
+            ..Default::default()
+        })),
+    }
+}
+
+impl System {
+    /// Starts everything, with the gateway waiting for a QR scan.
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut stops = Vec::new();
+
+        let (events, events_rx) = watch::channel(vec![state(gpb::ConnectionStatus::WaitingForQr)]);
+        let logouts = Arc::new(Mutex::new(0));
+        let (gl, gateway_url) = listener().await;
+        let router =
+            tonic::transport::Server::builder().add_service(GatewayServer::new(ScriptedGateway {
+                events: events_rx,
+                calls: Arc::default(),
+                logouts: Arc::clone(&logouts),
+            }));
+        tokio::spawn(abtrack_proto::shutdown::serve_grpc(
+            router,
+            gl,
+            stopper(&mut stops),
+        ));
+
+        let (ll, logger_url) = listener().await;
+        let data = dir.path().join("logger");
+        let logger_config = abtrack_sheets_logger::Config::from_lookup(|k| match k {
+            "SHEETS_DATA_DIR" => Some(data.display().to_string()),
+            _ => None,
+        })
+        .unwrap();
+        tokio::spawn(abtrack_sheets_logger::run(
+            logger_config,
+            ll,
+            stopper(&mut stops),
+        ));
+
+        let (dl, dispatcher_url) = listener().await;
+        let env: HashMap<&str, String> = HashMap::from([
+            (
+                "DISPATCHER_DATA_DIR",
+                dir.path().join("dispatcher").display().to_string(),
+            ),
+            ("DISPATCHER_GATEWAY_URL", gateway_url.clone()),
+            ("DISPATCHER_LOGGER_URL", logger_url.clone()),
+            ("DISPATCHER_LEASE_SECS", "10".into()),
+            ("DISPATCHER_SEND_TIMEOUT_SECS", "2".into()),
+            ("DISPATCHER_MAX_ATTEMPTS", "3".into()),
+            ("DISPATCHER_BACKOFF_BASE_SECS", "0".into()),
+            ("DISPATCHER_RATE_LIMIT_DELAY_SECS", "0".into()),
+            ("DISPATCHER_POLL_INTERVAL_SECS", "1".into()),
+        ]);
+        let config = abtrack_dispatcher::Config::from_lookup(|k| env.get(k).cloned()).unwrap();
+        tokio::spawn(abtrack_dispatcher::run(config, dl, stopper(&mut stops)));
+
+        let (sl, base) = listener().await;
+        let env: HashMap<&str, String> = HashMap::from([
+            ("STATUS_WEB_DISPATCHER_URL", dispatcher_url),
+            ("STATUS_WEB_GATEWAY_URL", gateway_url),
+            ("STATUS_WEB_LOGGER_URL", logger_url),
+            ("STATUS_WEB_PASSWORD", PASSWORD.into()),
+            ("STATUS_WEB_API_KEY", API_KEY.into()),
+        ]);
+        let config = abtrack_status_web::Config::from_lookup(|k| env.get(k).cloned()).unwrap();
+        tokio::spawn(abtrack_status_web::run(config, sl, stopper(&mut stops)));
+
+        let system = Self {
+            base,
+            events,
+            logouts,
+            _dir: dir,
+            _stops: stops,
+        };
+        system
+            .wait_for_status("every service up", |s| {
+                ["dispatcher", "gateway", "logger"]
+                    .iter()
+                    .all(|k| s["services"][k]["up"] == true)
+            })
+            .await;
+        system
+    }
+
+    /// Appends events to the gateway's Watch streams.
+    pub fn emit(&self, event: gpb::GatewayEvent) {
+        self.events.send_modify(|events| events.push(event));
+    }
+
+    pub fn emit_qr(&self, code: &str, expires_in: Duration) {
+        let expires = abtrack_proto::time::now_ms() + expires_in.as_millis() as i64;
+        self.emit(gpb::GatewayEvent {
+            event: Some(gpb::gateway_event::Event::Qr(gpb::QrCode {
+                code: code.into(),
+                expires_at: Some(abtrack_proto::time::to_timestamp(expires)),
+            })),
+        });
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Polls `GET /api/status` (with the API key) until `ready` holds, for at most 20 s.
+    pub async fn wait_for_status(
+        &self,
+        what: &str,
+        ready: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let client = reqwest::Client::new();
+        let mut last = serde_json::Value::Null;
+        for _ in 0..400 {
+            if let Ok(r) = client
+                .get(self.url("/api/status"))
+                .bearer_auth(API_KEY)
+                .send()
+                .await
+                && r.status().is_success()
+            {
+                last = r.json().await.unwrap();
+                if ready(&last) {
+                    return last;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("timed out waiting for {what}; last status: {last}");
+    }
+}

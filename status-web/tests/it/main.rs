@@ -1,0 +1,7 @@
+//! Integration tests of status-web: the whole server (`run`) with a real dispatcher
+//! and logger and a scripted gateway, reached by HTTP clients, the official
+//! socket.io-client and headless Chromium.
+
+mod access;
+mod browser;
+mod harness;

@@ -1,0 +1,126 @@
+// Drives the dashboard in headless Chromium (Debian's /usr/bin/chromium through
+// playwright-core): logs in, sees the QR code appear, watches a job go from
+// pending to sent, retries a failed job, and saves screenshots.
+// Env: BASE, PASSWORD, ARTIFACTS (folder for the screenshots), CHROMIUM (optional).
+// Talks to the test that runs it: prints `STEP <name> [arg]` and, where the test
+// has to act (emit a QR code, connect the gateway), waits for a line on stdin.
+import { chromium } from "playwright-core";
+import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+
+const BASE = process.env.BASE;
+const ARTIFACTS = process.env.ARTIFACTS;
+const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+const step = async (name, arg, waitForAnswer) => {
+  console.log(`STEP ${name}${arg ? " " + arg : ""}`);
+  if (waitForAnswer) {
+    const { value, done } = await lines.next();
+    if (done) throw new Error("the test closed stdin at " + name);
+    return value;
+  }
+};
+
+const profile = mkdtempSync(join(tmpdir(), "abtrack-chromium-"));
+let context;
+async function main() {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    headless: true,
+    viewport: { width: 1280, height: 1000 },
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  const page = context.pages()[0] || await context.newPage();
+  page.setDefaultTimeout(20000);
+  page.on("pageerror", (e) => console.error("page error: " + e.message));
+
+  await page.goto(BASE + "/?lang=en");
+  if (!page.url().includes("/login")) throw new Error("not sent to the login page: " + page.url());
+  await page.fill("#password", "wrong password");
+  await page.click("#login");
+  await page.waitForSelector("#login-error");
+  await page.fill("#password", process.env.PASSWORD);
+  await page.click("#login");
+  await page.waitForSelector("#live[data-state=on]");
+  await page.waitForSelector("#conn-status[data-status=waiting_for_qr]");
+  if (await page.isVisible("#qr svg")) throw new Error("a QR code before the gateway sent one");
+  await step("logged-in", "", true);
+
+  await page.waitForSelector("#qr svg path");
+  await page.waitForFunction(() => /\d+/.test(document.querySelector("#qr-countdown").textContent));
+  console.log("countdown: " + await page.textContent("#qr-countdown"));
+  await page.screenshot({ path: join(ARTIFACTS, "dashboard-qr.png"), fullPage: true });
+  const firstQr = await page.innerHTML("#qr");
+  await step("qr-seen", "", true);
+  // The gateway rotated its code: the new one replaces the old.
+  await page.waitForFunction((old) => {
+    const qr = document.querySelector("#qr");
+    return qr.querySelector("svg path") && qr.innerHTML !== old;
+  }, firstQr);
+  await step("qr-rotated");
+
+  await page.click("#pause-button");
+  await page.waitForFunction(() => document.querySelector("#queue-state").textContent.startsWith("Paused"));
+  await step("paused", "", true);
+  await page.click("#pause-button");
+  await page.waitForFunction(() => !document.querySelector("#queue-state").textContent.startsWith("Paused"));
+  await step("resumed", "", true);
+
+  await page.fill("#send-form input[name=to]", "0812-3456-7890");
+  await page.fill("#send-form textarea[name=message]", "Halo dari tes");
+  await page.click("#send-form button[type=submit]");
+  const pending = await page.waitForSelector("#jobs tbody tr[data-status=pending]");
+  const id = await pending.getAttribute("data-id");
+  await step("pending", id, true);
+  await page.waitForSelector(`#jobs tbody tr[data-id="${id}"][data-status=sent]`);
+  await page.waitForSelector("#conn-status[data-status=connected]");
+  if (await page.isVisible("#qr svg")) throw new Error("the QR code stayed after linking");
+  await step("sent", id);
+
+  await page.fill("#send-form input[name=to]", "0812-3456-7890");
+  await page.fill("#send-form textarea[name=message]", "fail-once");
+  await page.click("#send-form button[type=submit]");
+  const failed = await page.waitForSelector("#jobs tbody tr[data-status=failed]");
+  const failedId = await failed.getAttribute("data-id");
+  await step("failed", failedId);
+  await page.click(`#jobs tbody tr[data-id="${failedId}"] button.retry`);
+  await page.waitForSelector(`#jobs tbody tr[data-id="${failedId}"][data-status=sent]`);
+  await step("retried", failedId);
+
+  await page.click("#pair summary");
+  await page.fill("#pair-form input[name=phone]", "6281234567890");
+  await page.click("#pair-form button[type=submit]");
+  await page.waitForSelector("#pair-result .pair-code");
+  await step("pair-code", await page.textContent("#pair-result .pair-code"));
+
+  await page.click("#reset-button");
+  await page.waitForSelector("#reset-confirm:not([hidden])");
+  await page.click("#reset-yes");
+  await page.waitForFunction(() => document.querySelector("#reset-result").textContent.length > 0);
+  if ((await page.getAttribute("#reset-result", "class")).includes("error")) throw new Error("reset failed: " + await page.textContent("#reset-result"));
+  await step("reset", "", true);
+
+  await page.screenshot({ path: join(ARTIFACTS, "dashboard.png"), fullPage: true });
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.goto(BASE + "/?lang=id");
+  await page.waitForSelector("#live[data-state=on]");
+  await page.waitForSelector("#jobs tbody tr");
+  await page.screenshot({ path: join(ARTIFACTS, "dashboard-phone.png"), fullPage: true });
+  await step("done");
+}
+
+main()
+  .then(async () => { await context.close(); rmSync(profile, { recursive: true, force: true }); process.exit(0); })
+  .catch(async (e) => {
+    console.error("FAIL " + e.message);
+    if (context) {
+      const page = context.pages()[0];
+      if (page) await page.screenshot({ path: join(ARTIFACTS, "dashboard-failure.png"), fullPage: true }).catch(() => {});
+      await context.close().catch(() => {});
+    }
+    rmSync(profile, { recursive: true, force: true });
+    process.exit(1);
+  });
