@@ -164,7 +164,12 @@ pub async fn require(State(state): State<AppState>, request: Request, next: Next
         return next.run(request).await;
     }
     if request.method() == Method::GET && path == "/" {
-        return Redirect::to("/login").into_response();
+        // Keeps `?lang=` for the login page.
+        let target = match request.uri().query() {
+            Some(query) => format!("/login?{query}"),
+            None => "/login".to_owned(),
+        };
+        return Redirect::to(&target).into_response();
     }
     let mut response = ApiError {
         status: StatusCode::UNAUTHORIZED,
