@@ -14,6 +14,7 @@ use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use rand::RngCore;
 use serde::Deserialize;
+use tokio::sync::watch;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -35,6 +36,8 @@ pub struct Auth {
     api_key: Option<Arc<str>>,
     sessions: Arc<Mutex<HashMap<String, Instant>>>,
     failures: Arc<Mutex<HashMap<IpAddr, (Instant, u32)>>>,
+    /// Bumped at each logout, so the live feed drops that session's connections.
+    revoked: Arc<watch::Sender<u64>>,
 }
 
 impl Auth {
@@ -44,7 +47,13 @@ impl Auth {
             api_key: api_key.map(Arc::from),
             sessions: Arc::default(),
             failures: Arc::default(),
+            revoked: Arc::new(watch::Sender::new(0)),
         }
+    }
+
+    /// Changes whenever a session ends by logout.
+    pub fn revocations(&self) -> watch::Receiver<u64> {
+        self.revoked.subscribe()
     }
 
     pub fn enabled(&self) -> bool {
@@ -90,8 +99,10 @@ impl Auth {
     }
 
     fn end_session(&self, headers: &HeaderMap) {
-        if let Some(token) = session_cookie(headers) {
-            self.sessions.lock().unwrap().remove(token);
+        if let Some(token) = session_cookie(headers)
+            && self.sessions.lock().unwrap().remove(token).is_some()
+        {
+            self.revoked.send_modify(|n| *n += 1);
         }
     }
 
@@ -153,7 +164,12 @@ pub async fn require(State(state): State<AppState>, request: Request, next: Next
         return next.run(request).await;
     }
     if request.method() == Method::GET && path == "/" {
-        return Redirect::to("/login").into_response();
+        // Keeps `?lang=` for the login page.
+        let target = match request.uri().query() {
+            Some(query) => format!("/login?{query}"),
+            None => "/login".to_owned(),
+        };
+        return Redirect::to(&target).into_response();
     }
     let mut response = ApiError {
         status: StatusCode::UNAUTHORIZED,

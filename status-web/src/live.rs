@@ -4,6 +4,7 @@
 //! `/api/status`, carries the QR code, drawn as SVG.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use qrcode::QrCode;
 use qrcode::render::svg;
@@ -17,6 +18,9 @@ use crate::auth::Auth;
 use crate::snapshot::Snapshot;
 
 pub const EVENT: &str = "snapshot";
+
+/// How often connections are checked for expired sessions.
+const SESSION_CHECK: Duration = Duration::from_secs(60);
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -79,7 +83,7 @@ pub fn payload(snapshot: &Snapshot, qr: &QrCache) -> Value {
 /// Registers the default namespace and starts pushing every snapshot change.
 pub fn start(io: SocketIo, snapshot: watch::Receiver<Snapshot>, auth: Auth) {
     let qr = QrCache::default();
-    let (on_connect, qr_connect) = (snapshot.clone(), qr.clone());
+    let (on_connect, qr_connect, auth_check) = (snapshot.clone(), qr.clone(), auth.clone());
     io.ns("/", move |socket: SocketRef| {
         let (snapshot, qr, auth) = (on_connect.clone(), qr_connect.clone(), auth.clone());
         async move {
@@ -94,7 +98,27 @@ pub fn start(io: SocketIo, snapshot: watch::Receiver<Snapshot>, auth: Auth) {
             }
         }
     });
+    tokio::spawn(drop_ended_sessions(io.clone(), auth_check));
     tokio::spawn(broadcast(io, snapshot, qr));
+}
+
+/// Disconnects clients whose session ended: at once after a logout, within a
+/// minute after it expired.
+async fn drop_ended_sessions(io: SocketIo, auth: Auth) {
+    let mut revoked = auth.revocations();
+    let mut check = tokio::time::interval(SESSION_CHECK);
+    loop {
+        tokio::select! {
+            changed = revoked.changed() => if changed.is_err() { return },
+            _ = check.tick() => {}
+        }
+        for socket in io.sockets() {
+            if !auth.allows(&socket.req_parts().headers) {
+                tracing::info!(sid = %socket.id, "session ended; closing its live feed");
+                let _ = socket.disconnect();
+            }
+        }
+    }
 }
 
 async fn broadcast(io: SocketIo, mut snapshot: watch::Receiver<Snapshot>, qr: QrCache) {

@@ -74,6 +74,8 @@ async fn the_official_socket_io_client_is_refused_without_a_session_then_fed() {
         "SNAPSHOT websocket gateway=waiting_for_qr qr=true",
         "UPDATE polling+websocket job=",
         "UPDATE websocket job=",
+        "LOGGED OUT disconnect: io server disconnect",
+        "REFUSED after logout",
         "OK",
     ] {
         assert!(

@@ -67,6 +67,16 @@ async function main() {
     const job = update.recentJobs.find((j) => j.id === id);
     if ("message" in job) fail("the message text was broadcast");
     console.log(`UPDATE ${transports.join("+")} job=${id} status=${job.status} to=${job.to} transport=${socket.io.engine.transport.name}`);
+    if (transports.length === 1) {
+      // Logging out closes the feed of that session.
+      const closed = new Promise((resolve) => socket.on("disconnect", resolve));
+      const out = await fetch(BASE + "/logout", { method: "POST", redirect: "manual", headers: { cookie } });
+      if (out.status !== 303) fail("logout answered " + out.status);
+      const reason = await within(10000, "disconnect after logout", closed);
+      console.log(`LOGGED OUT disconnect: ${reason}`);
+      const again = await within(10000, "refusal", refused(["websocket"], { cookie }));
+      console.log(`REFUSED after logout: ${again}`);
+    }
     socket.close();
   }
   console.log("OK");
