@@ -1,4 +1,5 @@
 //! End-to-end: the four binaries as processes, driven over HTTP.
 
+mod firestore;
 mod flow;
 mod resilience;
