@@ -94,6 +94,10 @@ impl App {
         panic!("could not write job {id}");
     }
 
+    pub fn queue(&self) -> &FirestoreQueue {
+        &self.queue
+    }
+
     pub async fn counts(&self) -> Counts {
         self.queue.counts().await.unwrap()
     }

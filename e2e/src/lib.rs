@@ -7,7 +7,7 @@ pub mod firestore_app;
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -20,12 +20,14 @@ pub fn bin_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("ABTRACK_BIN_DIR") {
         return PathBuf::from(dir);
     }
-    // target/debug/deps/<test binary> -> target/debug
+    // target/debug/deps/<test binary> -> target/debug; target/release/<bench> stays.
     let exe = std::env::current_exe().expect("the test binary has a path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("the test binary is in target/<profile>/deps")
-        .to_owned()
+    let dir = exe.parent().expect("the binary is in a folder");
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().unwrap_or(dir).to_owned()
+    } else {
+        dir.to_owned()
+    }
 }
 
 fn free_port() -> u16 {

@@ -673,20 +673,14 @@ impl JobQueue for FirestoreQueue {
     }
 
     async fn list(&self, statuses_wanted: &[JobStatus], limit: usize) -> Result<Vec<Job>> {
-        let filter = if statuses_wanted.is_empty() {
-            Filter {
-                filter_type: Some(FilterType::UnaryFilter(structured_query::UnaryFilter {
-                    op: unary_filter::Operator::IsNotNull as i32,
-                    operand_type: Some(unary_filter::OperandType::Field(field_ref(STATUS))),
-                })),
-            }
+        // IN keeps the query an equality on `status`, served by the (status,
+        // updatedAt) index.
+        let wanted = if statuses_wanted.is_empty() {
+            &JobStatus::ALL[..]
         } else {
-            cmp(
-                STATUS,
-                field_filter::Operator::In,
-                statuses(statuses_wanted),
-            )
+            statuses_wanted
         };
+        let filter = cmp(STATUS, field_filter::Operator::In, statuses(wanted));
         let docs = self
             .run(self.query(
                 filter,
