@@ -92,7 +92,16 @@ impl Emulator {
                 runtime.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(listener)
                         .expect("a listener on the runtime");
-                    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                    // As Cloud Firestore's front ends: no Nagle delay on small frames
+                    // (tonic sets it only on listeners it binds itself).
+                    let incoming = tokio_stream::StreamExt::map(
+                        tokio_stream::wrappers::TcpListenerStream::new(listener),
+                        |stream| {
+                            let stream = stream?;
+                            stream.set_nodelay(true)?;
+                            Ok::<_, std::io::Error>(stream)
+                        },
+                    );
                     let server = tonic::transport::Server::builder()
                         .add_service(
                             FirestoreServer::new(service)
