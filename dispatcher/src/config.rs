@@ -14,8 +14,38 @@ pub const VARS: &[Var] = &[
     },
     Var {
         name: "QUEUE",
-        default: "local",
-        help: "job queue backend: local (embedded SQLite)",
+        default: "auto",
+        help: "job queue backend: local (embedded SQLite) or firestore; auto picks firestore when a Firebase credential or FIRESTORE_EMULATOR_HOST is present",
+    },
+    Var {
+        name: "GOOGLE_APPLICATION_CREDENTIALS",
+        default: "credentials.json",
+        help: "Firebase service-account key for Firestore (credentials.json in the working folder is used when present)",
+    },
+    Var {
+        name: "FIRESTORE_PROJECT_ID",
+        default: "<project_id of the credential>",
+        help: "Google Cloud project of the Firestore database",
+    },
+    Var {
+        name: "FIRESTORE_DATABASE_ID",
+        default: "(default)",
+        help: "Firestore database id",
+    },
+    Var {
+        name: "FIRESTORE_COLLECTION",
+        default: "notifications",
+        help: "collection holding the job documents",
+    },
+    Var {
+        name: "FIRESTORE_EMULATOR_HOST",
+        default: "",
+        help: "host:port of a Firestore emulator; when set, no credential is needed",
+    },
+    Var {
+        name: "FIRESTORE_FALLBACK_POLL_SECS",
+        default: "5",
+        help: "how often pending jobs are queried while the Firestore listen stream is down",
     },
     Var {
         name: "DISPATCHER_DATA_DIR",
@@ -82,6 +112,101 @@ pub const VARS: &[Var] = &[
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backend {
     Local,
+    Firestore(FirestoreSettings),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirestoreSettings {
+    pub project_id: String,
+    pub database_id: String,
+    pub collection: String,
+    /// The service-account key, unless the emulator is used.
+    pub credentials: Option<PathBuf>,
+    pub emulator_host: Option<String>,
+    pub fallback_poll: Duration,
+}
+
+/// The project a Firebase emulator is given when none is configured; the `demo-`
+/// prefix is the Firebase tools' convention for a project that exists nowhere.
+const EMULATOR_PROJECT: &str = "demo-abtrack";
+
+fn firestore_settings(
+    env: &Env<impl Fn(&str) -> Option<String>>,
+) -> Result<Option<FirestoreSettings>, ConfigError> {
+    let emulator_host = env
+        .get("FIRESTORE_EMULATOR_HOST")
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty());
+    let credentials = match env
+        .get("GOOGLE_APPLICATION_CREDENTIALS")
+        .filter(|p| !p.trim().is_empty())
+    {
+        Some(path) => {
+            let path = PathBuf::from(path);
+            if !path.is_file() {
+                return Err(ConfigError::new(
+                    "GOOGLE_APPLICATION_CREDENTIALS",
+                    &path.display().to_string(),
+                    "no such file",
+                ));
+            }
+            Some(path)
+        }
+        None => Some(PathBuf::from("credentials.json")).filter(|p| p.is_file()),
+    };
+    if emulator_host.is_none() && credentials.is_none() {
+        return Ok(None);
+    }
+    let from_key = credentials.as_ref().and_then(|path| {
+        let text = std::fs::read_to_string(path).ok()?;
+        let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+        json["project_id"].as_str().map(str::to_owned)
+    });
+    let project_id = match env
+        .get("FIRESTORE_PROJECT_ID")
+        .filter(|p| !p.trim().is_empty())
+    {
+        Some(id) => id,
+        None => match (from_key, &emulator_host) {
+            (Some(id), _) => id,
+            (None, Some(_)) => EMULATOR_PROJECT.to_owned(),
+            (None, None) => {
+                return Err(ConfigError::new(
+                    "FIRESTORE_PROJECT_ID",
+                    "",
+                    "the credential names no project_id; set FIRESTORE_PROJECT_ID",
+                ));
+            }
+        },
+    };
+    let collection = env.string("FIRESTORE_COLLECTION", "notifications");
+    if collection.is_empty() || collection.contains('/') {
+        return Err(ConfigError::new(
+            "FIRESTORE_COLLECTION",
+            &collection,
+            "must be a top-level collection id (no '/')",
+        ));
+    }
+    let fallback_poll = env.secs("FIRESTORE_FALLBACK_POLL_SECS", Duration::from_secs(5))?;
+    if fallback_poll.is_zero() {
+        return Err(ConfigError::new(
+            "FIRESTORE_FALLBACK_POLL_SECS",
+            "0",
+            "must be at least 1",
+        ));
+    }
+    Ok(Some(FirestoreSettings {
+        project_id,
+        database_id: env.string("FIRESTORE_DATABASE_ID", "(default)"),
+        collection,
+        credentials: if emulator_host.is_some() {
+            None
+        } else {
+            credentials
+        },
+        emulator_host,
+        fallback_poll,
+    }))
 }
 
 #[derive(Debug, Clone)]
@@ -105,13 +230,22 @@ pub struct Config {
 impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env::new(lookup);
-        let backend = match env.string("QUEUE", "local").as_str() {
-            "local" => Backend::Local,
-            other => {
+        let firestore = firestore_settings(&env)?;
+        let backend = match (env.string("QUEUE", "auto").as_str(), firestore) {
+            ("local", _) | ("auto", None) => Backend::Local,
+            ("firestore" | "auto", Some(settings)) => Backend::Firestore(settings),
+            ("firestore", None) => {
+                return Err(ConfigError::new(
+                    "QUEUE",
+                    "firestore",
+                    "needs credentials.json, GOOGLE_APPLICATION_CREDENTIALS or FIRESTORE_EMULATOR_HOST",
+                ));
+            }
+            (other, _) => {
                 return Err(ConfigError::new(
                     "QUEUE",
                     other,
-                    "this build supports only local",
+                    "expected local, firestore or auto",
                 ));
             }
         };

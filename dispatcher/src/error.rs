@@ -18,6 +18,8 @@ pub enum Error {
     Storage(#[from] rusqlite::Error),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("firestore: {0}")]
+    Firestore(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -29,6 +31,7 @@ impl From<Error> for Status {
             Error::NotFound(_) => Code::NotFound,
             Error::AlreadyExists(_) => Code::AlreadyExists,
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
+            Error::Firestore(_) => Code::Unavailable,
             Error::Storage(_) | Error::Io(_) | Error::Internal(_) => Code::Internal,
         };
         Status::new(code, error.to_string())

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod firestore;
 pub mod gateway_link;
 pub mod grpc;
 pub mod job;
@@ -44,10 +45,17 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     std::fs::create_dir_all(&config.data_dir)?;
-    let queue: Arc<dyn JobQueue> = match config.backend {
+    let wake = Arc::new(Notify::new());
+    let queue: Arc<dyn JobQueue> = match &config.backend {
         Backend::Local => Arc::new(local::LocalQueue::open(
             &config.data_dir.join("queue.sqlite3"),
         )?),
+        Backend::Firestore(settings) => {
+            let db = firestore::connect::connect_with_retry(settings).await;
+            let queue = firestore::FirestoreQueue::new(db, settings.collection.clone());
+            firestore::pickup::start(queue.clone(), Arc::clone(&wake), settings.fallback_poll);
+            Arc::new(queue)
+        }
     };
     let events = Events::start(
         Arc::clone(&queue),
@@ -73,7 +81,6 @@ pub async fn run(
         gateway_link::watch_gateway(gateway.clone(), Arc::clone(&queue), events.clone());
     tokio::spawn(mirror_readiness(readiness.clone(), events.clone()));
     let recorder = logger_link::Recorder::start(logger, Arc::clone(&queue));
-    let wake = Arc::new(Notify::new());
     tokio::spawn(sweep(
         Arc::clone(&queue),
         events.clone(),

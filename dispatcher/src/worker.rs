@@ -173,7 +173,7 @@ impl Worker {
         };
         log_outcome(&job, &finish);
         let terminal = matches!(finish, Finish::Sent { .. } | Finish::Failed(_));
-        match self.queue.finish(&job.id, &s.owner, finish, now_ms()).await {
+        match self.write_outcome(&job, finish).await {
             Ok(Some(job)) => {
                 self.events.job_changed(&job);
                 if terminal {
@@ -191,6 +191,28 @@ impl Worker {
             ),
         }
         Some(gateway_ok)
+    }
+
+    /// Writes the outcome, trying again while the queue's store is unreachable (a
+    /// Firestore restart, a network blip) for as long as the lease still holds.
+    async fn write_outcome(&self, job: &Job, finish: Finish) -> crate::error::Result<Option<Job>> {
+        let owner = &self.settings.owner;
+        let deadline = job.lease_expires_at.unwrap_or(0);
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self
+                .queue
+                .finish(&job.id, owner, finish.clone(), now_ms())
+                .await
+            {
+                Err(e) if now_ms() + (pause.as_millis() as i64) < deadline => {
+                    tracing::warn!(job_id = %job.id, error = %e, "cannot write the outcome yet; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                result => return result,
+            }
+        }
     }
 }
 

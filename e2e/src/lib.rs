@@ -3,6 +3,7 @@
 //! `ABTRACK_BIN_DIR`, or from the `target` folder these tests were built into.
 #![forbid(unsafe_code)]
 
+pub mod firestore_app;
 pub mod sheets;
 
 use std::collections::HashMap;
@@ -97,8 +98,10 @@ fn free_port() -> u16 {
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub ports: HashMap<&'static str, u16>,
+    /// Ports of the dispatchers started with [`Cluster::spawn_dispatcher`].
+    pub extra_ports: HashMap<String, u16>,
     env: Vec<(String, String)>,
-    children: HashMap<&'static str, Child>,
+    children: HashMap<String, Child>,
     pub http: reqwest::Client,
 }
 
@@ -133,6 +136,7 @@ impl Cluster {
         let mut cluster = Self {
             dir,
             ports,
+            extra_ports: HashMap::new(),
             env,
             children: HashMap::new(),
             http: reqwest::Client::new(),
@@ -143,13 +147,18 @@ impl Cluster {
         for service in SERVICES {
             cluster.wait_serving(service).await;
         }
+        let backend = if cluster.env_value("QUEUE") == Some("firestore") {
+            "firestore"
+        } else {
+            "local"
+        };
         // status-web has heard from all three.
         cluster
             .wait_status(
                 Duration::from_secs(30),
                 "status-web to see every service",
                 |s| {
-                    s["queue"]["backend"] == "local"
+                    s["queue"]["backend"] == backend
                         && s["gateway"]["status"] == "connected"
                         && s["logger"]["state"] != "unknown"
                 },
@@ -158,9 +167,53 @@ impl Cluster {
         cluster
     }
 
+    /// Starts all four with the Firestore queue on the emulator at `host` (the
+    /// `FIRESTORE_EMULATOR_HOST` form), jobs in `collection`.
+    pub async fn start_firestore(host: &str, collection: &str, extra: &[(&str, &str)]) -> Self {
+        let mut env = vec![
+            ("QUEUE", "firestore"),
+            ("FIRESTORE_EMULATOR_HOST", host),
+            ("FIRESTORE_COLLECTION", collection),
+        ];
+        env.extend_from_slice(extra);
+        Self::start(&env).await
+    }
+
+    fn env_value(&self, key: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// Starts one service (again), its output appended to `<name>.log`.
     pub fn spawn(&mut self, name: &'static str) {
-        let binary = bin_dir().join(name);
+        self.spawn_as(name, name, &[]);
+    }
+
+    /// Starts one more dispatcher process named `label` (its lease owner id, data
+    /// folder and log file), on a port of its own; returns that port.
+    pub fn spawn_dispatcher(&mut self, label: &str) -> u16 {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let data = format!("data/{label}");
+        self.spawn_as(
+            "dispatcher",
+            label,
+            &[
+                ("DISPATCHER_ADDR", addr.as_str()),
+                ("DISPATCHER_DATA_DIR", data.as_str()),
+                ("DISPATCHER_ID", label),
+            ],
+        );
+        self.extra_ports.insert(label.to_owned(), port);
+        port
+    }
+
+    /// Starts `binary` under the name `name` (its log file and handle), with
+    /// `overrides` on top of the cluster's environment.
+    pub fn spawn_as(&mut self, binary: &str, name: &str, overrides: &[(&str, &str)]) {
+        let binary = bin_dir().join(binary);
         assert!(
             binary.exists(),
             "{} is missing: build the binaries first (cargo build --workspace --bins), or use ./test.sh",
@@ -176,12 +229,13 @@ impl Cluster {
             .env_clear()
             .envs(std::env::var("PATH").map(|p| ("PATH".to_owned(), p)))
             .envs(self.env.iter().cloned())
+            .envs(overrides.iter().map(|(k, v)| (*k, *v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .unwrap();
-        self.children.insert(name, child);
+        self.children.insert(name.to_owned(), child);
     }
 
     /// The process id of a running service.
@@ -199,7 +253,12 @@ impl Cluster {
 
     /// Waits (at most 30 s) until the service answers its health check.
     pub async fn wait_serving(&self, name: &str) {
-        let port = self.ports[name];
+        let port = self
+            .ports
+            .get(name)
+            .or_else(|| self.extra_ports.get(name))
+            .copied()
+            .unwrap_or_else(|| panic!("no service named {name}"));
         for _ in 0..300 {
             let ok = if name == "status-web" {
                 self.http
@@ -298,12 +357,14 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let names: Vec<&'static str> = self.children.keys().copied().collect();
+        let names: Vec<String> = self.children.keys().cloned().collect();
         for name in names {
-            self.kill(name);
+            self.kill(&name);
         }
         if std::thread::panicking() {
-            for name in SERVICES {
+            let extra: Vec<String> = self.extra_ports.keys().cloned().collect();
+            for name in SERVICES.iter().map(|s| s.to_string()).chain(extra) {
+                let name = name.as_str();
                 let log = self.log(name);
                 let tail: Vec<&str> = log.lines().rev().take(40).collect();
                 eprintln!("---- {name} log (last lines) ----");

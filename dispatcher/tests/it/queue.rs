@@ -1,11 +1,42 @@
-//! The local queue: leases, expiry, ordering, retries, receipts, outcome logging.
+//! The queue contract, run against both backends (the local SQLite queue and the
+//! Firestore queue on the emulator): leases, expiry, ordering, retries, receipts,
+//! outcome logging.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use abtrack_dispatcher::job::{Finish, JobError, JobStatus, NewJob, Receipt};
-use abtrack_dispatcher::local::LocalQueue;
 use abtrack_dispatcher::queue::JobQueue;
+
+use crate::backends::{Backend, open_pair};
+
+/// Runs one contract test against each backend.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn local() {
+                super::$name(crate::backends::Backend::Local).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn firestore() {
+                super::$name(crate::backends::Backend::Firestore).await
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    two_workers_on_one_store_never_own_the_same_job,
+    an_expired_lease_returns_to_pending_and_its_old_owner_cannot_finish,
+    a_restart_under_the_same_owner_takes_its_jobs_back_at_once,
+    a_job_whose_leases_keep_expiring_ends_failed,
+    oldest_first_and_not_before_send_at,
+    retries_releases_and_operator_retry,
+    receipts_move_a_sent_job_on_even_when_they_overtake_the_outcome,
+    enqueue_with_an_id_is_idempotent,
+    finished_outcomes_wait_for_the_logger_until_marked,
+);
 
 fn new_job(to: &str, message: &str) -> NewJob {
     NewJob::validate(None, to, message, None).unwrap()
@@ -19,12 +50,8 @@ fn sent(id: &str) -> Finish {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_workers_on_one_file_never_own_the_same_job() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("queue.sqlite3");
-    let a = LocalQueue::open(&path).unwrap();
-    let b = LocalQueue::open(&path).unwrap();
+async fn two_workers_on_one_store_never_own_the_same_job(backend: Backend) {
+    let (a, b, _store) = open_pair(backend).await;
     let mut ids = HashSet::new();
     for i in 0..300 {
         ids.insert(
@@ -35,7 +62,7 @@ async fn two_workers_on_one_file_never_own_the_same_job() {
                 .id,
         );
     }
-    let work = |queue: LocalQueue, owner: &'static str| {
+    let work = |queue: Arc<dyn JobQueue>, owner: &'static str| {
         tokio::spawn(async move {
             let mut mine = Vec::new();
             while let Some(job) = queue.lease_next(owner, 1_000, 100_000).await.unwrap() {
@@ -64,10 +91,8 @@ async fn two_workers_on_one_file_never_own_the_same_job() {
     assert_eq!(a.counts().await.unwrap().sent, 300);
 }
 
-#[tokio::test]
-async fn an_expired_lease_returns_to_pending_and_its_old_owner_cannot_finish() {
-    let dir = tempfile::tempdir().unwrap();
-    let q = LocalQueue::open(&dir.path().join("q.sqlite3")).unwrap();
+async fn an_expired_lease_returns_to_pending_and_its_old_owner_cannot_finish(backend: Backend) {
+    let (q, _, _store) = open_pair(backend).await;
     let id = q
         .enqueue(new_job("081234567890", "Halo"), 0)
         .await
@@ -105,10 +130,8 @@ async fn an_expired_lease_returns_to_pending_and_its_old_owner_cannot_finish() {
     );
 }
 
-#[tokio::test]
-async fn a_restart_under_the_same_owner_takes_its_jobs_back_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let q = LocalQueue::open(&dir.path().join("q.sqlite3")).unwrap();
+async fn a_restart_under_the_same_owner_takes_its_jobs_back_at_once(backend: Backend) {
+    let (q, _, _store) = open_pair(backend).await;
     for n in 0..3 {
         q.enqueue(new_job("081234567890", &format!("m{n}")), n)
             .await
@@ -130,10 +153,8 @@ async fn a_restart_under_the_same_owner_takes_its_jobs_back_at_once() {
     );
 }
 
-#[tokio::test]
-async fn a_job_whose_leases_keep_expiring_ends_failed() {
-    let dir = tempfile::tempdir().unwrap();
-    let q = LocalQueue::open(&dir.path().join("q.sqlite3")).unwrap();
+async fn a_job_whose_leases_keep_expiring_ends_failed(backend: Backend) {
+    let (q, _, _store) = open_pair(backend).await;
     q.enqueue(new_job("081234567890", "Halo"), 0).await.unwrap();
     for round in 0..2 {
         q.lease_next("w", round * 100, round * 100 + 10)
@@ -150,10 +171,8 @@ async fn a_job_whose_leases_keep_expiring_ends_failed() {
     }
 }
 
-#[tokio::test]
-async fn oldest_first_and_not_before_send_at() {
-    let dir = tempfile::tempdir().unwrap();
-    let q = LocalQueue::open(&dir.path().join("q.sqlite3")).unwrap();
+async fn oldest_first_and_not_before_send_at(backend: Backend) {
+    let (q, _, _store) = open_pair(backend).await;
     let later = q
         .enqueue(
             NewJob::validate(None, "081234567890", "later", Some(5_000)).unwrap(),
@@ -188,10 +207,8 @@ async fn oldest_first_and_not_before_send_at() {
     );
 }
 
-#[tokio::test]
-async fn retries_releases_and_operator_retry() {
-    let dir = tempfile::tempdir().unwrap();
-    let q = LocalQueue::open(&dir.path().join("q.sqlite3")).unwrap();
+async fn retries_releases_and_operator_retry(backend: Backend) {
+    let (q, _, _store) = open_pair(backend).await;
     let id = q
         .enqueue(new_job("081234567890", "Halo"), 0)
         .await
@@ -264,10 +281,8 @@ async fn retries_releases_and_operator_retry() {
     );
 }
 
-#[tokio::test]
-async fn receipts_move_a_sent_job_on_even_when_they_overtake_the_outcome() {
-    let dir = tempfile::tempdir().unwrap();
-    let q = LocalQueue::open(&dir.path().join("q.sqlite3")).unwrap();
+async fn receipts_move_a_sent_job_on_even_when_they_overtake_the_outcome(backend: Backend) {
+    let (q, _, _store) = open_pair(backend).await;
     let id = q
         .enqueue(new_job("081234567890", "Halo"), 0)
         .await
@@ -311,10 +326,8 @@ async fn receipts_move_a_sent_job_on_even_when_they_overtake_the_outcome() {
     );
 }
 
-#[tokio::test]
-async fn enqueue_with_an_id_is_idempotent() {
-    let dir = tempfile::tempdir().unwrap();
-    let q = LocalQueue::open(&dir.path().join("q.sqlite3")).unwrap();
+async fn enqueue_with_an_id_is_idempotent(backend: Backend) {
+    let (q, _, _store) = open_pair(backend).await;
     let job = NewJob::validate(
         Some("abs-2026-11-24-7A".into()),
         "081234567890",
@@ -343,10 +356,8 @@ async fn enqueue_with_an_id_is_idempotent() {
     assert_eq!(q.counts().await.unwrap().pending, 1);
 }
 
-#[tokio::test]
-async fn finished_outcomes_wait_for_the_logger_until_marked() {
-    let dir = tempfile::tempdir().unwrap();
-    let q: Arc<dyn JobQueue> = Arc::new(LocalQueue::open(&dir.path().join("q.sqlite3")).unwrap());
+async fn finished_outcomes_wait_for_the_logger_until_marked(backend: Backend) {
+    let (q, _, _store) = open_pair(backend).await;
     let id = q
         .enqueue(new_job("081234567890", "Halo"), 0)
         .await

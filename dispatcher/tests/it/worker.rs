@@ -108,11 +108,12 @@ impl gpb::gateway_server::Gateway for ScriptedGateway {
     }
 }
 
-struct Harness {
-    dispatcher: DispatcherClient<Channel>,
+pub(crate) struct Harness {
+    pub(crate) dispatcher: DispatcherClient<Channel>,
     logger: SheetsLoggerClient<Channel>,
     gateway_status: watch::Sender<gpb::ConnectionStatus>,
-    calls: Arc<Mutex<HashMap<String, u32>>>,
+    /// Send calls the gateway received, by job id.
+    pub(crate) calls: Arc<Mutex<HashMap<String, u32>>>,
     _dir: tempfile::TempDir,
     _stops: Vec<oneshot::Sender<()>>,
 }
@@ -135,6 +136,11 @@ fn stopper() -> (
 
 impl Harness {
     async fn start() -> Self {
+        Self::start_with(Vec::new()).await
+    }
+
+    /// Starts with `extra` environment variables added or overriding the defaults.
+    pub(crate) async fn start_with(extra: Vec<(&'static str, String)>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut stops = Vec::new();
 
@@ -163,7 +169,7 @@ impl Harness {
         tokio::spawn(abtrack_sheets_logger::run(logger_config, ll, stopped));
 
         let (dl, dispatcher_url) = listener().await;
-        let env: HashMap<&str, String> = HashMap::from([
+        let mut env: HashMap<&str, String> = HashMap::from([
             (
                 "DISPATCHER_DATA_DIR",
                 dir.path().join("dispatcher").display().to_string(),
@@ -177,6 +183,7 @@ impl Harness {
             ("DISPATCHER_RATE_LIMIT_DELAY_SECS", "0".into()),
             ("DISPATCHER_POLL_INTERVAL_SECS", "1".into()),
         ]);
+        env.extend(extra);
         let config = abtrack_dispatcher::Config::from_lookup(|k| env.get(k).cloned()).unwrap();
         let (stop, stopped) = stopper();
         stops.push(stop);
@@ -218,7 +225,7 @@ impl Harness {
     }
 
     /// Waits (at most 20 s) until the job reaches a terminal status.
-    async fn finished(&self, id: &str) -> dpb::Job {
+    pub(crate) async fn finished(&self, id: &str) -> dpb::Job {
         for _ in 0..400 {
             let job = self.job(id).await;
             let s = job.status;

@@ -1,5 +1,6 @@
 //! End-to-end: the four binaries as processes, driven over HTTP.
 
+mod firestore;
 mod flow;
 mod resilience;
 mod sheets;

@@ -1,0 +1,432 @@
+//! Job documents: the architecture's camelCase fields read into a [`Job`], each
+//! checked, so a malformed document is named by its field instead of stopping the
+//! queue; and the values the server writes back.
+
+use std::collections::HashMap;
+
+use firestore::gcloud_sdk::google::firestore::v1::{Document, MapValue, Value, value::ValueType};
+use prost_types::Timestamp;
+
+use crate::job::{Job, JobError, JobStatus, check_message};
+
+pub const TO: &str = "to";
+pub const MESSAGE: &str = "message";
+pub const STATUS: &str = "status";
+pub const CREATED_AT: &str = "createdAt";
+pub const SEND_AT: &str = "sendAt";
+pub const ATTEMPTS: &str = "attempts";
+pub const LEASE_OWNER: &str = "leaseOwner";
+pub const LEASE_EXPIRES_AT: &str = "leaseExpiresAt";
+pub const NEXT_ATTEMPT_AT: &str = "nextAttemptAt";
+pub const LAST_ERROR: &str = "lastError";
+pub const SENT_AT: &str = "sentAt";
+pub const MESSAGE_ID: &str = "messageId";
+pub const RECIPIENT: &str = "recipient";
+pub const DELIVERED_AT: &str = "deliveredAt";
+pub const READ_AT: &str = "readAt";
+pub const UPDATED_AT: &str = "updatedAt";
+/// When the sheets-logger acknowledged the outcome; `null` while it waits.
+pub const LOGGED_AT: &str = "loggedAt";
+
+const TIMESTAMP_FIELDS: [&str; 9] = [
+    CREATED_AT,
+    SEND_AT,
+    LEASE_EXPIRES_AT,
+    NEXT_ATTEMPT_AT,
+    SENT_AT,
+    DELIVERED_AT,
+    READ_AT,
+    UPDATED_AT,
+    LOGGED_AT,
+];
+const STRING_FIELDS: [&str; 3] = [LEASE_OWNER, MESSAGE_ID, RECIPIENT];
+
+/// Why a document cannot be a job: the field and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl Malformed {
+    fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    pub fn error(&self) -> JobError {
+        JobError::new(
+            "invalid_document",
+            format!("{}: {}", self.field, self.reason),
+        )
+    }
+}
+
+pub fn ms_to_ts(ms: i64) -> Timestamp {
+    Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+pub fn ts_to_ms(t: &Timestamp) -> i64 {
+    t.seconds * 1000 + i64::from(t.nanos) / 1_000_000
+}
+
+pub fn ts(ms: i64) -> Value {
+    Value {
+        value_type: Some(ValueType::TimestampValue(ms_to_ts(ms))),
+    }
+}
+
+pub fn text(s: &str) -> Value {
+    Value {
+        value_type: Some(ValueType::StringValue(s.to_owned())),
+    }
+}
+
+pub fn int(i: i64) -> Value {
+    Value {
+        value_type: Some(ValueType::IntegerValue(i)),
+    }
+}
+
+pub fn null() -> Value {
+    Value {
+        value_type: Some(ValueType::NullValue(0)),
+    }
+}
+
+pub fn opt_ts(ms: Option<i64>) -> Value {
+    ms.map_or_else(null, ts)
+}
+
+pub fn opt_text(s: Option<&str>) -> Value {
+    s.map_or_else(null, text)
+}
+
+pub fn error_value(error: Option<&JobError>) -> Value {
+    match error {
+        None => null(),
+        Some(e) => Value {
+            value_type: Some(ValueType::MapValue(MapValue {
+                fields: HashMap::from([
+                    ("code".to_owned(), text(&e.code)),
+                    ("message".to_owned(), text(&e.message)),
+                ]),
+            })),
+        },
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match &v.value_type {
+        None | Some(ValueType::NullValue(_)) => "null",
+        Some(ValueType::BooleanValue(_)) => "a boolean",
+        Some(ValueType::IntegerValue(_)) => "an integer",
+        Some(ValueType::DoubleValue(_)) => "a number",
+        Some(ValueType::TimestampValue(_)) => "a timestamp",
+        Some(ValueType::StringValue(_)) => "a string",
+        Some(ValueType::BytesValue(_)) => "bytes",
+        Some(ValueType::ReferenceValue(_)) => "a reference",
+        Some(ValueType::GeoPointValue(_)) => "a geo point",
+        Some(ValueType::ArrayValue(_)) => "an array",
+        Some(ValueType::MapValue(_)) => "a map",
+        Some(_) => "an expression",
+    }
+}
+
+fn is_null(v: Option<&Value>) -> bool {
+    v.is_none_or(|v| matches!(v.value_type, None | Some(ValueType::NullValue(_))))
+}
+
+/// The document's id: the last segment of its name.
+pub fn doc_id(doc: &Document) -> &str {
+    doc.name.rsplit('/').next().unwrap_or_default()
+}
+
+fn get_string<'a>(doc: &'a Document, field: &'static str) -> Result<Option<&'a str>, Malformed> {
+    match doc.fields.get(field) {
+        v if is_null(v) => Ok(None),
+        Some(Value {
+            value_type: Some(ValueType::StringValue(s)),
+        }) => Ok(Some(s)),
+        Some(v) => Err(Malformed::new(
+            field,
+            format!("must be a string, found {}", kind(v)),
+        )),
+        None => Ok(None),
+    }
+}
+
+fn get_ts(doc: &Document, field: &'static str) -> Result<Option<i64>, Malformed> {
+    match doc.fields.get(field) {
+        v if is_null(v) => Ok(None),
+        Some(Value {
+            value_type: Some(ValueType::TimestampValue(t)),
+        }) => Ok(Some(ts_to_ms(t))),
+        Some(v) => Err(Malformed::new(
+            field,
+            format!("must be a timestamp, found {}", kind(v)),
+        )),
+        None => Ok(None),
+    }
+}
+
+/// The status a document claims, checked.
+pub fn status(doc: &Document) -> Result<JobStatus, Malformed> {
+    let status = get_string(doc, STATUS)?.ok_or_else(|| Malformed::new(STATUS, "is missing"))?;
+    JobStatus::parse(status).ok_or_else(|| {
+        Malformed::new(
+            STATUS,
+            format!(
+                "unknown value {status:?}; expected one of pending, processing, sent, delivered, read, failed"
+            ),
+        )
+    })
+}
+
+/// Reads a job document, checking every field the dispatcher relies on.
+pub fn parse(doc: &Document) -> Result<Job, Malformed> {
+    let status = status(doc)?;
+    let to = get_string(doc, TO)?.ok_or_else(|| Malformed::new(TO, "is missing"))?;
+    let message = get_string(doc, MESSAGE)?.ok_or_else(|| Malformed::new(MESSAGE, "is missing"))?;
+    check_message(message).map_err(|e| Malformed::new(MESSAGE, e))?;
+    if let Err(e) = abtrack_proto::normalize_recipient(to, "62") {
+        return Err(Malformed::new(TO, e.to_string()));
+    }
+    for field in TIMESTAMP_FIELDS {
+        get_ts(doc, field)?;
+    }
+    for field in STRING_FIELDS {
+        get_string(doc, field)?;
+    }
+    let attempts = match doc.fields.get(ATTEMPTS) {
+        v if is_null(v) => 0,
+        Some(Value {
+            value_type: Some(ValueType::IntegerValue(n)),
+        }) if *n >= 0 => *n as u32,
+        Some(v) => {
+            return Err(Malformed::new(
+                ATTEMPTS,
+                format!("must be a whole number of at least 0, found {}", kind(v)),
+            ));
+        }
+        None => 0,
+    };
+    let last_error = match doc.fields.get(LAST_ERROR) {
+        v if is_null(v) => None,
+        Some(Value {
+            value_type: Some(ValueType::MapValue(map)),
+        }) => {
+            let field = |name: &str| match map.fields.get(name).and_then(|v| v.value_type.as_ref())
+            {
+                Some(ValueType::StringValue(s)) => s.clone(),
+                _ => String::new(),
+            };
+            Some(JobError {
+                code: field("code"),
+                message: field("message"),
+            })
+        }
+        Some(v) => {
+            return Err(Malformed::new(
+                LAST_ERROR,
+                format!("must be a map of code and message, found {}", kind(v)),
+            ));
+        }
+        None => None,
+    };
+    let ts = |f| get_ts(doc, f).ok().flatten();
+    let string = |f| get_string(doc, f).ok().flatten().map(str::to_owned);
+    Ok(Job {
+        id: doc_id(doc).to_owned(),
+        to: to.to_owned(),
+        message: message.to_owned(),
+        status,
+        attempts,
+        lease_owner: string(LEASE_OWNER),
+        lease_expires_at: ts(LEASE_EXPIRES_AT),
+        next_attempt_at: ts(NEXT_ATTEMPT_AT),
+        send_at: ts(SEND_AT),
+        created_at: ts(CREATED_AT)
+            .or_else(|| doc.create_time.as_ref().map(ts_to_ms))
+            .unwrap_or_default(),
+        updated_at: ts(UPDATED_AT)
+            .or_else(|| doc.update_time.as_ref().map(ts_to_ms))
+            .unwrap_or_default(),
+        last_error,
+        sent_at: ts(SENT_AT),
+        message_id: string(MESSAGE_ID),
+        recipient: string(RECIPIENT),
+        delivered_at: ts(DELIVERED_AT),
+        read_at: ts(READ_AT),
+    })
+}
+
+/// A job for display even when the document is malformed: whatever fields read.
+pub fn parse_lenient(doc: &Document) -> Job {
+    if let Ok(job) = parse(doc) {
+        return job;
+    }
+    let string = |f| {
+        get_string(doc, f)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let ts = |f| get_ts(doc, f).ok().flatten();
+    let last_error = match doc
+        .fields
+        .get(LAST_ERROR)
+        .and_then(|v| v.value_type.as_ref())
+    {
+        Some(ValueType::MapValue(map)) => {
+            let field = |name: &str| match map.fields.get(name).and_then(|v| v.value_type.as_ref())
+            {
+                Some(ValueType::StringValue(s)) => s.clone(),
+                _ => String::new(),
+            };
+            Some(JobError {
+                code: field("code"),
+                message: field("message"),
+            })
+        }
+        _ => None,
+    };
+    Job {
+        id: doc_id(doc).to_owned(),
+        to: string(TO),
+        message: string(MESSAGE),
+        status: status(doc).unwrap_or(JobStatus::Failed),
+        attempts: match doc.fields.get(ATTEMPTS).and_then(|v| v.value_type.as_ref()) {
+            Some(ValueType::IntegerValue(n)) => (*n).max(0) as u32,
+            _ => 0,
+        },
+        lease_owner: get_string(doc, LEASE_OWNER)
+            .ok()
+            .flatten()
+            .map(str::to_owned),
+        lease_expires_at: ts(LEASE_EXPIRES_AT),
+        next_attempt_at: ts(NEXT_ATTEMPT_AT),
+        send_at: ts(SEND_AT),
+        created_at: ts(CREATED_AT)
+            .or_else(|| doc.create_time.as_ref().map(ts_to_ms))
+            .unwrap_or_default(),
+        updated_at: ts(UPDATED_AT)
+            .or_else(|| doc.update_time.as_ref().map(ts_to_ms))
+            .unwrap_or_default(),
+        last_error,
+        sent_at: ts(SENT_AT),
+        message_id: get_string(doc, MESSAGE_ID)
+            .ok()
+            .flatten()
+            .map(str::to_owned),
+        recipient: get_string(doc, RECIPIENT).ok().flatten().map(str::to_owned),
+        delivered_at: ts(DELIVERED_AT),
+        read_at: ts(READ_AT),
+    }
+}
+
+/// Whether the document has a usable `createdAt` (the queue order).
+pub fn has_created_at(doc: &Document) -> bool {
+    !is_null(doc.fields.get(CREATED_AT))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(fields: &[(&str, Value)]) -> Document {
+        Document {
+            name: "projects/p/databases/(default)/documents/notifications/j1".into(),
+            fields: fields
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+            create_time: Some(ms_to_ts(5)),
+            update_time: Some(ms_to_ts(6)),
+        }
+    }
+
+    #[test]
+    fn each_malformed_field_is_named() {
+        let good = [
+            (TO, text("081234567890")),
+            (MESSAGE, text("Halo")),
+            (STATUS, text("pending")),
+        ];
+        let job = parse(&doc(&good)).unwrap();
+        assert_eq!(
+            (job.id.as_str(), job.created_at, job.attempts),
+            ("j1", 5, 0)
+        );
+        let cases: Vec<(Vec<(&str, Value)>, &str)> = vec![
+            (
+                vec![(MESSAGE, text("Halo")), (STATUS, text("pending"))],
+                "to: is missing",
+            ),
+            (
+                vec![
+                    (TO, int(62812)),
+                    (MESSAGE, text("Halo")),
+                    (STATUS, text("pending")),
+                ],
+                "to: must be a string, found an integer",
+            ),
+            (
+                vec![(TO, text("081234567890")), (STATUS, text("pending"))],
+                "message: is missing",
+            ),
+            (
+                vec![
+                    (TO, text("081234567890")),
+                    (MESSAGE, text(&"x".repeat(65_537))),
+                    (STATUS, text("pending")),
+                ],
+                "message: has 65537 characters",
+            ),
+            (
+                vec![
+                    (TO, text("081234567890")),
+                    (MESSAGE, text("Halo")),
+                    (STATUS, text("PENDING")),
+                ],
+                "status: unknown value \"PENDING\"",
+            ),
+            (
+                vec![
+                    (TO, text("081234567890")),
+                    (MESSAGE, text("Halo")),
+                    (STATUS, text("pending")),
+                    (SEND_AT, text("tomorrow")),
+                ],
+                "sendAt: must be a timestamp, found a string",
+            ),
+            (
+                vec![
+                    (TO, text("081234567890")),
+                    (MESSAGE, text("Halo")),
+                    (STATUS, text("pending")),
+                    (ATTEMPTS, text("1")),
+                ],
+                "attempts: must be a whole number",
+            ),
+        ];
+        for (fields, want) in cases {
+            let err = parse(&doc(&fields)).unwrap_err().error();
+            assert!(err.message.starts_with(want), "{} != {want}", err.message);
+            assert_eq!(err.code, "invalid_document");
+        }
+    }
+
+    #[test]
+    fn timestamps_round_trip_in_milliseconds() {
+        for ms in [0, 1, 999, 1_700_000_000_123, -1] {
+            assert_eq!(ts_to_ms(&ms_to_ts(ms)), ms);
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! The Firestore queue beyond the shared contract: documents written as the app
+//! writes them, malformed ones, pickup by the listener and by the fallback query, and
+//! the emulator answering preconditions and transactions as Cloud Firestore does.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use abtrack_dispatcher::firestore::FirestoreQueue;
+use abtrack_dispatcher::firestore::doc::{int, null, text};
+use abtrack_dispatcher::job::{Finish, JobStatus};
+use abtrack_dispatcher::queue::JobQueue;
+use abtrack_firestore_emulator::TestFirestore;
+use firestore::gcloud_sdk::google::firestore::v1::{
+    self as pb, Document, Precondition, Value, Write, document_transform::FieldTransform,
+    document_transform::field_transform, precondition::ConditionType, value::ValueType,
+    write::Operation,
+};
+use tonic::Code;
+
+use crate::backends::{firestore_queue, fresh_collection};
+use crate::worker::Harness;
+
+/// Writes a job document as the app does: its own fields plus `createdAt` as the
+/// server's request time (unless `created_at` is false).
+async fn app_writes(queue: &FirestoreQueue, id: &str, fields: &[(&str, Value)], created_at: bool) {
+    let db = queue.db();
+    let name = format!("{}/{}/{id}", db.get_documents_path(), queue.collection());
+    let write = Write {
+        operation: Some(Operation::Update(Document {
+            name,
+            fields: fields
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+            ..Default::default()
+        })),
+        update_transforms: if created_at {
+            vec![FieldTransform {
+                field_path: "createdAt".into(),
+                transform_type: Some(field_transform::TransformType::SetToServerValue(
+                    field_transform::ServerValue::RequestTime as i32,
+                )),
+            }]
+        } else {
+            vec![]
+        },
+        current_document: Some(Precondition {
+            condition_type: Some(ConditionType::Exists(false)),
+        }),
+        update_mask: None,
+    };
+    db.client()
+        .get()
+        .commit(pb::CommitRequest {
+            database: db.get_database_path().clone(),
+            writes: vec![write],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+/// A document's fields, by name.
+type Fields = Vec<(&'static str, Value)>;
+
+fn valid(message: &str) -> Vec<(&'static str, Value)> {
+    vec![
+        ("to", text("081234567890")),
+        ("message", text(message)),
+        ("status", text("pending")),
+    ]
+}
+
+fn sent(id: &str) -> Finish {
+    Finish::Sent {
+        message_id: format!("m-{id}"),
+        recipient: "6281234567890@s.whatsapp.net".into(),
+        sent_at: 1,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_documents_end_failed_naming_the_field_and_never_stop_the_queue() {
+    let firestore = TestFirestore::from_env();
+    let q = firestore_queue(&firestore.host, &fresh_collection()).await;
+    let long = "x".repeat(65_537);
+    let map = Value {
+        value_type: Some(ValueType::MapValue(pb::MapValue {
+            fields: HashMap::new(),
+        })),
+    };
+    let corpus: Vec<(&str, Fields, &str)> = vec![
+        (
+            "no-to",
+            vec![("message", text("Halo")), ("status", text("pending"))],
+            "to: is missing",
+        ),
+        (
+            "number-to",
+            vec![
+                ("to", int(6281234567890)),
+                ("message", text("Halo")),
+                ("status", text("pending")),
+            ],
+            "to: must be a string",
+        ),
+        (
+            "null-message",
+            vec![
+                ("to", text("081234567890")),
+                ("message", null()),
+                ("status", text("pending")),
+            ],
+            "message: is missing",
+        ),
+        (
+            "map-message",
+            vec![
+                ("to", text("081234567890")),
+                ("message", map),
+                ("status", text("pending")),
+            ],
+            "message: must be a string",
+        ),
+        (
+            "long-message",
+            vec![
+                ("to", text("081234567890")),
+                ("message", text(&long)),
+                ("status", text("pending")),
+            ],
+            "message: has 65537 characters",
+        ),
+        (
+            "upper-status",
+            vec![
+                ("to", text("081234567890")),
+                ("message", text("Halo")),
+                ("status", text("PENDING")),
+            ],
+            "status: unknown value \"PENDING\"",
+        ),
+        (
+            "number-status",
+            vec![
+                ("to", text("081234567890")),
+                ("message", text("Halo")),
+                ("status", int(1)),
+            ],
+            "status: must be a string",
+        ),
+        (
+            "text-send-at",
+            vec![
+                ("to", text("081234567890")),
+                ("message", text("Halo")),
+                ("status", text("pending")),
+                ("sendAt", text("besok")),
+            ],
+            "sendAt: must be a timestamp",
+        ),
+        (
+            "text-attempts",
+            vec![
+                ("to", text("081234567890")),
+                ("message", text("Halo")),
+                ("status", text("pending")),
+                ("attempts", text("2")),
+            ],
+            "attempts: must be a whole number",
+        ),
+    ];
+    let mut valid_ids = Vec::new();
+    for (n, (id, fields, _)) in corpus.iter().enumerate() {
+        app_writes(&q, id, fields, true).await;
+        let ok = format!("valid-{n}");
+        app_writes(&q, &ok, &valid(&ok), true).await;
+        valid_ids.push(ok);
+    }
+    // One valid job without createdAt still goes out.
+    app_writes(&q, "no-created-at", &valid("no createdAt"), false).await;
+    valid_ids.push("no-created-at".into());
+
+    let mut sent_ids = Vec::new();
+    while let Some(job) = q
+        .lease_next("w", 10_000_000_000_000, 10_000_000_100_000)
+        .await
+        .unwrap()
+    {
+        q.finish(&job.id, "w", sent(&job.id), 10_000_000_000_001)
+            .await
+            .unwrap()
+            .unwrap();
+        sent_ids.push(job.id);
+    }
+    // Unknown statuses are found by the sweeper's scan.
+    q.sweep_expired(10_000_000_000_002, 5).await.unwrap();
+    sent_ids.sort();
+    valid_ids.sort();
+    assert_eq!(sent_ids, valid_ids, "every valid job went out, once");
+    for (id, _, want) in &corpus {
+        let job = q.get(id).await.unwrap().unwrap();
+        let error = job
+            .last_error
+            .clone()
+            .unwrap_or_else(|| panic!("{id}: no lastError: {job:?}"));
+        assert_eq!(job.status, JobStatus::Failed, "{id}");
+        assert_eq!(error.code, "invalid_document", "{id}");
+        assert!(
+            error.message.starts_with(want),
+            "{id}: {:?} does not start with {want:?}",
+            error.message
+        );
+    }
+    let counts = q.counts().await.unwrap();
+    assert_eq!((counts.pending, counts.processing), (0, 0));
+    assert_eq!(counts.failed as usize, corpus.len());
+}
+
+async fn wait_for_send(harness: &Harness, id: &str) {
+    for _ in 0..400 {
+        if harness.calls.lock().unwrap().contains_key(id) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the gateway never received job {id}");
+}
+
+fn firestore_env(host: &str, collection: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("QUEUE", "firestore".into()),
+        ("FIRESTORE_EMULATOR_HOST", host.into()),
+        ("FIRESTORE_COLLECTION", collection.into()),
+        // No polling: only the listener (or the fallback) can wake the worker.
+        ("DISPATCHER_POLL_INTERVAL_SECS", "3600".into()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_written_by_the_app_is_sent_through_the_listener() {
+    let firestore = TestFirestore::from_env();
+    let collection = fresh_collection();
+    let mut env = firestore_env(&firestore.host, &collection);
+    env.push(("FIRESTORE_FALLBACK_POLL_SECS", "3600".into()));
+    let harness = Harness::start_with(env).await;
+    let q = firestore_queue(&firestore.host, &collection).await;
+    for n in 0..3 {
+        let id = format!("live-{n}");
+        app_writes(&q, &id, &valid("Halo"), true).await;
+        wait_for_send(&harness, &id).await;
+        assert_eq!(
+            harness.finished(&id).await.status,
+            abtrack_proto::dispatcher::v1::JobStatus::Sent as i32
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_listen_stream_broken_the_fallback_query_sends_and_the_listener_returns() {
+    let firestore = TestFirestore::from_env();
+    let Some(emulator) = &firestore.builtin else {
+        eprintln!("skipped: breaking listen streams needs the built-in emulator");
+        return;
+    };
+    emulator.set_listen_broken(true);
+    let collection = fresh_collection();
+    let mut env = firestore_env(&firestore.host, &collection);
+    env.push(("FIRESTORE_FALLBACK_POLL_SECS", "1".into()));
+    let harness = Harness::start_with(env).await;
+    let q = firestore_queue(&firestore.host, &collection).await;
+    app_writes(&q, "while-broken", &valid("Halo"), true).await;
+    wait_for_send(&harness, "while-broken").await;
+
+    emulator.set_listen_broken(false);
+    for _ in 0..400 {
+        if emulator.listen_streams() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        emulator.listen_streams() > 0,
+        "the listener reconnected by itself"
+    );
+    app_writes(&q, "after-repair", &valid("Halo"), true).await;
+    wait_for_send(&harness, "after-repair").await;
+}
+
+fn doc_name(q: &FirestoreQueue, id: &str) -> String {
+    format!("{}/{}/{id}", q.db().get_documents_path(), q.collection())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_emulator_answers_preconditions_and_conflicts_as_firestore_does() {
+    let firestore = TestFirestore::from_env();
+    let q = firestore_queue(&firestore.host, &fresh_collection()).await;
+    let db = q.db();
+    let mut client = db.client().get();
+    app_writes(&q, "a", &valid("Halo"), true).await;
+    let doc = client
+        .get_document(pb::GetDocumentRequest {
+            name: doc_name(&q, "a"),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    let update = |precondition: ConditionType, id: &str| pb::CommitRequest {
+        database: db.get_database_path().clone(),
+        writes: vec![Write {
+            operation: Some(Operation::Update(Document {
+                name: doc_name(&q, id),
+                fields: HashMap::from([("status".to_owned(), text("processing"))]),
+                ..Default::default()
+            })),
+            update_mask: Some(pb::DocumentMask {
+                field_paths: vec!["status".into()],
+            }),
+            current_document: Some(Precondition {
+                condition_type: Some(precondition),
+            }),
+            update_transforms: vec![],
+        }],
+        ..Default::default()
+    };
+    let stamp = doc.update_time.unwrap();
+    client
+        .commit(update(ConditionType::UpdateTime(stamp), "a"))
+        .await
+        .unwrap();
+    let stale = client
+        .commit(update(ConditionType::UpdateTime(stamp), "a"))
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), Code::FailedPrecondition, "{stale:?}");
+    let missing = client
+        .commit(update(ConditionType::Exists(true), "missing"))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
+    let exists = client
+        .commit(update(ConditionType::Exists(false), "a"))
+        .await
+        .unwrap_err();
+    assert_eq!(exists.code(), Code::AlreadyExists, "{exists:?}");
+
+    // Two transactions read the same document; the second commit conflicts.
+    let begin = || {
+        let mut client = db.client().get();
+        async move {
+            client
+                .begin_transaction(pb::BeginTransactionRequest {
+                    database: db.get_database_path().clone(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .transaction
+        }
+    };
+    let (t1, t2) = (begin().await, begin().await);
+    for t in [&t1, &t2] {
+        client
+            .get_document(pb::GetDocumentRequest {
+                name: doc_name(&q, "a"),
+                consistency_selector: Some(
+                    pb::get_document_request::ConsistencySelector::Transaction(t.clone()),
+                ),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let in_txn = |t: &Vec<u8>| {
+        let mut request = update(ConditionType::Exists(true), "a");
+        request.transaction = t.clone();
+        request
+    };
+    client.commit(in_txn(&t1)).await.unwrap();
+    let conflict = client.commit(in_txn(&t2)).await.unwrap_err();
+    assert_eq!(conflict.code(), Code::Aborted, "{conflict:?}");
+    let t3 = begin().await;
+    client
+        .rollback(pb::RollbackRequest {
+            database: db.get_database_path().clone(),
+            transaction: t3,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
