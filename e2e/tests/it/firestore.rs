@@ -55,9 +55,10 @@ async fn three_dispatchers_on_one_collection_send_each_of_300_jobs_once() {
             .await;
         ids.insert(id);
     }
-    let counts = app
-        .wait_counts(Duration::from_secs(120), "all 300 sent", |c| c.sent == 300)
+    app.wait_counts(Duration::from_secs(120), "all 300 sent", |c| c.sent == 300)
         .await;
+    // The six counts are separate queries; read them again now that all is still.
+    let counts = app.counts().await;
     assert_eq!(
         (counts.pending, counts.processing, counts.failed),
         (0, 0, 0)
@@ -98,7 +99,7 @@ async fn a_dispatcher_killed_holding_a_lease_is_replaced_and_its_job_sent_once()
     }
     // Kill the dispatcher the moment it holds a lease.
     let mut held = Vec::new();
-    for _ in 0..200 {
+    for _ in 0..1000 {
         held = app.held_by("doomed").await;
         if !held.is_empty() {
             break;
@@ -168,9 +169,9 @@ async fn the_emulator_restarted_mid_run_loses_no_job_and_the_queue_resumes() {
             .await;
         ids.insert(id);
     }
-    let counts = app
-        .wait_counts(Duration::from_secs(90), "all 100 sent", |c| c.sent == 100)
+    app.wait_counts(Duration::from_secs(90), "all 100 sent", |c| c.sent == 100)
         .await;
+    let counts = app.counts().await;
     assert_eq!(
         (counts.pending, counts.processing, counts.failed),
         (0, 0, 0)
