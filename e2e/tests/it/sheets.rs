@@ -85,6 +85,10 @@ async fn a_logger_killed_in_the_middle_of_an_upload_loses_and_repeats_no_row() {
                 && s["logger"]["state"] == "ok"
         })
         .await;
+    // The dispatcher's recorder may still be backing off from the logger's restart:
+    // wait for every row, then check none came twice.
+    wait_rows(32).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let rows = fake.rows("Log");
     let sheet_ids: Vec<String> = rows[1..]
         .iter()
