@@ -63,6 +63,11 @@ pub const VARS: &[Var] = &[
         help: "dry-run mode: emit a delivery and a read receipt shortly after each message",
     },
     Var {
+        name: "WA_DRY_RUN_ANSWER_DELAY_MS",
+        default: "0",
+        help: "dry-run mode: wait this long after writing a message before answering (for crash tests)",
+    },
+    Var {
         name: "WA_DEFAULT_COUNTRY_CODE",
         default: "62",
         help: "country code that replaces the leading 0 of local numbers",
@@ -111,6 +116,7 @@ pub struct Config {
     pub dry_run_file: PathBuf,
     pub dry_run_not_on_whatsapp: Vec<String>,
     pub dry_run_receipts: bool,
+    pub dry_run_answer_delay: Duration,
     pub default_country_code: String,
     pub min_interval: Duration,
     pub jitter: Duration,
@@ -209,6 +215,7 @@ impl Config {
             dry_run_file,
             dry_run_not_on_whatsapp: not_on_whatsapp,
             dry_run_receipts: env.bool("WA_DRY_RUN_RECEIPTS", false)?,
+            dry_run_answer_delay: env.millis("WA_DRY_RUN_ANSWER_DELAY_MS", Duration::ZERO)?,
             default_country_code,
             min_interval: env.millis("WA_MIN_INTERVAL_MS", Duration::from_secs(3))?,
             jitter: env.millis("WA_JITTER_MS", Duration::from_secs(2))?,

@@ -58,7 +58,8 @@ pub async fn run(
                 &config.dry_run_file,
                 config.dry_run_not_on_whatsapp.clone(),
                 config.dry_run_receipts,
-            )?;
+            )?
+            .with_answer_delay(config.dry_run_answer_delay);
             tracing::warn!(
                 file = %m.path().display(),
                 "dry-run mode: messages are written to a file, nothing reaches WhatsApp"

@@ -202,9 +202,35 @@ impl Messenger for WhatsAppMessenger {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
             .ok_or_else(|| Error::Unavailable("the WhatsApp client is starting".into()))?;
-        client.wait_for_socket(SOCKET_WAIT).await.map_err(|_| {
-            Error::Unavailable(format!("no connection to WhatsApp: {}", state.detail))
-        })?;
+        // Waits for the socket while an attempt is under way; answers at once when the
+        // attempt fails.
+        let mut states = self.state.subscribe();
+        let failed = async {
+            loop {
+                let current = states.borrow_and_update().clone();
+                if !matches!(
+                    current.status,
+                    Status::Starting
+                        | Status::Connecting
+                        | Status::WaitingForQr
+                        | Status::WaitingForPairCode
+                ) {
+                    return current;
+                }
+                if states.changed().await.is_err() {
+                    return current;
+                }
+            }
+        };
+        tokio::select! {
+            ready = client.wait_for_socket(SOCKET_WAIT) => {
+                ready.map_err(|_| Error::Unavailable("no connection to WhatsApp yet; try again".into()))?;
+            }
+            state = failed => return Err(match not_ready(&state) {
+                Error::NotLinked(m) => Error::Unavailable(m),
+                other => other,
+            }),
+        }
         if client.is_logged_in() {
             return Err(Error::NotLinked("this gateway is already linked".into()));
         }

@@ -36,6 +36,33 @@ impl SessionDir {
         std::fs::read_dir(self.dir()).is_ok_and(|mut entries| entries.next().is_some())
     }
 
+    /// Reads the store once with SQLite itself, so a damaged or unreadable store is
+    /// found at once (the library's connection pool would retry it for 30 seconds).
+    /// A store that does not exist yet is fine.
+    pub fn check_readable(&self) -> Result<(), String> {
+        let path = self.store_path();
+        if !path.exists() {
+            return Ok(());
+        }
+        let check = || -> rusqlite::Result<String> {
+            let conn = rusqlite::Connection::open_with_flags(
+                &path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
+            conn.query_row("PRAGMA quick_check", [], |row| row.get(0))
+        };
+        match check() {
+            Ok(verdict) if verdict == "ok" => Ok(()),
+            Ok(verdict) => Err(format!(
+                "{}: integrity check says {verdict}",
+                path.display()
+            )),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    }
+
     /// Creates the session folder if needed.
     pub fn prepare(&self) -> std::io::Result<()> {
         std::fs::create_dir_all(self.dir())
@@ -74,6 +101,26 @@ impl SessionDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_a_damaged_or_unreadable_store() {
+        let data = tempfile::tempdir().unwrap();
+        let session = SessionDir::new(data.path());
+        assert_eq!(session.check_readable(), Ok(()));
+        session.prepare().unwrap();
+        std::fs::write(session.store_path(), [0x5a; 4096]).unwrap();
+        let error = session.check_readable().unwrap_err();
+        assert!(error.contains("not a database"), "{error}");
+        std::fs::remove_file(session.store_path()).unwrap();
+        std::fs::create_dir(session.store_path()).unwrap();
+        assert!(session.check_readable().is_err());
+        std::fs::remove_dir(session.store_path()).unwrap();
+        rusqlite::Connection::open(session.store_path())
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x INTEGER);")
+            .unwrap();
+        assert_eq!(session.check_readable(), Ok(()));
+    }
 
     #[test]
     fn moves_the_folder_aside_and_keeps_every_file() {

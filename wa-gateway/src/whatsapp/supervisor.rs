@@ -28,6 +28,9 @@ use crate::messenger::{ConnectionState, MessengerEvent, Status};
 
 /// How long a clean disconnect may take when the gateway stops.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// The library's pool retries a failing store for 30 s; a store that takes this long
+/// is treated as unreadable.
+const STORE_OPEN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Hands every library event to the supervisor, in order.
 struct Forward(mpsc::UnboundedSender<Arc<Event>>);
@@ -178,11 +181,18 @@ impl Supervisor {
                 self.session.dir().display()
             )
         })?;
+        let session = self.session.clone();
+        tokio::task::spawn_blocking(move || session.check_readable())
+            .await
+            .map_err(|e| format!("the store check failed: {e}"))??;
         let path = self.session.store_path();
         let url = path
             .to_str()
             .ok_or_else(|| format!("the session path {} is not UTF-8", path.display()))?;
-        let store = SqliteStore::new(url).await.map_err(|e| error_chain(&e))?;
+        let store = tokio::time::timeout(STORE_OPEN_TIMEOUT, SqliteStore::new(url))
+            .await
+            .map_err(|_| "opening the store timed out".to_owned())?
+            .map_err(|e| error_chain(&e))?;
         let (tx, events) = mpsc::unbounded_channel();
         let mut transport = TokioWebSocketTransportFactory::new();
         if let Some(server) = &self.settings.server_url {
