@@ -67,7 +67,8 @@ enum Next {
 enum Waited {
     Elapsed,
     Logout(oneshot::Sender<()>),
-    Stop(oneshot::Sender<()>),
+    /// `None` when the messenger was dropped without a shutdown request.
+    Stop(Option<oneshot::Sender<()>>),
 }
 
 pub(super) struct Supervisor {
@@ -145,7 +146,9 @@ impl Supervisor {
                                 }
                             }
                             Waited::Stop(reply) => {
-                                let _ = reply.send(());
+                                if let Some(reply) = reply {
+                                    let _ = reply.send(());
+                                }
                                 return;
                             }
                         }
@@ -300,7 +303,9 @@ impl Supervisor {
                 Waited::Logout(reply) => break logout_heal(reply),
                 Waited::Stop(reply) => {
                     let _ = tokio::time::timeout(STOP_GRACE, client.disconnect()).await;
-                    let _ = reply.send(());
+                    if let Some(reply) = reply {
+                        let _ = reply.send(());
+                    }
                     return self.release(Next::Stop);
                 }
             }
@@ -438,15 +443,14 @@ impl Supervisor {
         });
         let sleep = tokio::time::sleep(delay);
         tokio::pin!(sleep);
-        loop {
-            tokio::select! {
-                () = &mut sleep => return Waited::Elapsed,
-                command = self.commands.recv() => match command {
-                    Some(Command::Logout(reply)) => return Waited::Logout(reply),
-                    Some(Command::Shutdown(reply)) => return Waited::Stop(reply),
-                    None => return Waited::Elapsed,
-                },
-            }
+        tokio::select! {
+            () = &mut sleep => Waited::Elapsed,
+            command = self.commands.recv() => match command {
+                Some(Command::Logout(reply)) => Waited::Logout(reply),
+                Some(Command::Shutdown(reply)) => Waited::Stop(Some(reply)),
+                // The messenger is gone: nobody is left to serve.
+                None => Waited::Stop(None),
+            },
         }
     }
 
@@ -482,7 +486,9 @@ impl Supervisor {
                             let _ = reply.send(());
                         }
                         Waited::Stop(reply) => {
-                            let _ = reply.send(());
+                            if let Some(reply) = reply {
+                                let _ = reply.send(());
+                            }
                             return std::ops::ControlFlow::Break(());
                         }
                     }
