@@ -289,7 +289,7 @@ mod tests {
             .unwrap();
         assert_eq!(r.to, "0812-3456-7890");
         assert_eq!(r.id, "a1");
-        assert_eq!(r.send_at.unwrap().seconds, 1_795_996_800);
+        assert_eq!(r.send_at.unwrap().seconds, 1_795_478_400);
         let r = parse_message(br#"{"to": "x", "message": "y", "sendAt": 1000}"#).unwrap();
         assert_eq!(r.send_at.unwrap().seconds, 1);
     }

@@ -161,9 +161,8 @@ impl Messenger for WhatsAppMessenger {
         .await
         .map_err(|_| Error::Unavailable("the is-on-WhatsApp query timed out".into()))?
         .map_err(|e| Error::Unavailable(format!("the is-on-WhatsApp query failed: {e}")))?;
-        Ok(answer
-            .iter()
-            .any(|r| r.is_registered && r.jid.user == target.user))
+        // One number was asked; the answer may name it by its LID instead.
+        Ok(answer.iter().any(|r| r.is_registered))
     }
 
     async fn send_text(&self, message: &Outgoing) -> Result<()> {
