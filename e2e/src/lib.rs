@@ -186,6 +186,12 @@ impl Cluster {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Sets (or replaces) an environment variable for services spawned from now on.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_owned(), value.to_owned()));
+    }
+
     /// Starts one service (again), its output appended to `<name>.log`.
     pub fn spawn(&mut self, name: &'static str) {
         self.spawn_as(name, name, &[]);

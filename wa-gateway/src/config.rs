@@ -14,13 +14,38 @@ pub const VARS: &[Var] = &[
     },
     Var {
         name: "WA_MODE",
-        default: "dry-run",
-        help: "dry-run: accept messages and append them to WA_DRY_RUN_FILE; nothing reaches WhatsApp",
+        default: "whatsapp",
+        help: "whatsapp: the real WhatsApp session (linked by QR or pair code); dry-run: accept messages and append them to WA_DRY_RUN_FILE, nothing reaches WhatsApp",
     },
     Var {
         name: "WA_DATA_DIR",
         default: "data/wa-gateway",
         help: "folder for the send log (job id -> message id) and the session",
+    },
+    Var {
+        name: "WA_SERVER_URL",
+        default: "wss://web.whatsapp.com/ws/chat",
+        help: "whatsapp mode: the WebSocket address of the WhatsApp server (tests point it at a local server)",
+    },
+    Var {
+        name: "WA_CLIENT_VERSION",
+        default: "",
+        help: "whatsapp mode: WhatsApp Web version to announce, e.g. 2.3000.1023456789; empty fetches the current one from web.whatsapp.com once a day",
+    },
+    Var {
+        name: "WA_RECONNECT_MIN_MS",
+        default: "1000",
+        help: "whatsapp mode: first reconnect delay; each failure doubles it, with random jitter",
+    },
+    Var {
+        name: "WA_RECONNECT_MAX_MS",
+        default: "60000",
+        help: "whatsapp mode: longest reconnect delay",
+    },
+    Var {
+        name: "WA_PRINT_QR",
+        default: "true",
+        help: "whatsapp mode: also print each QR code in the terminal (stderr) as a block to scan",
     },
     Var {
         name: "WA_DRY_RUN_FILE",
@@ -36,6 +61,11 @@ pub const VARS: &[Var] = &[
         name: "WA_DRY_RUN_RECEIPTS",
         default: "false",
         help: "dry-run mode: emit a delivery and a read receipt shortly after each message",
+    },
+    Var {
+        name: "WA_DRY_RUN_ANSWER_DELAY_MS",
+        default: "0",
+        help: "dry-run mode: wait this long after writing a message before answering (for crash tests)",
     },
     Var {
         name: "WA_DEFAULT_COUNTRY_CODE",
@@ -69,6 +99,8 @@ pub const VARS: &[Var] = &[
 pub enum Mode {
     /// Messages are appended to a JSONL file; nothing is sent.
     DryRun,
+    /// The real WhatsApp session through `whatsapp-rust`.
+    WhatsApp,
 }
 
 #[derive(Debug, Clone)]
@@ -76,9 +108,15 @@ pub struct Config {
     pub addr: SocketAddr,
     pub mode: Mode,
     pub data_dir: PathBuf,
+    pub server_url: Option<String>,
+    pub client_version: Option<(u32, u32, u32)>,
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    pub print_qr: bool,
     pub dry_run_file: PathBuf,
     pub dry_run_not_on_whatsapp: Vec<String>,
     pub dry_run_receipts: bool,
+    pub dry_run_answer_delay: Duration,
     pub default_country_code: String,
     pub min_interval: Duration,
     pub jitter: Duration,
@@ -89,16 +127,56 @@ pub struct Config {
 impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env::new(lookup);
-        let mode = match env.string("WA_MODE", "dry-run").as_str() {
+        let mode = match env.string("WA_MODE", "whatsapp").as_str() {
+            "whatsapp" => Mode::WhatsApp,
             "dry-run" => Mode::DryRun,
             other => {
                 return Err(ConfigError::new(
                     "WA_MODE",
                     other,
-                    "this build supports only dry-run",
+                    "expected whatsapp or dry-run",
                 ));
             }
         };
+        let server_url = env.get("WA_SERVER_URL").filter(|s| !s.trim().is_empty());
+        if let Some(url) = &server_url
+            && !(url.starts_with("ws://") || url.starts_with("wss://"))
+        {
+            return Err(ConfigError::new(
+                "WA_SERVER_URL",
+                url,
+                "expected a ws:// or wss:// address",
+            ));
+        }
+        let client_version = match env
+            .get("WA_CLIENT_VERSION")
+            .filter(|s| !s.trim().is_empty())
+        {
+            None => None,
+            Some(raw) => Some(parse_version(&raw).ok_or_else(|| {
+                ConfigError::new(
+                    "WA_CLIENT_VERSION",
+                    &raw,
+                    "expected three numbers separated by dots, e.g. 2.3000.1023456789",
+                )
+            })?),
+        };
+        let reconnect_min = env.millis("WA_RECONNECT_MIN_MS", Duration::from_secs(1))?;
+        let reconnect_max = env.millis("WA_RECONNECT_MAX_MS", Duration::from_secs(60))?;
+        if reconnect_min.is_zero() {
+            return Err(ConfigError::new(
+                "WA_RECONNECT_MIN_MS",
+                "0",
+                "expected at least 1 millisecond",
+            ));
+        }
+        if reconnect_max < reconnect_min {
+            return Err(ConfigError::new(
+                "WA_RECONNECT_MAX_MS",
+                &reconnect_max.as_millis().to_string(),
+                "must not be less than WA_RECONNECT_MIN_MS",
+            ));
+        }
         let data_dir = PathBuf::from(env.string("WA_DATA_DIR", "data/wa-gateway"));
         let dry_run_file = env
             .get("WA_DRY_RUN_FILE")
@@ -128,10 +206,16 @@ impl Config {
         Ok(Self {
             addr: env.addr("WA_ADDR", "127.0.0.1:50052")?,
             mode,
+            server_url,
+            client_version,
+            reconnect_min,
+            reconnect_max,
+            print_qr: env.bool("WA_PRINT_QR", true)?,
             data_dir,
             dry_run_file,
             dry_run_not_on_whatsapp: not_on_whatsapp,
             dry_run_receipts: env.bool("WA_DRY_RUN_RECEIPTS", false)?,
+            dry_run_answer_delay: env.millis("WA_DRY_RUN_ANSWER_DELAY_MS", Duration::ZERO)?,
             default_country_code,
             min_interval: env.millis("WA_MIN_INTERVAL_MS", Duration::from_secs(3))?,
             jitter: env.millis("WA_JITTER_MS", Duration::from_secs(2))?,
@@ -146,6 +230,11 @@ impl Config {
             addr = %self.addr,
             mode = ?self.mode,
             data_dir = %self.data_dir.display(),
+            server_url = self.server_url.as_deref().unwrap_or("(the library's default)"),
+            client_version = ?self.client_version,
+            reconnect_min_ms = self.reconnect_min.as_millis() as u64,
+            reconnect_max_ms = self.reconnect_max.as_millis() as u64,
+            print_qr = self.print_qr,
             dry_run_file = %self.dry_run_file.display(),
             dry_run_receipts = self.dry_run_receipts,
             default_country_code = %self.default_country_code,
@@ -156,6 +245,13 @@ impl Config {
             "configuration"
         );
     }
+}
+
+/// Parses `2.3000.1023456789`.
+fn parse_version(raw: &str) -> Option<(u32, u32, u32)> {
+    let mut parts = raw.trim().split('.').map(|p| p.parse::<u32>().ok());
+    let version = (parts.next()??, parts.next()??, parts.next()??);
+    parts.next().is_none().then_some(version)
 }
 
 #[cfg(test)]
@@ -172,7 +268,10 @@ mod tests {
     fn defaults() {
         let c = config(&[]).unwrap();
         assert_eq!(c.addr.port(), 50052);
-        assert_eq!(c.mode, Mode::DryRun);
+        assert_eq!(c.mode, Mode::WhatsApp);
+        assert_eq!(c.server_url, None);
+        assert_eq!(c.reconnect_min, Duration::from_secs(1));
+        assert_eq!(c.reconnect_max, Duration::from_secs(60));
         assert_eq!(
             c.dry_run_file,
             PathBuf::from("data/wa-gateway/dry-run.jsonl")
@@ -186,6 +285,23 @@ mod tests {
         assert_eq!(
             config(&[("WA_MODE", "carrier-pigeon")]).unwrap_err().name,
             "WA_MODE"
+        );
+        assert_eq!(
+            config(&[("WA_SERVER_URL", "http://x")]).unwrap_err().name,
+            "WA_SERVER_URL"
+        );
+        assert_eq!(
+            config(&[("WA_CLIENT_VERSION", "2.3000")]).unwrap_err().name,
+            "WA_CLIENT_VERSION"
+        );
+        assert_eq!(
+            config(&[
+                ("WA_RECONNECT_MIN_MS", "5000"),
+                ("WA_RECONNECT_MAX_MS", "10")
+            ])
+            .unwrap_err()
+            .name,
+            "WA_RECONNECT_MAX_MS"
         );
         assert_eq!(
             config(&[("WA_DEFAULT_COUNTRY_CODE", "0")])

@@ -26,6 +26,7 @@ pub struct DryRunMessenger {
     written: Arc<Mutex<HashSet<String>>>,
     not_on_whatsapp: HashSet<String>,
     receipts: bool,
+    answer_delay: Duration,
     state: watch::Sender<ConnectionState>,
     events: broadcast::Sender<MessengerEvent>,
 }
@@ -71,9 +72,17 @@ impl DryRunMessenger {
             written: Arc::new(Mutex::new(written)),
             not_on_whatsapp: not_on_whatsapp.into_iter().collect(),
             receipts,
+            answer_delay: Duration::ZERO,
             state: watch::Sender::new(state),
             events: broadcast::Sender::new(1024),
         })
+    }
+
+    /// Waits `delay` after writing each message before answering: the window in
+    /// which a crash leaves a message out but its answer unrecorded (crash tests).
+    pub fn with_answer_delay(mut self, delay: Duration) -> Self {
+        self.answer_delay = delay;
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -120,6 +129,9 @@ impl Messenger for DryRunMessenger {
         })
         .await
         .map_err(|e| Error::Internal(format!("dry-run write task failed: {e}")))??;
+        if !self.answer_delay.is_zero() {
+            tokio::time::sleep(self.answer_delay).await;
+        }
         if fresh && self.receipts {
             let events = self.events.clone();
             let message_id = message.message_id.clone();

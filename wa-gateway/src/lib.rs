@@ -2,6 +2,7 @@
 //! it, paced per account and idempotent on the job id.
 #![forbid(unsafe_code)]
 
+pub mod backoff;
 pub mod config;
 pub mod dry_run;
 pub mod error;
@@ -10,6 +11,7 @@ pub mod grpc;
 pub mod messenger;
 pub mod pacing;
 pub mod sendlog;
+pub mod whatsapp;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -35,13 +37,29 @@ pub async fn run(
 ) -> Result<()> {
     std::fs::create_dir_all(&config.data_dir)?;
     let log = SendLog::open(&config.data_dir.join("sends.sqlite3"))?;
+    let mut whatsapp = None;
     let messenger: Arc<dyn Messenger> = match config.mode {
+        Mode::WhatsApp => {
+            let m = Arc::new(whatsapp::WhatsAppMessenger::start(
+                whatsapp::WhatsAppSettings {
+                    data_dir: config.data_dir.clone(),
+                    server_url: config.server_url.clone(),
+                    client_version: config.client_version,
+                    reconnect_min: config.reconnect_min,
+                    reconnect_max: config.reconnect_max,
+                    print_qr: config.print_qr,
+                },
+            ));
+            whatsapp = Some(Arc::clone(&m));
+            m
+        }
         Mode::DryRun => {
             let m = dry_run::DryRunMessenger::open(
                 &config.dry_run_file,
                 config.dry_run_not_on_whatsapp.clone(),
                 config.dry_run_receipts,
-            )?;
+            )?
+            .with_answer_delay(config.dry_run_answer_delay);
             tracing::warn!(
                 file = %m.path().display(),
                 "dry-run mode: messages are written to a file, nothing reaches WhatsApp"
@@ -78,6 +96,10 @@ pub async fn run(
         .add_service(health)
         .add_service(GatewayServer::new(grpc::GatewayService::new(gateway)));
     abtrack_proto::shutdown::serve_grpc(router, listener, shutdown).await;
+    if let Some(whatsapp) = whatsapp {
+        // Flushes the session store before the process ends.
+        whatsapp.shutdown().await;
+    }
     tracing::info!("wa-gateway stopped");
     Ok(())
 }

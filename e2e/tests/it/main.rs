@@ -2,5 +2,6 @@
 
 mod firestore;
 mod flow;
+mod gateway_crash;
 mod resilience;
 mod sheets;

@@ -3,3 +3,4 @@
 
 mod send;
 mod support;
+mod whatsapp;

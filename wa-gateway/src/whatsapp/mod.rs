@@ -1,0 +1,255 @@
+//! The real messenger (`WA_MODE=whatsapp`) on `whatsapp-rust`: one supervised
+//! session that links by QR or pair code, reconnects with backoff and heals itself
+//! (a session WhatsApp ended or rejected, or a store that cannot be read, is moved
+//! aside and a fresh pairing starts).
+
+pub mod mapping;
+pub mod session;
+mod supervisor;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use whatsapp_rust::Client;
+use whatsapp_rust::pair_code::PairCodeOptions;
+use whatsapp_rust::prelude::MessageBuilderExt;
+use whatsapp_rust::send::SendOptions;
+use whatsapp_rust::waproto::whatsapp as wa;
+
+use abtrack_proto::{Jid, mask_phone};
+
+use crate::error::{Error, Result};
+use crate::gateway::status_name;
+use crate::messenger::{ConnectionState, Messenger, MessengerEvent, Outgoing, Status};
+
+/// The `mode` every state of this messenger carries.
+pub const MODE: &str = "whatsapp";
+
+/// How long a call waits for the WhatsApp socket before answering `UNAVAILABLE`.
+const SOCKET_WAIT: Duration = Duration::from_secs(10);
+/// The most a number check or a send may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone)]
+pub struct WhatsAppSettings {
+    pub data_dir: PathBuf,
+    /// `None`: the library's default server.
+    pub server_url: Option<String>,
+    /// `None`: the library fetches the current WhatsApp Web version.
+    pub client_version: Option<(u32, u32, u32)>,
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    /// Also print each QR code on stderr as a block.
+    pub print_qr: bool,
+}
+
+/// What the supervisor is asked to do from outside.
+enum Command {
+    Logout(oneshot::Sender<()>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+pub struct WhatsAppMessenger {
+    state: watch::Sender<ConnectionState>,
+    events: broadcast::Sender<MessengerEvent>,
+    /// The current client, while one exists.
+    client: Arc<Mutex<Option<Arc<Client>>>>,
+    commands: mpsc::Sender<Command>,
+}
+
+impl WhatsAppMessenger {
+    /// Starts the supervisor, which opens the session in `settings.data_dir` and
+    /// keeps it connected.
+    pub fn start(settings: WhatsAppSettings) -> Self {
+        let state = watch::Sender::new(ConnectionState::new(
+            Status::Starting,
+            MODE,
+            format!(
+                "opening the WhatsApp session in {}",
+                session::SessionDir::new(&settings.data_dir).dir().display()
+            ),
+        ));
+        let events = broadcast::Sender::new(1024);
+        let client = Arc::new(Mutex::new(None));
+        let (commands, receiver) = mpsc::channel(8);
+        let supervisor = supervisor::Supervisor::new(
+            settings,
+            state.clone(),
+            events.clone(),
+            Arc::clone(&client),
+            receiver,
+        );
+        tokio::spawn(supervisor.run());
+        Self {
+            state,
+            events,
+            client,
+            commands,
+        }
+    }
+
+    /// Disconnects cleanly (flushing the session store) and stops the supervisor.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Shutdown(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// The client, if the session is logged in; otherwise the error `Send` and
+    /// `CheckNumber` answer with.
+    fn connected_client(&self) -> Result<Arc<Client>> {
+        let state = self.state.borrow().clone();
+        if state.status != Status::Connected {
+            return Err(not_ready(&state));
+        }
+        let client = self
+            .client
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        client.ok_or_else(|| Error::Unavailable("the WhatsApp client is restarting".into()))
+    }
+}
+
+/// The error for a call that needs a logged-in session, by state (as the gateway
+/// maps states: not linked is `FAILED_PRECONDITION`, the rest `UNAVAILABLE`).
+fn not_ready(state: &ConnectionState) -> Error {
+    let message = format!(
+        "WhatsApp is {}: {}",
+        status_name(state.status),
+        state.detail
+    );
+    match state.status {
+        Status::WaitingForQr
+        | Status::WaitingForPairCode
+        | Status::LoggedOut
+        | Status::Replaced
+        | Status::Outdated => Error::NotLinked(message),
+        _ => Error::Unavailable(message),
+    }
+}
+
+fn to_wa_jid(jid: &Jid) -> Result<whatsapp_rust::Jid> {
+    jid.to_string()
+        .parse()
+        .map_err(|e| Error::InvalidArgument(format!("recipient {}: {e}", mask_phone(jid.user()))))
+}
+
+#[async_trait]
+impl Messenger for WhatsAppMessenger {
+    fn state(&self) -> watch::Receiver<ConnectionState> {
+        self.state.subscribe()
+    }
+
+    fn events(&self) -> broadcast::Receiver<MessengerEvent> {
+        self.events.subscribe()
+    }
+
+    async fn is_on_whatsapp(&self, jid: &Jid) -> Result<bool> {
+        let client = self.connected_client()?;
+        let target = to_wa_jid(jid)?;
+        let answer = tokio::time::timeout(
+            CALL_TIMEOUT,
+            client
+                .contacts()
+                .is_on_whatsapp(std::slice::from_ref(&target)),
+        )
+        .await
+        .map_err(|_| Error::Unavailable("the is-on-WhatsApp query timed out".into()))?
+        .map_err(|e| Error::Unavailable(format!("the is-on-WhatsApp query failed: {e}")))?;
+        // One number was asked; the answer may name it by its LID instead.
+        Ok(answer.iter().any(|r| r.is_registered))
+    }
+
+    async fn send_text(&self, message: &Outgoing) -> Result<()> {
+        let client = self.connected_client()?;
+        let to = to_wa_jid(&message.to)?;
+        // The message id chosen by the gateway goes on the wire, so a resend after a
+        // crash is the same message to WhatsApp.
+        let options = SendOptions::default().with_message_id(message.message_id.clone());
+        let sent = tokio::time::timeout(
+            CALL_TIMEOUT,
+            client.send_message_with_options(to, wa::Message::text(message.text.clone()), options),
+        )
+        .await
+        .map_err(|_| Error::Unavailable("sending timed out".into()))?
+        .map_err(|e| Error::Unavailable(format!("sending failed: {e}")))?;
+        if sent.message_id != message.message_id {
+            return Err(Error::Internal(format!(
+                "the library sent under message id {} instead of {}",
+                sent.message_id, message.message_id
+            )));
+        }
+        Ok(())
+    }
+
+    async fn request_pair_code(&self, phone_digits: &str) -> Result<String> {
+        let state = self.state.borrow().clone();
+        if state.status == Status::Connected {
+            return Err(Error::NotLinked(
+                "this gateway is already linked; reset the session (Logout) to link another phone"
+                    .into(),
+            ));
+        }
+        let client = self
+            .client
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| Error::Unavailable("the WhatsApp client is starting".into()))?;
+        // Waits for the socket while an attempt is under way; answers at once when the
+        // attempt fails.
+        let mut states = self.state.subscribe();
+        let failed = async {
+            loop {
+                let current = states.borrow_and_update().clone();
+                if !matches!(
+                    current.status,
+                    Status::Starting
+                        | Status::Connecting
+                        | Status::WaitingForQr
+                        | Status::WaitingForPairCode
+                ) {
+                    return current;
+                }
+                if states.changed().await.is_err() {
+                    return current;
+                }
+            }
+        };
+        tokio::select! {
+            ready = client.wait_for_socket(SOCKET_WAIT) => {
+                ready.map_err(|_| Error::Unavailable("no connection to WhatsApp yet; try again".into()))?;
+            }
+            state = failed => return Err(match not_ready(&state) {
+                Error::NotLinked(m) => Error::Unavailable(m),
+                other => other,
+            }),
+        }
+        if client.is_logged_in() {
+            return Err(Error::NotLinked("this gateway is already linked".into()));
+        }
+        tracing::info!(phone = %mask_phone(phone_digits), "pair code requested");
+        client
+            .pair_with_code(PairCodeOptions {
+                phone_number: phone_digits.to_owned(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::Unavailable(format!("WhatsApp gave no pair code: {e}")))
+    }
+
+    async fn logout(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Logout(tx))
+            .await
+            .map_err(|_| Error::Internal("the session supervisor has stopped".into()))?;
+        rx.await
+            .map_err(|_| Error::Internal("the session supervisor has stopped".into()))
+    }
+}

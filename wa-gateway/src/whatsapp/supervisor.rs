@@ -1,0 +1,581 @@
+//! The task that owns the WhatsApp client: opens the session store, drives one
+//! connection attempt at a time (the library's own reconnect loop is switched off),
+//! turns library events into published states, waits out backoff delays, and heals
+//! a session that cannot be used by moving it aside and pairing afresh.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use whatsapp_rust::Client;
+use whatsapp_rust::bot::Bot;
+use whatsapp_rust::store::SqliteStore;
+use whatsapp_rust::transport::TokioWebSocketTransportFactory;
+use whatsapp_rust::types::events::{Event, EventHandler};
+
+use abtrack_proto::mask_phone;
+use abtrack_proto::time::now_ms;
+
+use super::mapping::{End, Step, map_event};
+use super::session::SessionDir;
+use super::{Command, MODE, WhatsAppSettings};
+use crate::backoff::Backoff;
+use crate::gateway::status_name;
+use crate::messenger::{ConnectionState, MessengerEvent, Status};
+
+/// How long a clean disconnect may take when the gateway stops.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// The library's pool retries a failing store for 30 s; a store that takes this long
+/// is treated as unreadable.
+const STORE_OPEN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Hands every library event to the supervisor, in order.
+struct Forward(mpsc::UnboundedSender<Arc<Event>>);
+
+impl EventHandler for Forward {
+    fn handle_event(&self, event: Arc<Event>) {
+        let _ = self.0.send(event);
+    }
+}
+
+/// A client built on the session store, with its event stream.
+struct Opened {
+    /// Present until the first attempt, which starts the bot's background workers.
+    bot: Option<Bot>,
+    client: Arc<Client>,
+    events: mpsc::UnboundedReceiver<Arc<Event>>,
+}
+
+/// What follows a client's life.
+enum Next {
+    /// The gateway is stopping.
+    Stop,
+    /// The library shut the client down for good; build a new one on the same store.
+    Rebuild,
+    /// Move the session aside and pair afresh; `reply` answers a `Logout` request.
+    Heal {
+        reason: String,
+        label: &'static str,
+        reply: Option<oneshot::Sender<()>>,
+    },
+}
+
+/// How a wait ended.
+enum Waited {
+    Elapsed,
+    Logout(oneshot::Sender<()>),
+    /// `None` when the messenger was dropped without a shutdown request.
+    Stop(Option<oneshot::Sender<()>>),
+}
+
+pub(super) struct Supervisor {
+    settings: WhatsAppSettings,
+    session: SessionDir,
+    state: watch::Sender<ConnectionState>,
+    events: broadcast::Sender<MessengerEvent>,
+    client_slot: Arc<Mutex<Option<Arc<Client>>>>,
+    commands: mpsc::Receiver<Command>,
+    backoff: Backoff,
+    /// A store created from nothing could not be opened either: do not move it
+    /// aside again, wait instead.
+    fresh_store_failed: bool,
+    pair_code_outstanding: bool,
+}
+
+impl Supervisor {
+    pub(super) fn new(
+        settings: WhatsAppSettings,
+        state: watch::Sender<ConnectionState>,
+        events: broadcast::Sender<MessengerEvent>,
+        client_slot: Arc<Mutex<Option<Arc<Client>>>>,
+        commands: mpsc::Receiver<Command>,
+    ) -> Self {
+        Self {
+            session: SessionDir::new(&settings.data_dir),
+            backoff: Backoff::new(settings.reconnect_min, settings.reconnect_max),
+            settings,
+            state,
+            events,
+            client_slot,
+            commands,
+            fresh_store_failed: false,
+            pair_code_outstanding: false,
+        }
+    }
+
+    pub(super) async fn run(mut self) {
+        loop {
+            let existed = self.session.exists();
+            let opened = match self.open().await {
+                Ok(opened) => {
+                    self.fresh_store_failed = false;
+                    opened
+                }
+                Err(error) => {
+                    if existed && !self.fresh_store_failed {
+                        let reason = format!("the session store cannot be opened or read: {error}");
+                        if self.move_aside(&reason, "unreadable").await.is_break() {
+                            return;
+                        }
+                    } else {
+                        self.fresh_store_failed = true;
+                        tracing::error!(
+                            store = %self.session.store_path().display(),
+                            error = %error,
+                            "cannot create a WhatsApp session store"
+                        );
+                        let reason = format!(
+                            "cannot create the session store in {}: {error}",
+                            self.session.dir().display()
+                        );
+                        match self.wait_retry(Status::Disconnected, reason, None).await {
+                            Waited::Elapsed => {}
+                            Waited::Logout(reply) => {
+                                // Whatever is there is moved aside before the next try.
+                                let stopped = self
+                                    .move_aside("the session was reset on request", "reset")
+                                    .await
+                                    .is_break();
+                                self.fresh_store_failed = false;
+                                let _ = reply.send(());
+                                if stopped {
+                                    return;
+                                }
+                            }
+                            Waited::Stop(reply) => {
+                                if let Some(reply) = reply {
+                                    let _ = reply.send(());
+                                }
+                                return;
+                            }
+                        }
+                    }
+                    continue;
+                }
+            };
+            match self.drive(opened).await {
+                Next::Stop => return,
+                Next::Rebuild => {}
+                Next::Heal {
+                    reason,
+                    label,
+                    reply,
+                } => {
+                    let stopped = self.move_aside(&reason, label).await.is_break();
+                    if let Some(reply) = reply {
+                        let _ = reply.send(());
+                    }
+                    if stopped {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Opens the store and builds a client that does not reconnect by itself.
+    async fn open(&self) -> Result<Opened, String> {
+        self.session.prepare().map_err(|e| {
+            format!(
+                "cannot create the session folder {}: {e}",
+                self.session.dir().display()
+            )
+        })?;
+        let session = self.session.clone();
+        tokio::task::spawn_blocking(move || session.check_readable())
+            .await
+            .map_err(|e| format!("the store check failed: {e}"))??;
+        let path = self.session.store_path();
+        let url = path
+            .to_str()
+            .ok_or_else(|| format!("the session path {} is not UTF-8", path.display()))?;
+        let store = tokio::time::timeout(STORE_OPEN_TIMEOUT, SqliteStore::new(url))
+            .await
+            .map_err(|_| "opening the store timed out".to_owned())?
+            .map_err(|e| error_chain(&e))?;
+        let (tx, events) = mpsc::unbounded_channel();
+        let mut transport = TokioWebSocketTransportFactory::new();
+        if let Some(server) = &self.settings.server_url {
+            transport = transport.with_url(server.clone());
+        }
+        let mut builder = Bot::builder()
+            .with_backend(store)
+            .with_transport_factory(transport)
+            .with_event_handler(Forward(tx))
+            .skip_history_sync();
+        if let Some(version) = self.settings.client_version {
+            builder = builder.with_version(version);
+        }
+        let bot = builder.build().await.map_err(|e| error_chain(&e))?;
+        let client = bot.client();
+        // One attempt per run: backoff, healing and pairing rounds are decided here.
+        client.enable_auto_reconnect.store(false, Ordering::SeqCst);
+        Ok(Opened {
+            bot: Some(bot),
+            client,
+            events,
+        })
+    }
+
+    /// Runs connection attempts with one client until it must be replaced.
+    async fn drive(&mut self, mut opened: Opened) -> Next {
+        let client = Arc::clone(&opened.client);
+        *self.client_slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&client));
+        let next = loop {
+            self.pair_code_outstanding = false;
+            let detail = match client.pn() {
+                Some(pn) => format!("connecting to WhatsApp as {}", mask_phone(&pn.user)),
+                None => "connecting to WhatsApp to link this gateway (a QR code follows)".into(),
+            };
+            self.publish(Status::Connecting, detail, |_| {});
+            let runner = Arc::clone(&client);
+            let mut run: Pin<Box<dyn Future<Output = ()> + Send>> = match opened.bot.take() {
+                Some(bot) => Box::pin(bot.spawn()),
+                None => Box::pin(async move { runner.run().await }),
+            };
+            let mut end: Option<End> = None;
+            let mut logout_reply = None;
+            loop {
+                tokio::select! {
+                    () = &mut run => break,
+                    Some(event) = opened.events.recv() => {
+                        self.on_event(&client, &event, &mut end);
+                    }
+                    Some(command) = self.commands.recv() => match command {
+                        Command::Logout(reply) => {
+                            tracing::info!("logging out of WhatsApp on request");
+                            if client.is_logged_in() {
+                                client.logout().await;
+                            } else {
+                                client.disconnect().await;
+                            }
+                            let _ = tokio::time::timeout(STOP_GRACE, &mut run).await;
+                            logout_reply = Some(reply);
+                            break;
+                        }
+                        Command::Shutdown(reply) => {
+                            client.disconnect().await;
+                            let _ = tokio::time::timeout(STOP_GRACE, &mut run).await;
+                            let _ = reply.send(());
+                            return self.release(Next::Stop);
+                        }
+                    },
+                }
+            }
+            // Events dispatched while the run ended are already queued.
+            while let Ok(event) = opened.events.try_recv() {
+                self.on_event(&client, &event, &mut end);
+            }
+            let end = end.unwrap_or_else(|| {
+                End::Retry(format!(
+                    "could not reach WhatsApp at {}, or the connection closed before login",
+                    self.server()
+                ))
+            });
+            let shut_down = client.shutdown_signal().is_fired();
+            if let Some(reply) = logout_reply {
+                break logout_heal(reply);
+            }
+            let waited = match end {
+                End::Heal(reason) => {
+                    break Next::Heal {
+                        reason,
+                        label: "logged-out",
+                        reply: None,
+                    };
+                }
+                End::RetryNow(reason) => {
+                    tracing::info!(reason = %reason, "reconnecting at once");
+                    Waited::Elapsed
+                }
+                End::Retry(reason) => self.wait_retry(Status::Disconnected, reason, None).await,
+                End::Banned { until, reason } => {
+                    self.wait_retry(Status::Banned, reason, until).await
+                }
+                End::Replaced(reason) => self.wait_retry(Status::Replaced, reason, None).await,
+                End::Outdated(reason) => self.wait_retry(Status::Outdated, reason, None).await,
+            };
+            match waited {
+                Waited::Elapsed => {}
+                Waited::Logout(reply) => break logout_heal(reply),
+                Waited::Stop(reply) => {
+                    let _ = tokio::time::timeout(STOP_GRACE, client.disconnect()).await;
+                    if let Some(reply) = reply {
+                        let _ = reply.send(());
+                    }
+                    return self.release(Next::Stop);
+                }
+            }
+            if shut_down {
+                break Next::Rebuild;
+            }
+        };
+        if !client.shutdown_signal().is_fired() {
+            let _ = tokio::time::timeout(STOP_GRACE, client.disconnect()).await;
+        }
+        self.release(next)
+    }
+
+    fn release(&self, next: Next) -> Next {
+        *self.client_slot.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        next
+    }
+
+    /// Applies one library event; a connection end is kept in `end` (the more
+    /// serious one wins when several arrive).
+    fn on_event(&mut self, client: &Arc<Client>, event: &Event, end: &mut Option<End>) {
+        let Some(step) = map_event(event, now_ms()) else {
+            return;
+        };
+        match step {
+            Step::Connected => {
+                self.backoff.reset();
+                let own = client.pn().map(|j| j.user.to_string()).unwrap_or_default();
+                let name = client.push_name();
+                tracing::info!(own_number = %mask_phone(&own), "connected to WhatsApp");
+                self.publish(Status::Connected, "logged in to WhatsApp".into(), |s| {
+                    s.own_number = own.clone();
+                    s.push_name = name.clone();
+                });
+            }
+            Step::Qr { code, valid_for } => {
+                let expires_at = now_ms() + valid_for.as_millis() as i64;
+                if self.settings.print_qr {
+                    print_qr(&code, valid_for);
+                }
+                let _ = self.events.send(MessengerEvent::Qr { code, expires_at });
+                if !self.pair_code_outstanding {
+                    self.publish(
+                        Status::WaitingForQr,
+                        format!(
+                            "scan the QR code in WhatsApp > Linked devices > Link a device (valid {}s)",
+                            valid_for.as_secs()
+                        ),
+                        |_| {},
+                    );
+                }
+            }
+            Step::PairCode { code, valid_for } => {
+                self.pair_code_outstanding = true;
+                let expires_at = now_ms() + valid_for.as_millis() as i64;
+                tracing::info!(valid_secs = valid_for.as_secs(), "pair code issued");
+                let _ = self.events.send(MessengerEvent::PairCode {
+                    code: code.clone(),
+                    expires_at,
+                });
+                self.publish(
+                    Status::WaitingForPairCode,
+                    format!(
+                        "enter the code {code} in WhatsApp > Linked devices > Link with phone number instead"
+                    ),
+                    |_| {},
+                );
+            }
+            Step::Publish { status, detail } => {
+                tracing::info!(state = status_name(status), detail = %detail, "WhatsApp linking");
+                self.publish(status, detail, |_| {});
+            }
+            Step::Note(note) => tracing::warn!("{note}"),
+            Step::Receipts {
+                message_ids,
+                kind,
+                at,
+            } => {
+                for message_id in message_ids {
+                    let _ = self.events.send(MessengerEvent::Receipt {
+                        message_id,
+                        kind,
+                        at,
+                    });
+                }
+            }
+            Step::End { end: new, close } => {
+                tracing::info!(
+                    state = status_name(new.status()),
+                    reason = %new.reason(),
+                    "WhatsApp connection ending"
+                );
+                // A plain disconnect is published once its retry time is known.
+                if !matches!(new, End::Retry(_)) {
+                    let until = match &new {
+                        End::Banned { until, .. } => *until,
+                        _ => None,
+                    };
+                    self.publish(new.status(), new.reason().to_owned(), |s| {
+                        s.banned_until = until;
+                    });
+                }
+                if close {
+                    let client = Arc::clone(client);
+                    tokio::spawn(async move { client.reconnect_immediately().await });
+                }
+                match end {
+                    Some(old) if severity(old) >= severity(&new) => {}
+                    _ => *end = Some(new),
+                }
+            }
+        }
+    }
+
+    /// Publishes `status` with its retry time, then waits for it (or a command).
+    async fn wait_retry(&mut self, status: Status, reason: String, until: Option<i64>) -> Waited {
+        let delay = match (status, until) {
+            (Status::Banned, Some(until)) => {
+                Duration::from_millis(until.saturating_sub(now_ms()).max(0) as u64)
+                    .max(self.settings.reconnect_min)
+            }
+            (Status::Disconnected, _) => self.backoff.next_delay(),
+            _ => self.backoff.max(),
+        };
+        let retry_at = now_ms() + delay.as_millis() as i64;
+        tracing::warn!(
+            state = status_name(status),
+            reason = %reason,
+            retry_in_ms = delay.as_millis() as u64,
+            "WhatsApp not connected; retrying later"
+        );
+        self.publish(status, reason, |s| {
+            s.retry_at = Some(retry_at);
+            s.banned_until = until;
+        });
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        tokio::select! {
+            () = &mut sleep => Waited::Elapsed,
+            command = self.commands.recv() => match command {
+                Some(Command::Logout(reply)) => Waited::Logout(reply),
+                Some(Command::Shutdown(reply)) => Waited::Stop(Some(reply)),
+                // The messenger is gone: nobody is left to serve.
+                None => Waited::Stop(None),
+            },
+        }
+    }
+
+    /// Moves the session aside and says so; keeps trying (with backoff) while the
+    /// rename fails. `Break` means the gateway is stopping.
+    async fn move_aside(&mut self, reason: &str, label: &str) -> std::ops::ControlFlow<()> {
+        self.publish(Status::LoggedOut, reason.to_owned(), |_| {});
+        loop {
+            match self.session.move_aside(label) {
+                Ok(Some(kept)) => {
+                    tracing::warn!(
+                        reason = %reason,
+                        kept_at = %kept.display(),
+                        "moved the WhatsApp session aside (kept, not deleted); starting a fresh pairing"
+                    );
+                    break;
+                }
+                Ok(None) => {
+                    tracing::info!(reason = %reason, "no session to move aside; starting a fresh pairing");
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(
+                        reason = %reason,
+                        error = %e,
+                        session = %self.session.dir().display(),
+                        "cannot move the WhatsApp session aside"
+                    );
+                    let why = format!("{reason}; moving the session aside failed: {e}");
+                    match self.wait_retry(Status::LoggedOut, why, None).await {
+                        Waited::Elapsed => {}
+                        Waited::Logout(reply) => {
+                            let _ = reply.send(());
+                        }
+                        Waited::Stop(reply) => {
+                            if let Some(reply) = reply {
+                                let _ = reply.send(());
+                            }
+                            return std::ops::ControlFlow::Break(());
+                        }
+                    }
+                }
+            }
+        }
+        self.backoff.reset();
+        std::ops::ControlFlow::Continue(())
+    }
+
+    fn publish(&self, status: Status, detail: String, extra: impl FnOnce(&mut ConnectionState)) {
+        let mut next = ConnectionState::new(status, MODE, detail);
+        extra(&mut next);
+        self.state.send_if_modified(|current| {
+            let same = current.status == next.status
+                && current.detail == next.detail
+                && current.own_number == next.own_number
+                && current.push_name == next.push_name
+                && current.retry_at == next.retry_at
+                && current.banned_until == next.banned_until;
+            if same {
+                return false;
+            }
+            *current = next;
+            true
+        });
+    }
+
+    fn server(&self) -> &str {
+        self.settings
+            .server_url
+            .as_deref()
+            .unwrap_or(whatsapp_rust::wacore::net::WHATSAPP_WEB_WS_URL)
+    }
+}
+
+fn logout_heal(reply: oneshot::Sender<()>) -> Next {
+    Next::Heal {
+        reason: "the session was reset on request".into(),
+        label: "reset",
+        reply: Some(reply),
+    }
+}
+
+/// Which end decides what follows when several arrive during one connection.
+fn severity(end: &End) -> u8 {
+    match end {
+        End::RetryNow(_) => 0,
+        End::Retry(_) => 1,
+        End::Replaced(_) => 2,
+        End::Outdated(_) => 3,
+        End::Banned { .. } => 4,
+        End::Heal(_) => 5,
+    }
+}
+
+/// The error with its causes, as one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Prints the QR code on stderr as a block a phone can scan from the terminal.
+fn print_qr(code: &str, valid_for: Duration) {
+    use qrcode::render::unicode::Dense1x2;
+    match qrcode::QrCode::new(code.as_bytes()) {
+        Ok(qr) => {
+            let block = qr
+                .render::<Dense1x2>()
+                .dark_color(Dense1x2::Light)
+                .light_color(Dense1x2::Dark)
+                .quiet_zone(true)
+                .build();
+            eprintln!(
+                "\nScan in WhatsApp > Linked devices > Link a device (valid {}s):\n{block}\n",
+                valid_for.as_secs()
+            );
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot draw the QR code in the terminal"),
+    }
+}
