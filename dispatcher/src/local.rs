@@ -3,8 +3,8 @@
 //! lock makes each lease a single atomic statement.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
+use abtrack_proto::sqlite::Db;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -18,16 +18,14 @@ const COLUMNS: &str = "id, to_input, message, status, attempts, lease_owner, lea
 
 #[derive(Clone)]
 pub struct LocalQueue {
-    conn: Arc<Mutex<Connection>>,
+    db: Db,
 }
 
 impl LocalQueue {
     pub fn open(path: &Path) -> Result<Self> {
-        let conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.execute_batch(
+        let db = Db::open(
+            path,
+            std::time::Duration::from_secs(10),
             "CREATE TABLE IF NOT EXISTS jobs (
                 id                 TEXT PRIMARY KEY,
                 to_input           TEXT NOT NULL,
@@ -54,22 +52,17 @@ impl LocalQueue {
             CREATE INDEX IF NOT EXISTS jobs_unlogged ON jobs (updated_at)
                 WHERE logged_at IS NULL AND status IN ('sent', 'delivered', 'read', 'failed');",
         )?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        Ok(Self { db })
     }
 
     async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut conn)
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("queue task failed: {e}")))?
+        self.db
+            .call(f)
+            .await
+            .map_err(|e| Error::Internal(format!("queue task failed: {e}")))?
     }
 }
 

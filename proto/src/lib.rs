@@ -5,6 +5,7 @@ pub mod config;
 pub mod health;
 pub mod phone;
 pub mod shutdown;
+pub mod sqlite;
 pub mod telemetry;
 pub mod time;
 

@@ -2,8 +2,8 @@
 //! is acknowledged, and stays until Google Sheets has acknowledged its row.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
+use abtrack_proto::sqlite::Db;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{Error, Result};
@@ -27,16 +27,14 @@ pub struct Record {
 
 #[derive(Clone)]
 pub struct Outbox {
-    conn: Arc<Mutex<Connection>>,
+    db: Db,
 }
 
 impl Outbox {
     pub fn open(path: &Path) -> Result<Self> {
-        let conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(
+        let db = Db::open(
+            path,
+            std::time::Duration::from_secs(5),
             "CREATE TABLE IF NOT EXISTS outbox (
                 seq           INTEGER PRIMARY KEY AUTOINCREMENT,
                 job_id        TEXT NOT NULL,
@@ -56,23 +54,18 @@ impl Outbox {
                 value TEXT NOT NULL
             );",
         )?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        Ok(Self { db })
     }
 
     async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T> {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut conn)
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("outbox task failed: {e}")))?
-        .map_err(Error::from)
+        self.db
+            .call(f)
+            .await
+            .map_err(|e| Error::Internal(format!("outbox task failed: {e}")))?
+            .map_err(Error::from)
     }
 
     /// Commits a record. Returns its sequence number and whether it was already there

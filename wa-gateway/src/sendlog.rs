@@ -3,8 +3,8 @@
 //! sending, the outcome after.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
+use abtrack_proto::sqlite::Db;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{Error, Result};
@@ -22,17 +22,15 @@ pub struct Entry {
 
 #[derive(Clone)]
 pub struct SendLog {
-    conn: Arc<Mutex<Connection>>,
+    db: Db,
 }
 
 impl SendLog {
     /// Opens (or creates) the log at `path`.
     pub fn open(path: &Path) -> Result<Self> {
-        let conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(
+        let db = Db::open(
+            path,
+            std::time::Duration::from_secs(5),
             "CREATE TABLE IF NOT EXISTS sends (
                 job_id     TEXT PRIMARY KEY,
                 message_id TEXT NOT NULL UNIQUE,
@@ -41,23 +39,18 @@ impl SendLog {
                 sent_at    INTEGER
             );",
         )?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        Ok(Self { db })
     }
 
     async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T> {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            let conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            f(&conn)
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("send log task failed: {e}")))?
-        .map_err(Error::from)
+        self.db
+            .call(move |conn| f(conn))
+            .await
+            .map_err(|e| Error::Internal(format!("send log task failed: {e}")))?
+            .map_err(Error::from)
     }
 
     pub async fn get(&self, job_id: &str) -> Result<Option<Entry>> {
