@@ -162,9 +162,15 @@ stop_all() {
   done
   wait 2>/dev/null || true
 }
-trap 'stop_all; exit 130' INT
-trap 'stop_all; exit 143' TERM
-trap 'stop_all; exit 129' HUP
+on_signal() {
+  say "$1: stopping the four services..."
+  stop_all
+  say "all four services are stopped"
+  exit "$2"
+}
+trap 'on_signal interrupted 130' INT
+trap 'on_signal terminated 143' TERM
+trap 'on_signal "hang-up (the terminal closed)" 129' HUP
 trap 'stop_all' EXIT
 
 # Reads one service's output and prints it prefixed. It ignores Ctrl-C so it keeps

@@ -678,6 +678,7 @@ async fn start_sh_runs_the_four_sends_a_job_and_leaves_no_process_behind() {
     let left: Vec<(&u32, &String)> = processes.iter().filter(|(pid, _)| running(**pid)).collect();
     assert!(left.is_empty(), "left behind: {left:?}");
     let log = folder.log();
+    assert!(log.contains("all four services are stopped"), "{log}");
     for service in SERVICES {
         assert!(
             log.contains(&format!("[{service}]")) && log.contains(&format!("{service} stopped")),
