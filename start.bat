@@ -165,7 +165,8 @@ if "!RC!"=="0" (
   set "CODE=1"
   exit /b 1
 )
-netstat -an -p tcp | findstr /r /c:":!PORT! .*LISTENING" >nul
+rem %PORT%, not !PORT!: each side of a pipe runs in a new cmd without delayed expansion.
+netstat -an -p tcp | findstr /r /c:":%PORT% .*LISTENING" >nul
 if not errorlevel 1 (
   echo start.bat: port !PORT! is already in use by another program ^(%~1 needs !ADDR!; close that program, or set %~2 to another address^)
   set "CODE=1"
