@@ -739,3 +739,55 @@ async fn start_sh_refuses_malformed_credential_files_with_exit_64() {
         std::fs::remove_file(path).unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_sh_uses_the_binaries_next_to_it_not_crate_folders() {
+    let ports: BTreeMap<&str, u16> = SERVICES.iter().map(|s| (*s, free_port())).collect();
+    let mut folder = Folder::new(&ports);
+    folder.env.retain(|(k, _)| k != "ABTRACK_BIN_DIR");
+
+    // Folders named like the binaries, as in a source checkout, and no sources.
+    for service in SERVICES {
+        std::fs::create_dir(folder.path().join(service)).unwrap();
+    }
+    let status = folder.run(&["--dry-run"]).await;
+    let log = folder.log();
+    assert_eq!(status.code(), Some(69), "{log}");
+    assert!(log.contains("are not next to start.sh"), "{log}");
+
+    // The layout of a release archive: the four binaries next to the script.
+    for service in SERVICES {
+        let path = folder.path().join(service);
+        std::fs::remove_dir(&path).unwrap();
+        std::os::unix::fs::symlink(bin_dir().join(service), &path).unwrap();
+    }
+    let mut script = folder.spawn(&["--dry-run"]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !folder.log().contains("all four services are healthy") {
+        if let Some(status) = script.try_wait().unwrap() {
+            panic!("start.sh ended ({status}):\n{}", folder.log());
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not started:\n{}",
+            folder.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!folder.log().contains("building"), "nothing was built");
+    let processes = descendants(script.id());
+    let names: BTreeSet<&str> = processes.values().map(String::as_str).collect();
+    assert!(
+        SERVICES.iter().all(|s| names.contains(s)),
+        "the four run: {processes:?}"
+    );
+    let terminated = Command::new("kill")
+        .args(["-TERM", &script.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+    let status = exit_of(&mut script, Duration::from_secs(30), &folder.log()).await;
+    assert_eq!(status.code(), Some(143), "{}", folder.log());
+    assert!(processes.keys().all(|pid| !running(*pid)), "{processes:?}");
+    assert!(folder.log().contains("all four services are stopped"));
+}
