@@ -542,6 +542,14 @@ fn stat(pid: u32) -> Option<(u32, char)> {
     Some((ppid, state))
 }
 
+/// Sends a signal with bash's own `kill` (bash is there wherever start.sh runs).
+fn signal(name: &str, pid: u32) -> ExitStatus {
+    Command::new("bash")
+        .args(["-c", &format!("kill -{name} {pid}")])
+        .status()
+        .unwrap()
+}
+
 fn running(pid: u32) -> bool {
     stat(pid).is_some_and(|(_, state)| state != 'Z')
 }
@@ -683,10 +691,7 @@ async fn start_sh_runs_the_four_sends_a_job_and_leaves_no_process_behind() {
     );
 
     // Ctrl-C: the script stops all four, and nothing it started is left.
-    let interrupted = Command::new("kill")
-        .args(["-INT", &script_pid.to_string()])
-        .status()
-        .unwrap();
+    let interrupted = signal("INT", script_pid);
     assert!(interrupted.success());
     let status = exit_of(&mut script, Duration::from_secs(30), &folder.log()).await;
     assert_eq!(status.code(), Some(130), "{}", folder.log());
@@ -796,10 +801,7 @@ async fn start_sh_uses_the_binaries_next_to_it_not_crate_folders() {
         SERVICES.iter().all(|s| names.contains(s)),
         "the four run: {processes:?}"
     );
-    let terminated = Command::new("kill")
-        .args(["-TERM", &script.id().to_string()])
-        .status()
-        .unwrap();
+    let terminated = signal("TERM", script.id());
     assert!(terminated.success());
     let status = exit_of(&mut script, Duration::from_secs(30), &folder.log()).await;
     assert_eq!(status.code(), Some(143), "{}", folder.log());
