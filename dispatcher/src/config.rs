@@ -157,11 +157,10 @@ fn firestore_settings(
     if emulator_host.is_none() && credentials.is_none() {
         return Ok(None);
     }
-    let from_key = credentials.as_ref().and_then(|path| {
-        let text = std::fs::read_to_string(path).ok()?;
-        let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-        json["project_id"].as_str().map(str::to_owned)
-    });
+    let from_key = match &credentials {
+        Some(path) => read_key(path)?["project_id"].as_str().map(str::to_owned),
+        None => None,
+    };
     let project_id = match env
         .get("FIRESTORE_PROJECT_ID")
         .filter(|p| !p.trim().is_empty())
@@ -207,6 +206,25 @@ fn firestore_settings(
         emulator_host,
         fallback_poll,
     }))
+}
+
+/// Reads the service-account key, so a truncated or mistyped file is reported as what
+/// it is rather than as a missing project id.
+fn read_key(path: &std::path::Path) -> Result<serde_json::Value, ConfigError> {
+    let shown = path.display().to_string();
+    let invalid =
+        |reason: String| ConfigError::new("GOOGLE_APPLICATION_CREDENTIALS", &shown, reason);
+    let text =
+        std::fs::read_to_string(path).map_err(|e| invalid(format!("cannot read it: {e}")))?;
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(json) if json.is_object() => Ok(json),
+        Ok(_) => Err(invalid(format!(
+            "{shown} is not a service-account key (not a JSON object)"
+        ))),
+        Err(e) => Err(invalid(format!(
+            "{shown} is not valid JSON ({e}); download the key again (Firebase console: Project settings, Service accounts, Generate new private key)"
+        ))),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -365,5 +383,22 @@ mod tests {
                 .name,
             "DISPATCHER_GATEWAY_URL"
         );
+    }
+
+    #[test]
+    fn a_malformed_key_is_named_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("credentials.json");
+        let key_str = key.to_str().unwrap();
+        std::fs::write(&key, "{\"type\": \"service_account\",").unwrap();
+        let err = config(&[("GOOGLE_APPLICATION_CREDENTIALS", key_str)]).unwrap_err();
+        assert_eq!(err.name, "GOOGLE_APPLICATION_CREDENTIALS");
+        assert!(err.reason.contains("is not valid JSON"), "{err}");
+        std::fs::write(&key, "[]").unwrap();
+        let err = config(&[("GOOGLE_APPLICATION_CREDENTIALS", key_str)]).unwrap_err();
+        assert!(err.reason.contains("not a JSON object"), "{err}");
+        std::fs::write(&key, "{\"project_id\": \"school-1\"}").unwrap();
+        let c = config(&[("GOOGLE_APPLICATION_CREDENTIALS", key_str)]).unwrap();
+        assert!(matches!(c.backend, Backend::Firestore(ref f) if f.project_id == "school-1"));
     }
 }
