@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use firestore::gcloud_sdk::google::firestore::v1::{Document, MapValue, Value, value::ValueType};
 use prost_types::Timestamp;
 
-use crate::job::{Job, JobError, JobStatus, check_message};
+use crate::job::{Job, JobError, JobStatus, MAX_SEND_AT_MS, check_message};
 
 pub const TO: &str = "to";
 pub const MESSAGE: &str = "message";
@@ -71,8 +71,11 @@ pub fn ms_to_ts(ms: i64) -> Timestamp {
     }
 }
 
+/// Saturates instead of overflowing: a document may hold any timestamp.
 pub fn ts_to_ms(t: &Timestamp) -> i64 {
-    t.seconds * 1000 + i64::from(t.nanos) / 1_000_000
+    t.seconds
+        .saturating_mul(1000)
+        .saturating_add(i64::from(t.nanos) / 1_000_000)
 }
 
 pub fn ts(ms: i64) -> Value {
@@ -207,6 +210,9 @@ pub(crate) fn read(doc: &Document) -> Result<Job, Malformed> {
     check_message(message).map_err(|e| Malformed::new(MESSAGE, e))?;
     for field in TIMESTAMP_FIELDS {
         get_ts(doc, field)?;
+    }
+    if get_ts(doc, SEND_AT)?.is_some_and(|ms| ms > MAX_SEND_AT_MS) {
+        return Err(Malformed::new(SEND_AT, "must be before the year 10000"));
     }
     for field in STRING_FIELDS {
         get_string(doc, field)?;
