@@ -63,6 +63,11 @@ pub const VARS: &[Var] = &[
         help: "the sheets-logger's gRPC address",
     },
     Var {
+        name: "WA_DEFAULT_COUNTRY_CODE",
+        default: "62",
+        help: "country code that replaces the leading 0 of local numbers when a job is checked; the same variable as the wa-gateway's, and the two must agree",
+    },
+    Var {
         name: "DISPATCHER_ID",
         default: "<hostname>-<pid>",
         help: "lease owner name; unique per running dispatcher",
@@ -243,6 +248,8 @@ pub struct Config {
     pub rate_limit_delay: Duration,
     pub sweep_interval: Duration,
     pub poll_interval: Duration,
+    /// Checks recipients the way the gateway will normalise them.
+    pub default_country_code: String,
 }
 
 impl Config {
@@ -284,6 +291,7 @@ impl Config {
                 .secs("DISPATCHER_RATE_LIMIT_DELAY_SECS", Duration::from_secs(30))?,
             sweep_interval: env.secs("DISPATCHER_SWEEP_INTERVAL_SECS", Duration::from_secs(15))?,
             poll_interval: env.secs("DISPATCHER_POLL_INTERVAL_SECS", Duration::from_secs(5))?,
+            default_country_code: env.country_code("WA_DEFAULT_COUNTRY_CODE", "62")?,
         };
         if config.send_timeout.is_zero() || config.send_timeout >= config.lease {
             return Err(ConfigError::new(
@@ -329,6 +337,7 @@ impl Config {
             rate_limit_delay_secs = self.rate_limit_delay.as_secs(),
             sweep_interval_secs = self.sweep_interval.as_secs(),
             poll_interval_secs = self.poll_interval.as_secs(),
+            default_country_code = %self.default_country_code,
             "configuration"
         );
     }

@@ -25,20 +25,19 @@ pub struct DispatcherService {
     pub events: Events,
     pub wake: Arc<Notify>,
     pub pause: PauseSwitch,
+    pub default_country_code: String,
 }
 
-impl TryFrom<pb::EnqueueRequest> for NewJob {
-    type Error = Error;
-
-    fn try_from(req: pb::EnqueueRequest) -> Result<Self, Error> {
-        let id = Some(req.id.trim().to_owned()).filter(|id| !id.is_empty());
-        NewJob::validate(
-            id,
-            &req.to,
-            &req.message,
-            req.send_at.as_ref().map(from_timestamp),
-        )
-    }
+/// Checks an enqueue request with the gateway's default country code.
+fn new_job(req: pb::EnqueueRequest, default_country_code: &str) -> Result<NewJob, Error> {
+    let id = Some(req.id.trim().to_owned()).filter(|id| !id.is_empty());
+    NewJob::validate(
+        id,
+        &req.to,
+        &req.message,
+        req.send_at.as_ref().map(from_timestamp),
+        default_country_code,
+    )
 }
 
 fn status_to_pb(status: JobStatus) -> pb::JobStatus {
@@ -125,7 +124,7 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
         &self,
         request: Request<pb::EnqueueRequest>,
     ) -> Result<Response<pb::EnqueueResponse>, Status> {
-        let new = NewJob::try_from(request.into_inner())?;
+        let new = new_job(request.into_inner(), &self.default_country_code)?;
         let enqueued = self.queue.enqueue(new, now_ms()).await?;
         if enqueued.created {
             tracing::info!(job_id = %enqueued.job.id, "job enqueued");

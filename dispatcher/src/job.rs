@@ -8,6 +8,8 @@ use crate::error::{Error, Result};
 /// WhatsApp's own limit on a text message.
 pub const MAX_MESSAGE_CHARS: usize = 65_536;
 const MAX_ID_CHARS: usize = 128;
+/// 9999-12-31T23:59:59.999Z, the last instant RFC 3339 and Firestore can write.
+pub const MAX_SEND_AT_MS: i64 = 253_402_300_799_999;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum JobStatus {
@@ -98,12 +100,14 @@ pub struct NewJob {
 }
 
 impl NewJob {
-    /// Checks the fields a job needs; each error names its field.
+    /// Checks the fields a job needs; each error names its field. Recipients are
+    /// checked with the gateway's `default_country_code`.
     pub fn validate(
         id: Option<String>,
         to: &str,
         message: &str,
         send_at: Option<i64>,
+        default_country_code: &str,
     ) -> Result<Self> {
         if let Some(id) = &id {
             let ok = !id.is_empty()
@@ -117,8 +121,14 @@ impl NewJob {
                 ));
             }
         }
-        normalize_recipient(to, "62").map_err(|e| Error::InvalidArgument(format!("to: {e}")))?;
+        normalize_recipient(to, default_country_code)
+            .map_err(|e| Error::InvalidArgument(format!("to: {e}")))?;
         check_message(message).map_err(|e| Error::InvalidArgument(format!("message: {e}")))?;
+        if send_at.is_some_and(|ms| ms > MAX_SEND_AT_MS) {
+            return Err(Error::InvalidArgument(
+                "sendAt: must be before the year 10000".into(),
+            ));
+        }
         Ok(Self {
             id,
             to: to.trim().to_owned(),
@@ -133,6 +143,14 @@ pub fn check_message(message: &str) -> std::result::Result<(), String> {
     if message.trim().is_empty() {
         return Err("is empty".into());
     }
+    if message
+        .chars()
+        .all(|c| c.is_whitespace() || is_invisible(c))
+    {
+        return Err(
+            "has no visible character (only spaces, zero-width or control characters)".into(),
+        );
+    }
     let chars = message.chars().count();
     if chars > MAX_MESSAGE_CHARS {
         return Err(format!(
@@ -140,6 +158,28 @@ pub fn check_message(message: &str) -> std::result::Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Characters that take no space on a phone's screen: controls, zero-width
+/// joiners and spaces, direction marks, the byte-order mark and the soft hyphen.
+fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{00ad}'
+                | '\u{034f}'
+                | '\u{061c}'
+                | '\u{115f}'
+                | '\u{1160}'
+                | '\u{180e}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2060}'..='\u{206f}'
+                | '\u{3164}'
+                | '\u{fe00}'..='\u{fe0f}'
+                | '\u{feff}'
+                | '\u{ffa0}'
+        )
 }
 
 /// How many jobs are in each status.
@@ -203,7 +243,7 @@ mod tests {
     #[test]
     fn validation_names_the_field() {
         let err = |id: Option<&str>, to: &str, msg: &str| {
-            NewJob::validate(id.map(str::to_owned), to, msg, None)
+            NewJob::validate(id.map(str::to_owned), to, msg, None, "62")
                 .unwrap_err()
                 .to_string()
         };
@@ -213,13 +253,59 @@ mod tests {
         assert!(err(None, "081234567890", &"x".repeat(70_000)).starts_with("message: has 70000"));
         assert!(err(Some("a b"), "081234567890", "hi").starts_with("id: "));
         assert!(err(Some(""), "081234567890", "hi").starts_with("id: "));
-        let ok =
-            NewJob::validate(Some("job-1_A".into()), " 0812-3456-7890 ", "Halo 👋", None).unwrap();
+        let ok = NewJob::validate(
+            Some("job-1_A".into()),
+            " 0812-3456-7890 ",
+            "Halo 👋",
+            None,
+            "62",
+        )
+        .unwrap();
         assert_eq!(ok.to, "0812-3456-7890");
         // Exactly the limit is fine, counted in characters, not bytes.
         assert!(
-            NewJob::validate(None, "081234567890", &"é".repeat(MAX_MESSAGE_CHARS), None).is_ok()
+            NewJob::validate(
+                None,
+                "081234567890",
+                &"é".repeat(MAX_MESSAGE_CHARS),
+                None,
+                "62"
+            )
+            .is_ok()
         );
+    }
+
+    #[test]
+    fn invisible_messages_and_far_future_times_are_refused() {
+        let err = |msg: &str, send_at: Option<i64>| {
+            NewJob::validate(None, "081234567890", msg, send_at, "62")
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err("\u{200b}\u{200b}", None).starts_with("message: has no visible character"));
+        assert!(err(" \u{feff}\u{202e}\n", None).starts_with("message: has no visible"));
+        assert!(err("\u{0}\u{7}", None).starts_with("message: has no visible"));
+        assert_eq!(
+            err("Halo", Some(MAX_SEND_AT_MS + 1)),
+            "sendAt: must be before the year 10000"
+        );
+        // Emoji (with its variation selector), right-to-left text and a joiner inside
+        // visible text are messages.
+        for ok in ["❤️", "👨\u{200d}👩\u{200d}👧", "مرحبا", "a\u{200b}b"] {
+            assert!(
+                NewJob::validate(None, "081234567890", ok, None, "62").is_ok(),
+                "{ok:?}"
+            );
+        }
+        assert!(NewJob::validate(None, "081234567890", "x", Some(MAX_SEND_AT_MS), "62").is_ok());
+    }
+
+    #[test]
+    fn the_country_code_is_the_gateways() {
+        // 0 + 14 digits: too long after 62, fine after 1.
+        let local = "012345678901234";
+        assert!(NewJob::validate(None, local, "x", None, "62").is_err());
+        assert!(NewJob::validate(None, local, "x", None, "1").is_ok());
     }
 
     #[test]

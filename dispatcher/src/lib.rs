@@ -52,7 +52,8 @@ pub async fn run(
         )?),
         Backend::Firestore(settings) => {
             let db = firestore::connect::connect_with_retry(settings).await;
-            let queue = firestore::FirestoreQueue::new(db, settings.collection.clone());
+            let queue = firestore::FirestoreQueue::new(db, settings.collection.clone())
+                .with_default_country_code(&config.default_country_code);
             firestore::pickup::start(queue.clone(), Arc::clone(&wake), settings.fallback_poll);
             Arc::new(queue)
         }
@@ -119,6 +120,7 @@ pub async fn run(
         events,
         wake,
         pause,
+        default_country_code: config.default_country_code.clone(),
     };
     let router = tonic::transport::Server::builder()
         .add_service(health)

@@ -100,6 +100,25 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
             .map_err(|_| ConfigError::new(name, &raw, "expected an address like 127.0.0.1:8080"))
     }
 
+    /// The country code that replaces the leading 0 of a local number: 1 to 3
+    /// digits, not starting with 0. The gateway and the dispatcher read the same
+    /// variable, so a number the dispatcher accepts is one the gateway can send to.
+    pub fn country_code(&self, name: &str, default: &str) -> Result<String, ConfigError> {
+        let code = self.string(name, default).trim().to_owned();
+        let ok = (1..=3).contains(&code.len())
+            && code.bytes().all(|b| b.is_ascii_digit())
+            && !code.starts_with('0');
+        if ok {
+            Ok(code)
+        } else {
+            Err(ConfigError::new(
+                name,
+                &code,
+                "expected 1 to 3 digits not starting with 0, e.g. 62",
+            ))
+        }
+    }
+
     /// An `http://host:port` URL of another service.
     pub fn url(&self, name: &str, default: &str) -> Result<String, ConfigError> {
         let raw = self.string(name, default);

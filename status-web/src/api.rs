@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -41,8 +42,14 @@ pub async fn status(State(state): State<AppState>) -> impl IntoResponse {
 /// epoch milliseconds, "id"?: "..."}`.
 pub async fn enqueue(
     State(state): State<AppState>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
+    // An oversized or broken body gets the same JSON error shape as a bad field.
+    let body = body.map_err(|rejection| ApiError {
+        status: rejection.status(),
+        field: None,
+        message: format!("body: {}", rejection.body_text().to_lowercase()),
+    })?;
     let enqueue = parse_message(&body)?;
     let mut client = state.dispatcher.clone();
     let response = client.enqueue(request(enqueue)).await?.into_inner();
@@ -288,6 +295,55 @@ mod tests {
 
     fn field_of(body: &str) -> Option<String> {
         parse_message(body.as_bytes()).unwrap_err().field
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1024))]
+
+        /// Any bytes at all get an answer, never a panic.
+        #[test]
+        fn any_body_parses_or_is_refused(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            if let Err(e) = parse_message(&body) {
+                proptest::prop_assert_eq!(e.status, StatusCode::BAD_REQUEST);
+                proptest::prop_assert!(!e.message.is_empty());
+            }
+        }
+
+        /// A JSON object of any values is accepted or refused naming its field.
+        #[test]
+        fn any_object_names_the_field_it_refuses(
+            to in json_value(),
+            message in json_value(),
+            send_at in json_value(),
+            id in json_value(),
+        ) {
+            let body = json!({"to": to, "message": message, "sendAt": send_at, "id": id});
+            match parse_message(body.to_string().as_bytes()) {
+                Ok(request) => {
+                    proptest::prop_assert_eq!(Some(request.to.as_str()), to.as_str());
+                    proptest::prop_assert_eq!(Some(request.message.as_str()), message.as_str());
+                }
+                Err(e) => {
+                    let field = e.field.clone().unwrap_or_default();
+                    proptest::prop_assert!(MESSAGE_FIELDS.contains(&field.as_str()), "{e:?}");
+                    proptest::prop_assert!(e.message.starts_with(&format!("{field}: ")), "{e:?}");
+                }
+            }
+        }
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            any::<String>().prop_map(Value::from),
+            "[0-9+ -]{0,16}".prop_map(Value::from),
+            Just(json!([1, "a"])),
+            Just(json!({"nested": true})),
+        ]
     }
 
     #[test]

@@ -181,17 +181,7 @@ impl Config {
         let dry_run_file = env
             .get("WA_DRY_RUN_FILE")
             .map_or_else(|| data_dir.join("dry-run.jsonl"), PathBuf::from);
-        let default_country_code = env.string("WA_DEFAULT_COUNTRY_CODE", "62");
-        let code_ok = (1..=3).contains(&default_country_code.len())
-            && default_country_code.bytes().all(|b| b.is_ascii_digit())
-            && !default_country_code.starts_with('0');
-        if !code_ok {
-            return Err(ConfigError::new(
-                "WA_DEFAULT_COUNTRY_CODE",
-                &default_country_code,
-                "expected 1 to 3 digits not starting with 0, e.g. 62",
-            ));
-        }
+        let default_country_code = env.country_code("WA_DEFAULT_COUNTRY_CODE", "62")?;
         let not_on_whatsapp = env
             .string("WA_DRY_RUN_NOT_ON_WHATSAPP", "")
             .split(',')

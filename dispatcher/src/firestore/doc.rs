@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use firestore::gcloud_sdk::google::firestore::v1::{Document, MapValue, Value, value::ValueType};
 use prost_types::Timestamp;
 
-use crate::job::{Job, JobError, JobStatus, check_message};
+use crate::job::{Job, JobError, JobStatus, MAX_SEND_AT_MS, check_message};
 
 pub const TO: &str = "to";
 pub const MESSAGE: &str = "message";
@@ -71,8 +71,11 @@ pub fn ms_to_ts(ms: i64) -> Timestamp {
     }
 }
 
+/// Saturates instead of overflowing: a document may hold any timestamp.
 pub fn ts_to_ms(t: &Timestamp) -> i64 {
-    t.seconds * 1000 + i64::from(t.nanos) / 1_000_000
+    t.seconds
+        .saturating_mul(1000)
+        .saturating_add(i64::from(t.nanos) / 1_000_000)
 }
 
 pub fn ts(ms: i64) -> Value {
@@ -188,17 +191,28 @@ pub fn status(doc: &Document) -> Result<JobStatus, Malformed> {
     })
 }
 
-/// Reads a job document, checking every field the dispatcher relies on.
-pub fn parse(doc: &Document) -> Result<Job, Malformed> {
+/// Reads a job document, checking every field the dispatcher relies on; the
+/// recipient with the gateway's `default_country_code`.
+pub fn parse(doc: &Document, default_country_code: &str) -> Result<Job, Malformed> {
+    let job = read(doc)?;
+    match abtrack_proto::normalize_recipient(&job.to, default_country_code) {
+        Ok(_) => Ok(job),
+        Err(e) => Err(Malformed::new(TO, e.to_string())),
+    }
+}
+
+/// Reads a job document, checking the type of every field and the message, but not
+/// whether the recipient is a number.
+pub(crate) fn read(doc: &Document) -> Result<Job, Malformed> {
     let status = status(doc)?;
     let to = get_string(doc, TO)?.ok_or_else(|| Malformed::new(TO, "is missing"))?;
     let message = get_string(doc, MESSAGE)?.ok_or_else(|| Malformed::new(MESSAGE, "is missing"))?;
     check_message(message).map_err(|e| Malformed::new(MESSAGE, e))?;
-    if let Err(e) = abtrack_proto::normalize_recipient(to, "62") {
-        return Err(Malformed::new(TO, e.to_string()));
-    }
     for field in TIMESTAMP_FIELDS {
         get_ts(doc, field)?;
+    }
+    if get_ts(doc, SEND_AT)?.is_some_and(|ms| ms > MAX_SEND_AT_MS) {
+        return Err(Malformed::new(SEND_AT, "must be before the year 10000"));
     }
     for field in STRING_FIELDS {
         get_string(doc, field)?;
@@ -268,7 +282,7 @@ pub fn parse(doc: &Document) -> Result<Job, Malformed> {
 
 /// A job for display even when the document is malformed: whatever fields read.
 pub fn parse_lenient(doc: &Document) -> Job {
-    if let Ok(job) = parse(doc) {
+    if let Ok(job) = read(doc) {
         return job;
     }
     let string = |f| {
@@ -359,7 +373,7 @@ mod tests {
             (MESSAGE, text("Halo")),
             (STATUS, text("pending")),
         ];
-        let job = parse(&doc(&good)).unwrap();
+        let job = parse(&doc(&good), "62").unwrap();
         assert_eq!(
             (job.id.as_str(), job.created_at, job.attempts),
             ("j1", 5, 0)
@@ -417,7 +431,7 @@ mod tests {
             ),
         ];
         for (fields, want) in cases {
-            let err = parse(&doc(&fields)).unwrap_err().error();
+            let err = parse(&doc(&fields), "62").unwrap_err().error();
             assert!(err.message.starts_with(want), "{} != {want}", err.message);
             assert_eq!(err.code, "invalid_document");
         }

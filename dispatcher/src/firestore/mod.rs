@@ -41,6 +41,8 @@ const MAX_ROUNDS: usize = 20;
 pub struct FirestoreQueue {
     db: FirestoreDb,
     collection: String,
+    /// Checks each document's recipient as the gateway will normalise it.
+    default_country_code: String,
 }
 
 fn status_of(code: Code) -> bool {
@@ -121,7 +123,14 @@ impl FirestoreQueue {
         Self {
             db,
             collection: collection.into(),
+            default_country_code: "62".into(),
         }
+    }
+
+    /// Sets the gateway's `WA_DEFAULT_COUNTRY_CODE` (62 unless set).
+    pub fn with_default_country_code(mut self, code: &str) -> Self {
+        code.clone_into(&mut self.default_country_code);
+        self
     }
 
     pub fn db(&self) -> &FirestoreDb {
@@ -319,7 +328,7 @@ impl FirestoreQueue {
         )?;
         let mut docs = ordered;
         docs.extend(any.into_iter().filter(|d| !has_created_at(d)));
-        let key = |d: &Document| parse(d).map(|j| j.created_at).unwrap_or(i64::MIN);
+        let key = |d: &Document| doc::read(d).map(|j| j.created_at).unwrap_or(i64::MIN);
         docs.sort_by_key(key);
         Ok(docs)
     }
@@ -436,7 +445,7 @@ impl JobQueue for FirestoreQueue {
         for _ in 0..MAX_ROUNDS {
             let mut lost_race = false;
             for doc in self.candidates().await? {
-                let job = match parse(&doc) {
+                let job = match parse(&doc, &self.default_country_code) {
                     Ok(job) => job,
                     Err(malformed) => {
                         self.fail_malformed(&doc, malformed.error(), now).await?;

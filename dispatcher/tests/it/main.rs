@@ -4,5 +4,6 @@
 
 mod backends;
 mod firestore;
+mod properties;
 mod queue;
 mod worker;

@@ -39,7 +39,7 @@ on_both_backends!(
 );
 
 fn new_job(to: &str, message: &str) -> NewJob {
-    NewJob::validate(None, to, message, None).unwrap()
+    NewJob::validate(None, to, message, None, "62").unwrap()
 }
 
 fn sent(id: &str) -> Finish {
@@ -175,7 +175,7 @@ async fn oldest_first_and_not_before_send_at(backend: Backend) {
     let (q, _, _store) = open_pair(backend).await;
     let later = q
         .enqueue(
-            NewJob::validate(None, "081234567890", "later", Some(5_000)).unwrap(),
+            NewJob::validate(None, "081234567890", "later", Some(5_000), "62").unwrap(),
             1,
         )
         .await
@@ -333,6 +333,7 @@ async fn enqueue_with_an_id_is_idempotent(backend: Backend) {
         "081234567890",
         "Halo",
         None,
+        "62",
     )
     .unwrap();
     let first = q.enqueue(job.clone(), 1).await.unwrap();
@@ -344,6 +345,7 @@ async fn enqueue_with_an_id_is_idempotent(backend: Backend) {
         "081234567890",
         "Other",
         None,
+        "62",
     )
     .unwrap();
     assert!(
