@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use abtrack_proto::config::{ConfigError, Env, Var};
+use abtrack_proto::token::InternalToken;
 
 pub const VARS: &[Var] = &[
     Var {
@@ -225,6 +226,8 @@ pub struct Config {
     pub rate_limit_delay: Duration,
     pub sweep_interval: Duration,
     pub poll_interval: Duration,
+    /// Required from callers and sent to the gateway and the logger.
+    pub internal_token: Option<InternalToken>,
 }
 
 impl Config {
@@ -266,6 +269,7 @@ impl Config {
                 .secs("DISPATCHER_RATE_LIMIT_DELAY_SECS", Duration::from_secs(30))?,
             sweep_interval: env.secs("DISPATCHER_SWEEP_INTERVAL_SECS", Duration::from_secs(15))?,
             poll_interval: env.secs("DISPATCHER_POLL_INTERVAL_SECS", Duration::from_secs(5))?,
+            internal_token: InternalToken::from_env(&env)?,
         };
         if config.send_timeout.is_zero() || config.send_timeout >= config.lease {
             return Err(ConfigError::new(
@@ -313,6 +317,7 @@ impl Config {
             poll_interval_secs = self.poll_interval.as_secs(),
             "configuration"
         );
+        abtrack_proto::token::log_startup(self.internal_token.as_ref(), Some(self.addr));
     }
 }
 

@@ -17,7 +17,7 @@ use abtrack_proto::time::{parse_rfc3339, to_timestamp};
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::snapshot::{CountsView, JobView};
+use crate::snapshot::{CountsView, JobView, Service};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const MESSAGE_FIELDS: &[&str] = &["to", "message", "sendAt", "id"];
@@ -26,6 +26,14 @@ fn request<T>(message: T) -> Request<T> {
     let mut request = Request::new(message);
     request.set_timeout(CALL_TIMEOUT);
     request
+}
+
+fn from_dispatcher(status: tonic::Status) -> ApiError {
+    ApiError::from_service(Service::Dispatcher, status)
+}
+
+fn from_gateway(status: tonic::Status) -> ApiError {
+    ApiError::from_service(Service::Gateway, status)
 }
 
 pub async fn healthz() -> impl IntoResponse {
@@ -45,7 +53,11 @@ pub async fn enqueue(
 ) -> Result<impl IntoResponse, ApiError> {
     let enqueue = parse_message(&body)?;
     let mut client = state.dispatcher.clone();
-    let response = client.enqueue(request(enqueue)).await?.into_inner();
+    let response = client
+        .enqueue(request(enqueue))
+        .await
+        .map_err(from_dispatcher)?
+        .into_inner();
     let job = response.job.unwrap_or_default();
     // A repeated id answers with the existing job.
     let code = if response.created {
@@ -181,7 +193,8 @@ pub async fn list_jobs(
     let mut client = state.dispatcher.clone();
     let response = client
         .list_jobs(request(dpb::ListJobsRequest { statuses, limit }))
-        .await?
+        .await
+        .map_err(from_dispatcher)?
         .into_inner();
     let jobs: Vec<JobView> = response
         .jobs
@@ -203,7 +216,8 @@ pub async fn get_job(
     let mut client = state.dispatcher.clone();
     let job = client
         .get_job(request(dpb::GetJobRequest { id }))
-        .await?
+        .await
+        .map_err(from_dispatcher)?
         .into_inner();
     Ok(Json(JobView::from_pb(&job, true)))
 }
@@ -215,7 +229,8 @@ pub async fn retry_job(
     let mut client = state.dispatcher.clone();
     let job = client
         .retry(request(dpb::RetryRequest { id }))
-        .await?
+        .await
+        .map_err(from_dispatcher)?
         .into_inner();
     Ok(Json(JobView::from_pb(&job, false)))
 }
@@ -224,7 +239,8 @@ pub async fn pause(State(state): State<AppState>) -> Result<impl IntoResponse, A
     let mut client = state.dispatcher.clone();
     let s = client
         .pause(request(dpb::PauseRequest {}))
-        .await?
+        .await
+        .map_err(from_dispatcher)?
         .into_inner();
     Ok(Json(
         json!({ "paused": s.paused, "gatewayReady": s.gateway_ready }),
@@ -235,7 +251,8 @@ pub async fn resume(State(state): State<AppState>) -> Result<impl IntoResponse, 
     let mut client = state.dispatcher.clone();
     let s = client
         .resume(request(dpb::ResumeRequest {}))
-        .await?
+        .await
+        .map_err(from_dispatcher)?
         .into_inner();
     Ok(Json(
         json!({ "paused": s.paused, "gatewayReady": s.gateway_ready }),
@@ -265,7 +282,8 @@ pub async fn pair_code(
     let mut client = state.gateway.clone();
     let response = client
         .request_pair_code(request(gpb::RequestPairCodeRequest { phone }))
-        .await?
+        .await
+        .map_err(from_gateway)?
         .into_inner();
     Ok(Json(json!({ "code": response.code })))
 }
@@ -273,7 +291,10 @@ pub async fn pair_code(
 /// `POST /api/gateway/logout`: drops the WhatsApp session; a fresh pairing starts.
 pub async fn reset_session(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let mut client = state.gateway.clone();
-    client.logout(request(gpb::LogoutRequest {})).await?;
+    client
+        .logout(request(gpb::LogoutRequest {}))
+        .await
+        .map_err(from_gateway)?;
     tracing::warn!("WhatsApp session reset from the dashboard");
     Ok(Json(json!({ "reset": true })))
 }

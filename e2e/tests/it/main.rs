@@ -3,5 +3,6 @@
 mod firestore;
 mod flow;
 mod gateway_crash;
+mod internal_token;
 mod resilience;
 mod sheets;
