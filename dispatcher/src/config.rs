@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use abtrack_proto::config::{ConfigError, Env, Var};
+use abtrack_proto::token::InternalToken;
 
 pub const VARS: &[Var] = &[
     Var {
@@ -250,6 +251,8 @@ pub struct Config {
     pub poll_interval: Duration,
     /// Checks recipients the way the gateway will normalise them.
     pub default_country_code: String,
+    /// Required from callers and sent to the gateway and the logger.
+    pub internal_token: Option<InternalToken>,
 }
 
 impl Config {
@@ -292,6 +295,7 @@ impl Config {
             sweep_interval: env.secs("DISPATCHER_SWEEP_INTERVAL_SECS", Duration::from_secs(15))?,
             poll_interval: env.secs("DISPATCHER_POLL_INTERVAL_SECS", Duration::from_secs(5))?,
             default_country_code: env.country_code("WA_DEFAULT_COUNTRY_CODE", "62")?,
+            internal_token: InternalToken::from_env(&env)?,
         };
         if config.send_timeout.is_zero() || config.send_timeout >= config.lease {
             return Err(ConfigError::new(
@@ -340,6 +344,7 @@ impl Config {
             default_country_code = %self.default_country_code,
             "configuration"
         );
+        abtrack_proto::token::log_startup(self.internal_token.as_ref(), Some(self.addr));
     }
 }
 

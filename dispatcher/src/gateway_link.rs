@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tonic::transport::Channel;
 
 use abtrack_proto::gateway::v1::{self as pb, gateway_client::GatewayClient};
 use abtrack_proto::time::{from_timestamp, now_ms};
+use abtrack_proto::token::{TokenChannel, is_refused};
 
 use crate::events::Events;
 use crate::job::Receipt;
@@ -26,7 +26,7 @@ pub struct Readiness {
 
 /// Watches the gateway until the process ends; returns the readiness it keeps current.
 pub fn watch_gateway(
-    client: GatewayClient<Channel>,
+    client: GatewayClient<TokenChannel>,
     queue: Arc<dyn JobQueue>,
     events: Events,
 ) -> watch::Receiver<Readiness> {
@@ -39,13 +39,14 @@ pub fn watch_gateway(
 }
 
 async fn run(
-    mut client: GatewayClient<Channel>,
+    mut client: GatewayClient<TokenChannel>,
     queue: Arc<dyn JobQueue>,
     events: Events,
     tx: watch::Sender<Readiness>,
 ) {
     let mut delay = RECONNECT_MIN;
     loop {
+        let mut refused = None;
         match client.watch(pb::WatchRequest {}).await {
             Ok(response) => {
                 let mut stream = response.into_inner();
@@ -59,17 +60,35 @@ async fn run(
                         Ok(None) => break,
                         Err(status) => {
                             tracing::debug!(error = %status.message(), "gateway watch ended");
+                            refused = is_refused(&status).then_some(status);
                             break;
                         }
                     }
                 }
             }
-            Err(status) => tracing::debug!(error = %status.message(), "cannot watch the gateway"),
+            Err(status) => {
+                tracing::debug!(error = %status.message(), "cannot watch the gateway");
+                refused = is_refused(&status).then_some(status);
+            }
         }
-        set(&tx, false, "the WhatsApp gateway is not reachable".into());
+        let reason = match refused {
+            Some(status) => refused_reason(&status),
+            None => "the WhatsApp gateway is not reachable".into(),
+        };
+        set(&tx, false, reason);
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(RECONNECT_MAX);
     }
+}
+
+/// The waiting reason when the gateway refuses this dispatcher's internal token: a
+/// configuration problem for the operator, not something a retry fixes.
+pub fn refused_reason(status: &tonic::Status) -> String {
+    format!(
+        "the WhatsApp gateway refused the internal token ({}); set the same {} on every service",
+        status.message(),
+        abtrack_proto::token::ENV_VAR
+    )
 }
 
 fn set(tx: &watch::Sender<Readiness>, ready: bool, reason: String) {

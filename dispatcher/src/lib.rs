@@ -28,6 +28,7 @@ use abtrack_proto::dispatcher::v1::dispatcher_server::DispatcherServer;
 use abtrack_proto::gateway::v1::gateway_client::GatewayClient;
 use abtrack_proto::logger::v1::sheets_logger_client::SheetsLoggerClient;
 use abtrack_proto::time::now_ms;
+use abtrack_proto::token::with_token;
 
 pub use config::Config;
 pub use error::{Error, Result};
@@ -76,8 +77,9 @@ pub async fn run(
         );
     }
     let pause = pause::PauseSwitch::load(config.data_dir.join("paused"), events.clone());
-    let gateway = GatewayClient::new(lazy_channel(&config.gateway_url)?);
-    let logger = SheetsLoggerClient::new(lazy_channel(&config.logger_url)?);
+    let token = config.internal_token.as_ref();
+    let gateway = GatewayClient::new(with_token(lazy_channel(&config.gateway_url)?, token));
+    let logger = SheetsLoggerClient::new(with_token(lazy_channel(&config.logger_url)?, token));
     let readiness =
         gateway_link::watch_gateway(gateway.clone(), Arc::clone(&queue), events.clone());
     tokio::spawn(mirror_readiness(readiness.clone(), events.clone()));
@@ -124,7 +126,10 @@ pub async fn run(
     };
     let router = tonic::transport::Server::builder()
         .add_service(health)
-        .add_service(DispatcherServer::new(service));
+        .add_service(abtrack_proto::token::require(
+            DispatcherServer::new(service),
+            config.internal_token.as_ref(),
+        ));
     tracing::info!(addr = %listener.local_addr()?, "dispatcher listening");
     abtrack_proto::shutdown::serve_grpc(router, listener, shutdown).await;
     let _ = stop_tx.send(true);

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
-use tonic::transport::Channel;
 
 use abtrack_proto::logger::v1::{RecordRequest, sheets_logger_client::SheetsLoggerClient};
 use abtrack_proto::time::{now_ms, to_timestamp};
+use abtrack_proto::token::{TokenChannel, is_refused};
 
 use crate::job::{Job, JobStatus};
 use crate::queue::JobQueue;
@@ -26,7 +26,7 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn start(client: SheetsLoggerClient<Channel>, queue: Arc<dyn JobQueue>) -> Self {
+    pub fn start(client: SheetsLoggerClient<TokenChannel>, queue: Arc<dyn JobQueue>) -> Self {
         let wake = Arc::new(Notify::new());
         tokio::spawn(run(client, queue, Arc::clone(&wake)));
         Self { wake }
@@ -37,7 +37,11 @@ impl Recorder {
     }
 }
 
-async fn run(mut client: SheetsLoggerClient<Channel>, queue: Arc<dyn JobQueue>, wake: Arc<Notify>) {
+async fn run(
+    mut client: SheetsLoggerClient<TokenChannel>,
+    queue: Arc<dyn JobQueue>,
+    wake: Arc<Notify>,
+) {
     let mut retry = Duration::from_millis(500);
     loop {
         match record_batch(&mut client, queue.as_ref()).await {
@@ -59,7 +63,7 @@ async fn run(mut client: SheetsLoggerClient<Channel>, queue: Arc<dyn JobQueue>, 
 }
 
 async fn record_batch(
-    client: &mut SheetsLoggerClient<Channel>,
+    client: &mut SheetsLoggerClient<TokenChannel>,
     queue: &dyn JobQueue,
 ) -> Result<usize, String> {
     let jobs = queue.unlogged(BATCH).await.map_err(|e| e.to_string())?;
@@ -69,7 +73,17 @@ async fn record_batch(
         client
             .record(request)
             .await
-            .map_err(|status| format!("logger: {}", status.message()))?;
+            .map_err(|status| {
+                if is_refused(&status) {
+                    format!(
+                        "the sheets-logger refused the internal token ({}); set the same {} on every service",
+                        status.message(),
+                        abtrack_proto::token::ENV_VAR
+                    )
+                } else {
+                    format!("logger: {}", status.message())
+                }
+            })?;
         queue
             .mark_logged(&job.id, job.updated_at, now_ms())
             .await

@@ -12,7 +12,12 @@ async fn main() -> anyhow::Result<()> {
         Config::from_lookup(|key| std::env::var(key).ok())
     });
     if command == Command::Healthcheck {
-        abtrack_proto::health::exit_with_grpc_health("dispatcher", config.addr).await;
+        abtrack_proto::health::exit_with_grpc_health(
+            "dispatcher",
+            config.addr,
+            config.internal_token.as_ref(),
+        )
+        .await;
     }
     abtrack_proto::telemetry::init();
     config.log();

@@ -15,8 +15,8 @@ pub enum Action {
     Permanent(JobError),
     /// Try again after a backoff; the attempt counts.
     Transient(JobError),
-    /// The gateway is down, not linked or disconnected: keep the job, pause until the
-    /// gateway is ready again; the attempt does not count.
+    /// The gateway is down, not linked, disconnected or refuses the internal token:
+    /// keep the job, pause until the gateway is ready again; the attempt does not count.
     GatewayNotReady(JobError),
     /// Pacing or the daily cap: try later; the attempt does not count.
     RateLimited(JobError),
@@ -30,6 +30,12 @@ pub fn classify(status: &tonic::Status) -> Action {
         Code::NotFound => Action::Permanent(JobError::new("not_on_whatsapp", detail)),
         Code::FailedPrecondition => Action::GatewayNotReady(JobError::new("not_linked", detail)),
         Code::Unavailable => Action::GatewayNotReady(JobError::new("unavailable", detail)),
+        // The gateway refused this dispatcher's internal token: the configuration is
+        // wrong, the job is not; it waits like it does for a gateway that is down.
+        Code::Unauthenticated => Action::GatewayNotReady(JobError::new(
+            "unauthenticated",
+            crate::gateway_link::refused_reason(status),
+        )),
         Code::ResourceExhausted => Action::RateLimited(JobError::new("rate_limited", detail)),
         Code::DeadlineExceeded => Action::Transient(JobError::new("deadline_exceeded", detail)),
         // tonic answers an expired `grpc-timeout` with CANCELLED "Timeout expired".
@@ -74,6 +80,7 @@ mod tests {
             (Code::NotFound, "permanent", "not_on_whatsapp"),
             (Code::FailedPrecondition, "not_ready", "not_linked"),
             (Code::Unavailable, "not_ready", "unavailable"),
+            (Code::Unauthenticated, "not_ready", "unauthenticated"),
             (Code::DeadlineExceeded, "transient", "deadline_exceeded"),
             (Code::ResourceExhausted, "rate_limited", "rate_limited"),
             (Code::Internal, "transient", "internal"),
@@ -94,7 +101,16 @@ mod tests {
                 (kind, error_code),
                 "{code:?}"
             );
-            assert_eq!(error.message, "why");
+            if code == Code::Unauthenticated {
+                assert!(
+                    error.message.contains("refused the internal token (why)")
+                        && error.message.contains("ABTRACK_INTERNAL_TOKEN"),
+                    "{}",
+                    error.message
+                );
+            } else {
+                assert_eq!(error.message, "why");
+            }
         }
     }
 

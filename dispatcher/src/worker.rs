@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
-use tonic::transport::Channel;
 
 use abtrack_proto::gateway::v1::{SendRequest, gateway_client::GatewayClient};
 use abtrack_proto::mask_phone;
 use abtrack_proto::time::{from_timestamp, now_ms};
+use abtrack_proto::token::TokenChannel;
 
 use crate::events::Events;
 use crate::gateway_link::Readiness;
@@ -35,7 +35,7 @@ pub struct WorkerSettings {
 
 pub struct Worker {
     pub queue: Arc<dyn JobQueue>,
-    pub gateway: GatewayClient<Channel>,
+    pub gateway: GatewayClient<TokenChannel>,
     pub recorder: Recorder,
     pub events: Events,
     pub readiness: watch::Receiver<Readiness>,

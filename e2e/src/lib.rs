@@ -273,9 +273,10 @@ impl Cluster {
                     .await
                     .is_ok_and(|r| r.status().is_success())
             } else {
-                abtrack_proto::health::check(
+                abtrack_proto::health::check_with_token(
                     &format!("http://127.0.0.1:{port}"),
                     Duration::from_secs(1),
+                    self.internal_token().as_ref(),
                 )
                 .await
                 .unwrap_or(false)
@@ -286,6 +287,34 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("{name} did not start serving:\n{}", self.log(name));
+    }
+
+    /// The internal token the services are started with (`ABTRACK_INTERNAL_TOKEN` in
+    /// the cluster's environment), if any.
+    pub fn internal_token(&self) -> Option<abtrack_proto::token::InternalToken> {
+        self.env_value(abtrack_proto::token::ENV_VAR)
+            .map(|raw| abtrack_proto::token::InternalToken::parse(raw).expect("a valid token"))
+    }
+
+    /// A lazy gRPC channel to a gRPC service by name (`dispatcher`, `wa-gateway`,
+    /// `sheets-logger`, or a dispatcher from [`Cluster::spawn_dispatcher`]), sending
+    /// nothing but what the caller adds.
+    pub fn grpc_channel(&self, name: &str) -> tonic::transport::Channel {
+        let port = self
+            .ports
+            .get(name)
+            .or_else(|| self.extra_ports.get(name))
+            .copied()
+            .unwrap_or_else(|| panic!("no service named {name}"));
+        tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+            .unwrap()
+            .connect_lazy()
+    }
+
+    /// [`Cluster::grpc_channel`] carrying the cluster's internal token, as the services'
+    /// own clients do.
+    pub fn grpc(&self, name: &str) -> abtrack_proto::token::TokenChannel {
+        abtrack_proto::token::with_token(self.grpc_channel(name), self.internal_token().as_ref())
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -46,6 +46,12 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         Self { lookup }
     }
 
+    /// The value exactly as set, untrimmed, even when empty: for values where an
+    /// empty or blank setting is a mistake rather than "the default".
+    pub fn raw(&self, name: &str) -> Option<String> {
+        (self.lookup)(name)
+    }
+
     /// The value when set and not blank.
     pub fn get(&self, name: &str) -> Option<String> {
         (self.lookup)(name)
@@ -196,6 +202,7 @@ pub const COMMON_VARS: &[Var] = &[
         default: "text",
         help: "text, or json for one JSON object per line",
     },
+    crate::token::VAR,
 ];
 
 /// Prints one line on stderr and exits with [`EXIT_USAGE`].

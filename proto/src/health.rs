@@ -9,6 +9,8 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::server::HealthReporter;
 
+use crate::token::InternalToken;
+
 /// A health service that reports `service` (and the whole server) as serving.
 pub async fn serving<S: tonic::server::NamedService>() -> (HealthReporter, HealthServer<impl Health>)
 {
@@ -20,6 +22,16 @@ pub async fn serving<S: tonic::server::NamedService>() -> (HealthReporter, Healt
 /// Asks the server at `url` whether it is serving (the empty service name: the whole
 /// server). Used by the `healthcheck` subcommands and by tests waiting for readiness.
 pub async fn check(url: &str, timeout: Duration) -> Result<bool, String> {
+    check_with_token(url, timeout, None).await
+}
+
+/// [`check`], sending the internal token like every other client of the services; the
+/// health service answers without one too.
+pub async fn check_with_token(
+    url: &str,
+    timeout: Duration,
+    token: Option<&InternalToken>,
+) -> Result<bool, String> {
     let endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(|e| format!("invalid address {url}: {e}"))?
         .connect_timeout(timeout)
@@ -28,7 +40,7 @@ pub async fn check(url: &str, timeout: Duration) -> Result<bool, String> {
         .connect()
         .await
         .map_err(|e| format!("cannot connect to {url}: {e}"))?;
-    let mut client = HealthClient::new(channel);
+    let mut client = HealthClient::new(crate::token::with_token(channel, token));
     let mut request = tonic::Request::new(HealthCheckRequest {
         service: String::new(),
     });
@@ -56,9 +68,13 @@ pub fn local_addr(addr: std::net::SocketAddr) -> std::net::SocketAddr {
 
 /// The `healthcheck` subcommand of a gRPC service: exits 0 when the service listening
 /// on `addr` answers that it is serving, 1 otherwise.
-pub async fn exit_with_grpc_health(binary: &str, addr: std::net::SocketAddr) -> ! {
+pub async fn exit_with_grpc_health(
+    binary: &str,
+    addr: std::net::SocketAddr,
+    token: Option<&InternalToken>,
+) -> ! {
     let url = format!("http://{}", local_addr(addr));
-    match check(&url, Duration::from_secs(3)).await {
+    match check_with_token(&url, Duration::from_secs(3), token).await {
         Ok(true) => std::process::exit(0),
         Ok(false) => eprintln!("{binary}: unhealthy: not serving"),
         Err(e) => eprintln!("{binary}: unhealthy: {e}"),

@@ -8,6 +8,7 @@ pub mod shutdown;
 pub mod sqlite;
 pub mod telemetry;
 pub mod time;
+pub mod token;
 
 /// The job queue contract (`abtrack.dispatcher.v1`).
 pub mod dispatcher {

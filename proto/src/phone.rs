@@ -293,4 +293,110 @@ mod tests {
         assert!(!mask_phone("081234567890").contains("3456"));
         assert_eq!(mask_phone("0812-3456-7890"), "08123****890");
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// The canonical shape: a person is 8 to 15 digits at `s.whatsapp.net`, a
+        /// group is digits joined by `-` at `g.us`.
+        fn assert_canonical(jid: &Jid) -> Result<(), TestCaseError> {
+            let text = jid.to_string();
+            match jid {
+                Jid::User(user) => {
+                    prop_assert!(user.bytes().all(|b| b.is_ascii_digit()), "{}", text);
+                    prop_assert!((MIN_DIGITS..=MAX_DIGITS).contains(&user.len()), "{}", text);
+                    prop_assert_eq!(text, format!("{user}@s.whatsapp.net"));
+                }
+                Jid::Group(id) => {
+                    prop_assert!(
+                        id.split('-')
+                            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())),
+                        "{}",
+                        text
+                    );
+                    prop_assert_eq!(text, format!("{id}@g.us"));
+                }
+            }
+            Ok(())
+        }
+
+        fn check(input: &str, country_code: &str) -> Result<(), TestCaseError> {
+            let _ = mask_phone(input);
+            if let Ok(jid) = normalize_recipient(input, country_code) {
+                assert_canonical(&jid)?;
+                // Normalising the normalised form changes nothing.
+                let again = normalize_recipient(&jid.to_string(), country_code);
+                prop_assert_eq!(again, Ok(jid));
+            }
+            Ok(())
+        }
+
+        /// Something a person might type: digits and separators, maybe a `+`, maybe a
+        /// JID server.
+        fn phone_like() -> impl Strategy<Value = String> {
+            "[+]?[0-9 ().\\-]{0,22}(@(s\\.whatsapp\\.net|S\\.WhatsApp\\.Net|g\\.us|c\\.us)|:[0-9]{1,2}@s\\.whatsapp\\.net)?"
+        }
+
+        /// Separators written between digit groups.
+        fn separator() -> impl Strategy<Value = &'static str> {
+            prop_oneof![Just(""), Just(" "), Just("-"), Just("."), Just("\u{a0}")]
+        }
+
+        /// A number written in groups: the digits, each followed by a separator.
+        fn written(digits: &str, seps: &[&str]) -> String {
+            digits
+                .chars()
+                .enumerate()
+                .map(|(i, c)| {
+                    format!(
+                        "{c}{}",
+                        if i % 4 == 3 {
+                            seps[(i / 4) % seps.len()]
+                        } else {
+                            ""
+                        }
+                    )
+                })
+                .collect()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn any_text_never_panics_and_gives_a_canonical_idempotent_jid(
+                input in any::<String>(),
+                country_code in "[0-9]{0,3}",
+            ) {
+                check(&input, &country_code)?;
+            }
+
+            #[test]
+            fn phone_like_text_gives_a_canonical_idempotent_jid(
+                input in phone_like(),
+                country_code in prop_oneof![Just("62".to_owned()), "[1-9][0-9]{0,2}"],
+            ) {
+                check(&input, &country_code)?;
+            }
+
+            #[test]
+            fn local_and_plus_62_forms_of_one_number_agree(
+                rest in "[1-9][0-9]{4,14}",
+                seps in proptest::collection::vec(separator(), 1..4),
+            ) {
+                let local = format!("0{}", written(&rest, &seps));
+                let plus = format!("+62 {}", written(&rest, &seps));
+                let bare = format!("62{rest}");
+                let from_local = normalize_recipient(&local, "62");
+                prop_assert_eq!(&from_local, &normalize_recipient(&plus, "62"), "{} vs {}", local, plus);
+                prop_assert_eq!(&from_local, &normalize_recipient(&bare, "62"));
+                if (MIN_DIGITS..=MAX_DIGITS).contains(&bare.len()) {
+                    prop_assert_eq!(from_local, Ok(Jid::User(bare)));
+                } else {
+                    prop_assert_eq!(from_local, Err(PhoneError::WrongLength(bare.len())));
+                }
+            }
+        }
+    }
 }

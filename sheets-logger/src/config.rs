@@ -10,6 +10,7 @@ use chrono_tz::Tz;
 use google_sheets4::yup_oauth2::ServiceAccountKey;
 
 use abtrack_proto::config::{ConfigError, Env, Var};
+use abtrack_proto::token::InternalToken;
 
 use crate::credentials::read_key;
 
@@ -106,6 +107,8 @@ pub struct Config {
     pub retry_max: Duration,
     pub retention: Option<Duration>,
     pub api_url: String,
+    /// Required from callers.
+    pub internal_token: Option<InternalToken>,
 }
 
 impl Config {
@@ -205,6 +208,7 @@ impl Config {
             retention: (retention_days > 0)
                 .then(|| Duration::from_secs(retention_days * 24 * 3600)),
             api_url: env.url("SHEETS_API_URL", "https://sheets.googleapis.com")?,
+            internal_token: InternalToken::from_env(&env)?,
         })
     }
 
@@ -226,6 +230,7 @@ impl Config {
             api_url = %self.api_url,
             "configuration"
         );
+        abtrack_proto::token::log_startup(self.internal_token.as_ref(), Some(self.addr));
     }
 }
 

@@ -82,7 +82,10 @@ pub async fn run(
     let service = grpc::LoggerService::new(outbox, state, config.include_message, wake);
     let router = tonic::transport::Server::builder()
         .add_service(health)
-        .add_service(SheetsLoggerServer::new(service));
+        .add_service(abtrack_proto::token::require(
+            SheetsLoggerServer::new(service),
+            config.internal_token.as_ref(),
+        ));
     abtrack_proto::shutdown::serve_grpc(router, listener, shutdown).await;
     tracing::info!("sheets-logger stopped");
     Ok(())

@@ -15,7 +15,7 @@
       col_status: "Status", col_to: "Tujuan", col_attempts: "Percobaan", col_error: "Galat", col_updated: "Diperbarui",
       retry: "Coba lagi", pause: "Jeda antrean", resume: "Lanjutkan antrean", paused: "Dijeda oleh operator.",
       flowing: "Pesan sedang dikirim.", waiting: "Menunggu: ",
-      up: "berjalan", down: "tidak terjangkau",
+      up: "berjalan", down: "tidak terjangkau", refused: "token internal ditolak",
       svc_dispatcher: "Dispatcher (antrean)", svc_gateway: "Gateway WhatsApp", svc_logger: "Logger Sheets",
       backlog: "belum terunggah: ", qr_expires: "Kode berganti dalam {s} detik", qr_expired: "Menunggu kode baru…",
       pending: "menunggu", processing: "diproses", sent: "terkirim", delivered: "diterima", read: "dibaca", failed: "gagal",
@@ -33,7 +33,8 @@
         banned: ["diblokir", "WhatsApp memblokir nomor ini sementara. Tunggu hingga blokir berakhir."],
         replaced: ["digantikan", "Sesi WhatsApp Web lain mengambil alih. Tekan “Atur ulang sesi” lalu tautkan lagi."],
         outdated: ["usang", "Versi WhatsApp Web ini usang. Perbarui server."],
-        down: ["tidak terjangkau", "Gateway WhatsApp tidak terjangkau. Pastikan layanan wa-gateway berjalan."]
+        down: ["tidak terjangkau", "Gateway WhatsApp tidak terjangkau. Pastikan layanan wa-gateway berjalan."],
+        refused: ["token internal ditolak", "Gateway WhatsApp menolak token internal status-web. Samakan ABTRACK_INTERNAL_TOKEN di semua layanan lalu jalankan ulang."]
       }
     },
     en: {
@@ -48,7 +49,7 @@
       col_status: "Status", col_to: "To", col_attempts: "Attempts", col_error: "Error", col_updated: "Updated",
       retry: "Retry", pause: "Pause queue", resume: "Resume queue", paused: "Paused by an operator.",
       flowing: "Messages are being sent.", waiting: "Waiting: ",
-      up: "running", down: "unreachable",
+      up: "running", down: "unreachable", refused: "internal token refused",
       svc_dispatcher: "Dispatcher (queue)", svc_gateway: "WhatsApp gateway", svc_logger: "Sheets logger",
       backlog: "not yet uploaded: ", qr_expires: "Code changes in {s} s", qr_expired: "Waiting for a new code…",
       pending: "pending", processing: "processing", sent: "sent", delivered: "delivered", read: "read", failed: "failed",
@@ -66,7 +67,8 @@
         banned: ["banned", "WhatsApp blocked this number for a while. Wait until the block ends."],
         replaced: ["replaced", "Another WhatsApp Web session took over. Press “Reset session” and link again."],
         outdated: ["outdated", "This WhatsApp Web version is outdated. Update the server."],
-        down: ["unreachable", "The WhatsApp gateway is unreachable. Check that the wa-gateway service is running."]
+        down: ["unreachable", "The WhatsApp gateway is unreachable. Check that the wa-gateway service is running."],
+        refused: ["internal token refused", "The WhatsApp gateway refused status-web's internal token. Set the same ABTRACK_INTERNAL_TOKEN on every service and restart them."]
       }
     }
   };
@@ -79,12 +81,14 @@
 
   let state = null;
   const time = (iso) => iso ? new Date(iso).toLocaleString(lang === "id" ? "id-ID" : "en-GB", { hour12: false }) : "";
-  const tone = (s) => ({ connected: "ok", sent: "ok", delivered: "ok", read: "ok", ok: "ok", failed: "bad", failing: "bad", banned: "bad", logged_out: "bad", down: "bad", replaced: "bad", outdated: "bad" }[s] || "warn");
+  const tone = (s) => ({ connected: "ok", sent: "ok", delivered: "ok", read: "ok", ok: "ok", failed: "bad", failing: "bad", banned: "bad", logged_out: "bad", down: "bad", replaced: "bad", outdated: "bad", refused: "bad" }[s] || "warn");
+  const REFUSED = "refused: internal token";
 
   function render(s) {
     state = s;
     const g = s.gateway;
-    const status = s.services.gateway.up ? g.status : (g.status === "unknown" ? "unknown" : "down");
+    const status = s.services.gateway.up ? g.status
+      : (s.services.gateway.state === REFUSED ? "refused" : (g.status === "unknown" ? "unknown" : "down"));
     const st = T[lang].st[status] || [status, g.detail];
     const pill = $("conn-status");
     pill.textContent = st[0]; pill.className = "pill " + tone(status); pill.dataset.status = status;
@@ -112,7 +116,9 @@
     for (const k of ["dispatcher", "gateway", "logger"]) {
       const h = s.services[k];
       const li = el("li"); li.id = "svc-" + k;
-      li.append(el("span", t("svc_" + k) + ": "), el("span", h.up ? t("up") : t("down"), "pill " + (h.up ? "ok" : "bad")));
+      const label = h.up ? t("up") : (h.state === REFUSED ? t("refused") : t("down"));
+      li.dataset.state = h.state || "";
+      li.append(el("span", t("svc_" + k) + ": "), el("span", label, "pill " + (h.up ? "ok" : "bad")));
       if (!h.up && h.error) li.append(el("span", " " + h.error, "muted"));
       list.append(li);
     }

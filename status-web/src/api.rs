@@ -18,7 +18,7 @@ use abtrack_proto::time::{parse_rfc3339, to_timestamp};
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::snapshot::{CountsView, JobView};
+use crate::snapshot::{CountsView, JobView, Service};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const MESSAGE_FIELDS: &[&str] = &["to", "message", "sendAt", "id"];
@@ -27,6 +27,14 @@ fn request<T>(message: T) -> Request<T> {
     let mut request = Request::new(message);
     request.set_timeout(CALL_TIMEOUT);
     request
+}
+
+fn from_dispatcher(status: tonic::Status) -> ApiError {
+    ApiError::from_service(Service::Dispatcher, status)
+}
+
+fn from_gateway(status: tonic::Status) -> ApiError {
+    ApiError::from_service(Service::Gateway, status)
 }
 
 pub async fn healthz() -> impl IntoResponse {
@@ -52,7 +60,11 @@ pub async fn enqueue(
     })?;
     let enqueue = parse_message(&body)?;
     let mut client = state.dispatcher.clone();
-    let response = client.enqueue(request(enqueue)).await?.into_inner();
+    let response = client
+        .enqueue(request(enqueue))
+        .await
+        .map_err(from_dispatcher)?
+        .into_inner();
     let job = response.job.unwrap_or_default();
     // A repeated id answers with the existing job.
     let code = if response.created {
@@ -188,7 +200,8 @@ pub async fn list_jobs(
     let mut client = state.dispatcher.clone();
     let response = client
         .list_jobs(request(dpb::ListJobsRequest { statuses, limit }))
-        .await?
+        .await
+        .map_err(from_dispatcher)?
         .into_inner();
     let jobs: Vec<JobView> = response
         .jobs
@@ -210,7 +223,8 @@ pub async fn get_job(
     let mut client = state.dispatcher.clone();
     let job = client
         .get_job(request(dpb::GetJobRequest { id }))
-        .await?
+        .await
+        .map_err(from_dispatcher)?
         .into_inner();
     Ok(Json(JobView::from_pb(&job, true)))
 }
@@ -222,7 +236,8 @@ pub async fn retry_job(
     let mut client = state.dispatcher.clone();
     let job = client
         .retry(request(dpb::RetryRequest { id }))
-        .await?
+        .await
+        .map_err(from_dispatcher)?
         .into_inner();
     Ok(Json(JobView::from_pb(&job, false)))
 }
@@ -231,7 +246,8 @@ pub async fn pause(State(state): State<AppState>) -> Result<impl IntoResponse, A
     let mut client = state.dispatcher.clone();
     let s = client
         .pause(request(dpb::PauseRequest {}))
-        .await?
+        .await
+        .map_err(from_dispatcher)?
         .into_inner();
     Ok(Json(
         json!({ "paused": s.paused, "gatewayReady": s.gateway_ready }),
@@ -242,7 +258,8 @@ pub async fn resume(State(state): State<AppState>) -> Result<impl IntoResponse, 
     let mut client = state.dispatcher.clone();
     let s = client
         .resume(request(dpb::ResumeRequest {}))
-        .await?
+        .await
+        .map_err(from_dispatcher)?
         .into_inner();
     Ok(Json(
         json!({ "paused": s.paused, "gatewayReady": s.gateway_ready }),
@@ -272,7 +289,8 @@ pub async fn pair_code(
     let mut client = state.gateway.clone();
     let response = client
         .request_pair_code(request(gpb::RequestPairCodeRequest { phone }))
-        .await?
+        .await
+        .map_err(from_gateway)?
         .into_inner();
     Ok(Json(json!({ "code": response.code })))
 }
@@ -280,7 +298,10 @@ pub async fn pair_code(
 /// `POST /api/gateway/logout`: drops the WhatsApp session; a fresh pairing starts.
 pub async fn reset_session(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let mut client = state.gateway.clone();
-    client.logout(request(gpb::LogoutRequest {})).await?;
+    client
+        .logout(request(gpb::LogoutRequest {}))
+        .await
+        .map_err(from_gateway)?;
     tracing::warn!("WhatsApp session reset from the dashboard");
     Ok(Json(json!({ "reset": true })))
 }

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use abtrack_proto::config::{ConfigError, Env, Var};
+use abtrack_proto::token::InternalToken;
 
 pub const VARS: &[Var] = &[
     Var {
@@ -49,6 +50,8 @@ pub struct Config {
     /// `None`: no login, loopback only.
     pub password: Option<String>,
     pub api_key: Option<String>,
+    /// Sent to the three gRPC services.
+    pub internal_token: Option<InternalToken>,
 }
 
 impl Config {
@@ -96,6 +99,7 @@ impl Config {
             logger_url: env.url("STATUS_WEB_LOGGER_URL", "http://127.0.0.1:50053")?,
             password,
             api_key,
+            internal_token: InternalToken::from_env(&env)?,
         })
     }
 
@@ -109,6 +113,7 @@ impl Config {
             api_key = if self.api_key.is_some() { "****" } else { "(none)" },
             "configuration"
         );
+        abtrack_proto::token::log_startup(self.internal_token.as_ref(), None);
         if self.password.is_none() {
             tracing::warn!(
                 addr = %self.addr,

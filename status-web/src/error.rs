@@ -39,6 +39,21 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// A service's gRPC answer. A refused internal token is a 502 that names the
+    /// service and the variable to fix.
+    pub fn from_service(service: crate::snapshot::Service, status: tonic::Status) -> Self {
+        if abtrack_proto::token::is_refused(&status) {
+            return Self {
+                status: StatusCode::BAD_GATEWAY,
+                field: None,
+                message: crate::watchers::refused_message(service.name(), &status),
+            };
+        }
+        Self::from(status)
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Body {
@@ -62,6 +77,9 @@ impl From<tonic::Status> for ApiError {
             Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
             Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+            // A service refused status-web's internal token: status-web is set up
+            // wrong, not the caller.
+            Code::Unauthenticated => StatusCode::BAD_GATEWAY,
             _ => StatusCode::BAD_GATEWAY,
         };
         let message = status.message().to_owned();
@@ -81,5 +99,30 @@ impl From<tonic::Status> for ApiError {
             field,
             message,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::Service;
+
+    #[test]
+    fn a_refused_token_is_a_bad_gateway_that_names_the_service() {
+        let err = ApiError::from_service(
+            Service::Dispatcher,
+            tonic::Status::unauthenticated("wrong internal token"),
+        );
+        assert_eq!(err.status, StatusCode::BAD_GATEWAY);
+        assert_eq!(err.field, None);
+        assert!(
+            err.message.starts_with(
+                "the dispatcher refused status-web's internal token (wrong internal token)"
+            ) && err.message.contains("ABTRACK_INTERNAL_TOKEN"),
+            "{}",
+            err.message
+        );
+        let other = ApiError::from_service(Service::Gateway, tonic::Status::not_found("x: gone"));
+        assert_eq!(other.status, StatusCode::NOT_FOUND);
     }
 }

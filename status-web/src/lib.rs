@@ -25,6 +25,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
 
+use abtrack_proto::token::{TokenChannel, with_token};
+
 use abtrack_proto::dispatcher::v1::dispatcher_client::DispatcherClient;
 use abtrack_proto::gateway::v1::gateway_client::GatewayClient;
 use abtrack_proto::logger::v1::sheets_logger_client::SheetsLoggerClient;
@@ -47,8 +49,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct AppState {
     pub auth: auth::Auth,
     pub snapshot: watch::Receiver<Snapshot>,
-    pub dispatcher: DispatcherClient<Channel>,
-    pub gateway: GatewayClient<Channel>,
+    pub dispatcher: DispatcherClient<TokenChannel>,
+    pub gateway: GatewayClient<TokenChannel>,
 }
 
 fn lazy_channel(url: &str) -> Result<Channel> {
@@ -98,9 +100,11 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let dispatcher = DispatcherClient::new(lazy_channel(&config.dispatcher_url)?);
-    let gateway = GatewayClient::new(lazy_channel(&config.gateway_url)?);
-    let logger = SheetsLoggerClient::new(lazy_channel(&config.logger_url)?);
+    let token = config.internal_token.as_ref();
+    let dispatcher =
+        DispatcherClient::new(with_token(lazy_channel(&config.dispatcher_url)?, token));
+    let gateway = GatewayClient::new(with_token(lazy_channel(&config.gateway_url)?, token));
+    let logger = SheetsLoggerClient::new(with_token(lazy_channel(&config.logger_url)?, token));
     let (snapshot_tx, snapshot) = watch::channel(Snapshot::default());
     watchers::start(snapshot_tx, dispatcher.clone(), gateway.clone(), logger);
     let app = router(AppState {

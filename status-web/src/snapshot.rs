@@ -22,13 +22,41 @@ pub enum Service {
     Logger,
 }
 
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+impl Service {
+    /// The service's binary name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Dispatcher => "dispatcher",
+            Service::Gateway => "wa-gateway",
+            Service::Logger => "sheets-logger",
+        }
+    }
+}
+
+/// The state of a service that refuses status-web's internal token: it runs, but
+/// answers nothing until `ABTRACK_INTERNAL_TOKEN` matches.
+pub const REFUSED: &str = "refused: internal token";
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceHealth {
     pub up: bool,
-    /// When the service was last seen to come up or go down.
+    /// `unknown` (not tried yet), `up`, `down`, or [`REFUSED`].
+    pub state: String,
+    /// When the service was last seen to change state.
     pub since: Option<String>,
     pub error: Option<String>,
+}
+
+impl Default for ServiceHealth {
+    fn default() -> Self {
+        Self {
+            up: false,
+            state: "unknown".into(),
+            since: None,
+            error: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -282,12 +310,30 @@ impl Snapshot {
 
     /// Marks a service up or down; returns whether that changed.
     pub fn set_up(&mut self, service: Service, up: bool, error: Option<String>, now: i64) -> bool {
+        self.set_state(service, if up { "up" } else { "down" }, error, now)
+    }
+
+    /// Marks a service as refusing status-web's internal token; returns whether that
+    /// changed.
+    pub fn set_refused(&mut self, service: Service, error: String, now: i64) -> bool {
+        self.set_state(service, REFUSED, Some(error), now)
+    }
+
+    fn set_state(
+        &mut self,
+        service: Service,
+        state: &str,
+        error: Option<String>,
+        now: i64,
+    ) -> bool {
+        let up = state == "up";
         let health = self.service_mut(service);
-        let changed = health.up != up || health.since.is_none();
+        let changed = health.state != state || health.since.is_none();
         if changed {
             health.since = Some(rfc3339(now));
         }
         health.up = up;
+        health.state = state.to_owned();
         health.error = error;
         if !up && service == Service::Gateway {
             self.gateway.qr_available = false;
@@ -425,5 +471,22 @@ mod tests {
         assert!(!json.contains("SECRET"));
         s.set_up(Service::Gateway, false, Some("down".into()), 0);
         assert!(!s.gateway.qr_available);
+    }
+
+    #[test]
+    fn a_refused_token_is_its_own_state() {
+        let mut s = Snapshot::default();
+        assert_eq!(s.services.logger.state, "unknown");
+        assert!(s.set_up(Service::Logger, true, None, 0));
+        assert_eq!(s.services.logger.state, "up");
+        assert!(s.set_refused(Service::Logger, "wrong internal token".into(), 1));
+        assert!(!s.services.logger.up);
+        assert_eq!(s.services.logger.state, REFUSED);
+        assert!(!s.set_refused(Service::Logger, "wrong internal token".into(), 2));
+        assert!(s.set_up(Service::Logger, false, Some("gone".into()), 3));
+        assert_eq!(s.services.logger.state, "down");
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["services"]["logger"]["state"], "down");
+        assert_eq!(json["services"]["dispatcher"]["state"], "unknown");
     }
 }

@@ -5,13 +5,13 @@ use std::future::Future;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tonic::transport::Channel;
 use tonic::{Request, Status, Streaming};
 
 use abtrack_proto::dispatcher::v1::{self as dpb, dispatcher_client::DispatcherClient};
 use abtrack_proto::gateway::v1::{self as gpb, gateway_client::GatewayClient};
 use abtrack_proto::logger::v1::{self as lpb, sheets_logger_client::SheetsLoggerClient};
 use abtrack_proto::time::now_ms;
+use abtrack_proto::token::{TokenChannel, is_refused};
 
 use crate::snapshot::{RECENT_JOBS, Service, Snapshot};
 
@@ -22,9 +22,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Starts the three subscriptions.
 pub fn start(
     snapshot: watch::Sender<Snapshot>,
-    dispatcher: DispatcherClient<Channel>,
-    gateway: GatewayClient<Channel>,
-    logger: SheetsLoggerClient<Channel>,
+    dispatcher: DispatcherClient<TokenChannel>,
+    gateway: GatewayClient<TokenChannel>,
+    logger: SheetsLoggerClient<TokenChannel>,
 ) {
     let s = snapshot.clone();
     tokio::spawn(keep_watching(
@@ -70,6 +70,25 @@ pub fn start(
     ));
 }
 
+/// What went wrong with a service: `Ok(why)` when it refused the internal token (a
+/// configuration problem), `Err(why)` for anything else.
+fn failure(service: Service, status: &Status) -> Result<String, String> {
+    if is_refused(status) {
+        Ok(refused_message(service.name(), status))
+    } else {
+        Err(status.message().to_owned())
+    }
+}
+
+/// The explanation shown when `service` refuses status-web's internal token.
+pub fn refused_message(service: &str, status: &Status) -> String {
+    format!(
+        "the {service} refused status-web's internal token ({}); set the same {} on every service",
+        status.message(),
+        abtrack_proto::token::ENV_VAR
+    )
+}
+
 async fn keep_watching<T, Open, Fut>(
     service: Service,
     snapshot: watch::Sender<Snapshot>,
@@ -81,7 +100,7 @@ async fn keep_watching<T, Open, Fut>(
 {
     let mut delay = RECONNECT_MIN;
     loop {
-        let error = match open().await {
+        let failure = match open().await {
             Ok(mut stream) => {
                 tracing::info!(service = ?service, "watching");
                 snapshot.send_modify(|s| {
@@ -91,19 +110,28 @@ async fn keep_watching<T, Open, Fut>(
                 loop {
                     match stream.message().await {
                         Ok(Some(message)) => snapshot.send_modify(|s| apply(s, message)),
-                        Ok(None) => break "the service closed its stream".to_owned(),
-                        Err(status) => break status.message().to_owned(),
+                        Ok(None) => break Err("the service closed its stream".to_owned()),
+                        Err(status) => break failure(service, &status),
                     }
                 }
             }
-            Err(status) => status.message().to_owned(),
+            Err(status) => failure(service, &status),
         };
-        snapshot.send_if_modified(|s| {
-            let changed = s.set_up(service, false, Some(error.clone()), now_ms());
-            if changed {
-                tracing::warn!(service = ?service, error = %error, "service unreachable; retrying");
+        snapshot.send_if_modified(|s| match &failure {
+            Err(error) => {
+                let changed = s.set_up(service, false, Some(error.clone()), now_ms());
+                if changed {
+                    tracing::warn!(service = ?service, error = %error, "service unreachable; retrying");
+                }
+                changed
             }
-            changed
+            Ok(refused) => {
+                let changed = s.set_refused(service, refused.clone(), now_ms());
+                if changed {
+                    tracing::error!(service = ?service, "{refused}");
+                }
+                changed
+            }
         });
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(RECONNECT_MAX);

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use abtrack_proto::config::{ConfigError, Env, Var};
+use abtrack_proto::token::InternalToken;
 
 pub const VARS: &[Var] = &[
     Var {
@@ -122,6 +123,8 @@ pub struct Config {
     pub jitter: Duration,
     pub daily_cap: u32,
     pub check_cache_ttl: Duration,
+    /// Required from callers.
+    pub internal_token: Option<InternalToken>,
 }
 
 impl Config {
@@ -211,6 +214,7 @@ impl Config {
             jitter: env.millis("WA_JITTER_MS", Duration::from_secs(2))?,
             daily_cap: env.parse("WA_DAILY_CAP", 0)?,
             check_cache_ttl: env.secs("WA_CHECK_CACHE_SECS", Duration::from_secs(6 * 3600))?,
+            internal_token: InternalToken::from_env(&env)?,
         })
     }
 
@@ -234,6 +238,7 @@ impl Config {
             check_cache_secs = self.check_cache_ttl.as_secs(),
             "configuration"
         );
+        abtrack_proto::token::log_startup(self.internal_token.as_ref(), Some(self.addr));
     }
 }
 

@@ -94,7 +94,10 @@ pub async fn run(
     tracing::info!(%addr, "wa-gateway listening");
     let router = tonic::transport::Server::builder()
         .add_service(health)
-        .add_service(GatewayServer::new(grpc::GatewayService::new(gateway)));
+        .add_service(abtrack_proto::token::require(
+            GatewayServer::new(grpc::GatewayService::new(gateway)),
+            config.internal_token.as_ref(),
+        ));
     abtrack_proto::shutdown::serve_grpc(router, listener, shutdown).await;
     if let Some(whatsapp) = whatsapp {
         // Flushes the session store before the process ends.

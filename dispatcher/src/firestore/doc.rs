@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use firestore::gcloud_sdk::google::firestore::v1::{Document, MapValue, Value, value::ValueType};
 use prost_types::Timestamp;
 
-use crate::job::{Job, JobError, JobStatus, MAX_SEND_AT_MS, check_message};
+use crate::job::{Job, JobError, JobStatus, check_message};
 
 pub const TO: &str = "to";
 pub const MESSAGE: &str = "message";
@@ -71,12 +71,17 @@ pub fn ms_to_ts(ms: i64) -> Timestamp {
     }
 }
 
-/// Saturates instead of overflowing: a document may hold any timestamp.
+/// Milliseconds of a timestamp; saturates instead of overflowing for the extreme
+/// values only a corrupt document or a non-Firestore writer can hold.
 pub fn ts_to_ms(t: &Timestamp) -> i64 {
     t.seconds
         .saturating_mul(1000)
         .saturating_add(i64::from(t.nanos) / 1_000_000)
 }
+
+/// Firestore's timestamp range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+const MIN_SECONDS: i64 = -62_135_596_800;
+const MAX_SECONDS: i64 = 253_402_300_799;
 
 pub fn ts(ms: i64) -> Value {
     Value {
@@ -169,7 +174,21 @@ fn get_ts(doc: &Document, field: &'static str) -> Result<Option<i64>, Malformed>
         v if is_null(v) => Ok(None),
         Some(Value {
             value_type: Some(ValueType::TimestampValue(t)),
-        }) => Ok(Some(ts_to_ms(t))),
+        }) => {
+            if (MIN_SECONDS..=MAX_SECONDS).contains(&t.seconds)
+                && (0..1_000_000_000).contains(&t.nanos)
+            {
+                Ok(Some(ts_to_ms(t)))
+            } else {
+                Err(Malformed::new(
+                    field,
+                    format!(
+                        "timestamp out of range ({} s, {} ns); expected a time between the years 1 and 9999",
+                        t.seconds, t.nanos
+                    ),
+                ))
+            }
+        }
         Some(v) => Err(Malformed::new(
             field,
             format!("must be a timestamp, found {}", kind(v)),
@@ -211,9 +230,6 @@ pub(crate) fn read(doc: &Document) -> Result<Job, Malformed> {
     for field in TIMESTAMP_FIELDS {
         get_ts(doc, field)?;
     }
-    if get_ts(doc, SEND_AT)?.is_some_and(|ms| ms > MAX_SEND_AT_MS) {
-        return Err(Malformed::new(SEND_AT, "must be before the year 10000"));
-    }
     for field in STRING_FIELDS {
         get_string(doc, field)?;
     }
@@ -221,7 +237,12 @@ pub(crate) fn read(doc: &Document) -> Result<Job, Malformed> {
         v if is_null(v) => 0,
         Some(Value {
             value_type: Some(ValueType::IntegerValue(n)),
-        }) if *n >= 0 => *n as u32,
+        }) if *n >= 0 => u32::try_from(*n).map_err(|_| {
+            Malformed::new(
+                ATTEMPTS,
+                format!("must be a whole number from 0 to {}, found {n}", u32::MAX),
+            )
+        })?,
         Some(v) => {
             return Err(Malformed::new(
                 ATTEMPTS,
@@ -317,7 +338,7 @@ pub fn parse_lenient(doc: &Document) -> Job {
         message: string(MESSAGE),
         status: status(doc).unwrap_or(JobStatus::Failed),
         attempts: match doc.fields.get(ATTEMPTS).and_then(|v| v.value_type.as_ref()) {
-            Some(ValueType::IntegerValue(n)) => (*n).max(0) as u32,
+            Some(ValueType::IntegerValue(n)) => u32::try_from((*n).max(0)).unwrap_or(u32::MAX),
             _ => 0,
         },
         lease_owner: get_string(doc, LEASE_OWNER)
@@ -441,6 +462,221 @@ mod tests {
     fn timestamps_round_trip_in_milliseconds() {
         for ms in [0, 1, 999, 1_700_000_000_123, -1] {
             assert_eq!(ts_to_ms(&ms_to_ts(ms)), ms);
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::collection::{hash_map, vec};
+        use proptest::prelude::*;
+
+        const FIELDS: [&str; 18] = [
+            TO,
+            MESSAGE,
+            STATUS,
+            CREATED_AT,
+            SEND_AT,
+            ATTEMPTS,
+            LEASE_OWNER,
+            LEASE_EXPIRES_AT,
+            NEXT_ATTEMPT_AT,
+            LAST_ERROR,
+            SENT_AT,
+            MESSAGE_ID,
+            RECIPIENT,
+            DELIVERED_AT,
+            READ_AT,
+            UPDATED_AT,
+            LOGGED_AT,
+            "code",
+        ];
+
+        fn of(value_type: ValueType) -> Value {
+            Value {
+                value_type: Some(value_type),
+            }
+        }
+
+        /// Any timestamp, the extreme ones included.
+        fn timestamp() -> impl Strategy<Value = Timestamp> {
+            prop_oneof![
+                (any::<i64>(), any::<i32>())
+                    .prop_map(|(seconds, nanos)| Timestamp { seconds, nanos }),
+                (MIN_SECONDS..=MAX_SECONDS, 0..1_000_000_000i32)
+                    .prop_map(|(seconds, nanos)| Timestamp { seconds, nanos }),
+                Just(Timestamp {
+                    seconds: i64::MAX,
+                    nanos: i32::MAX
+                }),
+                Just(Timestamp {
+                    seconds: i64::MIN,
+                    nanos: i32::MIN
+                }),
+            ]
+        }
+
+        /// Strings a job document may hold, sensible or not.
+        fn string() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<String>(),
+                Just("081234567890".to_owned()),
+                Just("6281234567890@s.whatsapp.net".to_owned()),
+                prop_oneof![
+                    Just("pending"),
+                    Just("processing"),
+                    Just("sent"),
+                    Just("delivered"),
+                    Just("read"),
+                    Just("failed")
+                ]
+                .prop_map(str::to_owned),
+                "[0-9+ -]{0,20}",
+            ]
+        }
+
+        fn value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value { value_type: None }),
+                Just(null()),
+                any::<bool>().prop_map(|b| of(ValueType::BooleanValue(b))),
+                any::<i64>().prop_map(int),
+                any::<f64>().prop_map(|d| of(ValueType::DoubleValue(d))),
+                timestamp().prop_map(|t| of(ValueType::TimestampValue(t))),
+                string().prop_map(|s| text(&s)),
+                vec(any::<u8>(), 0..8).prop_map(|b| of(ValueType::BytesValue(b))),
+            ];
+            leaf.prop_recursive(2, 12, 4, |inner| {
+                prop_oneof![
+                    vec(inner.clone(), 0..4).prop_map(|values| of(ValueType::ArrayValue(
+                        firestore::gcloud_sdk::google::firestore::v1::ArrayValue { values }
+                    ))),
+                    hash_map(
+                        prop_oneof![
+                            Just("code".to_owned()),
+                            Just("message".to_owned()),
+                            "[a-z]{1,6}"
+                        ],
+                        inner,
+                        0..4
+                    )
+                    .prop_map(|fields| of(ValueType::MapValue(MapValue { fields }))),
+                ]
+            })
+        }
+
+        fn field_name() -> impl Strategy<Value = String> {
+            prop_oneof![
+                4 => proptest::sample::select(FIELDS.to_vec()).prop_map(str::to_owned),
+                1 => "[a-zA-Z]{1,10}",
+            ]
+        }
+
+        fn document() -> impl Strategy<Value = Document> {
+            (
+                hash_map(field_name(), value(), 0..14),
+                proptest::option::of(timestamp()),
+                proptest::option::of(timestamp()),
+                prop_oneof![
+                    Just("projects/p/databases/(default)/documents/n/j1".to_owned()),
+                    any::<String>()
+                ],
+            )
+                .prop_map(|(fields, create_time, update_time, name)| Document {
+                    name,
+                    fields,
+                    create_time,
+                    update_time,
+                })
+        }
+
+        /// A document that is a good job but for its timestamps and attempts, which
+        /// take any value.
+        fn nearly_good_document() -> impl Strategy<Value = Document> {
+            (
+                hash_map(
+                    proptest::sample::select(TIMESTAMP_FIELDS.to_vec()),
+                    timestamp().prop_map(|t| of(ValueType::TimestampValue(t))),
+                    0..9,
+                ),
+                proptest::option::of(any::<i64>()),
+                proptest::option::of(timestamp()),
+            )
+                .prop_map(|(stamps, attempts, update_time)| {
+                    let mut fields: HashMap<String, Value> =
+                        stamps.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+                    fields.insert(TO.into(), text("0812-3456-7890"));
+                    fields.insert(MESSAGE.into(), text("Halo"));
+                    fields.insert(STATUS.into(), text("pending"));
+                    if let Some(n) = attempts {
+                        fields.insert(ATTEMPTS.into(), int(n));
+                    }
+                    Document {
+                        name: "projects/p/databases/(default)/documents/n/j1".into(),
+                        fields,
+                        create_time: None,
+                        update_time,
+                    }
+                })
+        }
+
+        fn in_range(t: &Timestamp) -> bool {
+            (MIN_SECONDS..=MAX_SECONDS).contains(&t.seconds)
+                && (0..1_000_000_000).contains(&t.nanos)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1000))]
+
+            #[test]
+            fn any_document_parses_or_names_what_is_wrong(doc in document()) {
+                match parse(&doc, "62") {
+                    Ok(job) => {
+                        prop_assert_eq!(job.id.as_str(), doc_id(&doc));
+                        prop_assert!(JobStatus::parse(job.status.as_str()).is_some());
+                    }
+                    Err(malformed) => {
+                        prop_assert!(FIELDS.contains(&malformed.field), "{:?}", malformed);
+                        prop_assert!(!malformed.reason.is_empty());
+                        let error = malformed.error();
+                        prop_assert_eq!(error.code, "invalid_document");
+                        prop_assert!(error.message.starts_with(malformed.field));
+                    }
+                }
+                let _ = parse_lenient(&doc);
+                let _ = has_created_at(&doc);
+                let _ = status(&doc);
+            }
+
+            #[test]
+            fn extreme_timestamps_and_attempts_are_refused_not_fatal(doc in nearly_good_document()) {
+                let stamps_ok = TIMESTAMP_FIELDS.iter().all(|f| match doc.fields.get(*f) {
+                    Some(Value { value_type: Some(ValueType::TimestampValue(t)) }) => in_range(t),
+                    _ => true,
+                });
+                let attempts_ok = match doc.fields.get(ATTEMPTS) {
+                    Some(Value { value_type: Some(ValueType::IntegerValue(n)) }) => u32::try_from(*n).is_ok(),
+                    _ => true,
+                };
+                match parse(&doc, "62") {
+                    Ok(job) => {
+                        prop_assert!(stamps_ok && attempts_ok, "accepted {:?}", doc.fields);
+                        if let Some(Value { value_type: Some(ValueType::IntegerValue(n)) }) = doc.fields.get(ATTEMPTS) {
+                            prop_assert_eq!(i64::from(job.attempts), *n);
+                        }
+                    }
+                    Err(malformed) => {
+                        prop_assert!(!(stamps_ok && attempts_ok), "refused a good document: {:?}", malformed);
+                        prop_assert!(
+                            malformed.field == ATTEMPTS || TIMESTAMP_FIELDS.contains(&malformed.field),
+                            "{:?}",
+                            malformed
+                        );
+                        prop_assert!(!malformed.reason.is_empty());
+                    }
+                }
+                let lenient = parse_lenient(&doc);
+                prop_assert_eq!(lenient.to, "0812-3456-7890");
+            }
         }
     }
 }

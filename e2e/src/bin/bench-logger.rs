@@ -53,9 +53,23 @@ async fn main() {
         .expect("build the binaries first: cargo build --release --bins");
     let pid = child.id();
     let url = format!("http://127.0.0.1:{port}");
+    // The logger inherits this environment, so an ABTRACK_INTERNAL_TOKEN set here is
+    // required by it: send it too.
+    let token =
+        abtrack_proto::token::InternalToken::from_env(&abtrack_proto::config::Env::new(|key| {
+            std::env::var(key).ok()
+        }))
+        .expect("a valid ABTRACK_INTERNAL_TOKEN");
     let mut client = loop {
-        if let Ok(c) = SheetsLoggerClient::connect(url.clone()).await {
-            break c;
+        if let Ok(channel) = tonic::transport::Endpoint::from_shared(url.clone())
+            .unwrap()
+            .connect()
+            .await
+        {
+            break SheetsLoggerClient::new(abtrack_proto::token::with_token(
+                channel,
+                token.as_ref(),
+            ));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };

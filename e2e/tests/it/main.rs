@@ -4,6 +4,7 @@ mod bad_input;
 mod firestore;
 mod flow;
 mod gateway_crash;
+mod internal_token;
 mod package;
 mod resilience;
 mod sheets;

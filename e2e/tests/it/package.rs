@@ -13,11 +13,6 @@ use abtrack_e2e::{SERVICES, bin_dir};
 use serde_json::{Value as Json, json};
 use serde_yaml::Value;
 
-/// A variable the compose file sets that no `--help` lists on this line of the code:
-/// the shared secret the services authenticate each other's gRPC calls with is added
-/// to their configuration together with that authentication.
-const KNOWN_ELSEWHERE: &[&str] = &["ABTRACK_INTERNAL_TOKEN"];
-
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -292,9 +287,6 @@ fn every_variable_the_compose_file_sets_is_read_by_a_service() {
     let shared: BTreeSet<String> = environment(&compose["x-service"]).into_keys().collect();
     for service in SERVICES {
         for var in environment(&compose["services"][service]).into_keys() {
-            if KNOWN_ELSEWHERE.contains(&var.as_str()) {
-                continue;
-            }
             if shared.contains(&var) {
                 assert!(
                     help.values().any(|vars| vars.contains(&var)),
