@@ -27,8 +27,8 @@ use crate::Cluster;
 use crate::firestore_app::App;
 use crate::sheets::FakeGoogle;
 use plan::{Action, PlannedJob, Schedule};
-pub use tally::Report;
 use tally::Occurrences;
+pub use tally::Report;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -186,10 +186,7 @@ async fn write_jobs(
 
 enum Writer {
     /// `POST /api/messages` on status-web, as an app using the REST API.
-    Api {
-        http: reqwest::Client,
-        url: String,
-    },
+    Api { http: reqwest::Client, url: String },
     /// A job document, as the web app writes it.
     Firestore(Arc<App>),
 }
@@ -337,10 +334,8 @@ pub async fn run(options: &Options) -> Report {
                     Some("sent" | "delivered" | "read")
                 )
             });
-            let settled = all_sent
-                && snap.1 == 0
-                && backlog == Some(0)
-                && rows.missing(&ids).is_empty();
+            let settled =
+                all_sent && snap.1 == 0 && backlog == Some(0) && rows.missing(&ids).is_empty();
             report.unlogged = snap.1;
             report.outbox_backlog = backlog.unwrap_or(u64::MAX);
             last = Some(snap);
@@ -401,10 +396,7 @@ fn progress(cluster: &Cluster, report: &Report, at: Duration) {
 
 /// Copies the services' logs and data of a failed run to a folder that outlives it.
 fn keep_evidence(cluster: &Cluster, report: &Report) {
-    let to = std::env::temp_dir().join(format!(
-        "abtrack-chaos-{}-{}",
-        report.backend, report.seed
-    ));
+    let to = std::env::temp_dir().join(format!("abtrack-chaos-{}-{}", report.backend, report.seed));
     match copy_dir(cluster.dir.path(), &to) {
         Ok(()) => eprintln!("logs and data of the failed run: {}", to.display()),
         Err(e) => eprintln!("could not keep the failed run's files: {e}"),

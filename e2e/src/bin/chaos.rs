@@ -65,17 +65,17 @@ fn parse(args: &[String]) -> Result<Option<Args>, String> {
             "-h" | "--help" => return Ok(None),
             "--backend" => {
                 let v = value("--backend")?;
-                backend = Some(Backend::parse(&v).ok_or_else(|| {
-                    format!("--backend: expected local or firestore, got {v:?}")
-                })?);
+                backend =
+                    Some(Backend::parse(&v).ok_or_else(|| {
+                        format!("--backend: expected local or firestore, got {v:?}")
+                    })?);
             }
             "--jobs" => {
                 let v = value("--jobs")?;
-                jobs = v
-                    .parse()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| format!("--jobs: expected a whole number above 0, got {v:?}"))?;
+                jobs =
+                    v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        format!("--jobs: expected a whole number above 0, got {v:?}")
+                    })?;
             }
             "--minutes" => {
                 let v = value("--minutes")?;
@@ -190,7 +190,12 @@ mod tests {
     use super::*;
 
     fn args(text: &str) -> Result<Option<Args>, String> {
-        parse(&text.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        parse(
+            &text
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect::<Vec<_>>(),
+        )
     }
 
     #[test]

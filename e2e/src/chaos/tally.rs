@@ -71,8 +71,7 @@ impl Occurrences {
 
     /// Ids seen that are not in `expected`, sorted.
     pub fn unknown(&self, expected: &[String]) -> Vec<String> {
-        let known: std::collections::HashSet<&str> =
-            expected.iter().map(String::as_str).collect();
+        let known: std::collections::HashSet<&str> = expected.iter().map(String::as_str).collect();
         let mut ids: Vec<String> = self
             .by_id
             .keys()
@@ -199,7 +198,10 @@ impl Report {
             out.push(format!("sheet rows of unknown jobs: {}", owned(&unknown)));
         }
         if self.rows.unreadable > 0 {
-            out.push(format!("{} sheet rows without a job id", self.rows.unreadable));
+            out.push(format!(
+                "{} sheet rows without a job id",
+                self.rows.unreadable
+            ));
         }
         if !self.drained {
             out.push(format!(
@@ -233,9 +235,18 @@ impl Report {
                 "drain (until every outcome is in the sheet)",
                 format!("{:.1} s", self.drain.as_secs_f64()),
             ),
-            ("wa-gateway kills (SIGKILL)", kills("wa-gateway").to_string()),
-            ("dispatcher kills (SIGKILL)", kills("dispatcher").to_string()),
-            ("sheets-logger kills (SIGKILL)", kills("sheets-logger").to_string()),
+            (
+                "wa-gateway kills (SIGKILL)",
+                kills("wa-gateway").to_string(),
+            ),
+            (
+                "dispatcher kills (SIGKILL)",
+                kills("dispatcher").to_string(),
+            ),
+            (
+                "sheets-logger kills (SIGKILL)",
+                kills("sheets-logger").to_string(),
+            ),
             ("emulator restarts", emulator),
             (
                 "jobs sent exactly once (dry-run log)",
