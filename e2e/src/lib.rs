@@ -3,6 +3,7 @@
 //! `ABTRACK_BIN_DIR`, or from the `target` folder these tests were built into.
 #![forbid(unsafe_code)]
 
+pub mod chaos;
 pub mod firestore_app;
 pub mod sheets;
 

@@ -157,7 +157,7 @@ impl Flusher {
                 );
                 removed = done.len();
                 self.outbox
-                    .remove(done.iter().map(|(seq, _)| *seq).collect())
+                    .remove(done.iter().map(|(seq, _)| *seq).collect(), now_ms())
                     .await
                     .map_err(storage)?;
             } else {
@@ -177,7 +177,7 @@ impl Flusher {
         match self.client.append(rows).await {
             Ok(()) => {
                 self.outbox
-                    .remove(batch.iter().map(|(seq, _)| *seq).collect())
+                    .remove(batch.iter().map(|(seq, _)| *seq).collect(), now_ms())
                     .await
                     .map_err(storage)?;
                 Ok(removed + batch.len())

@@ -1,5 +1,8 @@
 //! The durable outbox: every recorded outcome is committed to SQLite before `Record`
-//! is acknowledged, and stays until Google Sheets has acknowledged its row.
+//! is acknowledged, and stays until Google Sheets has acknowledged its row. The keys of
+//! rows already in the sheet are remembered for a while, so an outcome recorded again
+//! after its row was written (the dispatcher never saw the first `Record` answered) is
+//! not written twice.
 
 use std::path::Path;
 
@@ -10,6 +13,11 @@ use crate::error::{Error, Result};
 
 /// Statuses a record may carry.
 pub const STATUSES: &[&str] = &["sent", "failed"];
+
+/// How long the key of a row in the sheet is remembered. A dispatcher repeats a
+/// `Record` whose answer it did not get as soon as the logger is back, so a repeat
+/// comes seconds or minutes later; a month covers a dispatcher that stayed down.
+const WRITTEN_KEPT_MS: i64 = 30 * 24 * 3600 * 1000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -52,7 +60,16 @@ impl Outbox {
             CREATE TABLE IF NOT EXISTS meta (
                 key   TEXT PRIMARY KEY,
                 value TEXT NOT NULL
-            );",
+            );
+            CREATE TABLE IF NOT EXISTS written (
+                job_id      TEXT NOT NULL,
+                status      TEXT NOT NULL,
+                occurred_at INTEGER NOT NULL,
+                seq         INTEGER NOT NULL,
+                written_at  INTEGER NOT NULL,
+                PRIMARY KEY (job_id, status, occurred_at)
+            );
+            CREATE INDEX IF NOT EXISTS written_by_age ON written (written_at);",
         )?;
         Ok(Self { db })
     }
@@ -69,13 +86,16 @@ impl Outbox {
     }
 
     /// Commits a record. Returns its sequence number and whether it was already there
-    /// (the same job, status and time: the same outcome recorded again).
+    /// (the same job, status and time: the same outcome recorded again), waiting in
+    /// the outbox or already in the sheet.
     pub async fn insert(&self, record: Record, now: i64) -> Result<(u64, bool)> {
         self.with(move |conn| {
             let tx = conn.transaction()?;
             let existing: Option<i64> = tx
                 .query_row(
-                    "SELECT seq FROM outbox WHERE job_id = ?1 AND status = ?2 AND occurred_at = ?3",
+                    "SELECT seq FROM outbox WHERE job_id = ?1 AND status = ?2 AND occurred_at = ?3
+                     UNION ALL
+                     SELECT seq FROM written WHERE job_id = ?1 AND status = ?2 AND occurred_at = ?3",
                     params![record.job_id, record.status, record.occurred_at],
                     |row| row.get(0),
                 )
@@ -149,16 +169,26 @@ impl Outbox {
         .await
     }
 
-    /// Removes records Google acknowledged, and clears the in-flight mark with them.
-    pub async fn remove(&self, seqs: Vec<u64>) -> Result<()> {
+    /// Removes records whose rows are in the sheet (Google acknowledged them, or the
+    /// sheet was read back), remembers their keys, and clears the in-flight mark.
+    pub async fn remove(&self, seqs: Vec<u64>, now: i64) -> Result<()> {
         self.with(move |conn| {
             let tx = conn.transaction()?;
             {
-                let mut stmt = tx.prepare("DELETE FROM outbox WHERE seq = ?1")?;
+                let mut remember = tx.prepare(
+                    "INSERT OR IGNORE INTO written (job_id, status, occurred_at, seq, written_at)
+                     SELECT job_id, status, occurred_at, seq, ?2 FROM outbox WHERE seq = ?1",
+                )?;
+                let mut delete = tx.prepare("DELETE FROM outbox WHERE seq = ?1")?;
                 for seq in seqs {
-                    stmt.execute([seq as i64])?;
+                    remember.execute(params![seq as i64, now])?;
+                    delete.execute([seq as i64])?;
                 }
             }
+            tx.execute(
+                "DELETE FROM written WHERE written_at < ?1",
+                [now - WRITTEN_KEPT_MS],
+            )?;
             tx.execute("DELETE FROM meta WHERE key = 'in_flight'", [])?;
             tx.commit()
         })
@@ -263,9 +293,50 @@ mod tests {
         assert_eq!(oldest[1].1, record("b", "failed", 3));
         outbox.set_in_flight(true).await.unwrap();
         assert!(outbox.in_flight().await.unwrap());
-        outbox.remove(vec![1, 2]).await.unwrap();
+        outbox.remove(vec![1, 2], 3).await.unwrap();
         assert!(!outbox.in_flight().await.unwrap());
         assert_eq!(outbox.backlog().await.unwrap(), 1);
         assert_eq!(outbox.oldest_recorded_at().await.unwrap(), Some(2));
+    }
+
+    #[tokio::test]
+    async fn an_outcome_recorded_again_after_its_row_was_written_is_a_repeat() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.sqlite3");
+        {
+            let outbox = Outbox::open(&path).unwrap();
+            outbox.insert(record("a", "sent", 1), 1).await.unwrap();
+            outbox.remove(vec![1], 10).await.unwrap();
+            // The dispatcher did not get the first answer and records it again.
+            assert_eq!(
+                outbox.insert(record("a", "sent", 1), 20).await.unwrap(),
+                (1, true)
+            );
+            assert_eq!(outbox.backlog().await.unwrap(), 0);
+        }
+        // Remembered across a restart; a later outcome of the same job is new.
+        let outbox = Outbox::open(&path).unwrap();
+        assert_eq!(
+            outbox.insert(record("a", "sent", 1), 30).await.unwrap(),
+            (1, true)
+        );
+        assert_eq!(
+            outbox.insert(record("a", "failed", 2), 30).await.unwrap(),
+            (2, false)
+        );
+        // Keys are forgotten after a month.
+        let month = WRITTEN_KEPT_MS + 11;
+        outbox.remove(vec![2], month).await.unwrap();
+        assert_eq!(
+            outbox.insert(record("a", "sent", 1), month).await.unwrap(),
+            (3, false)
+        );
+        assert_eq!(
+            outbox
+                .insert(record("a", "failed", 2), month)
+                .await
+                .unwrap(),
+            (2, true)
+        );
     }
 }

@@ -214,3 +214,43 @@ async fn a_sheet_not_shared_names_the_account_to_share_it_with_and_recovers_once
         .collect();
     assert_eq!(ids, HashSet::from(["job-0001".to_owned()]));
 }
+
+/// Found by the chaos run: a logger killed after committing a record but before its
+/// answer reached the dispatcher wrote the row once back up, and the dispatcher's
+/// repeat of the unanswered `Record` then arrived after the row had left the outbox
+/// and was written a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outcome_recorded_again_after_its_row_is_in_the_sheet_is_not_written_twice() {
+    let (fake, url) = FakeGoogle::start("sheet-3").await;
+    let logger = start_logger(&url, &fake, "sheet-3").await;
+    let mut client = logger.client.clone();
+    assert!(
+        !client
+            .record(record(1))
+            .await
+            .unwrap()
+            .into_inner()
+            .duplicate
+    );
+    wait_state(&logger.client, Duration::from_secs(20), |s| {
+        s.backlog == 0 && s.last_flush_at.is_some()
+    })
+    .await;
+    assert_eq!(fake.rows("Log").len(), 2, "the header and the row");
+
+    let again = client.record(record(1)).await.unwrap().into_inner();
+    assert!(again.duplicate, "a repeat of a row already in the sheet");
+    // Rows go out in the order recorded: once the next one is in, a second copy of
+    // the first would be too.
+    client.record(record(2)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while fake.rows("Log").len() < 3 {
+        assert!(Instant::now() < deadline, "the second row did not arrive");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ids: Vec<String> = fake.rows("Log")[1..]
+        .iter()
+        .map(|r| r[1].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["job-0001", "job-0002"]);
+}
