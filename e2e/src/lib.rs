@@ -3,6 +3,7 @@
 //! `ABTRACK_BIN_DIR`, or from the `target` folder these tests were built into.
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod chaos;
 pub mod firestore_app;
 pub mod sheets;
@@ -110,6 +111,14 @@ impl Cluster {
     /// Starts all four with zero pacing and waits until each serves. `extra` adds or
     /// overrides environment variables.
     pub async fn start(extra: &[(&str, &str)]) -> Self {
+        let cluster = Self::launch(extra);
+        cluster.wait_ready().await;
+        cluster
+    }
+
+    /// Spawns all four with zero pacing and returns at once, without waiting for them
+    /// to serve.
+    pub fn launch(extra: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let ports: HashMap<&'static str, u16> =
             SERVICES.iter().map(|s| (*s, free_port())).collect();
@@ -145,6 +154,12 @@ impl Cluster {
         for service in SERVICES {
             cluster.spawn(service);
         }
+        cluster
+    }
+
+    /// Waits until each of the four serves and status-web has heard from the others.
+    pub async fn wait_ready(&self) {
+        let cluster = self;
         for service in SERVICES {
             cluster.wait_serving(service).await;
         }
@@ -165,7 +180,6 @@ impl Cluster {
                 },
             )
             .await;
-        cluster
     }
 
     /// Starts all four with the Firestore queue on the emulator at `host` (the

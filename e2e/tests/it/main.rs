@@ -1,6 +1,7 @@
 //! End-to-end: the four binaries as processes, driven over HTTP.
 
 mod bad_input;
+mod bench;
 mod chaos;
 mod firestore;
 mod flow;

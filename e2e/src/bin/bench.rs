@@ -1,0 +1,95 @@
+//! The whole-system benchmark: throughput with pacing off (and its ratio to the queue
+//! store's own write rate), pickup latency, resident memory beside headless Chromium,
+//! start-up time and CPU time per job. Prints the tables and writes them as the
+//! "system" section of BENCHMARKS.md (not with `--quick`).
+//!
+//! `cargo build --release --workspace --bins && cargo run --release -p abtrack-e2e --bin bench [-- --jobs N] [--quick]`
+
+use abtrack_e2e::bench::{self, Options};
+use abtrack_e2e::{machine, write_benchmark_section};
+
+const USAGE: &str = "usage: bench [--jobs N] [--quick]
+  --jobs N   jobs per measurement (default 500; 20 with --quick)
+  --quick    a short run (1 launch timed, Chromium after 3 s) that only prints";
+
+fn options() -> Result<(Options, bool), String> {
+    let mut args = std::env::args().skip(1);
+    let mut jobs = None;
+    let mut quick = false;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "--jobs" => {
+                let n = args.next().ok_or("--jobs needs a number")?;
+                jobs = Some(
+                    n.parse::<usize>()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or(format!("--jobs {n:?} is not a positive number"))?,
+                );
+            }
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    let mut options = if quick {
+        Options::quick()
+    } else {
+        Options::full()
+    };
+    if let Some(jobs) = jobs {
+        options.jobs = jobs;
+    }
+    Ok((options, quick))
+}
+
+fn shell(command: &str) -> String {
+    std::process::Command::new("sh")
+        .args(["-c", command])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::main]
+async fn main() {
+    let (options, quick) = match options() {
+        Ok(o) => o,
+        Err(why) => {
+            if !why.is_empty() {
+                eprintln!("bench: {why}");
+            }
+            eprintln!("{USAGE}");
+            std::process::exit(if why.is_empty() { 0 } else { 64 });
+        }
+    };
+    let report = bench::run(&options).await;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args = if args.is_empty() {
+        String::new()
+    } else {
+        format!(" -- {}", args.join(" "))
+    };
+    let command = format!(
+        "cargo build --release --workspace --bins && cargo run --release -p abtrack-e2e --bin bench{args}"
+    );
+    let commit = shell("git rev-parse --short HEAD 2>/dev/null");
+    let measured = format!(
+        "{} on {}{}",
+        shell("date -u '+%Y-%m-%d %H:%M UTC'"),
+        machine(),
+        if commit.is_empty() {
+            String::new()
+        } else {
+            format!(", at commit {commit}")
+        }
+    );
+    let section = report.markdown(&command, &measured);
+    println!("{section}");
+    if quick {
+        eprintln!("--quick: BENCHMARKS.md is left as it is");
+    } else {
+        write_benchmark_section("system", &section);
+        eprintln!("wrote the \"system\" section of BENCHMARKS.md");
+    }
+}
