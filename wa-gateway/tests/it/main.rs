@@ -4,3 +4,4 @@
 mod send;
 mod support;
 mod whatsapp;
+mod mock_whatsapp;

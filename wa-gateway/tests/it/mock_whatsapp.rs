@@ -1,0 +1,136 @@
+//! The real messenger (`whatsapp-rust`) against the mock WhatsApp Web server of
+//! `abtrack-wa-mock`: linking by QR code, logging in, sending end-to-end encrypted
+//! text that the mock decrypts, receipts, and the server's own events.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+
+use abtrack_proto::Jid;
+use abtrack_wa_gateway::Error;
+use abtrack_wa_gateway::messenger::{
+    ConnectionState, Messenger, MessengerEvent, Outgoing, ReceiptKind, Status,
+};
+use abtrack_wa_gateway::whatsapp::{WhatsAppMessenger, WhatsAppSettings};
+use abtrack_wa_mock::MockServer;
+
+/// Bound on every wait.
+const WAIT: Duration = Duration::from_secs(60);
+pub const PHONE: &str = "6281100000001";
+
+pub fn settings(mock: &MockServer, data_dir: &Path) -> WhatsAppSettings {
+    WhatsAppSettings {
+        data_dir: data_dir.to_owned(),
+        server_url: Some(mock.url().to_owned()),
+        client_version: Some((2, 3000, 1)),
+        reconnect_min: Duration::from_millis(100),
+        reconnect_max: Duration::from_millis(500),
+        print_qr: false,
+    }
+}
+
+/// Waits until the messenger's state satisfies `check`; answers that state.
+pub async fn wait_state(
+    messenger: &WhatsAppMessenger,
+    what: &str,
+    check: impl Fn(&ConnectionState) -> bool,
+) -> ConnectionState {
+    let mut states = messenger.state();
+    let wait = async {
+        loop {
+            let current = states.borrow_and_update().clone();
+            if check(&current) {
+                return current;
+            }
+            states.changed().await.expect("the messenger stopped");
+        }
+    };
+    match tokio::time::timeout(WAIT, wait).await {
+        Ok(state) => state,
+        Err(_) => panic!(
+            "timed out waiting for {what}; state is {:?}",
+            messenger.state().borrow()
+        ),
+    }
+}
+
+/// The next QR code the messenger shows.
+pub async fn next_qr(events: &mut broadcast::Receiver<MessengerEvent>) -> String {
+    let wait = async {
+        loop {
+            match events.recv().await {
+                Ok(MessengerEvent::Qr { code, .. }) => return code,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => panic!("the messenger stopped"),
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, wait)
+        .await
+        .expect("timed out waiting for a QR code")
+}
+
+/// The next receipt the messenger reports.
+async fn next_receipt(events: &mut broadcast::Receiver<MessengerEvent>) -> (String, ReceiptKind) {
+    let wait = async {
+        loop {
+            match events.recv().await {
+                Ok(MessengerEvent::Receipt {
+                    message_id, kind, ..
+                }) => return (message_id, kind),
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => panic!("the messenger stopped"),
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, wait)
+        .await
+        .expect("timed out waiting for a receipt")
+}
+
+fn connected(state: &ConnectionState) -> bool {
+    state.status == Status::Connected
+}
+
+/// Starts a messenger on a fresh data folder and links it by scanning its QR code.
+async fn linked(mock: &MockServer, data: &Path) -> WhatsAppMessenger {
+    let messenger = WhatsAppMessenger::start(settings(mock, data));
+    let mut events = messenger.events();
+    let code = next_qr(&mut events).await;
+    mock.scan_qr(&code).expect("the mock phone scans the QR code");
+    let state = wait_state(&messenger, "connected after the scan", connected).await;
+    assert_eq!(state.own_number, PHONE);
+    messenger
+}
+
+fn outgoing(n: usize, to: &str, text: &str) -> Outgoing {
+    Outgoing {
+        job_id: format!("job-{n}"),
+        message_id: format!("3EB0MOCK{n:08}"),
+        to: Jid::User(to.to_owned()),
+        text: text.to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn links_by_qr_then_logs_in_again_after_a_restart_without_a_scan() {
+    let mock = MockServer::start(PHONE).await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let messenger = linked(&mock, data.path()).await;
+    assert_eq!(mock.linked_devices(), 1);
+    let logins = mock.logins();
+    messenger.shutdown().await;
+    drop(messenger);
+
+    let again = WhatsAppMessenger::start(settings(&mock, data.path()));
+    let mut events = again.events();
+    wait_state(&again, "connected with the stored session", connected).await;
+    assert_eq!(mock.logins(), logins + 1);
+    assert_eq!(mock.linked_devices(), 1);
+    assert!(
+        events.try_recv().is_err(),
+        "a linked gateway shows no QR code"
+    );
+    again.shutdown().await;
+}
