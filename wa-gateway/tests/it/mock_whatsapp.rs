@@ -8,7 +8,6 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 
 use abtrack_proto::Jid;
-use abtrack_wa_gateway::Error;
 use abtrack_wa_gateway::messenger::{
     ConnectionState, Messenger, MessengerEvent, Outgoing, ReceiptKind, Status,
 };
@@ -133,4 +132,60 @@ async fn links_by_qr_then_logs_in_again_after_a_restart_without_a_scan() {
         "a linked gateway shows no QR code"
     );
     again.shutdown().await;
+}
+
+#[tokio::test]
+async fn sends_exact_texts_gets_receipts_and_reports_unknown_numbers() {
+    let mock = MockServer::start(PHONE).await.unwrap();
+    let alice = "6281200000002";
+    let bob = "6281300000003";
+    mock.add_contact(alice);
+    mock.add_contact(bob);
+    let data = tempfile::tempdir().unwrap();
+    let messenger = linked(&mock, data.path()).await;
+    let mut events = messenger.events();
+
+    assert!(messenger.is_on_whatsapp(&Jid::User(alice.into())).await.unwrap());
+    assert!(
+        !messenger
+            .is_on_whatsapp(&Jid::User("6289900000009".into()))
+            .await
+            .unwrap()
+    );
+
+    let first = outgoing(1, alice, "Ananda hadir 07:01 ✅");
+    let second = outgoing(2, alice, "second message, same session");
+    let third = outgoing(3, bob, "Bob's line\nwith two lines");
+    for message in [&first, &second, &third] {
+        messenger.send_text(message).await.unwrap();
+    }
+    assert!(
+        mock.wait_for(WAIT, |m| m.received().len() == 3).await,
+        "the mock decrypted {:?}",
+        mock.received()
+    );
+    let got: Vec<(String, String, String)> = mock
+        .received()
+        .into_iter()
+        .map(|r| (r.to, r.message_id, r.text))
+        .collect();
+    let want: Vec<(String, String, String)> = [&first, &second, &third]
+        .iter()
+        .map(|m| (m.to.user().to_owned(), m.message_id.clone(), m.text.clone()))
+        .collect();
+    assert_eq!(got, want);
+
+    mock.send_receipt(alice, &first.message_id, abtrack_wa_mock::ReceiptKind::Delivered)
+        .unwrap();
+    assert_eq!(
+        next_receipt(&mut events).await,
+        (first.message_id.clone(), ReceiptKind::Delivered)
+    );
+    mock.send_receipt(alice, &first.message_id, abtrack_wa_mock::ReceiptKind::Read)
+        .unwrap();
+    assert_eq!(
+        next_receipt(&mut events).await,
+        (first.message_id.clone(), ReceiptKind::Read)
+    );
+    messenger.shutdown().await;
 }
