@@ -189,3 +189,60 @@ async fn sends_exact_texts_gets_receipts_and_reports_unknown_numbers() {
     );
     messenger.shutdown().await;
 }
+
+#[tokio::test]
+async fn logout_from_the_phone_keeps_the_old_session_aside_and_shows_a_fresh_qr() {
+    let mock = MockServer::start(PHONE).await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let messenger = linked(&mock, data.path()).await;
+    let mut events = messenger.events();
+    mock.logout_from_phone();
+    let code = next_qr(&mut events).await;
+    wait_state(&messenger, "waiting for a QR code", |s| {
+        s.status == Status::WaitingForQr
+    })
+    .await;
+    let old: Vec<_> = std::fs::read_dir(data.path().join("old-sessions"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(old.len(), 1, "{old:?}");
+    assert!(old[0].join("whatsapp.sqlite3").exists());
+    let err = messenger
+        .send_text(&outgoing(1, "6281200000002", "waits"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, abtrack_wa_gateway::Error::NotLinked(_)), "{err:?}");
+
+    mock.scan_qr(&code).unwrap();
+    wait_state(&messenger, "connected after the new scan", connected).await;
+    assert_eq!(mock.linked_devices(), 1);
+    messenger.shutdown().await;
+}
+
+#[tokio::test]
+async fn server_events_replaced_banned_and_dropped() {
+    let mock = MockServer::start(PHONE).await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let messenger = linked(&mock, data.path()).await;
+
+    let logins = mock.logins();
+    mock.drop_connections();
+    wait_state(&messenger, "connected again after a dropped connection", |s| {
+        connected(s) && mock.logins() > logins
+    })
+    .await;
+
+    mock.replace_stream();
+    wait_state(&messenger, "replaced", |s| s.status == Status::Replaced).await;
+    // The gateway tries again after its (short, in this test) backoff.
+    wait_state(&messenger, "connected after being replaced", connected).await;
+
+    mock.temporary_ban(Duration::from_secs(3600));
+    let banned = wait_state(&messenger, "banned", |s| s.status == Status::Banned).await;
+    let until = banned.banned_until.expect("a ban carries its end");
+    let expected = abtrack_proto::time::now_ms() + 3_600_000;
+    assert!((until - expected).abs() < 120_000, "{until} vs {expected}");
+    assert!(data.path().join("session").exists(), "a ban keeps the session");
+    messenger.shutdown().await;
+}
