@@ -22,7 +22,6 @@ pub(crate) const SERVER: &str = "s.whatsapp.net";
 #[derive(Debug, Clone)]
 pub(crate) struct LinkedDevice {
     pub noise_key: [u8; 32],
-    pub identity_key: [u8; 32],
 }
 
 /// A linking the phone started, waiting for the device's signature.
@@ -297,7 +296,6 @@ impl Shared {
             pending.device,
             LinkedDevice {
                 noise_key: pending.noise_key,
-                identity_key: pending.identity_key,
             },
         );
         if let Some(c) = state.connections.get(&id) {
