@@ -109,6 +109,16 @@ impl Cluster {
     /// Starts all four with zero pacing and waits until each serves. `extra` adds or
     /// overrides environment variables.
     pub async fn start(extra: &[(&str, &str)]) -> Self {
+        Self::start_until(extra, "connected").await
+    }
+
+    /// Like [`Cluster::start`] for a gateway in WhatsApp mode that still has to be
+    /// linked: waits until status-web sees the gateway waiting for a QR code scan.
+    pub async fn start_unlinked(extra: &[(&str, &str)]) -> Self {
+        Self::start_until(extra, "waiting_for_qr").await
+    }
+
+    async fn start_until(extra: &[(&str, &str)], gateway_status: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let ports: HashMap<&'static str, u16> =
             SERVICES.iter().map(|s| (*s, free_port())).collect();
@@ -159,7 +169,7 @@ impl Cluster {
                 "status-web to see every service",
                 |s| {
                     s["queue"]["backend"] == backend
-                        && s["gateway"]["status"] == "connected"
+                        && s["gateway"]["status"] == gateway_status
                         && s["logger"]["state"] != "unknown"
                 },
             )

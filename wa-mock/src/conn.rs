@@ -56,7 +56,9 @@ impl Frames {
                 return Ok(None);
             }
             if self.buffer[..2] != WA_CONN_HEADER[..2] {
-                return Err(Error::Protocol("the first message lacks the WA header".into()));
+                return Err(Error::Protocol(
+                    "the first message lacks the WA header".into(),
+                ));
             }
             self.buffer.drain(..WA_CONN_HEADER.len());
             self.header_seen = true;

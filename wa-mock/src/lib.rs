@@ -50,7 +50,9 @@ impl Drop for MockServer {
 
 impl std::fmt::Debug for MockServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MockServer").field("url", &self.url).finish()
+        f.debug_struct("MockServer")
+            .field("url", &self.url)
+            .finish()
     }
 }
 
@@ -99,7 +101,8 @@ impl MockServer {
             ));
         };
         let id = *id;
-        let identity = pairing::signed_device_identity(&state.account, &qr, device.into(), now_secs())?;
+        let identity =
+            pairing::signed_device_identity(&state.account, &qr, device.into(), now_secs())?;
         state.next_device += 1;
         state.iq_counter += 1;
         let request_id = format!("mock-{}", state.iq_counter);
@@ -132,6 +135,38 @@ impl MockServer {
             .send(Outbound::Node(Box::new(node)))
             .map_err(|_| Error::Closed)?;
         Ok(())
+    }
+
+    /// Sends every client that is waiting to be linked a new `pair-device` request
+    /// with fresh refs (as WhatsApp does when a pairing round is renewed): each shows
+    /// a new QR code.
+    pub fn refresh_pairing(&self) {
+        let mut state = self.shared.lock();
+        state.iq_counter += 1;
+        let round = state.iq_counter;
+        for (id, c) in state
+            .connections
+            .iter_mut()
+            .filter(|(_, c)| c.device.is_none())
+        {
+            let refs: Vec<String> = (0..6)
+                .map(|i| format!("mock-ref-{id}-{round}-{i}"))
+                .collect();
+            let request = NodeBuilder::new("iq")
+                .attr("from", SERVER)
+                .attr("type", "set")
+                .attr("id", format!("mock-{round}-{id}"))
+                .attr("xmlns", "md")
+                .children([NodeBuilder::new("pair-device")
+                    .children(
+                        refs.iter()
+                            .map(|r| NodeBuilder::new("ref").bytes(r.as_bytes().to_vec()).build()),
+                    )
+                    .build()])
+                .build();
+            c.refs.extend(refs);
+            let _ = c.tx.send(Outbound::Node(Box::new(request)));
+        }
     }
 
     /// How many devices are linked to the phone.
@@ -179,7 +214,9 @@ impl MockServer {
         let state = self.shared.lock();
         for c in state.connections.values().filter(|c| c.device.is_some()) {
             let error = NodeBuilder::new("stream:error")
-                .children([NodeBuilder::new("conflict").attr("type", "replaced").build()])
+                .children([NodeBuilder::new("conflict")
+                    .attr("type", "replaced")
+                    .build()])
                 .build();
             let _ = c.tx.send(Outbound::Node(Box::new(error)));
             let _ = c.tx.send(Outbound::Close);
@@ -243,15 +280,15 @@ impl MockServer {
         for c in state.connections.values().filter(|c| c.device.is_some()) {
             sent |= c.tx.send(Outbound::Node(Box::new(node.clone()))).is_ok();
         }
-        if sent {
-            Ok(())
-        } else {
-            Err(Error::Closed)
-        }
+        if sent { Ok(()) } else { Err(Error::Closed) }
     }
 
     /// Waits until `condition` holds, for at most `limit`; answers whether it did.
-    pub async fn wait_for(&self, limit: Duration, mut condition: impl FnMut(&Self) -> bool) -> bool {
+    pub async fn wait_for(
+        &self,
+        limit: Duration,
+        mut condition: impl FnMut(&Self) -> bool,
+    ) -> bool {
         let mut changes = self.shared.subscribe();
         let wait = async {
             loop {

@@ -250,7 +250,11 @@ impl PendingXx {
     }
 }
 
-fn server_hello(ephemeral: Vec<u8>, encrypted_static: Option<Vec<u8>>, payload: Vec<u8>) -> Vec<u8> {
+fn server_hello(
+    ephemeral: Vec<u8>,
+    encrypted_static: Option<Vec<u8>>,
+    payload: Vec<u8>,
+) -> Vec<u8> {
     wa::HandshakeMessage {
         server_hello: buffa::MessageField::some(wa::handshake_message::ServerHello {
             ephemeral: Some(ephemeral),
@@ -266,7 +270,7 @@ fn server_hello(ephemeral: Vec<u8>, encrypted_static: Option<Vec<u8>>, payload: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wacore_noise::{IkServerHelloOutcome, IkHandshakeState, XxHandshakeState};
+    use wacore_noise::{IkHandshakeState, IkServerHelloOutcome, XxHandshakeState};
 
     #[test]
     fn completes_xx_then_ik_with_the_library_initiator() {
@@ -292,7 +296,10 @@ mod tests {
             hello.client_static.as_slice(),
             client_static.public_key.public_key_bytes()
         );
-        let mut frame = outcome.write_cipher.encrypt_with_counter(0, b"ping").unwrap();
+        let mut frame = outcome
+            .write_cipher
+            .encrypt_with_counter(0, b"ping")
+            .unwrap();
         ciphers
             .read
             .decrypt_in_place_with_counter(0, &mut frame)

@@ -99,9 +99,7 @@ pub fn verify_device_signature(
     let identity = wa::ADVSignedDeviceIdentity::decode_from_slice(signed)
         .map_err(|e| Error::Phone(format!("pair-device-sign: {e}")))?;
     let details = identity.details.as_deref().unwrap_or_default();
-    if identity.account_signature_key.as_deref()
-        != Some(account.public_key.public_key_bytes())
-    {
+    if identity.account_signature_key.as_deref() != Some(account.public_key.public_key_bytes()) {
         return Err(Error::Phone(
             "pair-device-sign carries another account key".into(),
         ));
@@ -113,8 +111,10 @@ pub fn verify_device_signature(
     message.extend_from_slice(account.public_key.public_key_bytes());
     let device_key = PublicKey::from_djb_public_key_bytes(device_identity_key)
         .map_err(|e| Error::Phone(format!("device identity key: {e}")))?;
-    if device_key.verify_signature(&message, identity.device_signature.as_deref().unwrap_or_default())
-    {
+    if device_key.verify_signature(
+        &message,
+        identity.device_signature.as_deref().unwrap_or_default(),
+    ) {
         Ok(())
     } else {
         Err(Error::Phone("the device signature does not verify".into()))

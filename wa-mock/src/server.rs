@@ -203,17 +203,18 @@ impl Shared {
             (None, _) => {
                 let refs: Vec<String> = (0..6).map(|i| format!("mock-ref-{id}-{i}")).collect();
                 state.iq_counter += 1;
-                let request = NodeBuilder::new("iq")
-                    .attr("from", SERVER)
-                    .attr("type", "set")
-                    .attr("id", format!("mock-{}", state.iq_counter))
-                    .attr("xmlns", "md")
-                    .children([NodeBuilder::new("pair-device")
-                        .children(refs.iter().map(|r| {
-                            NodeBuilder::new("ref").bytes(r.as_bytes().to_vec()).build()
-                        }))
-                        .build()])
-                    .build();
+                let request =
+                    NodeBuilder::new("iq")
+                        .attr("from", SERVER)
+                        .attr("type", "set")
+                        .attr("id", format!("mock-{}", state.iq_counter))
+                        .attr("xmlns", "md")
+                        .children([NodeBuilder::new("pair-device")
+                            .children(refs.iter().map(|r| {
+                                NodeBuilder::new("ref").bytes(r.as_bytes().to_vec()).build()
+                            }))
+                            .build()])
+                        .build();
                 connection.refs = refs;
                 let _ = connection.tx.send(Outbound::Node(Box::new(request)));
             }
@@ -284,11 +285,9 @@ impl Shared {
             .get_optional_child("device-identity")
             .and_then(bytes)
             .unwrap_or_default();
-        if let Err(e) = crate::pairing::verify_device_signature(
-            &state.account,
-            &pending.identity_key,
-            signed,
-        ) {
+        if let Err(e) =
+            crate::pairing::verify_device_signature(&state.account, &pending.identity_key, signed)
+        {
             tracing::warn!(error = %e, "the mock phone rejects the device's signature");
             return;
         }

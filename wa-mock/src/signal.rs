@@ -12,9 +12,9 @@ use wacore_binary::{Jid, Node};
 use wacore_libsignal::protocol::{
     CiphertextMessage, Direction, GenericSignedPreKey, IdentityChange, IdentityKey,
     IdentityKeyPair, IdentityKeyStore, KeyPair, PreKeyId, PreKeyRecord, PreKeySignalMessage,
-    PreKeyStore, ProtocolAddress, SessionRecord, SessionStore, SignalMessage,
-    SignalProtocolError, SignedPreKeyId, SignedPreKeyRecord, SignedPreKeyStore, Timestamp,
-    UsePQRatchet, message_decrypt,
+    PreKeyStore, ProtocolAddress, SessionRecord, SessionStore, SignalMessage, SignalProtocolError,
+    SignedPreKeyId, SignedPreKeyRecord, SignedPreKeyStore, Timestamp, UsePQRatchet,
+    message_decrypt,
 };
 
 use crate::conn::Outbound;
@@ -164,7 +164,12 @@ impl Contact {
             &signed_signature,
         );
         let pre_keys = (1..=PRE_KEYS)
-            .map(|id| (id, PreKeyRecord::new(id.into(), &KeyPair::generate(&mut rng))))
+            .map(|id| {
+                (
+                    id,
+                    PreKeyRecord::new(id.into(), &KeyPair::generate(&mut rng)),
+                )
+            })
             .collect();
         Self {
             identity: Identity {
@@ -400,7 +405,10 @@ pub(crate) fn handle_message(shared: &Arc<Shared>, id: u64, node: &Node) {
     let ack = NodeBuilder::new("ack")
         .attr("class", "message")
         .attr("id", message_id.clone())
-        .attr("from", to.parse::<Jid>().unwrap_or_else(|_| Jid::pn(to.clone())))
+        .attr(
+            "from",
+            to.parse::<Jid>().unwrap_or_else(|_| Jid::pn(to.clone())),
+        )
         .attr("t", now_secs())
         .build();
     let Some(sender) = sender else {

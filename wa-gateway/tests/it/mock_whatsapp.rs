@@ -97,7 +97,8 @@ async fn linked(mock: &MockServer, data: &Path) -> WhatsAppMessenger {
     let messenger = WhatsAppMessenger::start(settings(mock, data));
     let mut events = messenger.events();
     let code = next_qr(&mut events).await;
-    mock.scan_qr(&code).expect("the mock phone scans the QR code");
+    mock.scan_qr(&code)
+        .expect("the mock phone scans the QR code");
     let state = wait_state(&messenger, "connected after the scan", connected).await;
     assert_eq!(state.own_number, PHONE);
     messenger
@@ -145,7 +146,12 @@ async fn sends_exact_texts_gets_receipts_and_reports_unknown_numbers() {
     let messenger = linked(&mock, data.path()).await;
     let mut events = messenger.events();
 
-    assert!(messenger.is_on_whatsapp(&Jid::User(alice.into())).await.unwrap());
+    assert!(
+        messenger
+            .is_on_whatsapp(&Jid::User(alice.into()))
+            .await
+            .unwrap()
+    );
     assert!(
         !messenger
             .is_on_whatsapp(&Jid::User("6289900000009".into()))
@@ -175,8 +181,12 @@ async fn sends_exact_texts_gets_receipts_and_reports_unknown_numbers() {
         .collect();
     assert_eq!(got, want);
 
-    mock.send_receipt(alice, &first.message_id, abtrack_wa_mock::ReceiptKind::Delivered)
-        .unwrap();
+    mock.send_receipt(
+        alice,
+        &first.message_id,
+        abtrack_wa_mock::ReceiptKind::Delivered,
+    )
+    .unwrap();
     assert_eq!(
         next_receipt(&mut events).await,
         (first.message_id.clone(), ReceiptKind::Delivered)
@@ -212,7 +222,10 @@ async fn logout_from_the_phone_keeps_the_old_session_aside_and_shows_a_fresh_qr(
         .send_text(&outgoing(1, "6281200000002", "waits"))
         .await
         .unwrap_err();
-    assert!(matches!(err, abtrack_wa_gateway::Error::NotLinked(_)), "{err:?}");
+    assert!(
+        matches!(err, abtrack_wa_gateway::Error::NotLinked(_)),
+        "{err:?}"
+    );
 
     mock.scan_qr(&code).unwrap();
     wait_state(&messenger, "connected after the new scan", connected).await;
@@ -228,9 +241,11 @@ async fn server_events_replaced_banned_and_dropped() {
 
     let logins = mock.logins();
     mock.drop_connections();
-    wait_state(&messenger, "connected again after a dropped connection", |s| {
-        connected(s) && mock.logins() > logins
-    })
+    wait_state(
+        &messenger,
+        "connected again after a dropped connection",
+        |s| connected(s) && mock.logins() > logins,
+    )
     .await;
 
     mock.replace_stream();
@@ -243,6 +258,9 @@ async fn server_events_replaced_banned_and_dropped() {
     let until = banned.banned_until.expect("a ban carries its end");
     let expected = abtrack_proto::time::now_ms() + 3_600_000;
     assert!((until - expected).abs() < 120_000, "{until} vs {expected}");
-    assert!(data.path().join("session").exists(), "a ban keeps the session");
+    assert!(
+        data.path().join("session").exists(),
+        "a ban keeps the session"
+    );
     messenger.shutdown().await;
 }
