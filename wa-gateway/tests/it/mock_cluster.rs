@@ -168,11 +168,10 @@ async fn fifty_jobs_through_the_real_client_then_logout_rescan_and_restart() {
     let old = cluster.dir.path().join("data/wa-gateway/old-sessions");
     assert_eq!(std::fs::read_dir(&old).unwrap().count(), 1);
     let mut rest = BTreeMap::new();
-    for n in 0..5 {
-        let to = RECIPIENTS[n];
+    for (n, to) in RECIPIENTS.iter().enumerate() {
         let text = format!("after the rescan {n}");
         enqueue(&cluster, to, &text).await;
-        rest.insert((to.to_owned(), text), 1);
+        rest.insert(((*to).to_owned(), text), 1);
     }
     let status = cluster
         .wait_status(WAIT, "the five new jobs to wait", |s| {
