@@ -116,6 +116,14 @@ impl Cluster {
         cluster
     }
 
+    /// Like [`Cluster::start`] for a gateway in WhatsApp mode that still has to be
+    /// linked: waits until status-web sees the gateway waiting for a QR code scan.
+    pub async fn start_unlinked(extra: &[(&str, &str)]) -> Self {
+        let cluster = Self::launch(extra);
+        cluster.wait_ready_until("waiting_for_qr").await;
+        cluster
+    }
+
     /// Spawns all four with zero pacing and returns at once, without waiting for them
     /// to serve.
     pub fn launch(extra: &[(&str, &str)]) -> Self {
@@ -157,8 +165,15 @@ impl Cluster {
         cluster
     }
 
-    /// Waits until each of the four serves and status-web has heard from the others.
+    /// Waits until each of the four serves and status-web has heard from the others,
+    /// the gateway connected.
     pub async fn wait_ready(&self) {
+        self.wait_ready_until("connected").await;
+    }
+
+    /// Waits until each of the four serves and status-web sees the gateway in
+    /// `gateway_status`.
+    pub async fn wait_ready_until(&self, gateway_status: &str) {
         let cluster = self;
         for service in SERVICES {
             cluster.wait_serving(service).await;
@@ -175,7 +190,7 @@ impl Cluster {
                 "status-web to see every service",
                 |s| {
                     s["queue"]["backend"] == backend
-                        && s["gateway"]["status"] == "connected"
+                        && s["gateway"]["status"] == gateway_status
                         && s["logger"]["state"] != "unknown"
                 },
             )

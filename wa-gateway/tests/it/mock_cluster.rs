@@ -1,0 +1,206 @@
+//! The four services as processes, the gateway in its real mode (`whatsapp-rust`)
+//! pointed at the mock WhatsApp Web server with `WA_SERVER_URL`: linking from the
+//! dashboard, fifty jobs to their exact recipients with receipts, a number that is
+//! not on WhatsApp, a logout from the phone, and a gateway restart.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+
+use abtrack_e2e::Cluster;
+use abtrack_proto::gateway::v1 as pb;
+use abtrack_proto::gateway::v1::gateway_client::GatewayClient;
+use abtrack_wa_mock::{MockServer, ReceiptKind};
+
+use crate::mock_whatsapp::PHONE;
+
+const WAIT: Duration = Duration::from_secs(90);
+const RECIPIENTS: [&str; 5] = [
+    "6281200000011",
+    "6281200000012",
+    "6281200000013",
+    "6281200000014",
+    "6281200000015",
+];
+
+fn count(status: &Value, name: &str) -> u64 {
+    status["queue"]["counts"][name].as_u64().unwrap_or(0)
+}
+
+async fn gateway(cluster: &Cluster) -> GatewayClient<Channel> {
+    let url = format!("http://127.0.0.1:{}", cluster.ports["wa-gateway"]);
+    GatewayClient::connect(url).await.unwrap()
+}
+
+/// Has the mock renew the pairing round and answers the QR code the gateway then
+/// publishes (the code the dashboard draws).
+async fn fresh_qr(cluster: &Cluster, mock: &MockServer) -> String {
+    let mut events = gateway(cluster)
+        .await
+        .watch(pb::WatchRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    mock.refresh_pairing();
+    let wait = async {
+        loop {
+            let event = events
+                .message()
+                .await
+                .unwrap()
+                .expect("the stream stays open");
+            if let Some(pb::gateway_event::Event::Qr(qr)) = event.event {
+                return qr.code;
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, wait)
+        .await
+        .expect("a QR code within the bound")
+}
+
+/// Enqueues through the REST API; local numbers (`08…`) as users type them.
+async fn enqueue(cluster: &Cluster, to: &str, message: &str) -> String {
+    let local = format!("0{}", &to[2..]);
+    let (code, job) = cluster
+        .post(
+            "/api/messages",
+            json!({ "to": local, "message": message }).to_string(),
+        )
+        .await;
+    assert_eq!(code, 201, "{job}");
+    job["id"].as_str().unwrap().to_owned()
+}
+
+/// The texts the mock decrypted, per recipient, with how often each arrived.
+fn decrypted(mock: &MockServer) -> BTreeMap<(String, String), usize> {
+    let mut seen = BTreeMap::new();
+    for r in mock.received() {
+        *seen.entry((r.to, r.text)).or_insert(0) += 1;
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_jobs_through_the_real_client_then_logout_rescan_and_restart() {
+    let mock = MockServer::start(PHONE).await.unwrap();
+    for r in RECIPIENTS {
+        mock.add_contact(r);
+    }
+    let mut cluster = Cluster::start_unlinked(&[
+        ("WA_MODE", "whatsapp"),
+        ("WA_SERVER_URL", mock.url()),
+        ("WA_CLIENT_VERSION", "2.3000.1"),
+        ("WA_PRINT_QR", "false"),
+        ("WA_RECONNECT_MIN_MS", "100"),
+        ("WA_RECONNECT_MAX_MS", "1000"),
+    ])
+    .await;
+
+    // Linking: the dashboard shows a QR code, the phone scans it.
+    let code = fresh_qr(&cluster, &mock).await;
+    let status = cluster
+        .wait_status(WAIT, "the dashboard to show a QR code", |s| {
+            s["gateway"]["qrAvailable"] == true
+        })
+        .await;
+    assert_eq!(status["gateway"]["status"], "waiting_for_qr");
+    mock.scan_qr(&code).unwrap();
+    cluster
+        .wait_status(WAIT, "the gateway to connect", |s| {
+            s["gateway"]["status"] == "connected"
+        })
+        .await;
+
+    // Fifty jobs: sent, each text decrypted once by the right recipient.
+    let mut expected = BTreeMap::new();
+    for n in 0..50 {
+        let to = RECIPIENTS[n % RECIPIENTS.len()];
+        let text = format!("Ananda {n} hadir pukul 07:{:02} ✅", n % 60);
+        enqueue(&cluster, to, &text).await;
+        expected.insert((to.to_owned(), text), 1);
+    }
+    cluster
+        .wait_status(WAIT, "50 sent jobs", |s| count(s, "sent") == 50)
+        .await;
+    assert!(mock.wait_for(WAIT, |m| m.received().len() >= 50).await);
+    assert_eq!(decrypted(&mock), expected);
+    assert_eq!(mock.received().len(), 50);
+
+    // Receipts from the recipients' phones: delivered, then read.
+    for r in mock.received() {
+        mock.send_receipt(&r.to, &r.message_id, ReceiptKind::Delivered)
+            .unwrap();
+    }
+    cluster
+        .wait_status(WAIT, "50 delivered jobs", |s| count(s, "delivered") == 50)
+        .await;
+    for r in mock.received() {
+        mock.send_receipt(&r.to, &r.message_id, ReceiptKind::Read)
+            .unwrap();
+    }
+    let status = cluster
+        .wait_status(WAIT, "50 read jobs", |s| count(s, "read") == 50)
+        .await;
+    assert_eq!(count(&status, "failed"), 0);
+
+    // A number the mock does not know.
+    let unknown = enqueue(&cluster, "6289900000099", "tidak terkirim").await;
+    cluster
+        .wait_status(WAIT, "the unknown number to fail", |s| {
+            count(s, "failed") == 1
+        })
+        .await;
+    let job = cluster.get(&format!("/api/jobs/{unknown}")).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["lastError"]["code"], "not_on_whatsapp", "{job}");
+
+    // Logout from the phone: the old session is kept aside, a fresh QR code is
+    // shown, the queue waits, and after a new scan the rest goes out.
+    mock.logout_from_phone();
+    cluster
+        .wait_status(WAIT, "a fresh QR code after the logout", |s| {
+            s["gateway"]["status"] == "waiting_for_qr" && s["gateway"]["qrAvailable"] == true
+        })
+        .await;
+    let old = cluster.dir.path().join("data/wa-gateway/old-sessions");
+    assert_eq!(std::fs::read_dir(&old).unwrap().count(), 1);
+    let mut rest = BTreeMap::new();
+    for (n, to) in RECIPIENTS.iter().enumerate() {
+        let text = format!("after the rescan {n}");
+        enqueue(&cluster, to, &text).await;
+        rest.insert(((*to).to_owned(), text), 1);
+    }
+    let status = cluster
+        .wait_status(WAIT, "the five new jobs to wait", |s| {
+            count(s, "pending") + count(s, "processing") == 5
+        })
+        .await;
+    assert_eq!(count(&status, "read"), 50);
+    assert_eq!(mock.received().len(), 50, "nothing leaves while unlinked");
+    let code = fresh_qr(&cluster, &mock).await;
+    mock.scan_qr(&code).unwrap();
+    cluster
+        .wait_status(WAIT, "the rest sent after the rescan", |s| {
+            count(s, "sent") == 5
+        })
+        .await;
+    assert!(mock.wait_for(WAIT, |m| m.received().len() >= 55).await);
+    expected.extend(rest);
+    assert_eq!(decrypted(&mock), expected);
+
+    // A restart after linking logs in again without a scan.
+    let logins = mock.logins();
+    cluster.kill("wa-gateway");
+    cluster.spawn("wa-gateway");
+    cluster.wait_serving("wa-gateway").await;
+    cluster
+        .wait_status(WAIT, "connected again after the restart", |s| {
+            s["gateway"]["status"] == "connected"
+        })
+        .await;
+    assert_eq!(mock.logins(), logins + 1);
+    assert_eq!(mock.linked_devices(), 1);
+}

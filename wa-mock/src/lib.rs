@@ -1,0 +1,305 @@
+//! A local WhatsApp Web server and phone, as test support: the real `whatsapp-rust`
+//! client links to it by QR code, logs in, asks it about numbers and keys, and sends
+//! end-to-end encrypted messages that the mock decrypts, so tests can check the exact
+//! text each fake recipient got. The server's certificate chain is self-made: only a
+//! client built with `whatsapp-rust`'s `danger-skip-cert-chain-verify` feature
+//! accepts it, which is why this crate is only ever a dev-dependency.
+
+#![forbid(unsafe_code)]
+
+mod conn;
+pub mod error;
+mod noise;
+pub mod pairing;
+mod server;
+mod signal;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use wacore_binary::Jid;
+use wacore_binary::builder::NodeBuilder;
+
+use crate::conn::Outbound;
+pub use crate::error::{Error, Result};
+pub use crate::server::Received;
+use crate::server::{PendingLink, SERVER, Shared, now_secs};
+
+/// The receipts a recipient's phone sends back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptKind {
+    Delivered,
+    Read,
+}
+
+/// A running mock; stops when dropped.
+pub struct MockServer {
+    shared: Arc<Shared>,
+    url: String,
+    accept: JoinHandle<()>,
+}
+
+impl Drop for MockServer {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.drop_connections();
+    }
+}
+
+impl std::fmt::Debug for MockServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockServer")
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+impl MockServer {
+    /// Starts a server on `127.0.0.1:0` whose phone has the number `phone` (digits).
+    pub async fn start(phone: &str) -> Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("ws://{}/ws/chat", listener.local_addr()?);
+        let shared = Arc::new(Shared::new(phone.to_owned()));
+        let serving = Arc::clone(&shared);
+        let accept = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(conn::serve(Arc::clone(&serving), stream));
+            }
+        });
+        Ok(Self {
+            shared,
+            url,
+            accept,
+        })
+    }
+
+    /// The WebSocket URL for `WA_SERVER_URL`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The phone's number (digits).
+    pub fn phone_number(&self) -> String {
+        self.shared.lock().number.clone()
+    }
+
+    /// The phone scans `code` (the string a client shows as its QR code): it answers
+    /// the client that shows it with `pair-success` and a signed device identity.
+    pub fn scan_qr(&self, code: &str) -> Result<()> {
+        let qr = pairing::parse_qr(code)?;
+        let mut state = self.shared.lock();
+        let number = state.number.clone();
+        let lid = state.lid.clone();
+        let device = state.next_device;
+        let Some((id, _)) = state.connections.iter().find(|(_, c)| {
+            c.device.is_none() && c.noise_key == qr.noise_key && c.refs.contains(&qr.pairing_ref)
+        }) else {
+            return Err(Error::Phone(
+                "no connected client shows this QR code".into(),
+            ));
+        };
+        let id = *id;
+        let identity =
+            pairing::signed_device_identity(&state.account, &qr, device.into(), now_secs())?;
+        state.next_device += 1;
+        state.iq_counter += 1;
+        let request_id = format!("mock-{}", state.iq_counter);
+        let node = NodeBuilder::new("iq")
+            .attr("from", SERVER)
+            .attr("type", "set")
+            .attr("id", request_id.clone())
+            .attr("xmlns", "md")
+            .children([NodeBuilder::new("pair-success")
+                .children([
+                    NodeBuilder::new("device-identity").bytes(identity).build(),
+                    NodeBuilder::new("device")
+                        .attr("jid", Jid::pn_device(number, device))
+                        .attr("lid", Jid::lid_device(lid, device))
+                        .build(),
+                    NodeBuilder::new("biz").attr("name", "AbTrack Mock").build(),
+                    NodeBuilder::new("platform").attr("name", "android").build(),
+                ])
+                .build()])
+            .build();
+        let connection = state.connections.get_mut(&id).ok_or(Error::Closed)?;
+        connection.pending = Some(PendingLink {
+            request_id,
+            device,
+            noise_key: qr.noise_key,
+            identity_key: qr.identity_key,
+        });
+        connection
+            .tx
+            .send(Outbound::Node(Box::new(node)))
+            .map_err(|_| Error::Closed)?;
+        Ok(())
+    }
+
+    /// Sends every client that is waiting to be linked a new `pair-device` request
+    /// with fresh refs (as WhatsApp does when a pairing round is renewed): each shows
+    /// a new QR code.
+    pub fn refresh_pairing(&self) {
+        let mut state = self.shared.lock();
+        state.iq_counter += 1;
+        let round = state.iq_counter;
+        for (id, c) in state
+            .connections
+            .iter_mut()
+            .filter(|(_, c)| c.device.is_none())
+        {
+            let refs: Vec<String> = (0..6)
+                .map(|i| format!("mock-ref-{id}-{round}-{i}"))
+                .collect();
+            let request = NodeBuilder::new("iq")
+                .attr("from", SERVER)
+                .attr("type", "set")
+                .attr("id", format!("mock-{round}-{id}"))
+                .attr("xmlns", "md")
+                .children([NodeBuilder::new("pair-device")
+                    .children(
+                        refs.iter()
+                            .map(|r| NodeBuilder::new("ref").bytes(r.as_bytes().to_vec()).build()),
+                    )
+                    .build()])
+                .build();
+            c.refs.extend(refs);
+            let _ = c.tx.send(Outbound::Node(Box::new(request)));
+        }
+    }
+
+    /// How many devices are linked to the phone.
+    pub fn linked_devices(&self) -> usize {
+        self.shared.lock().devices.len()
+    }
+
+    /// How many logins (`success`) the server granted.
+    pub fn logins(&self) -> u64 {
+        self.shared.lock().logins
+    }
+
+    /// How many clients are logged in right now.
+    pub fn online(&self) -> usize {
+        self.shared
+            .lock()
+            .connections
+            .values()
+            .filter(|c| c.device.is_some())
+            .count()
+    }
+
+    /// The phone unlinks every device ("log out" in Linked devices): each open
+    /// session gets the stream error WhatsApp sends for a removed device.
+    pub fn logout_from_phone(&self) {
+        let mut state = self.shared.lock();
+        state.devices.clear();
+        for c in state.connections.values().filter(|c| c.device.is_some()) {
+            let error = NodeBuilder::new("stream:error")
+                .attr("code", "401")
+                .children([NodeBuilder::new("conflict")
+                    .attr("type", "device_removed")
+                    .build()])
+                .build();
+            let _ = c.tx.send(Outbound::Node(Box::new(error)));
+            let _ = c.tx.send(Outbound::Close);
+        }
+        drop(state);
+        self.shared.touch();
+    }
+
+    /// Another client took the session over: each open session is told it was
+    /// replaced and closed.
+    pub fn replace_stream(&self) {
+        let state = self.shared.lock();
+        for c in state.connections.values().filter(|c| c.device.is_some()) {
+            let error = NodeBuilder::new("stream:error")
+                .children([NodeBuilder::new("conflict")
+                    .attr("type", "replaced")
+                    .build()])
+                .build();
+            let _ = c.tx.send(Outbound::Node(Box::new(error)));
+            let _ = c.tx.send(Outbound::Close);
+        }
+    }
+
+    /// Bans the account for `duration`: open sessions are dropped and every login
+    /// until then is refused with a temporary-ban failure.
+    pub fn temporary_ban(&self, duration: Duration) {
+        let mut state = self.shared.lock();
+        state.banned_until = Some(now_secs() + duration.as_secs().max(1));
+        for c in state.connections.values() {
+            let _ = c.tx.send(Outbound::Drop);
+        }
+    }
+
+    /// Lifts a ban early.
+    pub fn lift_ban(&self) {
+        self.shared.lock().banned_until = None;
+    }
+
+    /// Drops every TCP connection without a WebSocket close.
+    pub fn drop_connections(&self) {
+        for c in self.shared.lock().connections.values() {
+            let _ = c.tx.send(Outbound::Drop);
+        }
+    }
+
+    /// Makes `phone` (digits) a WhatsApp user whose Signal keys the mock holds.
+    pub fn add_contact(&self, phone: &str) {
+        self.shared
+            .lock()
+            .contacts
+            .entry(phone.to_owned())
+            .or_insert_with(signal::Contact::generate);
+    }
+
+    /// Every message the mock decrypted, in arrival order.
+    pub fn received(&self) -> Vec<Received> {
+        self.shared.lock().received.clone()
+    }
+
+    /// Message ids the server acked, in order.
+    pub fn acked(&self) -> Vec<String> {
+        self.shared.lock().acked.clone()
+    }
+
+    /// `phone`'s phone sends a receipt for `message_id` to the linked devices.
+    pub fn send_receipt(&self, phone: &str, message_id: &str, kind: ReceiptKind) -> Result<()> {
+        let state = self.shared.lock();
+        let from = Jid::pn(phone.to_owned());
+        let mut receipt = NodeBuilder::new("receipt")
+            .attr("from", from)
+            .attr("id", message_id.to_owned())
+            .attr("t", now_secs());
+        if kind == ReceiptKind::Read {
+            receipt = receipt.attr("type", "read");
+        }
+        let node = receipt.build();
+        let mut sent = false;
+        for c in state.connections.values().filter(|c| c.device.is_some()) {
+            sent |= c.tx.send(Outbound::Node(Box::new(node.clone()))).is_ok();
+        }
+        if sent { Ok(()) } else { Err(Error::Closed) }
+    }
+
+    /// Waits until `condition` holds, for at most `limit`; answers whether it did.
+    pub async fn wait_for(
+        &self,
+        limit: Duration,
+        mut condition: impl FnMut(&Self) -> bool,
+    ) -> bool {
+        let mut changes = self.shared.subscribe();
+        let wait = async {
+            loop {
+                if condition(self) {
+                    return;
+                }
+                if changes.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(limit, wait).await.is_ok() && condition(self)
+    }
+}

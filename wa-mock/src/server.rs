@@ -1,0 +1,327 @@
+//! The server's state (the phone's account, its linked devices, the open
+//! connections, the contacts and what they received) and the answer to every node a
+//! client sends.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::{mpsc, watch};
+use wacore_binary::builder::NodeBuilder;
+use wacore_binary::{Jid, Node, NodeContent};
+use wacore_libsignal::protocol::KeyPair;
+use waproto::whatsapp as wa;
+
+use crate::conn::Outbound;
+use crate::noise::ServerIdentity;
+use crate::signal::Contact;
+
+pub(crate) const SERVER: &str = "s.whatsapp.net";
+
+/// A device linked to the phone's account.
+#[derive(Debug, Clone)]
+pub(crate) struct LinkedDevice {
+    pub noise_key: [u8; 32],
+}
+
+/// A linking the phone started, waiting for the device's signature.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingLink {
+    pub request_id: String,
+    pub device: u16,
+    pub noise_key: [u8; 32],
+    pub identity_key: [u8; 32],
+}
+
+pub(crate) struct Connection {
+    pub tx: mpsc::UnboundedSender<Outbound>,
+    pub noise_key: [u8; 32],
+    /// The device this connection logged in as; `None` while pairing.
+    pub device: Option<u16>,
+    pub refs: Vec<String>,
+    pub pending: Option<PendingLink>,
+}
+
+/// A message the mock decrypted for one of its contacts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// The contact's number (digits).
+    pub to: String,
+    pub message_id: String,
+    pub text: String,
+}
+
+pub(crate) struct State {
+    pub number: String,
+    pub lid: String,
+    pub account: KeyPair,
+    pub next_device: u16,
+    pub devices: BTreeMap<u16, LinkedDevice>,
+    pub connections: BTreeMap<u64, Connection>,
+    pub contacts: BTreeMap<String, Contact>,
+    pub received: Vec<Received>,
+    /// Message ids acked to the client, in order.
+    pub acked: Vec<String>,
+    /// Set by `temporary_ban`: logins get a 402 failure until this time (secs).
+    pub banned_until: Option<u64>,
+    pub logins: u64,
+    pub iq_counter: u64,
+}
+
+pub(crate) struct Shared {
+    identity: ServerIdentity,
+    state: Mutex<State>,
+    changed: watch::Sender<u64>,
+    next_id: AtomicU64,
+    /// Messages are decrypted one at a time, in arrival order.
+    pub(crate) decrypting: tokio::sync::Mutex<()>,
+}
+
+pub(crate) fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+pub(crate) fn attr(node: &Node, key: &str) -> Option<String> {
+    node.attrs.get(key).map(|v| v.as_str().into_owned())
+}
+
+pub(crate) fn bytes(node: &Node) -> Option<&[u8]> {
+    match &node.content {
+        Some(NodeContent::Bytes(b)) => Some(b),
+        Some(NodeContent::String(s)) => Some(s.as_bytes()),
+        _ => None,
+    }
+}
+
+pub(crate) fn result_for(node: &Node) -> NodeBuilder {
+    let mut reply = NodeBuilder::new("iq")
+        .attr("type", "result")
+        .attr("from", SERVER);
+    if let Some(id) = attr(node, "id") {
+        reply = reply.attr("id", id);
+    }
+    reply
+}
+
+impl Shared {
+    pub(crate) fn new(number: String) -> Self {
+        let lid = format!("1{}", &number[number.len().saturating_sub(10)..]);
+        Self {
+            identity: ServerIdentity::generate(),
+            state: Mutex::new(State {
+                number,
+                lid,
+                account: KeyPair::generate(&mut rand10::rng()),
+                next_device: 1,
+                devices: BTreeMap::new(),
+                connections: BTreeMap::new(),
+                contacts: BTreeMap::new(),
+                received: Vec::new(),
+                acked: Vec::new(),
+                banned_until: None,
+                logins: 0,
+                iq_counter: 0,
+            }),
+            changed: watch::Sender::new(0),
+            next_id: AtomicU64::new(1),
+            decrypting: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub(crate) fn identity(&self) -> &ServerIdentity {
+        &self.identity
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    pub(crate) fn touch(&self) {
+        self.changed.send_modify(|v| *v += 1);
+    }
+
+    pub(crate) fn next_connection_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::SeqCst)
+    }
+
+    pub(crate) fn connection_closed(&self, id: u64) {
+        self.lock().connections.remove(&id);
+        self.touch();
+    }
+
+    /// A client finished the handshake: log it in, refuse it, or start linking.
+    pub(crate) fn connection_opened(
+        &self,
+        id: u64,
+        noise_key: [u8; 32],
+        payload: &wa::ClientPayload,
+        tx: mpsc::UnboundedSender<Outbound>,
+    ) {
+        let mut state = self.lock();
+        let mut connection = Connection {
+            tx,
+            noise_key,
+            device: None,
+            refs: Vec::new(),
+            pending: None,
+        };
+        match (payload.username, payload.device) {
+            (Some(user), device) => {
+                let device = device.unwrap_or(0) as u16;
+                let known = user.to_string() == state.number
+                    && state
+                        .devices
+                        .get(&device)
+                        .is_some_and(|d| d.noise_key == noise_key);
+                let banned = state.banned_until.filter(|until| *until > now_secs());
+                let reply = if !known {
+                    NodeBuilder::new("failure").attr("reason", "401").build()
+                } else if let Some(until) = banned {
+                    NodeBuilder::new("failure")
+                        .attr("reason", "402")
+                        .attr("code", "101")
+                        .attr("expire", until.saturating_sub(now_secs()).max(1))
+                        .build()
+                } else {
+                    connection.device = Some(device);
+                    state.logins += 1;
+                    NodeBuilder::new("success")
+                        .attr("t", now_secs())
+                        .attr("lid", Jid::lid_device(state.lid.clone(), device))
+                        .attr("props", "1")
+                        .build()
+                };
+                let _ = connection.tx.send(Outbound::Node(Box::new(reply)));
+            }
+            (None, _) => {
+                let refs: Vec<String> = (0..6).map(|i| format!("mock-ref-{id}-{i}")).collect();
+                state.iq_counter += 1;
+                let request =
+                    NodeBuilder::new("iq")
+                        .attr("from", SERVER)
+                        .attr("type", "set")
+                        .attr("id", format!("mock-{}", state.iq_counter))
+                        .attr("xmlns", "md")
+                        .children([NodeBuilder::new("pair-device")
+                            .children(refs.iter().map(|r| {
+                                NodeBuilder::new("ref").bytes(r.as_bytes().to_vec()).build()
+                            }))
+                            .build()])
+                        .build();
+                connection.refs = refs;
+                let _ = connection.tx.send(Outbound::Node(Box::new(request)));
+            }
+        }
+        state.connections.insert(id, connection);
+        drop(state);
+        self.touch();
+    }
+
+    pub(crate) fn send(&self, id: u64, node: Node) {
+        if let Some(c) = self.lock().connections.get(&id) {
+            let _ = c.tx.send(Outbound::Node(Box::new(node)));
+        }
+    }
+
+    /// Answers one node from connection `id`.
+    pub(crate) fn handle(self: &Arc<Self>, id: u64, node: Node) {
+        tracing::trace!(connection = id, tag = %node.tag, "mock received");
+        match node.tag.as_ref() {
+            "iq" => self.handle_iq(id, &node),
+            "message" => crate::signal::handle_message(self, id, &node),
+            _ => {}
+        }
+        self.touch();
+    }
+
+    fn handle_iq(&self, id: u64, node: &Node) {
+        let kind = attr(node, "type").unwrap_or_default();
+        if kind == "result" || kind == "error" {
+            if let Some(sign) = node.get_optional_child("pair-device-sign") {
+                self.finish_link(id, node, sign);
+            }
+            return;
+        }
+        let xmlns = attr(node, "xmlns").unwrap_or_default();
+        let reply = match xmlns.as_str() {
+            "usync" => crate::signal::usync(self, node),
+            "encrypt" => crate::signal::encrypt_iq(self, node),
+            "passive" => {
+                let offline = NodeBuilder::new("ib")
+                    .children([NodeBuilder::new("offline").attr("count", "0").build()])
+                    .build();
+                self.send(id, result_for(node).build());
+                offline
+            }
+            "w:sync:app:state" => app_state_reply(node),
+            _ => {
+                tracing::debug!(xmlns = %xmlns, "mock answers an iq with an empty result");
+                result_for(node).build()
+            }
+        };
+        self.send(id, reply);
+    }
+
+    fn finish_link(&self, id: u64, node: &Node, sign: &Node) {
+        let mut state = self.lock();
+        let Some(pending) = state
+            .connections
+            .get_mut(&id)
+            .and_then(|c| c.pending.take())
+        else {
+            return;
+        };
+        if attr(node, "id").as_deref() != Some(pending.request_id.as_str()) {
+            return;
+        }
+        let signed = sign
+            .get_optional_child("device-identity")
+            .and_then(bytes)
+            .unwrap_or_default();
+        if let Err(e) =
+            crate::pairing::verify_device_signature(&state.account, &pending.identity_key, signed)
+        {
+            tracing::warn!(error = %e, "the mock phone rejects the device's signature");
+            return;
+        }
+        state.devices.insert(
+            pending.device,
+            LinkedDevice {
+                noise_key: pending.noise_key,
+            },
+        );
+        if let Some(c) = state.connections.get(&id) {
+            let restart = NodeBuilder::new("stream:error").attr("code", "515").build();
+            let _ = c.tx.send(Outbound::Node(Box::new(restart)));
+            let _ = c.tx.send(Outbound::Close);
+        }
+    }
+}
+
+/// Answers an app-state sync with an empty state for every collection asked.
+fn app_state_reply(node: &Node) -> Node {
+    let collections: Vec<Node> = node
+        .get_optional_child("sync")
+        .map(|sync| {
+            sync.get_children_by_tag("collection")
+                .map(|c| {
+                    NodeBuilder::new("collection")
+                        .attr("name", attr(c, "name").unwrap_or_default())
+                        .attr("version", "0")
+                        .attr("has_more_patches", "false")
+                        .build()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    result_for(node)
+        .children([NodeBuilder::new("sync").children(collections).build()])
+        .build()
+}

@@ -1,0 +1,3 @@
+//! Integration tests of the mock WhatsApp server crate.
+
+mod release_build;

@@ -1,0 +1,51 @@
+//! The mock's certificate chain is accepted only by a client built with
+//! `whatsapp-rust`'s `danger-skip-cert-chain-verify` feature. These tests read the
+//! resolved dependency graph with `cargo tree` and show that the feature reaches the
+//! gateway only through dev-dependencies: a release build (normal edges only, of the
+//! gateway alone or of the whole workspace) does not contain it.
+
+use std::process::Command;
+
+const FEATURE: &str = "danger-skip-cert-chain-verify";
+
+/// `cargo tree` with `args`, from the workspace root, as text.
+fn cargo_tree(args: &[&str]) -> String {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    let output = Command::new(env!("CARGO"))
+        .current_dir(&root)
+        .args(["tree", "--locked", "-f", "{p} {f}", "-i", "wacore-noise"])
+        .args(args)
+        .output()
+        .expect("cargo runs");
+    assert!(
+        output.status.success(),
+        "cargo tree failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn the_gateway_release_build_has_no_certificate_bypass() {
+    let normal = cargo_tree(&["-p", "abtrack-wa-gateway", "-e", "normal"]);
+    assert!(normal.contains("abtrack-wa-gateway"), "{normal}");
+    assert!(!normal.contains(FEATURE), "{normal}");
+
+    let workspace = cargo_tree(&["--workspace", "-e", "normal"]);
+    assert!(workspace.contains("abtrack-wa-gateway"), "{workspace}");
+    assert!(!workspace.contains(FEATURE), "{workspace}");
+}
+
+#[test]
+fn the_gateway_test_build_gets_the_bypass_through_dev_dependencies_only() {
+    let with_dev = cargo_tree(&["-p", "abtrack-wa-gateway", "-e", "normal,dev"]);
+    let line = with_dev
+        .lines()
+        .find(|l| l.starts_with("wacore-noise"))
+        .unwrap_or_default();
+    assert!(line.contains(FEATURE), "{with_dev}");
+    assert!(with_dev.contains("[dev-dependencies]"), "{with_dev}");
+}
