@@ -65,7 +65,7 @@ pub const VARS: &[Var] = &[
     Var {
         name: "WA_DRY_RUN_ANSWER_DELAY_MS",
         default: "0",
-        help: "dry-run mode: wait this long after writing a message before answering (for crash tests)",
+        help: "dry-run mode, crash tests only: wait this long after writing a message, before the send log records it as sent and before answering",
     },
     Var {
         name: "WA_DEFAULT_COUNTRY_CODE",
@@ -86,6 +86,11 @@ pub const VARS: &[Var] = &[
         name: "WA_DAILY_CAP",
         default: "0",
         help: "pacing: most sends in any 24 hours; 0 means no cap",
+    },
+    Var {
+        name: "WA_ANSWER_DELAY_MS",
+        default: "0",
+        help: "crash tests only, both modes: wait this long after a message is sent and recorded in the send log, before answering the caller",
     },
     Var {
         name: "WA_CHECK_CACHE_SECS",
@@ -122,6 +127,7 @@ pub struct Config {
     pub jitter: Duration,
     pub daily_cap: u32,
     pub check_cache_ttl: Duration,
+    pub answer_delay: Duration,
 }
 
 impl Config {
@@ -221,6 +227,7 @@ impl Config {
             jitter: env.millis("WA_JITTER_MS", Duration::from_secs(2))?,
             daily_cap: env.parse("WA_DAILY_CAP", 0)?,
             check_cache_ttl: env.secs("WA_CHECK_CACHE_SECS", Duration::from_secs(6 * 3600))?,
+            answer_delay: env.millis("WA_ANSWER_DELAY_MS", Duration::ZERO)?,
         })
     }
 
@@ -242,6 +249,7 @@ impl Config {
             jitter_ms = self.jitter.as_millis() as u64,
             daily_cap = self.daily_cap,
             check_cache_secs = self.check_cache_ttl.as_secs(),
+            answer_delay_ms = self.answer_delay.as_millis() as u64,
             "configuration"
         );
     }
@@ -278,6 +286,8 @@ mod tests {
         );
         assert_eq!(c.min_interval, Duration::from_secs(3));
         assert_eq!(c.daily_cap, 0);
+        assert_eq!(c.answer_delay, Duration::ZERO);
+        assert_eq!(c.dry_run_answer_delay, Duration::ZERO);
     }
 
     #[test]
