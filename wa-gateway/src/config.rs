@@ -66,7 +66,7 @@ pub const VARS: &[Var] = &[
     Var {
         name: "WA_DRY_RUN_ANSWER_DELAY_MS",
         default: "0",
-        help: "dry-run mode: wait this long after writing a message before answering (for crash tests)",
+        help: "dry-run mode, crash tests only: wait this long after writing a message, before the send log records it as sent and before answering",
     },
     Var {
         name: "WA_DEFAULT_COUNTRY_CODE",
@@ -87,6 +87,11 @@ pub const VARS: &[Var] = &[
         name: "WA_DAILY_CAP",
         default: "0",
         help: "pacing: most sends in any 24 hours; 0 means no cap",
+    },
+    Var {
+        name: "WA_ANSWER_DELAY_MS",
+        default: "0",
+        help: "crash tests only, both modes: wait this long after a message is sent and recorded in the send log, before answering the caller",
     },
     Var {
         name: "WA_CHECK_CACHE_SECS",
@@ -125,6 +130,7 @@ pub struct Config {
     pub check_cache_ttl: Duration,
     /// Required from callers.
     pub internal_token: Option<InternalToken>,
+    pub answer_delay: Duration,
 }
 
 impl Config {
@@ -215,6 +221,7 @@ impl Config {
             daily_cap: env.parse("WA_DAILY_CAP", 0)?,
             check_cache_ttl: env.secs("WA_CHECK_CACHE_SECS", Duration::from_secs(6 * 3600))?,
             internal_token: InternalToken::from_env(&env)?,
+            answer_delay: env.millis("WA_ANSWER_DELAY_MS", Duration::ZERO)?,
         })
     }
 
@@ -236,6 +243,7 @@ impl Config {
             jitter_ms = self.jitter.as_millis() as u64,
             daily_cap = self.daily_cap,
             check_cache_secs = self.check_cache_ttl.as_secs(),
+            answer_delay_ms = self.answer_delay.as_millis() as u64,
             "configuration"
         );
         abtrack_proto::token::log_startup(self.internal_token.as_ref(), Some(self.addr));
@@ -273,6 +281,8 @@ mod tests {
         );
         assert_eq!(c.min_interval, Duration::from_secs(3));
         assert_eq!(c.daily_cap, 0);
+        assert_eq!(c.answer_delay, Duration::ZERO);
+        assert_eq!(c.dry_run_answer_delay, Duration::ZERO);
     }
 
     #[test]

@@ -56,6 +56,9 @@ pub struct GatewaySettings {
     pub recent_sends: Vec<Duration>,
     pub pacing: PacingConfig,
     pub check_cache_ttl: Duration,
+    /// Crash-test aid (`WA_ANSWER_DELAY_MS`): how long to wait after a send is recorded
+    /// in the send log before answering. Zero in production.
+    pub answer_delay: Duration,
 }
 
 #[derive(Clone)]
@@ -225,6 +228,11 @@ impl Inner {
             to = %mask_phone(&entry.recipient),
             "message sent"
         );
+        if !self.settings.answer_delay.is_zero() {
+            // The window in which the message is out and logged but the caller has no
+            // answer yet: a crash here must not send it again.
+            tokio::time::sleep(self.settings.answer_delay).await;
+        }
         Ok(SendOutcome {
             message_id: entry.message_id,
             recipient: entry.recipient,

@@ -86,6 +86,7 @@ pub async fn run(
                 daily_cap: config.daily_cap,
             },
             check_cache_ttl: config.check_cache_ttl,
+            answer_delay: config.answer_delay,
         },
     );
     let (_health_reporter, health) =

@@ -204,3 +204,110 @@ async fn fifty_jobs_through_the_real_client_then_logout_rescan_and_restart() {
     assert_eq!(mock.logins(), logins + 1);
     assert_eq!(mock.linked_devices(), 1);
 }
+
+/// The job's row in the gateway's send log: (message id, sent_at).
+fn send_log_entry(cluster: &Cluster, job_id: &str) -> Option<(String, Option<i64>)> {
+    let path = cluster.dir.path().join("data/wa-gateway/sends.sqlite3");
+    let conn = rusqlite::Connection::open(path).ok()?;
+    conn.query_row(
+        "SELECT message_id, sent_at FROM sends WHERE job_id = ?1",
+        [job_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_killed_after_the_ack_and_before_the_dispatcher_recorded_sends_once() {
+    const TO: &str = "6281200000021";
+    const TEXT: &str = "Ananda tiba di sekolah pukul 07:02 ✅";
+    let mock = MockServer::start(PHONE).await.unwrap();
+    mock.add_contact(TO);
+    // The gateway waits ten minutes between recording a send and answering it, far
+    // past the dispatcher's send timeout: the kill below lands in that window.
+    let mut cluster = Cluster::start_unlinked(&[
+        ("WA_MODE", "whatsapp"),
+        ("WA_SERVER_URL", mock.url()),
+        ("WA_CLIENT_VERSION", "2.3000.1"),
+        ("WA_PRINT_QR", "false"),
+        ("WA_RECONNECT_MIN_MS", "100"),
+        ("WA_RECONNECT_MAX_MS", "1000"),
+        ("WA_ANSWER_DELAY_MS", "600000"),
+        ("DISPATCHER_SEND_TIMEOUT_SECS", "600"),
+        ("DISPATCHER_LEASE_SECS", "900"),
+        ("DISPATCHER_BACKOFF_BASE_SECS", "1"),
+        ("DISPATCHER_BACKOFF_MAX_SECS", "2"),
+    ])
+    .await;
+    let code = fresh_qr(&cluster, &mock).await;
+    mock.scan_qr(&code).unwrap();
+    cluster
+        .wait_status(WAIT, "the gateway to connect", |s| {
+            s["gateway"]["status"] == "connected"
+        })
+        .await;
+
+    let job_id = enqueue(&cluster, TO, TEXT).await;
+    // The mock decrypted and acked the text, and the gateway recorded it as sent.
+    assert!(
+        mock.wait_for(WAIT, |m| m.received().iter().any(|r| r.text == TEXT))
+            .await,
+        "the text never reached the mock"
+    );
+    let first_id = mock
+        .received()
+        .into_iter()
+        .find(|r| r.text == TEXT)
+        .unwrap()
+        .message_id;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match send_log_entry(&cluster, &job_id) {
+            Some((id, Some(_))) => {
+                assert_eq!(id, first_id);
+                break;
+            }
+            other => assert!(
+                tokio::time::Instant::now() < deadline,
+                "the send log never marked the job sent: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The dispatcher has no answer yet: the job is still in flight.
+    let job = cluster.get(&format!("/api/jobs/{job_id}")).await;
+    assert_eq!(job["status"], "processing", "{job}");
+    assert_eq!(job["messageId"], "", "{job}");
+
+    cluster.kill("wa-gateway");
+    cluster.set_env("WA_ANSWER_DELAY_MS", "0");
+    cluster.spawn("wa-gateway");
+    cluster.wait_serving("wa-gateway").await;
+    cluster
+        .wait_status(WAIT, "the job sent after the restart", |s| {
+            count(s, "sent") == 1
+        })
+        .await;
+    let job = cluster.get(&format!("/api/jobs/{job_id}")).await;
+    assert_eq!(job["status"], "sent", "{job}");
+    assert_eq!(job["messageId"], first_id.as_str(), "{job}");
+    // The retry was answered from the send log: nothing left the gateway again.
+    let copies: Vec<_> = mock
+        .received()
+        .into_iter()
+        .filter(|r| r.text == TEXT)
+        .collect();
+    assert_eq!(copies.len(), 1, "the mock saw the text once");
+    assert_eq!(mock.received().len(), 1);
+    assert_eq!(
+        mock.acked().iter().filter(|id| **id == first_id).count(),
+        1,
+        "the message was acked once"
+    );
+    assert!(
+        cluster
+            .log("wa-gateway")
+            .contains("job already sent, answering with its message id"),
+        "the restarted gateway answered from its send log"
+    );
+}

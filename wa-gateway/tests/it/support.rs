@@ -99,6 +99,7 @@ impl TestGateway {
                     daily_cap: 0,
                 },
                 check_cache_ttl: Duration::from_secs(60),
+                answer_delay: Duration::ZERO,
             },
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
