@@ -80,8 +80,11 @@ async fn a_dispatcher_killed_holding_a_lease_is_replaced_and_its_job_sent_once()
         &firestore.host,
         &collection,
         &[
-            // Sends take a while, so the dispatcher is killed in the middle of one.
+            // Sends take a while, so the dispatcher is killed in the middle of one:
+            // each answer comes a second after the message is written, and the
+            // moments between two leases are a few milliseconds.
             ("WA_MIN_INTERVAL_MS", "700"),
+            ("WA_DRY_RUN_ANSWER_DELAY_MS", "1000"),
             ("DISPATCHER_ID", "doomed"),
             ("DISPATCHER_LEASE_SECS", "4"),
             ("DISPATCHER_SEND_TIMEOUT_SECS", "2"),
