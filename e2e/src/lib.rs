@@ -40,6 +40,15 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// What a shell command prints, trimmed; empty when it cannot run.
+pub fn shell(command: &str) -> String {
+    Command::new("sh")
+        .args(["-c", command])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
 /// The machine a benchmark ran on, for `BENCHMARKS.md`.
 pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -287,14 +296,19 @@ impl Cluster {
         }
     }
 
-    /// Waits (at most 30 s) until the service answers its health check.
-    pub async fn wait_serving(&self, name: &str) {
-        let port = self
-            .ports
+    /// The port of a service by name, or of a dispatcher from
+    /// [`Cluster::spawn_dispatcher`].
+    fn port(&self, name: &str) -> u16 {
+        self.ports
             .get(name)
             .or_else(|| self.extra_ports.get(name))
             .copied()
-            .unwrap_or_else(|| panic!("no service named {name}"));
+            .unwrap_or_else(|| panic!("no service named {name}"))
+    }
+
+    /// Waits (at most 30 s) until the service answers its health check.
+    pub async fn wait_serving(&self, name: &str) {
+        let port = self.port(name);
         for _ in 0..300 {
             let ok = if name == "status-web" {
                 self.http
@@ -330,12 +344,7 @@ impl Cluster {
     /// `sheets-logger`, or a dispatcher from [`Cluster::spawn_dispatcher`]), sending
     /// nothing but what the caller adds.
     pub fn grpc_channel(&self, name: &str) -> tonic::transport::Channel {
-        let port = self
-            .ports
-            .get(name)
-            .or_else(|| self.extra_ports.get(name))
-            .copied()
-            .unwrap_or_else(|| panic!("no service named {name}"));
+        let port = self.port(name);
         tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
             .unwrap()
             .connect_lazy()
@@ -392,6 +401,20 @@ impl Cluster {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// When the gateway wrote each job to the dry-run file, by job id (milliseconds
+    /// since the epoch).
+    pub fn dry_run_sent_at(&self) -> HashMap<String, i64> {
+        self.dry_run_lines()
+            .iter()
+            .filter_map(|l| {
+                Some((
+                    l["job_id"].as_str()?.to_owned(),
+                    abtrack_proto::time::parse_rfc3339(l["at"].as_str()?)?,
+                ))
+            })
+            .collect()
     }
 
     /// Every line of the dry-run file.

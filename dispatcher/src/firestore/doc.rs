@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use firestore::gcloud_sdk::google::firestore::v1::{Document, MapValue, Value, value::ValueType};
 use prost_types::Timestamp;
 
-use crate::job::{Job, JobError, JobStatus, check_message};
+use crate::job::{Job, JobError, JobStatus, MAX_SEND_AT_MS, check_message};
 
 pub const TO: &str = "to";
 pub const MESSAGE: &str = "message";
@@ -81,7 +81,7 @@ pub fn ts_to_ms(t: &Timestamp) -> i64 {
 
 /// Firestore's timestamp range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
 const MIN_SECONDS: i64 = -62_135_596_800;
-const MAX_SECONDS: i64 = 253_402_300_799;
+const MAX_SECONDS: i64 = MAX_SEND_AT_MS.div_euclid(1000);
 
 pub fn ts(ms: i64) -> Value {
     Value {

@@ -2,12 +2,11 @@
 //! time (pickup latency), then a backlog drained with pacing off (throughput, memory
 //! under load, CPU time per job).
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use abtrack_dispatcher::queue::JobQueue;
 use abtrack_proto::dispatcher::v1::{self as pb, dispatcher_client::DispatcherClient};
-use abtrack_proto::time::{now_ms, parse_rfc3339};
+use abtrack_proto::time::now_ms;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
@@ -155,20 +154,6 @@ impl Sampler {
     }
 }
 
-/// Send times of the gateway's dry-run log, by job id.
-fn dry_run_sent_at(cluster: &Cluster) -> HashMap<String, i64> {
-    cluster
-        .dry_run_lines()
-        .iter()
-        .filter_map(|l| {
-            Some((
-                l["job_id"].as_str()?.to_owned(),
-                parse_rfc3339(l["at"].as_str()?)?,
-            ))
-        })
-        .collect()
-}
-
 /// Runs the four services on `backend` and measures `jobs` jobs one at a time, then
 /// a backlog of `jobs` jobs.
 pub async fn run(backend: Backend<'_>, jobs: usize) -> LoadRun {
@@ -204,7 +189,7 @@ pub async fn run(backend: Backend<'_>, jobs: usize) -> LoadRun {
             .await;
     }
     let seen = watcher.seen();
-    let sent_at = dry_run_sent_at(&cluster);
+    let sent_at = cluster.dry_run_sent_at();
     let mut latency_ms: Vec<i64> = (0..jobs)
         .map(|n| {
             let id = format!("lat-{n:05}");

@@ -6,7 +6,7 @@
 //! `cargo build --release --workspace --bins && cargo run --release -p abtrack-e2e --bin bench [-- --jobs N] [--quick]`
 
 use abtrack_e2e::bench::{self, Options};
-use abtrack_e2e::{machine, write_benchmark_section};
+use abtrack_e2e::{machine, shell, write_benchmark_section};
 
 const USAGE: &str = "usage: bench [--jobs N] [--quick]
   --jobs N   jobs per measurement (default 500; 20 with --quick)
@@ -41,14 +41,6 @@ fn options() -> Result<(Options, bool), String> {
         options.jobs = jobs;
     }
     Ok((options, quick))
-}
-
-fn shell(command: &str) -> String {
-    std::process::Command::new("sh")
-        .args(["-c", command])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
 }
 
 #[tokio::main]

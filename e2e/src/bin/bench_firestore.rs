@@ -6,15 +6,14 @@
 //!
 //! `cargo build --release --workspace --bins && cargo run --release -p abtrack-e2e --bin bench-firestore`
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use abtrack_dispatcher::firestore::doc::{int, text, ts};
-use abtrack_e2e::Cluster;
 use abtrack_e2e::firestore_app::App;
+use abtrack_e2e::{Cluster, shell};
 use abtrack_firestore_emulator::TestFirestore;
-use abtrack_proto::time::{now_ms, parse_rfc3339};
+use abtrack_proto::time::now_ms;
 use firestore::gcloud_sdk::google::firestore::v1::{
     self as pb, Document, DocumentMask, Precondition, Write, precondition::ConditionType,
     write::Operation,
@@ -26,20 +25,6 @@ const THROUGHPUT_JOBS: usize = 500;
 fn percentile(sorted: &[i64], p: f64) -> i64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
-}
-
-/// Send times of the dry-run log, by job id.
-fn sent_at(cluster: &Cluster) -> HashMap<String, i64> {
-    cluster
-        .dry_run_lines()
-        .iter()
-        .filter_map(|l| {
-            Some((
-                l["job_id"].as_str()?.to_owned(),
-                parse_rfc3339(l["at"].as_str()?)?,
-            ))
-        })
-        .collect()
 }
 
 fn collection(label: &str) -> String {
@@ -64,7 +49,7 @@ async fn latency(host: &str) -> Vec<i64> {
             let len = std::fs::metadata(&log).map_or(0, |m| m.len());
             if len != seen {
                 seen = len;
-                if let Some(at) = sent_at(&cluster).get(&id) {
+                if let Some(at) = cluster.dry_run_sent_at().get(&id) {
                     break *at;
                 }
             }
@@ -154,14 +139,6 @@ async fn emulator_rate(host: &str) -> f64 {
             .unwrap();
     }
     THROUGHPUT_JOBS as f64 / started.elapsed().as_secs_f64()
-}
-
-fn shell(command: &str) -> String {
-    std::process::Command::new("sh")
-        .args(["-c", command])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
 }
 
 fn write_section(section: &str) {

@@ -83,21 +83,27 @@ fn decrypted(mock: &MockServer) -> BTreeMap<(String, String), usize> {
     seen
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fifty_jobs_through_the_real_client_then_logout_rescan_and_restart() {
-    let mock = MockServer::start(PHONE).await.unwrap();
-    for r in RECIPIENTS {
-        mock.add_contact(r);
-    }
-    let mut cluster = Cluster::start_unlinked(&[
+/// The gateway in WhatsApp mode on `mock`, reconnecting quickly, with `extra` on top.
+fn on_the_mock<'a>(mock: &'a MockServer, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut env = vec![
         ("WA_MODE", "whatsapp"),
         ("WA_SERVER_URL", mock.url()),
         ("WA_CLIENT_VERSION", "2.3000.1"),
         ("WA_PRINT_QR", "false"),
         ("WA_RECONNECT_MIN_MS", "100"),
         ("WA_RECONNECT_MAX_MS", "1000"),
-    ])
-    .await;
+    ];
+    env.extend_from_slice(extra);
+    env
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_jobs_through_the_real_client_then_logout_rescan_and_restart() {
+    let mock = MockServer::start(PHONE).await.unwrap();
+    for r in RECIPIENTS {
+        mock.add_contact(r);
+    }
+    let mut cluster = Cluster::start_unlinked(&on_the_mock(&mock, &[])).await;
 
     // Linking: the dashboard shows a QR code, the phone scans it.
     let code = fresh_qr(&cluster, &mock).await;
@@ -223,21 +229,19 @@ async fn a_gateway_killed_after_the_ack_and_before_the_dispatcher_recorded_sends
     const TEXT: &str = "Ananda tiba di sekolah pukul 07:02 ✅";
     let mock = MockServer::start(PHONE).await.unwrap();
     mock.add_contact(TO);
-    // The gateway waits ten minutes between recording a send and answering it, far
-    // past the dispatcher's send timeout: the kill below lands in that window.
-    let mut cluster = Cluster::start_unlinked(&[
-        ("WA_MODE", "whatsapp"),
-        ("WA_SERVER_URL", mock.url()),
-        ("WA_CLIENT_VERSION", "2.3000.1"),
-        ("WA_PRINT_QR", "false"),
-        ("WA_RECONNECT_MIN_MS", "100"),
-        ("WA_RECONNECT_MAX_MS", "1000"),
-        ("WA_ANSWER_DELAY_MS", "600000"),
-        ("DISPATCHER_SEND_TIMEOUT_SECS", "600"),
-        ("DISPATCHER_LEASE_SECS", "900"),
-        ("DISPATCHER_BACKOFF_BASE_SECS", "1"),
-        ("DISPATCHER_BACKOFF_MAX_SECS", "2"),
-    ])
+    // The gateway waits ten minutes between recording a send and answering it, and
+    // the dispatcher waits as long for the answer: the job is still `processing`
+    // when the kill below lands.
+    let mut cluster = Cluster::start_unlinked(&on_the_mock(
+        &mock,
+        &[
+            ("WA_ANSWER_DELAY_MS", "600000"),
+            ("DISPATCHER_SEND_TIMEOUT_SECS", "600"),
+            ("DISPATCHER_LEASE_SECS", "900"),
+            ("DISPATCHER_BACKOFF_BASE_SECS", "1"),
+            ("DISPATCHER_BACKOFF_MAX_SECS", "2"),
+        ],
+    ))
     .await;
     let code = fresh_qr(&cluster, &mock).await;
     mock.scan_qr(&code).unwrap();
