@@ -198,7 +198,7 @@ impl Writer {
                 let body = json!({ "id": job.id, "to": job.to, "message": job.message });
                 http.post(url)
                     .timeout(Duration::from_secs(10))
-                    .body(body.to_string())
+                    .json(&body)
                     .send()
                     .await
                     .is_ok_and(|r| r.status().is_success())

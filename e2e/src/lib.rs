@@ -370,11 +370,12 @@ impl Cluster {
         response.json().await.unwrap()
     }
 
-    /// Posts raw bytes; returns the status code and the JSON body.
+    /// Posts raw bytes as JSON; returns the status code and the JSON body.
     pub async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
         let response = self
             .http
             .post(self.url(path))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body)
             .send()
             .await

@@ -155,7 +155,8 @@
   setInterval(tick, 1000);
 
   async function api(method, path, body) {
-    const r = await fetch(path, { method, credentials: "same-origin", headers: body ? { "Content-Type": "application/json" } : {}, body: body ? JSON.stringify(body) : undefined });
+    // Every API write is JSON, with or without a body (see docs/dashboard.md).
+    const r = await fetch(path, { method, credentials: "same-origin", headers: { "Content-Type": "application/json" }, body: body ? JSON.stringify(body) : undefined });
     if (r.status === 401) { location.href = "/login"; throw new Error("401"); }
     const data = await r.json().catch(() => ({}));
     if (!r.ok) throw new Error(data.error || ("HTTP " + r.status));

@@ -27,8 +27,8 @@ pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 pub const LOGIN_ATTEMPTS: u32 = 5;
 pub const LOGIN_WINDOW: Duration = Duration::from_secs(60);
 
-/// Paths anyone may open.
-const PUBLIC: &[&str] = &["/healthz", "/login"];
+/// Paths anyone may open. The style sheet holds no data, and the login page needs it.
+const PUBLIC: &[&str] = &["/healthz", "/login", "/assets/dashboard.css"];
 
 #[derive(Clone)]
 pub struct Auth {

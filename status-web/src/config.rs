@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use abtrack_proto::config::{ConfigError, Env, Var};
 use abtrack_proto::token::InternalToken;
 
+use crate::boundary::AllowedHost;
+
 pub const VARS: &[Var] = &[
     Var {
         name: "STATUS_WEB_ADDR",
@@ -32,6 +34,11 @@ pub const VARS: &[Var] = &[
         help: "dashboard password (at least 8 characters); without it there is no login and STATUS_WEB_ADDR must be a loopback address",
     },
     Var {
+        name: "STATUS_WEB_ALLOWED_HOSTS",
+        default: "",
+        help: "more names the dashboard answers to, comma-separated (`notify.school.example`, `pc-tu:8080`): the names people type to reach it over the network or through a reverse proxy; loopback names and IP addresses on the listen port need none",
+    },
+    Var {
         name: "STATUS_WEB_API_KEY",
         default: "",
         help: "key for API clients, sent as `Authorization: Bearer <key>` (at least 16 characters); only used with STATUS_WEB_PASSWORD",
@@ -50,6 +57,8 @@ pub struct Config {
     /// `None`: no login, loopback only.
     pub password: Option<String>,
     pub api_key: Option<String>,
+    /// Names the dashboard answers to beyond its own address and loopback.
+    pub allowed_hosts: Vec<AllowedHost>,
     /// Sent to the three gRPC services.
     pub internal_token: Option<InternalToken>,
 }
@@ -92,8 +101,20 @@ impl Config {
                 "without STATUS_WEB_PASSWORD the dashboard shows the WhatsApp QR code to anyone, so it only listens on loopback (127.0.0.1 or [::1]); set STATUS_WEB_PASSWORD",
             ));
         }
+        let allowed_hosts = env
+            .get("STATUS_WEB_ALLOWED_HOSTS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| {
+                AllowedHost::parse(entry)
+                    .map_err(|reason| ConfigError::new("STATUS_WEB_ALLOWED_HOSTS", entry, reason))
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Self {
             addr,
+            allowed_hosts,
             dispatcher_url: env.url("STATUS_WEB_DISPATCHER_URL", "http://127.0.0.1:50051")?,
             gateway_url: env.url("STATUS_WEB_GATEWAY_URL", "http://127.0.0.1:50052")?,
             logger_url: env.url("STATUS_WEB_LOGGER_URL", "http://127.0.0.1:50053")?,
@@ -111,6 +132,12 @@ impl Config {
             logger_url = %self.logger_url,
             password = if self.password.is_some() { "****" } else { "(none)" },
             api_key = if self.api_key.is_some() { "****" } else { "(none)" },
+            allowed_hosts = %self
+                .allowed_hosts
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
             "configuration"
         );
         abtrack_proto::token::log_startup(self.internal_token.as_ref(), None);
@@ -157,6 +184,21 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.password.as_deref(), Some("long enough"));
+    }
+
+    #[test]
+    fn allowed_hosts_are_a_list_of_names() {
+        let c = with(&[(
+            "STATUS_WEB_ALLOWED_HOSTS",
+            " notify.school.example , PC-TU:8080,",
+        )])
+        .unwrap();
+        let names: Vec<String> = c.allowed_hosts.iter().map(ToString::to_string).collect();
+        assert_eq!(names, ["notify.school.example", "pc-tu:8080"]);
+        let err =
+            with(&[("STATUS_WEB_ALLOWED_HOSTS", "https://notify.school.example")]).unwrap_err();
+        assert_eq!(err.name, "STATUS_WEB_ALLOWED_HOSTS");
+        assert!(err.reason.contains("without http://"), "{err}");
     }
 
     #[test]

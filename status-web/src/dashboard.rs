@@ -60,7 +60,6 @@ pub fn login_html(lang: Lang, error: Option<&str>) -> String {
         })
         .unwrap_or_default();
     LOGIN
-        .replace("{{CSS}}", STYLE)
         .replace("{{LANG}}", lang.code())
         .replace("{{TITLE}}", lang.t("title"))
         .replace("{{HEADING}}", lang.t("login_heading"))

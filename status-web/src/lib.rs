@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod boundary;
 pub mod config;
 pub mod dashboard;
 pub mod error;
@@ -47,6 +48,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Clone)]
 pub struct AppState {
+    pub boundary: boundary::Boundary,
     pub auth: auth::Auth,
     pub snapshot: watch::Receiver<Snapshot>,
     pub dispatcher: DispatcherClient<TokenChannel>,
@@ -61,12 +63,13 @@ fn lazy_channel(url: &str) -> Result<Channel> {
 }
 
 /// Every route, the Socket.IO endpoint (`/socket.io/`) and, around all of them, the
-/// authentication check. Starts the live feed, so it needs a Tokio runtime.
+/// authentication check and, outermost, the browser boundary. Starts the live feed,
+/// so it needs a Tokio runtime.
 pub fn router(state: AppState) -> Router {
     let (socket_layer, io) = SocketIo::builder()
         .ping_interval(Duration::from_secs(20))
         .build_layer();
-    live::start(io, state.snapshot.clone(), state.auth.clone());
+    live::start(io, state.clone());
     Router::new()
         .route("/", get(dashboard::page))
         .route("/assets/dashboard.js", get(dashboard::script))
@@ -91,6 +94,10 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::require,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            boundary::guard,
+        ))
         .with_state(state)
 }
 
@@ -107,13 +114,14 @@ pub async fn run(
     let logger = SheetsLoggerClient::new(with_token(lazy_channel(&config.logger_url)?, token));
     let (snapshot_tx, snapshot) = watch::channel(Snapshot::default());
     watchers::start(snapshot_tx, dispatcher.clone(), gateway.clone(), logger);
+    let addr = listener.local_addr()?;
     let app = router(AppState {
+        boundary: boundary::Boundary::new(addr, config.allowed_hosts.clone()),
         auth: auth::Auth::new(config.password.clone(), config.api_key.clone()),
         snapshot,
         dispatcher,
         gateway,
     });
-    let addr = listener.local_addr()?;
     tracing::info!(%addr, "status-web listening: open http://{addr}/ for the dashboard");
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {

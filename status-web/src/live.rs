@@ -1,7 +1,8 @@
 //! The live feed over Socket.IO: each browser gets the whole state when it
-//! connects (event `snapshot`) and again after every change. Only authenticated
-//! clients get here (the handshake passes `auth::require`), so this feed, unlike
-//! `/api/status`, carries the QR code, drawn as SVG.
+//! connects (event `snapshot`) and again after every change. Only clients that
+//! passed the browser boundary and the login get here (the handshake passes
+//! `boundary::guard` and `auth::require`), so this feed, unlike `/api/status`,
+//! carries the QR code, drawn as SVG.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,6 +15,7 @@ use socketioxide::SocketIo;
 use socketioxide::extract::SocketRef;
 use tokio::sync::watch;
 
+use crate::AppState;
 use crate::auth::Auth;
 use crate::snapshot::Snapshot;
 
@@ -81,18 +83,24 @@ pub fn payload(snapshot: &Snapshot, qr: &QrCache) -> Value {
 }
 
 /// Registers the default namespace and starts pushing every snapshot change.
-pub fn start(io: SocketIo, snapshot: watch::Receiver<Snapshot>, auth: Auth) {
+pub fn start(io: SocketIo, state: AppState) {
     let qr = QrCache::default();
-    let (on_connect, qr_connect, auth_check) = (snapshot.clone(), qr.clone(), auth.clone());
+    let snapshot = state.snapshot.clone();
+    let (qr_connect, auth_check) = (qr.clone(), state.auth.clone());
     io.ns("/", move |socket: SocketRef| {
-        let (snapshot, qr, auth) = (on_connect.clone(), qr_connect.clone(), auth.clone());
+        let (state, qr) = (state.clone(), qr_connect.clone());
         async move {
-            // The HTTP layer already checked; this guards against a route mix-up.
-            if !auth.allows(&socket.req_parts().headers) {
+            // The HTTP layers already checked; this guards against a route mix-up.
+            let parts = socket.req_parts();
+            let passed = state
+                .boundary
+                .judge(&parts.method, &parts.uri, &parts.headers)
+                .is_ok();
+            if !passed || !state.auth.allows(&parts.headers) {
                 let _ = socket.disconnect();
                 return;
             }
-            let value = payload(&snapshot.borrow(), &qr);
+            let value = payload(&state.snapshot.borrow(), &qr);
             if let Err(e) = socket.emit(EVENT, &value) {
                 tracing::debug!(error = %e, "client left before its snapshot");
             }

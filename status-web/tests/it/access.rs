@@ -33,7 +33,6 @@ async fn anonymous_requests_get_401_or_the_login_page_and_never_data() {
         (Method::GET, "/"),
         (Method::GET, "/?lang=en"),
         (Method::GET, "/assets/dashboard.js"),
-        (Method::GET, "/assets/dashboard.css"),
         (Method::GET, "/assets/socket.io.min.js"),
         (Method::GET, "/metrics"),
         (Method::GET, "/api/status"),
@@ -121,9 +120,16 @@ async fn anonymous_requests_get_401_or_the_login_page_and_never_data() {
         .await;
     assert_eq!(status["queue"]["paused"], false);
     assert_eq!(status["queue"]["counts"]["pending"], 0);
-    // Public: the health check and the login page.
+    // Public: the health check, the login page and its style sheet.
     let health = http.get(system.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), StatusCode::OK);
+    let style = http
+        .get(system.url("/assets/dashboard.css"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(style.status(), StatusCode::OK);
+    assert!(style.text().await.unwrap().starts_with(":root"));
     let page = http.get(system.url("/login?lang=id")).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
     let page = page.text().await.unwrap();
@@ -226,6 +232,7 @@ async fn the_session_cookie_and_the_api_key_open_everything() {
     let reset = http
         .post(system.url("/api/gateway/logout"))
         .header(header::COOKIE, &cookie)
+        .header(header::CONTENT_TYPE, "application/json")
         .send()
         .await
         .unwrap();

@@ -13,7 +13,7 @@ use abtrack_proto::gateway::v1 as gpb;
 
 use crate::harness::{API_KEY, PAIR_CODE, PASSWORD, System, state};
 
-const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn js_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/js");
@@ -30,7 +30,7 @@ fn artifacts() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../artifacts")
 }
 
-fn node(script: &str, system: &System) -> Command {
+pub fn node(script: &str, system: &System) -> Command {
     let mut command = Command::new("node");
     command
         .arg(script)
@@ -42,7 +42,7 @@ fn node(script: &str, system: &System) -> Command {
     command
 }
 
-async fn finish(mut child: Child) {
+pub async fn finish(mut child: Child) {
     let status = tokio::time::timeout(STEP_TIMEOUT, child.wait())
         .await
         .expect("the Node script did not exit")
@@ -85,13 +85,19 @@ async fn the_official_socket_io_client_is_refused_without_a_session_then_fed() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_dashboard_in_chromium_links_sends_and_retries() {
+/// The browser: `CHROMIUM`, or Debian's.
+pub fn chromium() -> String {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(
         std::path::Path::new(&chromium).exists(),
         "{chromium} is missing: apt-get install -y chromium (./test.sh does)"
     );
+    chromium
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_in_chromium_links_sends_and_retries() {
+    let chromium = chromium();
     let system = System::start().await;
     let mut child = node("dashboard.mjs", &system)
         .env("CHROMIUM", &chromium)

@@ -1,5 +1,6 @@
 //! A running system for the tests: the real dispatcher and sheets-logger, a
-//! scripted gateway, and status-web with a password and an API key.
+//! scripted gateway, and status-web with a password and an API key, or in the
+//! no-password mode of a dashboard on the operator's own PC.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -128,6 +129,15 @@ fn stopper(stops: &mut Vec<oneshot::Sender<()>>) -> impl Future<Output = ()> + S
     }
 }
 
+/// How status-web lets people in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Login {
+    /// `STATUS_WEB_PASSWORD` and `STATUS_WEB_API_KEY` set.
+    Password,
+    /// Neither: no login, loopback only.
+    Open,
+}
+
 pub fn state(status: gpb::ConnectionStatus) -> gpb::GatewayEvent {
     gpb::GatewayEvent {
         event: Some(gpb::gateway_event::Event::State(gpb::ConnectionState {
@@ -150,8 +160,13 @@ pub fn state(status: gpb::ConnectionStatus) -> gpb::GatewayEvent {
 }
 
 impl System {
-    /// Starts everything, with the gateway waiting for a QR scan.
+    /// Starts everything with a password, the gateway waiting for a QR scan.
     pub async fn start() -> Self {
+        Self::start_with(Login::Password).await
+    }
+
+    /// Starts everything, the gateway waiting for a QR scan.
+    pub async fn start_with(login: Login) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut stops = Vec::new();
 
@@ -202,13 +217,15 @@ impl System {
         tokio::spawn(abtrack_dispatcher::run(config, dl, stopper(&mut stops)));
 
         let (sl, base) = listener().await;
-        let env: HashMap<&str, String> = HashMap::from([
+        let mut env: HashMap<&str, String> = HashMap::from([
             ("STATUS_WEB_DISPATCHER_URL", dispatcher_url),
             ("STATUS_WEB_GATEWAY_URL", gateway_url),
             ("STATUS_WEB_LOGGER_URL", logger_url),
-            ("STATUS_WEB_PASSWORD", PASSWORD.into()),
-            ("STATUS_WEB_API_KEY", API_KEY.into()),
         ]);
+        if login == Login::Password {
+            env.insert("STATUS_WEB_PASSWORD", PASSWORD.into());
+            env.insert("STATUS_WEB_API_KEY", API_KEY.into());
+        }
         let config = abtrack_status_web::Config::from_lookup(|k| env.get(k).cloned()).unwrap();
         tokio::spawn(abtrack_status_web::run(config, sl, stopper(&mut stops)));
 

@@ -1,7 +1,8 @@
 //! Integration tests of status-web: the whole server (`run`) with a real dispatcher
 //! and logger and a scripted gateway, reached by HTTP clients, the official
-//! socket.io-client and headless Chromium.
+//! socket.io-client and headless Chromium, with a password and without.
 
 mod access;
+mod boundary;
 mod browser;
 mod harness;

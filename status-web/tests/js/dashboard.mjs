@@ -33,12 +33,22 @@ async function main() {
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
       "--disable-background-networking", "--disable-component-update", "--disable-sync"],
   });
+  // The Content-Security-Policy must block nothing the dashboard does.
+  await context.addInitScript(() => {
+    window.__violations = [];
+    document.addEventListener("securitypolicyviolation", (e) => window.__violations.push(`${e.violatedDirective} ${e.blockedURI}`));
+  });
   const page = context.pages()[0] || await context.newPage();
   page.setDefaultTimeout(20000);
+  const noViolations = async (where) => {
+    const violations = await page.evaluate(() => window.__violations);
+    if (violations.length) throw new Error(`CSP violations on ${where}: ${violations.join(", ")}`);
+  };
   page.on("pageerror", (e) => console.error("page error: " + e.message));
 
   await page.goto(BASE + "/?lang=en");
   if (!page.url().includes("/login")) throw new Error("not sent to the login page: " + page.url());
+  await noViolations("the login page");
   await page.fill("#password", "wrong password");
   await page.click("#login");
   await page.waitForSelector("#login-error");
@@ -104,11 +114,13 @@ async function main() {
   await step("reset", "", true);
 
   await page.screenshot({ path: join(ARTIFACTS, "dashboard.png"), fullPage: true });
+  await noViolations("the dashboard");
   await page.setViewportSize({ width: 390, height: 844 });
   await page.goto(BASE + "/?lang=id");
   await page.waitForSelector("#live[data-state=on]");
   await page.waitForSelector("#jobs tbody tr");
   await page.screenshot({ path: join(ARTIFACTS, "dashboard-phone.png"), fullPage: true });
+  await noViolations("the dashboard on a phone");
   await step("done");
 }
 
