@@ -178,15 +178,18 @@ impl Refusal {
         }
     }
 
-    fn message(&self) -> String {
-        const FIX: &str = "open the dashboard by one of its own names (http://127.0.0.1:<port>/ on this PC), or add the name people use to STATUS_WEB_ALLOWED_HOSTS";
+    /// What the refusal says; `port` is the dashboard's own.
+    fn message(&self, port: u16) -> String {
+        let fix = format!(
+            "open the dashboard by one of its own names (http://127.0.0.1:{port}/ on this PC), or add the name people use to STATUS_WEB_ALLOWED_HOSTS"
+        );
         match self {
             Self::NoHost => "refused: the request has no Host header".to_owned(),
             Self::ForeignHost(host) => {
-                format!("refused: this server does not answer to the name {host:?}; {FIX}")
+                format!("refused: this server does not answer to the name {host:?}; {fix}")
             }
             Self::ForeignOrigin(origin) => {
-                format!("refused: a request sent by another web page (Origin {origin:?}); {FIX}")
+                format!("refused: a request sent by another web page (Origin {origin:?}); {fix}")
             }
             Self::CrossSite(site) => {
                 format!("refused: a request sent by another web page (Sec-Fetch-Site {site:?})")
@@ -317,7 +320,7 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
             ApiError {
                 status: refusal.status(),
                 field: None,
-                message: refusal.message(),
+                message: refusal.message(state.boundary.listen.port()),
             }
             .into_response()
         }
