@@ -18,31 +18,48 @@ pub enum Action {
     /// The gateway is down, not linked, disconnected or refuses the internal token:
     /// keep the job, pause until the gateway is ready again; the attempt does not count.
     GatewayNotReady(JobError),
-    /// Pacing or the daily cap: try later; the attempt does not count.
-    RateLimited(JobError),
+    /// Pacing, the daily cap, or WhatsApp holding the account back (a reach-out
+    /// time lock): try later, at `retry_at` (ms) when the gateway knows it; the
+    /// attempt does not count.
+    RateLimited {
+        error: JobError,
+        retry_at: Option<i64>,
+    },
 }
 
-/// Maps a gRPC status from the gateway to what happens to the job.
+/// Maps a gRPC status from the gateway to what happens to the job. The gateway's
+/// precise reason (`abtrack_proto::reason`), when it gives one, becomes the error code.
 pub fn classify(status: &tonic::Status) -> Action {
     let detail = status.message().to_owned();
+    let error = |default: &str| {
+        JobError::new(
+            abtrack_proto::reason::reason(status).unwrap_or(default),
+            detail.clone(),
+        )
+    };
     match status.code() {
-        Code::InvalidArgument => Action::Permanent(JobError::new("invalid_argument", detail)),
-        Code::NotFound => Action::Permanent(JobError::new("not_on_whatsapp", detail)),
-        Code::FailedPrecondition => Action::GatewayNotReady(JobError::new("not_linked", detail)),
-        Code::Unavailable => Action::GatewayNotReady(JobError::new("unavailable", detail)),
+        Code::InvalidArgument => Action::Permanent(error("invalid_argument")),
+        Code::NotFound => Action::Permanent(error("not_on_whatsapp")),
+        // WhatsApp's server refused the message for good, or never acknowledged it.
+        Code::PermissionDenied => Action::Permanent(error("refused")),
+        Code::FailedPrecondition => Action::GatewayNotReady(error("not_linked")),
+        Code::Unavailable => Action::GatewayNotReady(error("unavailable")),
         // The gateway refused this dispatcher's internal token: the configuration is
         // wrong, the job is not; it waits like it does for a gateway that is down.
         Code::Unauthenticated => Action::GatewayNotReady(JobError::new(
             "unauthenticated",
             crate::gateway_link::refused_reason(status),
         )),
-        Code::ResourceExhausted => Action::RateLimited(JobError::new("rate_limited", detail)),
-        Code::DeadlineExceeded => Action::Transient(JobError::new("deadline_exceeded", detail)),
+        Code::ResourceExhausted => Action::RateLimited {
+            error: error("rate_limited"),
+            retry_at: abtrack_proto::reason::retry_at_ms(status),
+        },
+        Code::DeadlineExceeded => Action::Transient(error("deadline_exceeded")),
         // tonic answers an expired `grpc-timeout` with CANCELLED "Timeout expired".
         Code::Cancelled if detail.contains("Timeout expired") => {
             Action::Transient(JobError::new("deadline_exceeded", detail))
         }
-        other => Action::Transient(JobError::new(&code_name(other), detail)),
+        other => Action::Transient(error(&code_name(other))),
     }
 }
 
@@ -83,6 +100,8 @@ mod tests {
             (Code::Unauthenticated, "not_ready", "unauthenticated"),
             (Code::DeadlineExceeded, "transient", "deadline_exceeded"),
             (Code::ResourceExhausted, "rate_limited", "rate_limited"),
+            (Code::PermissionDenied, "permanent", "refused"),
+            (Code::Aborted, "transient", "aborted"),
             (Code::Internal, "transient", "internal"),
             (Code::Cancelled, "transient", "cancelled"),
             (Code::Unknown, "transient", "unknown"),
@@ -94,7 +113,10 @@ mod tests {
                 Action::Permanent(e) => ("permanent", e),
                 Action::Transient(e) => ("transient", e),
                 Action::GatewayNotReady(e) => ("not_ready", e),
-                Action::RateLimited(e) => ("rate_limited", e),
+                Action::RateLimited { error, retry_at } => {
+                    assert_eq!(retry_at, None);
+                    ("rate_limited", error)
+                }
             };
             assert_eq!(
                 (got_kind, error.code.as_str()),
@@ -112,6 +134,37 @@ mod tests {
                 assert_eq!(error.message, "why");
             }
         }
+    }
+
+    #[test]
+    fn the_gateways_reason_names_the_error_and_a_retry_time_is_kept() {
+        use abtrack_proto::reason::with_reason;
+        let refused = with_reason(
+            Status::permission_denied("479: bad field"),
+            "whatsapp_479",
+            None,
+        );
+        assert_eq!(
+            classify(&refused),
+            Action::Permanent(JobError::new("whatsapp_479", "479: bad field"))
+        );
+        let locked = with_reason(
+            Status::resource_exhausted("time lock"),
+            "whatsapp_463",
+            Some(1_770_000_000_000),
+        );
+        assert_eq!(
+            classify(&locked),
+            Action::RateLimited {
+                error: JobError::new("whatsapp_463", "time lock"),
+                retry_at: Some(1_770_000_000_000),
+            }
+        );
+        let transient = with_reason(Status::aborted("503"), "whatsapp_503", None);
+        assert_eq!(
+            classify(&transient),
+            Action::Transient(JobError::new("whatsapp_503", "503"))
+        );
     }
 
     #[test]

@@ -165,9 +165,13 @@ impl Worker {
                         next_attempt_at: None,
                     }
                 }
-                Action::RateLimited(error) => Finish::Release {
+                Action::RateLimited { error, retry_at } => Finish::Release {
                     error,
-                    next_attempt_at: Some(now + s.rate_limit_delay.as_millis() as i64),
+                    next_attempt_at: Some(
+                        retry_at
+                            .filter(|at| *at > now)
+                            .unwrap_or(now + s.rate_limit_delay.as_millis() as i64),
+                    ),
                 },
             },
         };

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod health;
 pub mod phone;
+pub mod reason;
 pub mod shutdown;
 pub mod sqlite;
 pub mod telemetry;

@@ -21,6 +21,7 @@
       pending: "menunggu", processing: "diproses", sent: "terkirim", delivered: "diterima", read: "dibaca", failed: "gagal",
       c_pending: "Menunggu", c_processing: "Diproses", c_sent: "Terkirim", c_delivered: "Diterima", c_read: "Dibaca", c_failed: "Gagal",
       lg_disabled: "nonaktif", lg_ok: "baik", lg_failing: "gagal", lg_unknown: "tidak diketahui",
+      time_lock: "WhatsApp membatasi chat baru dari nomor ini sampai {t}. Pesan ke orang tua yang belum pernah mengirim pesan ke sekolah menunggu sampai saat itu lalu terkirim sendiri; pesan ke kontak lain tetap terkirim. Agar tidak terulang: minta orang tua menyimpan nomor sekolah dan mengirim satu pesan, dan kirim lebih pelan (WA_MIN_INTERVAL_MS, WA_DAILY_CAP).",
       st: {
         unknown: ["belum terjangkau", "Gateway WhatsApp belum terjangkau. Pastikan layanan wa-gateway berjalan."],
         starting: ["memulai", "WhatsApp sedang dimulai. Tunggu sebentar."],
@@ -55,6 +56,7 @@
       pending: "pending", processing: "processing", sent: "sent", delivered: "delivered", read: "read", failed: "failed",
       c_pending: "Pending", c_processing: "Processing", c_sent: "Sent", c_delivered: "Delivered", c_read: "Read", c_failed: "Failed",
       lg_disabled: "disabled", lg_ok: "ok", lg_failing: "failing", lg_unknown: "unknown",
+      time_lock: "WhatsApp limits new chats from this number until {t}. Messages to parents who never wrote to the school wait until then and go out by themselves; messages to other contacts keep going. To avoid it: ask parents to save the school's number and send it one message, and send more slowly (WA_MIN_INTERVAL_MS, WA_DAILY_CAP).",
       st: {
         unknown: ["not reached yet", "The WhatsApp gateway has not been reached yet. Check that the wa-gateway service is running."],
         starting: ["starting", "WhatsApp is starting. Wait a moment."],
@@ -95,6 +97,9 @@
     $("conn-name").textContent = [g.pushName, g.ownNumber].filter(Boolean).join(" · ");
     $("next-step").textContent = st[1];
     $("conn-detail").textContent = g.detail || "";
+    const locked = g.timeLockUntil && new Date(g.timeLockUntil) > Date.now();
+    $("time-lock").hidden = !locked;
+    $("time-lock").textContent = locked ? t("time_lock").replace("{t}", time(g.timeLockUntil)) : "";
     const qrBox = $("qr-box");
     if (s.qrSvg) {
       if ($("qr").dataset.svg !== s.qrSvg) { $("qr").innerHTML = s.qrSvg; $("qr").dataset.svg = s.qrSvg; }

@@ -78,6 +78,9 @@ pub struct GatewayView {
     pub push_name: String,
     pub retry_at: Option<String>,
     pub banned_until: Option<String>,
+    /// The end of a reach-out time lock WhatsApp put on the account: until then
+    /// messages to people who never wrote to it wait.
+    pub time_lock_until: Option<String>,
     pub since: Option<String>,
     /// Whether a QR code is waiting to be scanned; the code itself is not served here.
     pub qr_available: bool,
@@ -96,6 +99,7 @@ impl Default for GatewayView {
             push_name: String::new(),
             retry_at: None,
             banned_until: None,
+            time_lock_until: None,
             since: None,
             qr_available: false,
             qr_expires_at: None,
@@ -366,6 +370,7 @@ impl Snapshot {
                 g.push_name = state.push_name;
                 g.retry_at = ts(&state.retry_at);
                 g.banned_until = ts(&state.banned_until);
+                g.time_lock_until = ts(&state.time_lock_until);
                 g.since = ts(&state.since);
                 if !waiting_for_qr {
                     g.qr_available = false;

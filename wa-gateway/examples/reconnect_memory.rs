@@ -95,6 +95,7 @@ async fn measure(name: &str, url: String, count: Arc<AtomicUsize>) {
         client_version: Some((2, 3000, 1)),
         reconnect_min: Duration::from_millis(5),
         reconnect_max: Duration::from_millis(10),
+        server_ack_timeout: Duration::from_secs(15),
         print_qr: false,
     });
     let state = messenger.state();

@@ -44,6 +44,11 @@ pub const VARS: &[Var] = &[
         help: "whatsapp mode: longest reconnect delay",
     },
     Var {
+        name: "WA_SERVER_ACK_TIMEOUT_MS",
+        default: "15000",
+        help: "whatsapp mode: how long a send waits for WhatsApp's server to acknowledge the message; without an answer it is sent once more under the same message id, then the job fails with no_server_ack",
+    },
+    Var {
         name: "WA_PRINT_QR",
         default: "true",
         help: "whatsapp mode: also print each QR code in the terminal (stderr) as a block to scan",
@@ -118,6 +123,7 @@ pub struct Config {
     pub client_version: Option<(u32, u32, u32)>,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
+    pub server_ack_timeout: Duration,
     pub print_qr: bool,
     pub dry_run_file: PathBuf,
     pub dry_run_not_on_whatsapp: Vec<String>,
@@ -202,6 +208,14 @@ impl Config {
                     .map_err(|e| ConfigError::new("WA_DRY_RUN_NOT_ON_WHATSAPP", s, e.to_string()))
             })
             .collect::<Result<_, _>>()?;
+        let server_ack_timeout = env.millis("WA_SERVER_ACK_TIMEOUT_MS", Duration::from_secs(15))?;
+        if server_ack_timeout.is_zero() {
+            return Err(ConfigError::new(
+                "WA_SERVER_ACK_TIMEOUT_MS",
+                "0",
+                "must be above 0: a send waits for WhatsApp's answer",
+            ));
+        }
         Ok(Self {
             addr: env.addr("WA_ADDR", "127.0.0.1:50052")?,
             mode,
@@ -209,6 +223,7 @@ impl Config {
             client_version,
             reconnect_min,
             reconnect_max,
+            server_ack_timeout,
             print_qr: env.bool("WA_PRINT_QR", true)?,
             data_dir,
             dry_run_file,
@@ -235,6 +250,7 @@ impl Config {
             client_version = ?self.client_version,
             reconnect_min_ms = self.reconnect_min.as_millis() as u64,
             reconnect_max_ms = self.reconnect_max.as_millis() as u64,
+            server_ack_timeout_ms = self.server_ack_timeout.as_millis() as u64,
             print_qr = self.print_qr,
             dry_run_file = %self.dry_run_file.display(),
             dry_run_receipts = self.dry_run_receipts,

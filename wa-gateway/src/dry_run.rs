@@ -15,7 +15,9 @@ use abtrack_proto::Jid;
 use abtrack_proto::time::now_ms;
 
 use crate::error::{Error, Result};
-use crate::messenger::{ConnectionState, Messenger, MessengerEvent, Outgoing, ReceiptKind, Status};
+use crate::messenger::{
+    Accepted, ConnectionState, Messenger, MessengerEvent, Outgoing, ReceiptKind, Status,
+};
 
 /// How long after a send the simulated receipts arrive.
 const RECEIPT_DELAY: Duration = Duration::from_millis(200);
@@ -104,7 +106,7 @@ impl Messenger for DryRunMessenger {
         Ok(!self.not_on_whatsapp.contains(&jid.to_string()))
     }
 
-    async fn send_text(&self, message: &Outgoing) -> Result<()> {
+    async fn send_text(&self, message: &Outgoing) -> Result<Accepted> {
         let line = serde_json::json!({
             "at": abtrack_proto::time::rfc3339(now_ms()),
             "job_id": message.job_id,
@@ -146,7 +148,8 @@ impl Messenger for DryRunMessenger {
                 }
             });
         }
-        Ok(())
+        // Written to the file is this mode's "accepted by the server".
+        Ok(Accepted { at: now_ms() })
     }
 
     async fn request_pair_code(&self, _phone_digits: &str) -> Result<String> {

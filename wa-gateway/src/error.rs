@@ -4,6 +4,18 @@ use tonic::{Code, Status};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What a refusal from WhatsApp's server means for the job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Sending again cannot help: the job ends `failed`.
+    Permanent,
+    /// Sending again later may work: retried, and the attempt counts.
+    Transient,
+    /// WhatsApp holds the account back (a time lock, a cap, a rate limit): the job
+    /// waits, without spending an attempt.
+    Held,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Bad number, empty message: permanent.
@@ -21,6 +33,20 @@ pub enum Error {
     /// Pacing or the daily cap: retry later.
     #[error("{0}")]
     RateLimited(String),
+    /// WhatsApp's server answered the message with an error, or never answered.
+    /// `reason` becomes the job's error code (`whatsapp_479`, `no_server_ack`).
+    #[error("{message}")]
+    Refused {
+        reason: String,
+        message: String,
+        refusal: Refusal,
+        /// When to try again (ms since the epoch), when WhatsApp says.
+        retry_at: Option<i64>,
+    },
+    /// The message is out but WhatsApp's server has not answered yet, and the
+    /// caller's deadline is near; the gateway keeps waiting for the answer.
+    #[error("{0}")]
+    AckPending(String),
     /// The operation does not exist in this mode.
     #[error("{0}")]
     Unsupported(String),
@@ -40,6 +66,24 @@ impl From<Error> for Status {
             Error::NotLinked(_) => Code::FailedPrecondition,
             Error::Unavailable(_) => Code::Unavailable,
             Error::RateLimited(_) => Code::ResourceExhausted,
+            Error::Refused {
+                reason,
+                refusal,
+                retry_at,
+                ..
+            } => {
+                let code = match refusal {
+                    Refusal::Permanent => Code::PermissionDenied,
+                    Refusal::Transient => Code::Aborted,
+                    Refusal::Held => Code::ResourceExhausted,
+                };
+                return abtrack_proto::reason::with_reason(
+                    Status::new(code, error.to_string()),
+                    reason,
+                    *retry_at,
+                );
+            }
+            Error::AckPending(_) => Code::DeadlineExceeded,
             Error::Unsupported(_) => Code::Unimplemented,
             Error::Storage(_) | Error::Io(_) | Error::Internal(_) => Code::Internal,
         };

@@ -23,6 +23,10 @@ pub const MAX_MESSAGE_CHARS: usize = 65_536;
 /// minus this is refused up front.
 const SEND_TIME: Duration = Duration::from_millis(500);
 
+/// How long before the caller's deadline a send still waiting for WhatsApp's answer
+/// is answered, so the answer arrives before the caller gives up.
+const ANSWER_MARGIN: Duration = Duration::from_millis(200);
+
 /// An event for `Watch` subscribers (the state travels on its own channel).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -128,9 +132,23 @@ impl Gateway {
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let inner = Arc::clone(&self.inner);
         let (job_id, text) = (job_id.to_owned(), text.to_owned());
-        tokio::spawn(async move { inner.send(job_id, to, text, deadline).await })
-            .await
-            .map_err(|e| Error::Internal(format!("send task failed: {e}")))?
+        let task = tokio::spawn(async move { inner.send(job_id, to, text, deadline).await });
+        // Answers just before the caller's deadline if WhatsApp's server is slow; the
+        // task goes on and records the outcome, which a retry then gets.
+        let answer = match deadline {
+            Some(deadline) => {
+                let answer_by = deadline.checked_sub(ANSWER_MARGIN).unwrap_or(deadline);
+                tokio::time::timeout_at(answer_by, task)
+                .await
+                .map_err(|_| {
+                    Error::AckPending(
+                        "no answer from WhatsApp's server before the deadline; the gateway keeps waiting, and a retry gets the outcome".into(),
+                    )
+                })?
+            }
+            None => task.await,
+        };
+        answer.map_err(|e| Error::Internal(format!("send task failed: {e}")))?
     }
 
     /// Normalises `phone` and asks the messenger (through a cache) whether it is on
@@ -219,8 +237,11 @@ impl Inner {
             text,
         };
         pacer.record_send();
-        self.messenger.send_text(&message).await?;
-        let sent_at = now_ms();
+        // Answers once WhatsApp's server accepted the message; a refusal or a
+        // missing acknowledgement leaves the intent in the log, so a retry sends
+        // under the same message id.
+        let accepted = self.messenger.send_text(&message).await?;
+        let sent_at = accepted.at;
         self.log.mark_sent(&job_id, sent_at).await?;
         tracing::info!(
             job_id = %job_id,

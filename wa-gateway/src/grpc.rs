@@ -132,6 +132,7 @@ fn state_event(state: &ConnectionState) -> pb::GatewayEvent {
             push_name: state.push_name.clone(),
             retry_at: opt_timestamp(state.retry_at),
             banned_until: opt_timestamp(state.banned_until),
+            time_lock_until: opt_timestamp(state.time_lock_until),
             since: Some(to_timestamp(state.since)),
         })),
     }

@@ -47,6 +47,7 @@ pub async fn run(
                     client_version: config.client_version,
                     reconnect_min: config.reconnect_min,
                     reconnect_max: config.reconnect_max,
+                    server_ack_timeout: config.server_ack_timeout,
                     print_qr: config.print_qr,
                 },
             ));

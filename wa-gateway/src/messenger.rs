@@ -34,6 +34,8 @@ pub struct ConnectionState {
     pub push_name: String,
     pub retry_at: Option<i64>,
     pub banned_until: Option<i64>,
+    /// The end of a reach-out time lock on the account (ms), while one is known.
+    pub time_lock_until: Option<i64>,
     /// When this state began (ms since the epoch).
     pub since: i64,
 }
@@ -48,6 +50,7 @@ impl ConnectionState {
             push_name: String::new(),
             retry_at: None,
             banned_until: None,
+            time_lock_until: None,
             since: abtrack_proto::time::now_ms(),
         }
     }
@@ -86,14 +89,22 @@ pub struct Outgoing {
     pub text: String,
 }
 
+/// WhatsApp's server accepted a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    /// When the gateway had the server's acknowledgement (ms since the epoch).
+    pub at: i64,
+}
+
 /// One WhatsApp account. Implementations must treat a repeated `send_text` with the
-/// same message id as the same message.
+/// same message id as the same message, and answer only once WhatsApp's server
+/// accepted it (or with the error it gave).
 #[async_trait]
 pub trait Messenger: Send + Sync + 'static {
     fn state(&self) -> watch::Receiver<ConnectionState>;
     fn events(&self) -> broadcast::Receiver<MessengerEvent>;
     async fn is_on_whatsapp(&self, jid: &Jid) -> Result<bool>;
-    async fn send_text(&self, message: &Outgoing) -> Result<()>;
+    async fn send_text(&self, message: &Outgoing) -> Result<Accepted>;
     async fn request_pair_code(&self, phone_digits: &str) -> Result<String>;
     async fn logout(&self) -> Result<()>;
 }

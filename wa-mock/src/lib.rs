@@ -24,7 +24,7 @@ use wacore_binary::builder::NodeBuilder;
 
 use crate::conn::Outbound;
 pub use crate::error::{Error, Result};
-pub use crate::server::Received;
+pub use crate::server::{Ack, AckBehaviour, Received, Stanza};
 use crate::server::{PendingLink, SERVER, Shared, now_secs};
 
 /// The receipts a recipient's phone sends back.
@@ -238,6 +238,15 @@ impl MockServer {
         self.shared.lock().banned_until = None;
     }
 
+    /// The connections open now stop answering anything (no acks, no iq results),
+    /// while staying open; connections opened later work normally. How a session
+    /// looks that WhatsApp dropped on its side without closing the socket.
+    pub fn stall(&self) {
+        for c in self.shared.lock().connections.values_mut() {
+            c.stalled = true;
+        }
+    }
+
     /// Drops every TCP connection without a WebSocket close.
     pub fn drop_connections(&self) {
         for c in self.shared.lock().connections.values() {
@@ -259,9 +268,46 @@ impl MockServer {
         self.shared.lock().received.clone()
     }
 
-    /// Message ids the server acked, in order.
+    /// Message ids the server accepted (acked without an error), in order.
     pub fn acked(&self) -> Vec<String> {
-        self.shared.lock().acked.clone()
+        self.shared
+            .lock()
+            .acks
+            .iter()
+            .filter(|a| a.error.is_none())
+            .map(|a| a.message_id.clone())
+            .collect()
+    }
+
+    /// Every ack and nack the server sent for a message, in order.
+    pub fn acks(&self) -> Vec<Ack> {
+        self.shared.lock().acks.clone()
+    }
+
+    /// Every message stanza the server got, in order, resends included.
+    pub fn stanzas(&self) -> Vec<Stanza> {
+        self.shared.lock().stanzas.clone()
+    }
+
+    /// Marks `phone` (digits) as a contact who never wrote to the account: under a
+    /// reach-out time lock, messages to it are refused with 463.
+    pub fn set_cold(&self, phone: &str) {
+        self.shared.lock().cold.insert(phone.to_owned());
+    }
+
+    /// Puts the account under a reach-out time lock ending `ends_in` from now (whole
+    /// seconds): messages to cold contacts get nack 463, and the time-lock query
+    /// (`w:mex`) reports the lock and its end. Warm contacts are not affected.
+    pub fn reach_out_time_lock(&self, ends_in: Duration) {
+        self.shared.lock().time_lock_until = Some(now_secs() + ends_in.as_secs().max(1));
+    }
+
+    /// How the server answers messages to `phone` (digits) from now on.
+    pub fn set_behaviour(&self, phone: &str, behaviour: AckBehaviour) {
+        self.shared
+            .lock()
+            .behaviours
+            .insert(phone.to_owned(), behaviour);
     }
 
     /// `phone`'s phone sends a receipt for `message_id` to the linked devices.

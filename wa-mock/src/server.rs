@@ -18,6 +18,9 @@ use crate::signal::Contact;
 
 pub(crate) const SERVER: &str = "s.whatsapp.net";
 
+/// The document id of WhatsApp Web's `WAWebMexFetchReachoutTimelockJobQuery`.
+const REACHOUT_TIMELOCK_QUERY: &str = "23983697327930364";
+
 /// A device linked to the phone's account.
 #[derive(Debug, Clone)]
 pub(crate) struct LinkedDevice {
@@ -40,6 +43,43 @@ pub(crate) struct Connection {
     pub device: Option<u16>,
     pub refs: Vec<String>,
     pub pending: Option<PendingLink>,
+    /// Set by `stall`: the server reads this connection's nodes and answers none
+    /// (a connection that looks open but is dead on WhatsApp's side).
+    pub stalled: bool,
+}
+
+/// How the server answers messages to one recipient.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AckBehaviour {
+    /// Acks at once; the recipient gets the message.
+    #[default]
+    Normal,
+    /// Refuses the message with a nack carrying this error code (as WhatsApp does
+    /// with 479 for a malformed field or 463 under a time lock); the recipient gets
+    /// nothing.
+    Error(String),
+    /// The recipient gets the message, the ack comes this much later.
+    Slow(std::time::Duration),
+    /// Never acks, and the recipient gets nothing.
+    Never,
+}
+
+/// An `<ack>` the server sent for a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ack {
+    pub message_id: String,
+    /// The nack's error code; `None` for an accepted message.
+    pub error: Option<String>,
+    /// When the server sent it (ms since the epoch).
+    pub at_ms: i64,
+}
+
+/// A message stanza as it reached the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stanza {
+    /// The recipient's number (digits).
+    pub to: String,
+    pub message_id: String,
 }
 
 /// A message the mock decrypted for one of its contacts.
@@ -60,8 +100,17 @@ pub(crate) struct State {
     pub connections: BTreeMap<u64, Connection>,
     pub contacts: BTreeMap<String, Contact>,
     pub received: Vec<Received>,
-    /// Message ids acked to the client, in order.
-    pub acked: Vec<String>,
+    /// Every `<ack>` sent for a message, in order.
+    pub acks: Vec<Ack>,
+    /// Every message stanza that arrived, in order (resends included).
+    pub stanzas: Vec<Stanza>,
+    /// How messages to each recipient (digits) are answered; absent: normally.
+    pub behaviours: BTreeMap<String, AckBehaviour>,
+    /// Recipients that never wrote to the account: a reach-out time lock keeps
+    /// messages to them out (nack 463) while it lasts.
+    pub cold: std::collections::BTreeSet<String>,
+    /// Set by `reach_out_time_lock`: the lock's end (secs).
+    pub time_lock_until: Option<u64>,
     /// Set by `temporary_ban`: logins get a 402 failure until this time (secs).
     pub banned_until: Option<u64>,
     pub logins: u64,
@@ -75,6 +124,13 @@ pub(crate) struct Shared {
     next_id: AtomicU64,
     /// Messages are decrypted one at a time, in arrival order.
     pub(crate) decrypting: tokio::sync::Mutex<()>,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 pub(crate) fn now_secs() -> u64 {
@@ -120,7 +176,11 @@ impl Shared {
                 connections: BTreeMap::new(),
                 contacts: BTreeMap::new(),
                 received: Vec::new(),
-                acked: Vec::new(),
+                acks: Vec::new(),
+                stanzas: Vec::new(),
+                behaviours: BTreeMap::new(),
+                cold: std::collections::BTreeSet::new(),
+                time_lock_until: None,
                 banned_until: None,
                 logins: 0,
                 iq_counter: 0,
@@ -171,6 +231,7 @@ impl Shared {
             device: None,
             refs: Vec::new(),
             pending: None,
+            stalled: false,
         };
         match (payload.username, payload.device) {
             (Some(user), device) => {
@@ -233,6 +294,9 @@ impl Shared {
     /// Answers one node from connection `id`.
     pub(crate) fn handle(self: &Arc<Self>, id: u64, node: Node) {
         tracing::trace!(connection = id, tag = %node.tag, "mock received");
+        if self.lock().connections.get(&id).is_some_and(|c| c.stalled) {
+            return;
+        }
         match node.tag.as_ref() {
             "iq" => self.handle_iq(id, &node),
             "message" => crate::signal::handle_message(self, id, &node),
@@ -261,12 +325,35 @@ impl Shared {
                 offline
             }
             "w:sync:app:state" => app_state_reply(node),
+            "w:mex" => self.mex_reply(node),
             _ => {
                 tracing::debug!(xmlns = %xmlns, "mock answers an iq with an empty result");
                 result_for(node).build()
             }
         };
         self.send(id, reply);
+    }
+
+    /// Answers the GraphQL queries WhatsApp Web sends over `w:mex`; the reach-out
+    /// time-lock query with the account's lock, any other with no data.
+    fn mex_reply(&self, node: &Node) -> Node {
+        let query_id = node
+            .get_optional_child("query")
+            .and_then(|q| attr(q, "query_id"))
+            .unwrap_or_default();
+        let data = if query_id == REACHOUT_TIMELOCK_QUERY {
+            let until = self.lock().time_lock_until.filter(|t| *t > now_secs());
+            format!(
+                r#"{{"data":{{"xwa2_fetch_account_reachout_timelock":{{"is_active":{},"time_enforcement_ends":"{}","enforcement_type":"DEFAULT"}}}}}}"#,
+                until.is_some(),
+                until.unwrap_or(0)
+            )
+        } else {
+            r#"{"data":null}"#.to_owned()
+        };
+        result_for(node)
+            .children([NodeBuilder::new("result").bytes(data.into_bytes()).build()])
+            .build()
     }
 
     fn finish_link(&self, id: u64, node: &Node, sign: &Node) {

@@ -18,7 +18,9 @@ use wacore_libsignal::protocol::{
 };
 
 use crate::conn::Outbound;
-use crate::server::{Received, Shared, attr, bytes, now_secs, result_for};
+use crate::server::{
+    Ack, AckBehaviour, Received, Shared, Stanza, attr, bytes, now_ms, now_secs, result_for,
+};
 
 type SignalResult<T> = Result<T, SignalProtocolError>;
 
@@ -390,27 +392,26 @@ pub(crate) fn encrypt_iq(shared: &Shared, node: &Node) -> Node {
         .build()
 }
 
-/// Takes a message from the client: acks it, and decrypts each part addressed to a
-/// known contact's device 0.
+/// Takes a message from the client: decrypts each part addressed to a known
+/// contact's device 0 (so the Signal sessions stay in step whatever the answer), and
+/// answers as the recipient's [`AckBehaviour`] says. A recipient's phone keeps a
+/// message id once, so a resend under the same id is not a second message.
 pub(crate) fn handle_message(shared: &Arc<Shared>, id: u64, node: &Node) {
     let Some(message_id) = attr(node, "id") else {
         return;
     };
     let to = attr(node, "to").unwrap_or_default();
+    let recipient = to.split(['@', ':']).next().unwrap_or_default().to_owned();
     let sender = {
-        let state = shared.lock();
+        let mut state = shared.lock();
+        state.stanzas.push(Stanza {
+            to: recipient.clone(),
+            message_id: message_id.clone(),
+        });
         let device = state.connections.get(&id).and_then(|c| c.device);
         device.map(|d| Jid::pn_device(state.number.clone(), d))
     };
-    let ack = NodeBuilder::new("ack")
-        .attr("class", "message")
-        .attr("id", message_id.clone())
-        .attr(
-            "from",
-            to.parse::<Jid>().unwrap_or_else(|_| Jid::pn(to.clone())),
-        )
-        .attr("t", now_secs())
-        .build();
+    let from = to.parse::<Jid>().unwrap_or_else(|_| Jid::pn(to.clone()));
     let Some(sender) = sender else {
         return;
     };
@@ -436,26 +437,78 @@ pub(crate) fn handle_message(shared: &Arc<Shared>, id: u64, node: &Node) {
     // Decrypting awaits the library's store calls; the connection goes on meanwhile,
     // but the ack is sent only once the text is recorded.
     tokio::spawn(async move {
-        let _guard = shared.decrypting.lock().await;
-        for (jid, kind, version, data) in parts {
-            let number = jid.user.to_string();
-            let Some(mut contact) = shared.lock().contacts.remove(&number) else {
-                continue;
-            };
-            let text = contact.decrypt(&sender, &kind, version, &data).await;
-            shared.lock().contacts.insert(number.clone(), contact);
-            match text {
-                Ok(text) => shared.lock().received.push(Received {
-                    to: number,
-                    message_id: message_id.clone(),
-                    text,
-                }),
-                Err(e) => tracing::warn!(error = %e, "the mock cannot decrypt a message"),
+        let behaviour = {
+            let state = shared.lock();
+            let locked = state.time_lock_until.is_some_and(|t| t > now_secs());
+            if locked && state.cold.contains(&recipient) {
+                AckBehaviour::Error("463".into())
+            } else {
+                state
+                    .behaviours
+                    .get(&recipient)
+                    .cloned()
+                    .unwrap_or_default()
+            }
+        };
+        let delivers = matches!(behaviour, AckBehaviour::Normal | AckBehaviour::Slow(_));
+        {
+            let _guard = shared.decrypting.lock().await;
+            for (jid, kind, version, data) in parts {
+                let number = jid.user.to_string();
+                let Some(mut contact) = shared.lock().contacts.remove(&number) else {
+                    continue;
+                };
+                let text = contact.decrypt(&sender, &kind, version, &data).await;
+                shared.lock().contacts.insert(number.clone(), contact);
+                match text {
+                    Ok(text) if delivers => {
+                        let mut state = shared.lock();
+                        let seen = state
+                            .received
+                            .iter()
+                            .any(|r| r.to == number && r.message_id == message_id);
+                        if !seen {
+                            state.received.push(Received {
+                                to: number,
+                                message_id: message_id.clone(),
+                                text,
+                            });
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "the mock cannot decrypt a message"),
+                }
             }
         }
+        let error = match behaviour {
+            AckBehaviour::Never => {
+                shared.touch();
+                return;
+            }
+            AckBehaviour::Slow(delay) => {
+                shared.touch();
+                tokio::time::sleep(delay).await;
+                None
+            }
+            AckBehaviour::Error(code) => Some(code),
+            AckBehaviour::Normal => None,
+        };
+        let mut ack = NodeBuilder::new("ack")
+            .attr("class", "message")
+            .attr("id", message_id.clone())
+            .attr("from", from)
+            .attr("t", now_secs());
+        if let Some(code) = &error {
+            ack = ack.attr("error", code.clone());
+        }
+        let ack = ack.build();
         {
             let mut state = shared.lock();
-            state.acked.push(message_id);
+            state.acks.push(Ack {
+                message_id,
+                error,
+                at_ms: now_ms(),
+            });
             if let Some(c) = state.connections.get(&id) {
                 let _ = c.tx.send(Outbound::Node(Box::new(ack)));
             }

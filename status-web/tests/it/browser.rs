@@ -173,8 +173,19 @@ async fn the_dashboard_in_chromium_links_sends_and_retries() {
             "pair-code" => assert_eq!(arg, PAIR_CODE),
             "reset" => {
                 assert_eq!(*system.logouts.lock().unwrap(), 1);
+                let mut locked = state(gpb::ConnectionStatus::Connected);
+                if let Some(gpb::gateway_event::Event::State(s)) = &mut locked.event {
+                    let until = abtrack_proto::time::now_ms() + 2 * 3600 * 1000;
+                    s.time_lock_until = Some(abtrack_proto::time::to_timestamp(until));
+                }
+                system.emit(locked);
                 stdin.write_all(b"go\n").await.unwrap();
             }
+            "time-lock" => assert!(
+                arg.starts_with("WhatsApp limits new chats from this number until ")
+                    && arg.contains("parents who never wrote"),
+                "{arg}"
+            ),
             "done" => break,
             other => assert_eq!(other, "qr-rotated", "unexpected step"),
         }
@@ -193,6 +204,7 @@ async fn the_dashboard_in_chromium_links_sends_and_retries() {
             "retried",
             "pair-code",
             "reset",
+            "time-lock",
             "done"
         ]
     );

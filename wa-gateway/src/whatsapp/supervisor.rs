@@ -237,6 +237,7 @@ impl Supervisor {
                 None => Box::pin(async move { runner.run().await }),
             };
             let mut end: Option<End> = None;
+            let mut forced: Option<End> = None;
             let mut logout_reply = None;
             loop {
                 tokio::select! {
@@ -262,12 +263,24 @@ impl Supervisor {
                             let _ = reply.send(());
                             return self.release(Next::Stop);
                         }
+                        Command::Reconnect { reason, at_once } => {
+                            tracing::warn!(reason = %reason, "replacing a connection that does not answer");
+                            forced = Some(if at_once { End::RetryNow(reason) } else { End::Retry(reason) });
+                            // Dropping the transport ends this run (the library's own
+                            // reconnecting is off); the loop then connects again.
+                            let client = Arc::clone(&client);
+                            tokio::spawn(async move { client.reconnect_immediately().await });
+                        }
                     },
                 }
             }
             // Events dispatched while the run ended are already queued.
             while let Ok(event) = opened.events.try_recv() {
                 self.on_event(&client, &event, &mut end);
+            }
+            // A replacement the messenger asked for says why, whatever the library saw.
+            if forced.is_some() {
+                end = forced;
             }
             let end = end.unwrap_or_else(|| {
                 End::Retry(format!(
@@ -443,14 +456,18 @@ impl Supervisor {
         });
         let sleep = tokio::time::sleep(delay);
         tokio::pin!(sleep);
-        tokio::select! {
-            () = &mut sleep => Waited::Elapsed,
-            command = self.commands.recv() => match command {
-                Some(Command::Logout(reply)) => Waited::Logout(reply),
-                Some(Command::Shutdown(reply)) => Waited::Stop(Some(reply)),
-                // The messenger is gone: nobody is left to serve.
-                None => Waited::Stop(None),
-            },
+        loop {
+            tokio::select! {
+                () = &mut sleep => return Waited::Elapsed,
+                command = self.commands.recv() => match command {
+                    Some(Command::Logout(reply)) => return Waited::Logout(reply),
+                    Some(Command::Shutdown(reply)) => return Waited::Stop(Some(reply)),
+                    // Not connected now: the next attempt is already planned.
+                    Some(Command::Reconnect { .. }) => {}
+                    // The messenger is gone: nobody is left to serve.
+                    None => return Waited::Stop(None),
+                },
+            }
         }
     }
 
@@ -503,6 +520,8 @@ impl Supervisor {
         let mut next = ConnectionState::new(status, MODE, detail);
         extra(&mut next);
         self.state.send_if_modified(|current| {
+            // A time lock is the account's, not the connection's: it outlives reconnects.
+            next.time_lock_until = current.time_lock_until.filter(|until| *until > now_ms());
             let same = current.status == next.status
                 && current.detail == next.detail
                 && current.own_number == next.own_number

@@ -4,5 +4,6 @@
 mod mock_cluster;
 mod mock_whatsapp;
 mod send;
+mod server_ack;
 mod support;
 mod whatsapp;

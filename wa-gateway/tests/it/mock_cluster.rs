@@ -36,7 +36,7 @@ async fn gateway(cluster: &Cluster) -> GatewayClient<Channel> {
 
 /// Has the mock renew the pairing round and answers the QR code the gateway then
 /// publishes (the code the dashboard draws).
-async fn fresh_qr(cluster: &Cluster, mock: &MockServer) -> String {
+pub async fn fresh_qr(cluster: &Cluster, mock: &MockServer) -> String {
     let mut events = gateway(cluster)
         .await
         .watch(pb::WatchRequest::default())
@@ -62,7 +62,7 @@ async fn fresh_qr(cluster: &Cluster, mock: &MockServer) -> String {
 }
 
 /// Enqueues through the REST API; local numbers (`08…`) as users type them.
-async fn enqueue(cluster: &Cluster, to: &str, message: &str) -> String {
+pub async fn enqueue(cluster: &Cluster, to: &str, message: &str) -> String {
     let local = format!("0{}", &to[2..]);
     let (code, job) = cluster
         .post(
@@ -84,7 +84,10 @@ fn decrypted(mock: &MockServer) -> BTreeMap<(String, String), usize> {
 }
 
 /// The gateway in WhatsApp mode on `mock`, reconnecting quickly, with `extra` on top.
-fn on_the_mock<'a>(mock: &'a MockServer, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+pub fn on_the_mock<'a>(
+    mock: &'a MockServer,
+    extra: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
     let mut env = vec![
         ("WA_MODE", "whatsapp"),
         ("WA_SERVER_URL", mock.url()),
@@ -212,7 +215,7 @@ async fn fifty_jobs_through_the_real_client_then_logout_rescan_and_restart() {
 }
 
 /// The job's row in the gateway's send log: (message id, sent_at).
-fn send_log_entry(cluster: &Cluster, job_id: &str) -> Option<(String, Option<i64>)> {
+pub fn send_log_entry(cluster: &Cluster, job_id: &str) -> Option<(String, Option<i64>)> {
     let path = cluster.dir.path().join("data/wa-gateway/sends.sqlite3");
     let conn = rusqlite::Connection::open(path).ok()?;
     conn.query_row(

@@ -25,6 +25,7 @@ pub fn settings(mock: &MockServer, data_dir: &Path) -> WhatsAppSettings {
         client_version: Some((2, 3000, 1)),
         reconnect_min: Duration::from_millis(100),
         reconnect_max: Duration::from_millis(500),
+        server_ack_timeout: Duration::from_secs(2),
         print_qr: false,
     }
 }

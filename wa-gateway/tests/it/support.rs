@@ -15,7 +15,9 @@ use abtrack_proto::gateway::v1::gateway_server::GatewayServer;
 use abtrack_wa_gateway::dry_run::DryRunMessenger;
 use abtrack_wa_gateway::gateway::{Gateway, GatewaySettings};
 use abtrack_wa_gateway::grpc::GatewayService;
-use abtrack_wa_gateway::messenger::{ConnectionState, Messenger, MessengerEvent, Outgoing};
+use abtrack_wa_gateway::messenger::{
+    Accepted, ConnectionState, Messenger, MessengerEvent, Outgoing,
+};
 use abtrack_wa_gateway::pacing::PacingConfig;
 use abtrack_wa_gateway::sendlog::SendLog;
 
@@ -37,7 +39,7 @@ impl Messenger for SlowMessenger {
     async fn is_on_whatsapp(&self, jid: &Jid) -> abtrack_wa_gateway::Result<bool> {
         self.inner.is_on_whatsapp(jid).await
     }
-    async fn send_text(&self, message: &Outgoing) -> abtrack_wa_gateway::Result<()> {
+    async fn send_text(&self, message: &Outgoing) -> abtrack_wa_gateway::Result<Accepted> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(self.delay).await;
         self.inner.send_text(message).await

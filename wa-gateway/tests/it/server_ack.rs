@@ -1,0 +1,299 @@
+//! The server's answer decides: the four services as processes, the gateway's real
+//! client on the mock WhatsApp Web server. A job is `sent` only once the server
+//! acked its message, stays `processing` while the ack is slow, ends `failed` with
+//! WhatsApp's code on a nack, and after no ack at all (and one resend under the
+//! same message id) ends `failed` with `no_server_ack`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use abtrack_e2e::Cluster;
+use abtrack_proto::time::parse_rfc3339;
+use abtrack_wa_mock::{AckBehaviour, MockServer};
+
+use crate::mock_cluster::{enqueue, fresh_qr, on_the_mock, send_log_entry};
+use crate::mock_whatsapp::PHONE;
+
+const WAIT: Duration = Duration::from_secs(90);
+const WARM: [&str; 5] = [
+    "6281200000041",
+    "6281200000042",
+    "6281200000043",
+    "6281200000044",
+    "6281200000045",
+];
+const SLOW: &str = "6281200000051";
+const REFUSING: &str = "6281200000052";
+const SILENT: &str = "6281200000053";
+
+async fn job(cluster: &Cluster, id: &str) -> Value {
+    cluster.get(&format!("/api/jobs/{id}")).await
+}
+
+async fn wait_job(cluster: &Cluster, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let job = job(cluster, id).await;
+        if done(&job) {
+            return job;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// When the mock sent the ack (without an error) of `message_id`.
+fn ack_at(mock: &MockServer, message_id: &str) -> Option<i64> {
+    mock.acks()
+        .into_iter()
+        .find(|a| a.message_id == message_id && a.error.is_none())
+        .map(|a| a.at_ms)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_is_sent_only_once_the_server_acked_it() {
+    let mock = MockServer::start(PHONE).await.unwrap();
+    for r in WARM.iter().chain(&[SLOW, REFUSING, SILENT]) {
+        mock.add_contact(r);
+    }
+    let cluster =
+        Cluster::start_unlinked(&on_the_mock(&mock, &[("WA_SERVER_ACK_TIMEOUT_MS", "5000")])).await;
+    let code = fresh_qr(&cluster, &mock).await;
+    mock.scan_qr(&code).unwrap();
+    cluster
+        .wait_status(WAIT, "the gateway to connect", |s| {
+            s["gateway"]["status"] == "connected"
+        })
+        .await;
+
+    // Fifty jobs to known recipients: each `sentAt` is not before the server's ack.
+    let mut ids = Vec::new();
+    for n in 0..50 {
+        ids.push(enqueue(&cluster, WARM[n % WARM.len()], &format!("Ananda {n} hadir")).await);
+    }
+    for id in &ids {
+        let job = wait_job(&cluster, id, "a sent job", |j| j["status"] == "sent").await;
+        let message_id = job["messageId"].as_str().unwrap();
+        let sent_at = parse_rfc3339(job["sentAt"].as_str().unwrap()).unwrap();
+        let acked = ack_at(&mock, message_id).unwrap_or_else(|| panic!("no ack for {job}"));
+        assert!(
+            sent_at >= acked,
+            "sentAt {sent_at} before the ack at {acked}: {job}"
+        );
+    }
+
+    // A slow ack: the recipient has the text, the job stays `processing` until the ack.
+    mock.set_behaviour(SLOW, AckBehaviour::Slow(Duration::from_secs(3)));
+    let slow = enqueue(&cluster, SLOW, "pelan").await;
+    assert!(
+        mock.wait_for(WAIT, |m| m.received().iter().any(|r| r.to == SLOW))
+            .await
+    );
+    let received_at = abtrack_proto::time::now_ms();
+    let pending = job(&cluster, &slow).await;
+    assert_eq!(pending["status"], "processing", "{pending}");
+    let sent = wait_job(&cluster, &slow, "the slow job sent", |j| {
+        j["status"] == "sent"
+    })
+    .await;
+    let message_id = sent["messageId"].as_str().unwrap();
+    let acked = ack_at(&mock, message_id).expect("the slow ack");
+    let sent_at = parse_rfc3339(sent["sentAt"].as_str().unwrap()).unwrap();
+    assert!(
+        sent_at >= acked && acked - received_at >= 2_500,
+        "ack {acked}, received {received_at}, sent {sent_at}"
+    );
+
+    // A nack: `failed` with WhatsApp's code, never `sent`, nothing received.
+    mock.set_behaviour(REFUSING, AckBehaviour::Error("479".into()));
+    let refused = enqueue(&cluster, REFUSING, "ditolak").await;
+    let failed = wait_job(&cluster, &refused, "the refused job to fail", |j| {
+        j["status"] == "failed"
+    })
+    .await;
+    assert_eq!(failed["lastError"]["code"], "whatsapp_479", "{failed}");
+    let message = failed["lastError"]["message"].as_str().unwrap();
+    assert!(message.starts_with("WhatsApp error 479: "), "{message}");
+    assert_eq!(failed["sentAt"], Value::Null, "{failed}");
+    assert!(!mock.received().iter().any(|r| r.to == REFUSING));
+
+    // No ack at all: one resend under the same id, then `no_server_ack`.
+    mock.set_behaviour(SILENT, AckBehaviour::Never);
+    let silent = enqueue(&cluster, SILENT, "tanpa jawaban").await;
+    let failed = wait_job(&cluster, &silent, "the unacked job to fail", |j| {
+        j["status"] == "failed"
+    })
+    .await;
+    assert_eq!(failed["lastError"]["code"], "no_server_ack", "{failed}");
+    let (logged_id, sent_at) = send_log_entry(&cluster, &silent).expect("a send log entry");
+    assert_eq!(sent_at, None, "the send log never marked it sent");
+    let stanzas: Vec<String> = mock
+        .stanzas()
+        .into_iter()
+        .filter(|s| s.to == SILENT)
+        .map(|s| s.message_id)
+        .collect();
+    assert_eq!(
+        stanzas,
+        [logged_id.clone(), logged_id],
+        "one message id, sent twice"
+    );
+
+    // Nothing else was sent twice, and every warm text arrived once.
+    let mut copies = BTreeMap::new();
+    for r in mock.received() {
+        *copies.entry(r.message_id).or_insert(0) += 1;
+    }
+    assert!(copies.values().all(|n| *n == 1), "{copies:?}");
+    assert_eq!(
+        mock.received()
+            .iter()
+            .filter(|r| WARM.contains(&r.to.as_str()))
+            .count(),
+        50
+    );
+    let status = cluster.wait_status(WAIT, "the counts", |_| true).await;
+    assert_eq!(status["queue"]["counts"]["sent"], 51, "{status}");
+    assert_eq!(status["queue"]["counts"]["failed"], 2, "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_answers_nothing_is_replaced_and_sending_resumes() {
+    let mock = MockServer::start(PHONE).await.unwrap();
+    for r in WARM {
+        mock.add_contact(r);
+    }
+    let cluster =
+        Cluster::start_unlinked(&on_the_mock(&mock, &[("WA_SERVER_ACK_TIMEOUT_MS", "3000")])).await;
+    let code = fresh_qr(&cluster, &mock).await;
+    mock.scan_qr(&code).unwrap();
+    cluster
+        .wait_status(WAIT, "the gateway to connect", |s| {
+            s["gateway"]["status"] == "connected"
+        })
+        .await;
+    let first = enqueue(&cluster, WARM[0], "sebelum").await;
+    wait_job(&cluster, &first, "the first job sent", |j| {
+        j["status"] == "sent"
+    })
+    .await;
+    let logins = mock.logins();
+
+    // WhatsApp stops answering on the open connection, which stays open.
+    mock.stall();
+    let mut ids = Vec::new();
+    for (n, to) in WARM.iter().enumerate() {
+        ids.push(enqueue(&cluster, to, &format!("sesudah {n}")).await);
+    }
+    for id in &ids {
+        let job = wait_job(&cluster, id, "a job sent after the stall", |j| {
+            j["status"] == "sent"
+        })
+        .await;
+        assert_eq!(job["attempts"], 1, "{job}");
+    }
+    assert!(mock.logins() > logins, "the gateway logged in again");
+    assert!(
+        cluster
+            .log("wa-gateway")
+            .contains("replacing a connection that does not answer"),
+        "the gateway said why it reconnected:\n{}",
+        cluster.log("wa-gateway")
+    );
+    // Each text arrived once, under one message id each.
+    let texts: Vec<String> = mock.received().into_iter().map(|r| r.text).collect();
+    let mut expected: Vec<String> = (0..WARM.len()).map(|n| format!("sesudah {n}")).collect();
+    expected.insert(0, "sebelum".into());
+    assert_eq!(texts, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_time_lock_cold_contacts_wait_for_its_end_while_warm_ones_go_out() {
+    const COLD: [&str; 2] = ["6281200000061", "6281200000062"];
+    let mock = MockServer::start(PHONE).await.unwrap();
+    for r in WARM.iter().chain(&COLD) {
+        mock.add_contact(r);
+    }
+    for r in COLD {
+        mock.set_cold(r);
+    }
+    let cluster = Cluster::start_unlinked(&on_the_mock(&mock, &[])).await;
+    let code = fresh_qr(&cluster, &mock).await;
+    mock.scan_qr(&code).unwrap();
+    cluster
+        .wait_status(WAIT, "the gateway to connect", |s| {
+            s["gateway"]["status"] == "connected"
+        })
+        .await;
+
+    mock.reach_out_time_lock(Duration::from_secs(15));
+    let lock_end = (abtrack_proto::time::now_ms() / 1000 + 15) * 1000;
+    let cold: Vec<String> = enqueue_each(&cluster, &COLD, "kabar untuk orang tua baru").await;
+    let warm: Vec<String> = enqueue_each(&cluster, &WARM, "kabar untuk orang tua lama").await;
+
+    // Warm contacts go out while the cold ones wait, no attempt spent.
+    for id in &warm {
+        wait_job(&cluster, id, "a warm job sent", |j| j["status"] == "sent").await;
+    }
+    for id in &cold {
+        let job = wait_job(&cluster, id, "a cold job waiting", |j| {
+            j["status"] == "pending" && j["lastError"]["code"] == "whatsapp_463"
+        })
+        .await;
+        assert_eq!(job["attempts"], 0, "{job}");
+        let next = parse_rfc3339(job["nextAttemptAt"].as_str().unwrap()).unwrap();
+        assert!(
+            (next - lock_end).abs() <= 1_000,
+            "next attempt {next}, lock end {lock_end}: {job}"
+        );
+    }
+    // The dashboard's status says until when.
+    let status = cluster
+        .wait_status(WAIT, "the time lock in the status", |s| {
+            s["gateway"]["timeLockUntil"].is_string()
+        })
+        .await;
+    let shown = parse_rfc3339(status["gateway"]["timeLockUntil"].as_str().unwrap()).unwrap();
+    assert!(
+        (shown - lock_end).abs() <= 1_000,
+        "shown {shown}, lock end {lock_end}"
+    );
+    assert_eq!(status["gateway"]["status"], "connected");
+    assert!(
+        !mock
+            .received()
+            .iter()
+            .any(|r| COLD.contains(&r.to.as_str()))
+    );
+
+    // After the lock, the waiting jobs go out, each once.
+    for id in &cold {
+        let job = wait_job(&cluster, id, "a cold job sent after the lock", |j| {
+            j["status"] == "sent"
+        })
+        .await;
+        assert_eq!(job["attempts"], 1, "{job}");
+        let sent_at = parse_rfc3339(job["sentAt"].as_str().unwrap()).unwrap();
+        assert!(
+            sent_at >= lock_end - 1_000,
+            "sent at {sent_at} before the lock's end {lock_end}"
+        );
+    }
+    for r in COLD {
+        assert_eq!(mock.received().iter().filter(|m| m.to == r).count(), 1);
+    }
+}
+
+/// Enqueues one job to each of `to`, in order.
+async fn enqueue_each(cluster: &Cluster, to: &[&str], text: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    for r in to {
+        ids.push(enqueue(cluster, r, text).await);
+    }
+    ids
+}
