@@ -49,6 +49,16 @@ async fn jobs(system: &System, plain: &Plain) -> Vec<Value> {
     list["jobs"].as_array().unwrap().clone()
 }
 
+/// The system with a QR code waiting to be scanned: what another page wants most.
+async fn with_a_qr_code(login: Login, code: &str) -> System {
+    let system = System::start_with(login).await;
+    system.emit_qr(code, Duration::from_secs(120));
+    system
+        .wait_for_status("the QR code", |s| s["gateway"]["qrAvailable"] == true)
+        .await;
+    system
+}
+
 /// What the test asserts after the other page's attempts: nothing changed.
 async fn untouched(system: &System, plain: &Plain) {
     assert_eq!(*system.logouts.lock().unwrap(), 0, "the session was reset");
@@ -63,11 +73,7 @@ async fn untouched(system: &System, plain: &Plain) {
 }
 
 async fn another_page_drives_nothing(login: Login) {
-    let system = System::start_with(login).await;
-    system.emit_qr("2@CROSS-SITE-SECRET", Duration::from_secs(120));
-    system
-        .wait_for_status("the QR code", |s| s["gateway"]["qrAvailable"] == true)
-        .await;
+    let system = with_a_qr_code(login, "2@CROSS-SITE-SECRET").await;
     let plain = Plain::new(login);
     let mut script = node("crosssite.mjs", &system);
     script.env("CHROMIUM", chromium());
@@ -185,11 +191,7 @@ fn assert_security_headers(what: &str, headers: &HeaderMap) {
 }
 
 async fn clients_without_a_browser_keep_working(login: Login) {
-    let system = System::start_with(login).await;
-    system.emit_qr("2@FOREIGN-HOST-SECRET", Duration::from_secs(120));
-    system
-        .wait_for_status("the QR code", |s| s["gateway"]["qrAvailable"] == true)
-        .await;
+    let system = with_a_qr_code(login, "2@FOREIGN-HOST-SECRET").await;
     let plain = Plain::new(login);
     let port = system.base.rsplit(':').next().unwrap().to_owned();
 

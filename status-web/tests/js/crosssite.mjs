@@ -11,26 +11,14 @@
 // Talks to the test that runs it: prints `RESULT <what>` for each attempt and
 // `STEP <name> [arg]`; at `STEP attacked` it waits for a line on stdin while the test
 // checks that nothing happened.
-import { chromium } from "playwright-core";
 import { createServer } from "node:http";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { createInterface } from "node:readline";
+import { readFileSync } from "node:fs";
+import { launch, step, violations } from "./browser.mjs";
 
 const BASE = process.env.BASE;
 const PASSWORD = process.env.PASSWORD || "";
 const SOCKET_IO = readFileSync(new URL("./node_modules/socket.io-client/dist/socket.io.min.js", import.meta.url));
 const TARGETS = ["/api/gateway/logout", "/api/messages", "/api/queue/pause"];
-const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
-const step = async (name, arg, waitForAnswer) => {
-  console.log(`STEP ${name}${arg ? " " + arg : ""}`);
-  if (waitForAnswer) {
-    const { done } = await lines.next();
-    if (done) throw new Error("the test closed stdin at " + name);
-  }
-};
-
 // What the other page runs: every attempt is written down, none is trusted to fail.
 function attack([base, targets]) {
   const results = [];
@@ -114,21 +102,10 @@ const other = createServer((req, res) => {
 await new Promise((resolve) => other.listen(0, "127.0.0.1", resolve));
 const OTHER = `http://127.0.0.1:${other.address().port}`;
 
-const profile = mkdtempSync(join(tmpdir(), "abtrack-chromium-"));
-let context;
+let browser;
 async function main() {
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    viewport: { width: 1280, height: 1000 },
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
-  // Collects what the Content-Security-Policy blocked on each page.
-  await context.addInitScript(() => {
-    window.__violations = [];
-    document.addEventListener("securitypolicyviolation", (e) => window.__violations.push(`${e.violatedDirective} ${e.blockedURI}`));
-  });
+  browser = await launch();
+  const { context } = browser;
   const page = context.pages()[0] || await context.newPage();
   page.setDefaultTimeout(20000);
   page.on("pageerror", (e) => console.error("page error: " + e.message));
@@ -176,17 +153,16 @@ async function main() {
   await dashboard.fill("#send-form textarea[name=message]", "sent from the dashboard");
   await dashboard.click("#send-form button[type=submit]");
   const row = await dashboard.waitForSelector("#jobs tbody tr[data-status=pending]");
-  const violations = await dashboard.evaluate(() => window.__violations);
+  const blocked = await violations(dashboard);
   console.log(`RESULT DASHBOARD websocket frames=${frames > 0 ? "some" : "none"}`);
-  console.log(`RESULT DASHBOARD csp violations=${violations.length} ${violations.join(", ")}`);
+  console.log(`RESULT DASHBOARD csp violations=${blocked.length} ${blocked.join(", ")}`);
   await step("dashboard", await row.getAttribute("data-id"));
 }
 
 main()
-  .then(async () => { await context.close(); other.close(); rmSync(profile, { recursive: true, force: true }); process.exit(0); })
+  .then(async () => { await browser.close(); other.close(); process.exit(0); })
   .catch(async (e) => {
     console.error("FAIL " + e.message);
-    if (context) await context.close().catch(() => {});
-    rmSync(profile, { recursive: true, force: true });
+    if (browser) await browser.close();
     process.exit(1);
   });

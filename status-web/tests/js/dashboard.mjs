@@ -4,45 +4,24 @@
 // Env: BASE, PASSWORD, ARTIFACTS (folder for the screenshots), CHROMIUM (optional).
 // Talks to the test that runs it: prints `STEP <name> [arg]` and, where the test
 // has to act (emit a QR code, connect the gateway), waits for a line on stdin.
-import { chromium } from "playwright-core";
-import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
+import { launch, step, violations } from "./browser.mjs";
 
 const BASE = process.env.BASE;
 const ARTIFACTS = process.env.ARTIFACTS;
-const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
-const step = async (name, arg, waitForAnswer) => {
-  console.log(`STEP ${name}${arg ? " " + arg : ""}`);
-  if (waitForAnswer) {
-    const { value, done } = await lines.next();
-    if (done) throw new Error("the test closed stdin at " + name);
-    return value;
-  }
-};
 
-const profile = mkdtempSync(join(tmpdir(), "abtrack-chromium-"));
-let context;
+let browser;
 async function main() {
   mkdirSync(ARTIFACTS, { recursive: true });
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    viewport: { width: 1280, height: 1000 },
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
-  // The Content-Security-Policy must block nothing the dashboard does.
-  await context.addInitScript(() => {
-    window.__violations = [];
-    document.addEventListener("securitypolicyviolation", (e) => window.__violations.push(`${e.violatedDirective} ${e.blockedURI}`));
-  });
+  browser = await launch();
+  const { context } = browser;
   const page = context.pages()[0] || await context.newPage();
   page.setDefaultTimeout(20000);
+  // The Content-Security-Policy must block nothing the dashboard does.
   const noViolations = async (where) => {
-    const violations = await page.evaluate(() => window.__violations);
-    if (violations.length) throw new Error(`CSP violations on ${where}: ${violations.join(", ")}`);
+    const blocked = await violations(page);
+    if (blocked.length) throw new Error(`CSP violations on ${where}: ${blocked.join(", ")}`);
   };
   page.on("pageerror", (e) => console.error("page error: " + e.message));
 
@@ -128,14 +107,13 @@ async function main() {
 }
 
 main()
-  .then(async () => { await context.close(); rmSync(profile, { recursive: true, force: true }); process.exit(0); })
+  .then(async () => { await browser.close(); process.exit(0); })
   .catch(async (e) => {
     console.error("FAIL " + e.message);
-    if (context) {
-      const page = context.pages()[0];
+    if (browser) {
+      const page = browser.context.pages()[0];
       if (page) await page.screenshot({ path: join(ARTIFACTS, "dashboard-failure.png"), fullPage: true }).catch(() => {});
-      await context.close().catch(() => {});
+      await browser.close();
     }
-    rmSync(profile, { recursive: true, force: true });
     process.exit(1);
   });

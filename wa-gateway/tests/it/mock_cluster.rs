@@ -61,6 +61,20 @@ pub async fn fresh_qr(cluster: &Cluster, mock: &MockServer) -> String {
         .expect("a QR code within the bound")
 }
 
+/// The four services with the gateway on `mock` (`extra` on top), linked by
+/// scanning the QR code the dashboard shows, and connected.
+pub async fn linked_cluster(mock: &MockServer, extra: &[(&str, &str)]) -> Cluster {
+    let cluster = Cluster::start_unlinked(&on_the_mock(mock, extra)).await;
+    let code = fresh_qr(&cluster, mock).await;
+    mock.scan_qr(&code).unwrap();
+    cluster
+        .wait_status(WAIT, "the gateway to connect", |s| {
+            s["gateway"]["status"] == "connected"
+        })
+        .await;
+    cluster
+}
+
 /// Enqueues through the REST API; local numbers (`08…`) as users type them.
 pub async fn enqueue(cluster: &Cluster, to: &str, message: &str) -> String {
     let local = format!("0{}", &to[2..]);
@@ -235,7 +249,7 @@ async fn a_gateway_killed_after_the_ack_and_before_the_dispatcher_recorded_sends
     // The gateway waits ten minutes between recording a send and answering it, and
     // the dispatcher waits as long for the answer: the job is still `processing`
     // when the kill below lands.
-    let mut cluster = Cluster::start_unlinked(&on_the_mock(
+    let mut cluster = linked_cluster(
         &mock,
         &[
             ("WA_ANSWER_DELAY_MS", "600000"),
@@ -244,15 +258,8 @@ async fn a_gateway_killed_after_the_ack_and_before_the_dispatcher_recorded_sends
             ("DISPATCHER_BACKOFF_BASE_SECS", "1"),
             ("DISPATCHER_BACKOFF_MAX_SECS", "2"),
         ],
-    ))
+    )
     .await;
-    let code = fresh_qr(&cluster, &mock).await;
-    mock.scan_qr(&code).unwrap();
-    cluster
-        .wait_status(WAIT, "the gateway to connect", |s| {
-            s["gateway"]["status"] == "connected"
-        })
-        .await;
 
     let job_id = enqueue(&cluster, TO, TEXT).await;
     // The mock decrypted and acked the text, and the gateway recorded it as sent.

@@ -13,7 +13,7 @@ use abtrack_e2e::Cluster;
 use abtrack_proto::time::parse_rfc3339;
 use abtrack_wa_mock::{AckBehaviour, MockServer};
 
-use crate::mock_cluster::{enqueue, fresh_qr, on_the_mock, send_log_entry};
+use crate::mock_cluster::{enqueue, linked_cluster, send_log_entry};
 use crate::mock_whatsapp::PHONE;
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -61,15 +61,7 @@ async fn a_job_is_sent_only_once_the_server_acked_it() {
     for r in WARM.iter().chain(&[SLOW, REFUSING, SILENT]) {
         mock.add_contact(r);
     }
-    let cluster =
-        Cluster::start_unlinked(&on_the_mock(&mock, &[("WA_SERVER_ACK_TIMEOUT_MS", "5000")])).await;
-    let code = fresh_qr(&cluster, &mock).await;
-    mock.scan_qr(&code).unwrap();
-    cluster
-        .wait_status(WAIT, "the gateway to connect", |s| {
-            s["gateway"]["status"] == "connected"
-        })
-        .await;
+    let cluster = linked_cluster(&mock, &[("WA_SERVER_ACK_TIMEOUT_MS", "5000")]).await;
 
     // Fifty jobs to known recipients: each `sentAt` is not before the server's ack.
     let mut ids = Vec::new();
@@ -168,15 +160,7 @@ async fn a_connection_that_answers_nothing_is_replaced_and_sending_resumes() {
     for r in WARM {
         mock.add_contact(r);
     }
-    let cluster =
-        Cluster::start_unlinked(&on_the_mock(&mock, &[("WA_SERVER_ACK_TIMEOUT_MS", "3000")])).await;
-    let code = fresh_qr(&cluster, &mock).await;
-    mock.scan_qr(&code).unwrap();
-    cluster
-        .wait_status(WAIT, "the gateway to connect", |s| {
-            s["gateway"]["status"] == "connected"
-        })
-        .await;
+    let cluster = linked_cluster(&mock, &[("WA_SERVER_ACK_TIMEOUT_MS", "3000")]).await;
     let first = enqueue(&cluster, WARM[0], "sebelum").await;
     wait_job(&cluster, &first, "the first job sent", |j| {
         j["status"] == "sent"
@@ -222,14 +206,7 @@ async fn under_a_time_lock_cold_contacts_wait_for_its_end_while_warm_ones_go_out
     for r in COLD {
         mock.set_cold(r);
     }
-    let cluster = Cluster::start_unlinked(&on_the_mock(&mock, &[])).await;
-    let code = fresh_qr(&cluster, &mock).await;
-    mock.scan_qr(&code).unwrap();
-    cluster
-        .wait_status(WAIT, "the gateway to connect", |s| {
-            s["gateway"]["status"] == "connected"
-        })
-        .await;
+    let cluster = linked_cluster(&mock, &[]).await;
 
     mock.reach_out_time_lock(Duration::from_secs(15));
     let lock_end = (abtrack_proto::time::now_ms() / 1000 + 15) * 1000;
