@@ -2,15 +2,14 @@
 //! in headless Chromium drives nothing and reads nothing; a foreign `Host` gets no
 //! data; the dashboard itself, clients without `Origin` and the API key still work.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 
-use crate::browser::{STEP_TIMEOUT, chromium, finish, node};
+use crate::browser::{Conversation, STEP_TIMEOUT, converse, finish, node};
 use crate::harness::{API_KEY, Login, System};
 
 /// A client as an application's server or curl is: no `Origin`, no cookies.
@@ -76,18 +75,14 @@ async fn another_page_drives_nothing(login: Login) {
     let system = with_a_qr_code(login, "2@CROSS-SITE-SECRET").await;
     let plain = Plain::new(login);
     let mut script = node("crosssite.mjs", &system);
-    script.env("CHROMIUM", chromium());
     if login == Login::Open {
         script.env_remove("PASSWORD");
     }
-    let mut child = script
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("cannot run node");
-    let mut stdin = child.stdin.take().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let Conversation {
+        child,
+        mut stdin,
+        mut lines,
+    } = converse(script);
     let mut results = Vec::new();
     let dashboard_job = loop {
         let line = tokio::time::timeout(STEP_TIMEOUT, lines.next_line())

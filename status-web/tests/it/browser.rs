@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use abtrack_proto::gateway::v1 as gpb;
 
@@ -85,6 +85,31 @@ async fn the_official_socket_io_client_is_refused_without_a_session_then_fed() {
     }
 }
 
+/// A browser script the test talks to: its stdin and its stdout's lines.
+pub struct Conversation {
+    pub child: Child,
+    pub stdin: ChildStdin,
+    pub lines: Lines<BufReader<ChildStdout>>,
+}
+
+/// Starts `script` (a [`node`] command) in Chromium, talking over stdin and stdout.
+pub fn converse(mut script: Command) -> Conversation {
+    let mut child = script
+        .env("CHROMIUM", chromium())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("cannot run node");
+    let stdin = child.stdin.take().unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    Conversation {
+        child,
+        stdin,
+        lines,
+    }
+}
+
 /// The browser: `CHROMIUM`, or Debian's.
 pub fn chromium() -> String {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
@@ -97,17 +122,12 @@ pub fn chromium() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_in_chromium_links_sends_and_retries() {
-    let chromium = chromium();
     let system = System::start().await;
-    let mut child = node("dashboard.mjs", &system)
-        .env("CHROMIUM", &chromium)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("cannot run node");
-    let mut stdin = child.stdin.take().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let Conversation {
+        child,
+        mut stdin,
+        mut lines,
+    } = converse(node("dashboard.mjs", &system));
     let http = reqwest::Client::new();
     let job = |id: String| {
         let http = http.clone();
