@@ -134,6 +134,7 @@ async fn handle(
             let kind = match pb::ReceiptKind::try_from(receipt.kind) {
                 Ok(pb::ReceiptKind::Delivered) => Receipt::Delivered,
                 Ok(pb::ReceiptKind::Read) => Receipt::Read,
+                Ok(pb::ReceiptKind::DeliveryOverdue) => Receipt::Overdue,
                 _ => return,
             };
             let at = receipt.at.as_ref().map_or_else(now_ms, from_timestamp);

@@ -88,6 +88,7 @@ impl From<&Job> for pb::Job {
             updated_at: Some(to_timestamp(job.updated_at)),
             lease_owner: job.lease_owner.clone().unwrap_or_default(),
             lease_expires_at: opt_timestamp(job.lease_expires_at),
+            delivery_overdue: job.delivery_overdue,
         }
     }
 }
@@ -101,6 +102,7 @@ impl From<Counts> for pb::QueueCounts {
             delivered: c.delivered,
             read: c.read,
             failed: c.failed,
+            delivery_overdue: c.delivery_overdue,
         }
     }
 }

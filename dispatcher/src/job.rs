@@ -87,6 +87,8 @@ pub struct Job {
     pub recipient: Option<String>,
     pub delivered_at: Option<i64>,
     pub read_at: Option<i64>,
+    /// Sent, and no delivery receipt came within the gateway's delivery timeout.
+    pub delivery_overdue: bool,
 }
 
 /// A job that passed validation, ready to be enqueued.
@@ -191,6 +193,8 @@ pub struct Counts {
     pub delivered: u64,
     pub read: u64,
     pub failed: u64,
+    /// Of the `sent` jobs, those whose delivery receipt is overdue.
+    pub delivery_overdue: u64,
 }
 
 impl Counts {
@@ -211,6 +215,8 @@ impl Counts {
 pub enum Receipt {
     Delivered,
     Read,
+    /// The gateway's notice that no delivery receipt came in time.
+    Overdue,
 }
 
 /// How an attempt ended, as the queue records it.

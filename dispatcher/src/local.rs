@@ -14,7 +14,7 @@ use crate::queue::{Enqueued, JobQueue};
 
 const COLUMNS: &str = "id, to_input, message, status, attempts, lease_owner, lease_expires_at,
     next_attempt_at, send_at, created_at, updated_at, last_error_code, last_error_message,
-    sent_at, message_id, recipient, delivered_at, read_at";
+    sent_at, message_id, recipient, delivered_at, read_at, delivery_overdue";
 
 #[derive(Clone)]
 pub struct LocalQueue {
@@ -51,6 +51,12 @@ impl LocalQueue {
             CREATE INDEX IF NOT EXISTS jobs_by_update ON jobs (updated_at);
             CREATE INDEX IF NOT EXISTS jobs_unlogged ON jobs (updated_at)
                 WHERE logged_at IS NULL AND status IN ('sent', 'delivered', 'read', 'failed');",
+        )?;
+        db.ensure_column(
+            "jobs",
+            "delivery_overdue",
+            "INTEGER NOT NULL DEFAULT 0",
+            None,
         )?;
         Ok(Self { db })
     }
@@ -92,6 +98,7 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
         recipient: row.get(15)?,
         delivered_at: row.get(16)?,
         read_at: row.get(17)?,
+        delivery_overdue: row.get(18)?,
     })
 }
 
@@ -289,20 +296,30 @@ impl JobQueue for LocalQueue {
         self.with(move |conn| {
             // A receipt may overtake the send outcome; the timestamps are kept and the
             // status follows when the outcome is written.
+            let now = abtrack_proto::time::now_ms();
+            // The overdue flag only goes on a job still `sent`; a receipt clears it.
             let sql = match receipt {
                 Receipt::Delivered => {
                     "UPDATE jobs SET delivered_at = COALESCE(delivered_at, ?2), updated_at = ?3,
+                        delivery_overdue = 0,
                         status = CASE WHEN status = 'sent' THEN 'delivered' ELSE status END
                      WHERE id = ?1"
                 }
                 Receipt::Read => {
                     "UPDATE jobs SET read_at = COALESCE(read_at, ?2), updated_at = ?3,
-                        delivered_at = COALESCE(delivered_at, ?2),
+                        delivered_at = COALESCE(delivered_at, ?2), delivery_overdue = 0,
                         status = CASE WHEN status IN ('sent', 'delivered') THEN 'read' ELSE status END
                      WHERE id = ?1"
                 }
+                Receipt::Overdue => {
+                    "UPDATE jobs SET delivery_overdue = 1, updated_at = ?2
+                     WHERE id = ?1 AND status = 'sent' AND delivery_overdue = 0"
+                }
             };
-            let changed = conn.execute(sql, params![id, at, abtrack_proto::time::now_ms()])?;
+            let changed = match receipt {
+                Receipt::Overdue => conn.execute(sql, params![id, now])?,
+                Receipt::Delivered | Receipt::Read => conn.execute(sql, params![id, at, now])?,
+            };
             if changed == 0 {
                 return Ok(None);
             }
@@ -350,6 +367,12 @@ impl JobQueue for LocalQueue {
                     counts.add(status, n as u64);
                 }
             }
+            let overdue: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM jobs WHERE status = 'sent' AND delivery_overdue = 1",
+                [],
+                |row| row.get(0),
+            )?;
+            counts.delivery_overdue = overdue as u64;
             Ok(counts)
         })
         .await

@@ -370,6 +370,17 @@ impl Cluster {
         response.json().await.unwrap()
     }
 
+    /// A page that is not JSON (`/metrics`).
+    pub async fn text(&self, path: &str) -> String {
+        let response = self.http.get(self.url(path)).send().await.unwrap();
+        assert!(
+            response.status().is_success(),
+            "GET {path}: {}",
+            response.status()
+        );
+        response.text().await.unwrap()
+    }
+
     /// Posts raw bytes as JSON; returns the status code and the JSON body.
     pub async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
         let response = self

@@ -20,6 +20,7 @@
       backlog: "belum terunggah: ", qr_expires: "Kode berganti dalam {s} detik", qr_expired: "Menunggu kode baru…",
       pending: "menunggu", processing: "diproses", sent: "terkirim", delivered: "diterima", read: "dibaca", failed: "gagal",
       c_pending: "Menunggu", c_processing: "Diproses", c_sent: "Terkirim", c_delivered: "Diterima", c_read: "Dibaca", c_failed: "Gagal",
+      c_deliveryOverdue: "Belum diterima", overdue: "belum diterima: ponsel penerima mungkin mati atau tanpa internet",
       lg_disabled: "nonaktif", lg_ok: "baik", lg_failing: "gagal", lg_unknown: "tidak diketahui",
       time_lock: "WhatsApp membatasi chat baru dari nomor ini sampai {t}. Pesan ke orang tua yang belum pernah mengirim pesan ke sekolah menunggu sampai saat itu lalu terkirim sendiri; pesan ke kontak lain tetap terkirim. Agar tidak terulang: minta orang tua menyimpan nomor sekolah dan mengirim satu pesan, dan kirim lebih pelan (WA_MIN_INTERVAL_MS, WA_DAILY_CAP).",
       st: {
@@ -55,6 +56,7 @@
       backlog: "not yet uploaded: ", qr_expires: "Code changes in {s} s", qr_expired: "Waiting for a new code…",
       pending: "pending", processing: "processing", sent: "sent", delivered: "delivered", read: "read", failed: "failed",
       c_pending: "Pending", c_processing: "Processing", c_sent: "Sent", c_delivered: "Delivered", c_read: "Read", c_failed: "Failed",
+      c_deliveryOverdue: "Not delivered yet", overdue: "not delivered yet: the recipient's phone may be off or offline",
       lg_disabled: "disabled", lg_ok: "ok", lg_failing: "failing", lg_unknown: "unknown",
       time_lock: "WhatsApp limits new chats from this number until {t}. Messages to parents who never wrote to the school wait until then and go out by themselves; messages to other contacts keep going. To avoid it: ask parents to save the school's number and send it one message, and send more slowly (WA_MIN_INTERVAL_MS, WA_DAILY_CAP).",
       st: {
@@ -111,7 +113,7 @@
 
     const c = s.queue.counts;
     const counts = $("counts"); counts.replaceChildren();
-    for (const k of ["pending", "processing", "sent", "delivered", "read", "failed"]) {
+    for (const k of ["pending", "processing", "sent", "delivered", "read", "failed", "deliveryOverdue"]) {
       const d = el("div"); d.id = "count-" + k; d.append(el("b", String(c[k])), el("span", t("c_" + k))); counts.append(d);
     }
     $("queue-state").textContent = s.queue.paused ? t("paused") : (s.queue.waitingReason ? t("waiting") + s.queue.waitingReason : t("flowing"));
@@ -138,7 +140,7 @@
       const cell = (label, text, cls) => { const td = el("td", text, cls); td.dataset.label = t(label); return td; };
       const stc = cell("col_status"); stc.append(el("span", t(j.status), "pill status " + tone(j.status))); tr.append(stc);
       tr.append(cell("col_to", j.recipient || j.to), cell("col_attempts", String(j.attempts)));
-      tr.append(cell("col_error", j.lastError ? j.lastError.code + ": " + j.lastError.message : "", "err"));
+      tr.append(cell("col_error", j.lastError ? j.lastError.code + ": " + j.lastError.message : (j.deliveryOverdue ? t("overdue") : ""), "err"));
       tr.append(cell("col_updated", time(j.updatedAt || j.createdAt), "muted"));
       const act = el("td");
       if (j.status === "failed") {

@@ -59,6 +59,12 @@ pub fn render(s: &Snapshot) -> String {
         jobs,
     );
     add(
+        "abtrack_jobs_delivery_overdue",
+        "gauge",
+        "Sent jobs with no delivery receipt within WA_DELIVERY_TIMEOUT_SECS.",
+        format!("abtrack_jobs_delivery_overdue {}\n", c.delivery_overdue),
+    );
+    add(
         "abtrack_sends_total",
         "counter",
         "Jobs seen turning sent since status-web started.",

@@ -109,6 +109,7 @@ impl Default for GatewayView {
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
 pub struct CountsView {
     pub pending: u64,
     pub processing: u64,
@@ -116,6 +117,8 @@ pub struct CountsView {
     pub delivered: u64,
     pub read: u64,
     pub failed: u64,
+    /// Of the sent jobs, those with no delivery receipt within the gateway's timeout.
+    pub delivery_overdue: u64,
 }
 
 impl From<&dpb::QueueCounts> for CountsView {
@@ -127,6 +130,7 @@ impl From<&dpb::QueueCounts> for CountsView {
             delivered: c.delivered,
             read: c.read,
             failed: c.failed,
+            delivery_overdue: c.delivery_overdue,
         }
     }
 }
@@ -191,6 +195,8 @@ pub struct JobView {
     pub delivered_at: Option<String>,
     pub read_at: Option<String>,
     pub updated_at: Option<String>,
+    /// Sent, and no delivery receipt came within the gateway's timeout.
+    pub delivery_overdue: bool,
 }
 
 fn ts(t: &Option<prost_types::Timestamp>) -> Option<String> {
@@ -232,6 +238,7 @@ impl JobView {
             delivered_at: ts(&job.delivered_at),
             read_at: ts(&job.read_at),
             updated_at: ts(&job.updated_at),
+            delivery_overdue: job.delivery_overdue,
         }
     }
 }

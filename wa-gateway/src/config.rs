@@ -49,6 +49,11 @@ pub const VARS: &[Var] = &[
         help: "whatsapp mode: how long a send waits for WhatsApp's server to acknowledge the message; without an answer it is sent once more under the same message id, then the job fails with no_server_ack",
     },
     Var {
+        name: "WA_DELIVERY_TIMEOUT_SECS",
+        default: "3600",
+        help: "a sent message without a delivery receipt after this long is flagged on its job (deliveryOverdue) and counted on the dashboard; a later receipt still moves it on; 0: never flagged",
+    },
+    Var {
         name: "WA_PRINT_QR",
         default: "true",
         help: "whatsapp mode: also print each QR code in the terminal (stderr) as a block to scan",
@@ -124,6 +129,8 @@ pub struct Config {
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
     pub server_ack_timeout: Duration,
+    /// `None`: never flagged.
+    pub delivery_timeout: Option<Duration>,
     pub print_qr: bool,
     pub dry_run_file: PathBuf,
     pub dry_run_not_on_whatsapp: Vec<String>,
@@ -224,6 +231,10 @@ impl Config {
             reconnect_min,
             reconnect_max,
             server_ack_timeout,
+            delivery_timeout: Some(
+                env.secs("WA_DELIVERY_TIMEOUT_SECS", Duration::from_secs(3600))?,
+            )
+            .filter(|t| !t.is_zero()),
             print_qr: env.bool("WA_PRINT_QR", true)?,
             data_dir,
             dry_run_file,
@@ -251,6 +262,7 @@ impl Config {
             reconnect_min_ms = self.reconnect_min.as_millis() as u64,
             reconnect_max_ms = self.reconnect_max.as_millis() as u64,
             server_ack_timeout_ms = self.server_ack_timeout.as_millis() as u64,
+            delivery_timeout_secs = self.delivery_timeout.map_or(0, |t| t.as_secs()),
             print_qr = self.print_qr,
             dry_run_file = %self.dry_run_file.display(),
             dry_run_receipts = self.dry_run_receipts,

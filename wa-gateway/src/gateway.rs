@@ -44,6 +44,12 @@ pub enum Event {
         kind: ReceiptKind,
         at: i64,
     },
+    /// No delivery receipt came for a sent message within the delivery timeout.
+    DeliveryOverdue {
+        job_id: String,
+        message_id: String,
+        at: i64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +66,9 @@ pub struct GatewaySettings {
     pub recent_sends: Vec<Duration>,
     pub pacing: PacingConfig,
     pub check_cache_ttl: Duration,
+    /// How long after a send a missing delivery receipt is reported; `None` where no
+    /// receipts come (dry-run without simulated receipts).
+    pub delivery_timeout: Option<Duration>,
     /// Crash-test aid (`WA_ANSWER_DELAY_MS`): how long to wait after a send is recorded
     /// in the send log before answering. Zero in production.
     pub answer_delay: Duration,
@@ -95,6 +104,9 @@ impl Gateway {
             events: broadcast::Sender::new(1024),
         });
         tokio::spawn(forward_events(Arc::clone(&inner)));
+        if let Some(timeout) = inner.settings.delivery_timeout {
+            tokio::spawn(report_overdue(Arc::clone(&inner), timeout));
+        }
         Self { inner }
     }
 
@@ -344,6 +356,9 @@ async fn forward_events(inner: Arc<Inner>) {
                 kind,
                 at,
             } => {
+                if let Err(e) = inner.log.mark_delivered(&message_id, at).await {
+                    tracing::warn!(error = %e, "cannot note a receipt in the send log");
+                }
                 match inner.log.by_message_id(&message_id).await {
                     Ok(Some(entry)) => Event::Receipt {
                         job_id: entry.job_id,
@@ -361,5 +376,30 @@ async fn forward_events(inner: Arc<Inner>) {
             }
         };
         let _ = inner.events.send(event);
+    }
+}
+
+/// Reports, once each, the sent messages that got no delivery receipt within
+/// `timeout`; looks a few times per timeout, at least once a minute.
+async fn report_overdue(inner: Arc<Inner>, timeout: Duration) {
+    let every = (timeout / 4).clamp(Duration::from_millis(250), Duration::from_secs(60));
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let now = now_ms();
+        let cutoff = now - timeout.as_millis() as i64;
+        match inner.log.take_overdue(cutoff, now).await {
+            Ok(overdue) => {
+                for o in overdue {
+                    tracing::warn!(job_id = %o.job_id, message_id = %o.message_id, "no delivery receipt in time: the recipient's phone may be off or offline");
+                    let _ = inner.events.send(Event::DeliveryOverdue {
+                        job_id: o.job_id,
+                        message_id: o.message_id,
+                        at: now,
+                    });
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read overdue deliveries"),
+        }
     }
 }

@@ -163,6 +163,16 @@ fn gateway_event(event: Event) -> pb::GatewayEvent {
             } as i32,
             at: Some(to_timestamp(at)),
         }),
+        Event::DeliveryOverdue {
+            job_id,
+            message_id,
+            at,
+        } => E::Receipt(pb::Receipt {
+            job_id,
+            message_id,
+            kind: pb::ReceiptKind::DeliveryOverdue as i32,
+            at: Some(to_timestamp(at)),
+        }),
     };
     pb::GatewayEvent { event: Some(event) }
 }

@@ -87,6 +87,12 @@ pub async fn run(
                 daily_cap: config.daily_cap,
             },
             check_cache_ttl: config.check_cache_ttl,
+            // Without receipts every message would look overdue.
+            delivery_timeout: match config.mode {
+                Mode::WhatsApp => config.delivery_timeout,
+                Mode::DryRun if config.dry_run_receipts => config.delivery_timeout,
+                Mode::DryRun => None,
+            },
             answer_delay: config.answer_delay,
         },
     );

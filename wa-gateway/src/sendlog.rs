@@ -20,6 +20,13 @@ pub struct Entry {
     pub sent_at: Option<i64>,
 }
 
+/// A sent message whose delivery receipt is overdue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overdue {
+    pub job_id: String,
+    pub message_id: String,
+}
+
 #[derive(Clone)]
 pub struct SendLog {
     db: Db,
@@ -39,7 +46,52 @@ impl SendLog {
                 sent_at    INTEGER
             );",
         )?;
+        // Delivery tracking came later: messages sent before it are not reported
+        // overdue.
+        db.ensure_column("sends", "delivered_at", "INTEGER", None)?;
+        db.ensure_column(
+            "sends",
+            "overdue_at",
+            "INTEGER",
+            Some("UPDATE sends SET overdue_at = sent_at WHERE sent_at IS NOT NULL;"),
+        )?;
         Ok(Self { db })
+    }
+
+    /// Notes that a receipt (delivered or read) came for `message_id`.
+    pub async fn mark_delivered(&self, message_id: &str, at: i64) -> Result<()> {
+        let message_id = message_id.to_owned();
+        self.with(move |conn| {
+            conn.execute(
+                "UPDATE sends SET delivered_at = COALESCE(delivered_at, ?2) WHERE message_id = ?1",
+                params![message_id, at],
+            )
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// The messages sent before `sent_before` that have no receipt and were not
+    /// reported yet; marks them reported at `now`, so each is reported once.
+    pub async fn take_overdue(&self, sent_before: i64, now: i64) -> Result<Vec<Overdue>> {
+        self.with(move |conn| {
+            let mut stmt = conn.prepare(
+                "UPDATE sends SET overdue_at = ?2
+                 WHERE sent_at IS NOT NULL AND sent_at < ?1
+                   AND delivered_at IS NULL AND overdue_at IS NULL
+                 RETURNING job_id, message_id",
+            )?;
+            let rows = stmt
+                .query_map(params![sent_before, now], |row| {
+                    Ok(Overdue {
+                        job_id: row.get(0)?,
+                        message_id: row.get(1)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
     }
 
     async fn with<T: Send + 'static>(
@@ -162,5 +214,33 @@ mod tests {
         assert_eq!(log.sent_since(42).await.unwrap(), [42]);
         assert!(log.sent_since(43).await.unwrap().is_empty());
         assert_eq!(log.get("nope").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_message_without_a_receipt_is_reported_overdue_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = SendLog::open(&dir.path().join("sends.sqlite3")).unwrap();
+        for (job, id) in [("late", "M1"), ("seen", "M2"), ("fresh", "M3")] {
+            let entry = Entry {
+                job_id: job.into(),
+                message_id: id.into(),
+                recipient: "6281234567890@s.whatsapp.net".into(),
+                sent_at: None,
+            };
+            log.write_intent(&entry, 1).await.unwrap();
+        }
+        log.mark_sent("late", 100).await.unwrap();
+        log.mark_sent("seen", 100).await.unwrap();
+        log.mark_sent("fresh", 900).await.unwrap();
+        log.mark_delivered("M2", 150).await.unwrap();
+        let overdue = log.take_overdue(500, 1000).await.unwrap();
+        assert_eq!(
+            overdue,
+            [Overdue {
+                job_id: "late".into(),
+                message_id: "M1".into()
+            }]
+        );
+        assert!(log.take_overdue(500, 1001).await.unwrap().is_empty());
     }
 }

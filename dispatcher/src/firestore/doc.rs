@@ -24,6 +24,8 @@ pub const MESSAGE_ID: &str = "messageId";
 pub const RECIPIENT: &str = "recipient";
 pub const DELIVERED_AT: &str = "deliveredAt";
 pub const READ_AT: &str = "readAt";
+/// Written by the server: sent, no delivery receipt within the gateway's timeout.
+pub const DELIVERY_OVERDUE: &str = "deliveryOverdue";
 pub const UPDATED_AT: &str = "updatedAt";
 /// When the sheets-logger acknowledged the outcome; `null` while it waits.
 pub const LOGGED_AT: &str = "loggedAt";
@@ -87,6 +89,20 @@ pub fn ts(ms: i64) -> Value {
     Value {
         value_type: Some(ValueType::TimestampValue(ms_to_ts(ms))),
     }
+}
+
+pub fn boolean(b: bool) -> Value {
+    Value {
+        value_type: Some(ValueType::BooleanValue(b)),
+    }
+}
+
+/// A boolean field the server writes; anything else reads as `false`.
+pub fn get_flag(doc: &Document, field: &str) -> bool {
+    matches!(
+        doc.fields.get(field).and_then(|v| v.value_type.as_ref()),
+        Some(ValueType::BooleanValue(true))
+    )
 }
 
 pub fn text(s: &str) -> Value {
@@ -298,6 +314,7 @@ pub(crate) fn read(doc: &Document) -> Result<Job, Malformed> {
         recipient: string(RECIPIENT),
         delivered_at: ts(DELIVERED_AT),
         read_at: ts(READ_AT),
+        delivery_overdue: get_flag(doc, DELIVERY_OVERDUE),
     })
 }
 
@@ -363,6 +380,7 @@ pub fn parse_lenient(doc: &Document) -> Job {
         recipient: get_string(doc, RECIPIENT).ok().flatten().map(str::to_owned),
         delivered_at: ts(DELIVERED_AT),
         read_at: ts(READ_AT),
+        delivery_overdue: get_flag(doc, DELIVERY_OVERDUE),
     }
 }
 

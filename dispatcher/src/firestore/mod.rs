@@ -657,7 +657,17 @@ impl JobQueue for FirestoreQueue {
         let now = abtrack_proto::time::now_ms();
         self.update_job(id, |job| {
             let mut fields = vec![(UPDATED_AT, ts(now))];
+            // The overdue flag only goes on a job still `sent`; a receipt clears it.
+            if receipt != Receipt::Overdue && job.delivery_overdue {
+                fields.push((DELIVERY_OVERDUE, boolean(false)));
+            }
             match receipt {
+                Receipt::Overdue => {
+                    if job.status != JobStatus::Sent || job.delivery_overdue {
+                        return None;
+                    }
+                    fields.push((DELIVERY_OVERDUE, boolean(true)));
+                }
                 Receipt::Delivered => {
                     fields.push((DELIVERED_AT, ts(job.delivered_at.unwrap_or(at))));
                     if job.status == JobStatus::Sent {
@@ -706,6 +716,12 @@ impl JobQueue for FirestoreQueue {
             let n = self.count(eq(STATUS, text(status.as_str()))).await?;
             counts.add(status, n);
         }
+        counts.delivery_overdue = self
+            .count(and(vec![
+                eq(STATUS, text(JobStatus::Sent.as_str())),
+                eq(DELIVERY_OVERDUE, boolean(true)),
+            ]))
+            .await?;
         Ok(counts)
     }
 

@@ -34,6 +34,7 @@ on_both_backends!(
     oldest_first_and_not_before_send_at,
     retries_releases_and_operator_retry,
     receipts_move_a_sent_job_on_even_when_they_overtake_the_outcome,
+    an_overdue_delivery_is_flagged_counted_and_cleared_by_its_receipt,
     enqueue_with_an_id_is_idempotent,
     finished_outcomes_wait_for_the_logger_until_marked,
 );
@@ -320,6 +321,51 @@ async fn receipts_move_a_sent_job_on_even_when_they_overtake_the_outcome(backend
     assert_eq!(job.status, JobStatus::Read);
     assert!(
         q.record_receipt("unknown", Receipt::Read, 1)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn an_overdue_delivery_is_flagged_counted_and_cleared_by_its_receipt(backend: Backend) {
+    let (q, _, _store) = open_pair(backend).await;
+    let id = q
+        .enqueue(new_job("081234567890", "Halo"), 0)
+        .await
+        .unwrap()
+        .job
+        .id;
+    q.lease_next("w", 1, 100).await.unwrap().unwrap();
+    // Only a sent job can be overdue.
+    assert!(
+        q.record_receipt(&id, Receipt::Overdue, 3)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    q.finish(&id, "w", sent(&id), 6).await.unwrap().unwrap();
+    let job = q
+        .record_receipt(&id, Receipt::Overdue, 7)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((job.status, job.delivery_overdue), (JobStatus::Sent, true));
+    assert_eq!(q.counts().await.unwrap().delivery_overdue, 1);
+    assert!(q.get(&id).await.unwrap().unwrap().delivery_overdue);
+    // The receipt that comes late still moves it on, and clears the flag.
+    let job = q
+        .record_receipt(&id, Receipt::Delivered, 8)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (job.status, job.delivery_overdue, job.delivered_at),
+        (JobStatus::Delivered, false, Some(8))
+    );
+    assert_eq!(q.counts().await.unwrap().delivery_overdue, 0);
+    // A delivered job is never overdue.
+    assert!(
+        q.record_receipt(&id, Receipt::Overdue, 9)
             .await
             .unwrap()
             .is_none()

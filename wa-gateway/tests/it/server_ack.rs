@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use abtrack_e2e::Cluster;
 use abtrack_proto::time::parse_rfc3339;
-use abtrack_wa_mock::{AckBehaviour, MockServer};
+use abtrack_wa_mock::{AckBehaviour, MockServer, ReceiptKind};
 
 use crate::mock_cluster::{enqueue, linked_cluster, send_log_entry};
 use crate::mock_whatsapp::PHONE;
@@ -273,4 +273,48 @@ async fn enqueue_each(cluster: &Cluster, to: &[&str], text: &str) -> Vec<String>
         ids.push(enqueue(cluster, r, text).await);
     }
     ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_without_a_delivery_receipt_is_flagged_then_moves_on() {
+    const OFFLINE: &str = "6281200000071";
+    let mock = MockServer::start(PHONE).await.unwrap();
+    mock.add_contact(OFFLINE);
+    let cluster = linked_cluster(&mock, &[("WA_DELIVERY_TIMEOUT_SECS", "2")]).await;
+
+    // The recipient's phone is off: the server acks, no delivery receipt comes.
+    let id = enqueue(&cluster, OFFLINE, "ponsel mati").await;
+    let sent = wait_job(&cluster, &id, "the job sent", |j| j["status"] == "sent").await;
+    assert_eq!(sent["deliveryOverdue"], false, "{sent}");
+    let overdue = wait_job(&cluster, &id, "the job flagged overdue", |j| {
+        j["deliveryOverdue"] == true
+    })
+    .await;
+    assert_eq!(overdue["status"], "sent", "{overdue}");
+    let status = cluster
+        .wait_status(WAIT, "the overdue count", |s| {
+            s["queue"]["counts"]["deliveryOverdue"] == 1
+        })
+        .await;
+    assert_eq!(status["queue"]["counts"]["sent"], 1);
+    let metrics = cluster.text("/metrics").await;
+    assert!(
+        metrics.contains("abtrack_jobs_delivery_overdue 1"),
+        "{metrics}"
+    );
+
+    // The phone comes online: the receipt still moves the job on.
+    let message_id = overdue["messageId"].as_str().unwrap();
+    mock.send_receipt(OFFLINE, message_id, ReceiptKind::Delivered)
+        .unwrap();
+    let delivered = wait_job(&cluster, &id, "the job delivered", |j| {
+        j["status"] == "delivered"
+    })
+    .await;
+    assert_eq!(delivered["deliveryOverdue"], false, "{delivered}");
+    cluster
+        .wait_status(WAIT, "no overdue job left", |s| {
+            s["queue"]["counts"]["deliveryOverdue"] == 0
+        })
+        .await;
 }

@@ -101,6 +101,7 @@ impl TestGateway {
                     daily_cap: 0,
                 },
                 check_cache_ttl: Duration::from_secs(60),
+                delivery_timeout: None,
                 answer_delay: Duration::ZERO,
             },
         );
