@@ -360,25 +360,24 @@ impl Cluster {
         format!("http://127.0.0.1:{}{path}", self.ports["status-web"])
     }
 
-    pub async fn get(&self, path: &str) -> Value {
+    /// `GET path`, which must succeed.
+    async fn get_ok(&self, path: &str) -> reqwest::Response {
         let response = self.http.get(self.url(path)).send().await.unwrap();
         assert!(
             response.status().is_success(),
             "GET {path}: {}",
             response.status()
         );
-        response.json().await.unwrap()
+        response
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        self.get_ok(path).await.json().await.unwrap()
     }
 
     /// A page that is not JSON (`/metrics`).
     pub async fn text(&self, path: &str) -> String {
-        let response = self.http.get(self.url(path)).send().await.unwrap();
-        assert!(
-            response.status().is_success(),
-            "GET {path}: {}",
-            response.status()
-        );
-        response.text().await.unwrap()
+        self.get_ok(path).await.text().await.unwrap()
     }
 
     /// Posts raw bytes as JSON; returns the status code and the JSON body.
