@@ -43,6 +43,15 @@ fn new_job(to: &str, message: &str) -> NewJob {
     NewJob::validate(None, to, message, None, "62").unwrap()
 }
 
+/// Enqueues `message` to one number at `now`; answers the new job's id.
+async fn enqueued(q: &Arc<dyn JobQueue>, message: &str, now: i64) -> String {
+    q.enqueue(new_job("081234567890", message), now)
+        .await
+        .unwrap()
+        .job
+        .id
+}
+
 fn sent(id: &str) -> Finish {
     Finish::Sent {
         message_id: format!("m-{id}"),
@@ -94,12 +103,7 @@ async fn two_workers_on_one_store_never_own_the_same_job(backend: Backend) {
 
 async fn an_expired_lease_returns_to_pending_and_its_old_owner_cannot_finish(backend: Backend) {
     let (q, _, _store) = open_pair(backend).await;
-    let id = q
-        .enqueue(new_job("081234567890", "Halo"), 0)
-        .await
-        .unwrap()
-        .job
-        .id;
+    let id = enqueued(&q, "Halo", 0).await;
     let job = q.lease_next("crashed", 10, 1_010).await.unwrap().unwrap();
     assert_eq!((job.status, job.attempts), (JobStatus::Processing, 1));
     assert!(
@@ -183,18 +187,8 @@ async fn oldest_first_and_not_before_send_at(backend: Backend) {
         .unwrap()
         .job
         .id;
-    let second = q
-        .enqueue(new_job("081234567890", "second"), 3)
-        .await
-        .unwrap()
-        .job
-        .id;
-    let first = q
-        .enqueue(new_job("081234567890", "first"), 2)
-        .await
-        .unwrap()
-        .job
-        .id;
+    let second = enqueued(&q, "second", 3).await;
+    let first = enqueued(&q, "first", 2).await;
     assert_eq!(q.next_due_at(10).await.unwrap(), Some(5_000));
     assert_eq!(q.lease_next("w", 10, 100).await.unwrap().unwrap().id, first);
     assert_eq!(
@@ -210,12 +204,7 @@ async fn oldest_first_and_not_before_send_at(backend: Backend) {
 
 async fn retries_releases_and_operator_retry(backend: Backend) {
     let (q, _, _store) = open_pair(backend).await;
-    let id = q
-        .enqueue(new_job("081234567890", "Halo"), 0)
-        .await
-        .unwrap()
-        .job
-        .id;
+    let id = enqueued(&q, "Halo", 0).await;
     // Transient: back to pending, the attempt counts, not due before the backoff.
     q.lease_next("w", 1, 100).await.unwrap().unwrap();
     let error = JobError::new("internal", "boom");
@@ -284,12 +273,7 @@ async fn retries_releases_and_operator_retry(backend: Backend) {
 
 async fn receipts_move_a_sent_job_on_even_when_they_overtake_the_outcome(backend: Backend) {
     let (q, _, _store) = open_pair(backend).await;
-    let id = q
-        .enqueue(new_job("081234567890", "Halo"), 0)
-        .await
-        .unwrap()
-        .job
-        .id;
+    let id = enqueued(&q, "Halo", 0).await;
     q.lease_next("w", 1, 100).await.unwrap().unwrap();
     // The delivery receipt arrives before the outcome is written.
     let job = q
@@ -329,12 +313,7 @@ async fn receipts_move_a_sent_job_on_even_when_they_overtake_the_outcome(backend
 
 async fn an_overdue_delivery_is_flagged_counted_and_cleared_by_its_receipt(backend: Backend) {
     let (q, _, _store) = open_pair(backend).await;
-    let id = q
-        .enqueue(new_job("081234567890", "Halo"), 0)
-        .await
-        .unwrap()
-        .job
-        .id;
+    let id = enqueued(&q, "Halo", 0).await;
     q.lease_next("w", 1, 100).await.unwrap().unwrap();
     // Only a sent job can be overdue.
     assert!(
@@ -406,12 +385,7 @@ async fn enqueue_with_an_id_is_idempotent(backend: Backend) {
 
 async fn finished_outcomes_wait_for_the_logger_until_marked(backend: Backend) {
     let (q, _, _store) = open_pair(backend).await;
-    let id = q
-        .enqueue(new_job("081234567890", "Halo"), 0)
-        .await
-        .unwrap()
-        .job
-        .id;
+    let id = enqueued(&q, "Halo", 0).await;
     assert!(
         q.unlogged(10).await.unwrap().is_empty(),
         "pending jobs have no outcome"
