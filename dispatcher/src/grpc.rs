@@ -89,6 +89,7 @@ impl From<&Job> for pb::Job {
             lease_owner: job.lease_owner.clone().unwrap_or_default(),
             lease_expires_at: opt_timestamp(job.lease_expires_at),
             delivery_overdue: job.delivery_overdue,
+            recipient_lid: job.recipient_lid.clone().unwrap_or_default(),
         }
     }
 }

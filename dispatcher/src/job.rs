@@ -85,6 +85,8 @@ pub struct Job {
     pub sent_at: Option<i64>,
     pub message_id: Option<String>,
     pub recipient: Option<String>,
+    /// The recipient's LID (`…@lid`), when WhatsApp addresses the recipient by one.
+    pub recipient_lid: Option<String>,
     pub delivered_at: Option<i64>,
     pub read_at: Option<i64>,
     /// Sent, and no delivery receipt came within the gateway's delivery timeout.
@@ -225,6 +227,7 @@ pub enum Finish {
     Sent {
         message_id: String,
         recipient: String,
+        recipient_lid: Option<String>,
         sent_at: i64,
     },
     /// Permanent: the job ends `failed`.

@@ -14,7 +14,7 @@ use crate::queue::{Enqueued, JobQueue};
 
 const COLUMNS: &str = "id, to_input, message, status, attempts, lease_owner, lease_expires_at,
     next_attempt_at, send_at, created_at, updated_at, last_error_code, last_error_message,
-    sent_at, message_id, recipient, delivered_at, read_at, delivery_overdue";
+    sent_at, message_id, recipient, delivered_at, read_at, delivery_overdue, recipient_lid";
 
 #[derive(Clone)]
 pub struct LocalQueue {
@@ -58,6 +58,7 @@ impl LocalQueue {
             "INTEGER NOT NULL DEFAULT 0",
             None,
         )?;
+        db.ensure_column("jobs", "recipient_lid", "TEXT", None)?;
         Ok(Self { db })
     }
 
@@ -99,6 +100,7 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
         delivered_at: row.get(16)?,
         read_at: row.get(17)?,
         delivery_overdue: row.get(18)?,
+        recipient_lid: row.get(19)?,
     })
 }
 
@@ -181,17 +183,17 @@ impl JobQueue for LocalQueue {
             let held = "WHERE id = ?1 AND status = 'processing' AND lease_owner = ?2";
             let clear = "lease_owner = NULL, lease_expires_at = NULL";
             let changed = match finish {
-                Finish::Sent { message_id, recipient, sent_at } => conn.execute(
+                Finish::Sent { message_id, recipient, recipient_lid, sent_at } => conn.execute(
                     &format!(
                         "UPDATE jobs SET {clear}, updated_at = ?3, sent_at = ?4, message_id = ?5,
-                            recipient = ?6, next_attempt_at = NULL, logged_at = NULL,
+                            recipient = ?6, recipient_lid = ?7, next_attempt_at = NULL, logged_at = NULL,
                             last_error_code = NULL, last_error_message = NULL,
                             status = CASE WHEN read_at IS NOT NULL THEN 'read'
                                           WHEN delivered_at IS NOT NULL THEN 'delivered'
                                           ELSE 'sent' END
                          {held}"
                     ),
-                    params![id, owner, now, sent_at, message_id, recipient],
+                    params![id, owner, now, sent_at, message_id, recipient, recipient_lid],
                 )?,
                 Finish::Failed(error) => conn.execute(
                     &format!(

@@ -140,6 +140,7 @@ impl Worker {
                     message_id: r.message_id,
                     sent_at: r.sent_at.as_ref().map_or(now, from_timestamp),
                     recipient: r.recipient,
+                    recipient_lid: Some(r.recipient_lid).filter(|lid| !lid.is_empty()),
                 }
             }
             Err(status) => match classify(&status) {

@@ -174,8 +174,8 @@ pub struct JobErrorView {
     pub message: String,
 }
 
-/// A job as the API shows it. The recipient is masked and the message text is only
-/// present when one job is asked for by id.
+/// A job as the API shows it. The recipient and its LID are masked and the message
+/// text is only present when one job is asked for by id.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct JobView {
@@ -186,6 +186,9 @@ pub struct JobView {
     pub status: String,
     pub attempts: u32,
     pub recipient: String,
+    /// The recipient's LID, masked, when WhatsApp addresses the recipient by one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recipient_lid: Option<String>,
     pub message_id: String,
     pub last_error: Option<JobErrorView>,
     pub created_at: Option<String>,
@@ -226,6 +229,8 @@ impl JobView {
             } else {
                 mask_phone(&job.recipient)
             },
+            recipient_lid: (!job.recipient_lid.is_empty())
+                .then(|| format!("{}@lid", mask_phone(&job.recipient_lid))),
             message_id: job.message_id.clone(),
             last_error: job.last_error.as_ref().map(|e| JobErrorView {
                 code: e.code.clone(),

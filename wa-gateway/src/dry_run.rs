@@ -16,7 +16,8 @@ use abtrack_proto::time::now_ms;
 
 use crate::error::{Error, Result};
 use crate::messenger::{
-    Accepted, ConnectionState, Messenger, MessengerEvent, Outgoing, ReceiptKind, Status,
+    Accepted, ConnectionState, Messenger, MessengerEvent, NumberCheck, Outgoing, ReceiptKind,
+    Status,
 };
 
 /// How long after a send the simulated receipts arrive.
@@ -102,8 +103,11 @@ impl Messenger for DryRunMessenger {
         self.events.subscribe()
     }
 
-    async fn is_on_whatsapp(&self, jid: &Jid) -> Result<bool> {
-        Ok(!self.not_on_whatsapp.contains(&jid.to_string()))
+    async fn is_on_whatsapp(&self, jid: &Jid) -> Result<NumberCheck> {
+        Ok(NumberCheck {
+            on_whatsapp: !self.not_on_whatsapp.contains(&jid.to_string()),
+            lid: None,
+        })
     }
 
     async fn send_text(&self, message: &Outgoing) -> Result<Accepted> {
@@ -216,11 +220,13 @@ mod tests {
             !m.is_on_whatsapp(&Jid::User("6281200000000".into()))
                 .await
                 .unwrap()
+                .on_whatsapp
         );
         assert!(
             m.is_on_whatsapp(&Jid::User("6281200000001".into()))
                 .await
                 .unwrap()
+                .on_whatsapp
         );
         assert_eq!(m.state().borrow().status, Status::Connected);
     }

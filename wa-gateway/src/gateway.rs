@@ -12,7 +12,9 @@ use abtrack_proto::time::now_ms;
 use abtrack_proto::{Jid, mask_phone, normalize_recipient};
 
 use crate::error::{Error, Result};
-use crate::messenger::{ConnectionState, Messenger, MessengerEvent, Outgoing, ReceiptKind, Status};
+use crate::messenger::{
+    ConnectionState, Messenger, MessengerEvent, NumberCheck, Outgoing, ReceiptKind, Status,
+};
 use crate::pacing::{Pacer, PacingConfig};
 use crate::sendlog::{Entry, SendLog};
 
@@ -58,6 +60,8 @@ pub struct SendOutcome {
     pub recipient: String,
     pub sent_at: i64,
     pub duplicate: bool,
+    /// The recipient's LID (`…@lid`), when WhatsApp addresses the recipient by one.
+    pub recipient_lid: Option<String>,
 }
 
 pub struct GatewaySettings {
@@ -84,7 +88,7 @@ struct Inner {
     log: SendLog,
     /// Also the lock that keeps one send at a time per session.
     pacer: tokio::sync::Mutex<Pacer>,
-    numbers: Mutex<HashMap<String, (bool, Instant)>>,
+    numbers: Mutex<HashMap<String, (NumberCheck, Instant)>>,
     settings: GatewaySettings,
     events: broadcast::Sender<Event>,
 }
@@ -165,11 +169,11 @@ impl Gateway {
 
     /// Normalises `phone` and asks the messenger (through a cache) whether it is on
     /// WhatsApp.
-    pub async fn check_number(&self, phone: &str) -> Result<(Jid, bool)> {
+    pub async fn check_number(&self, phone: &str) -> Result<(Jid, NumberCheck)> {
         let jid = normalize_recipient(phone, &self.inner.settings.default_country_code)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-        let on = self.inner.is_on_whatsapp(&jid).await?;
-        Ok((jid, on))
+        let check = self.inner.is_on_whatsapp(&jid).await?;
+        Ok((jid, check))
     }
 
     pub async fn request_pair_code(&self, phone: &str) -> Result<String> {
@@ -201,6 +205,7 @@ impl Inner {
             message_id,
             recipient,
             sent_at: Some(sent_at),
+            recipient_lid,
             ..
         }) = existing
         {
@@ -210,11 +215,17 @@ impl Inner {
                 recipient,
                 sent_at,
                 duplicate: true,
+                recipient_lid,
             });
         }
         self.check_state()?;
-        if !to.is_group() && !self.is_on_whatsapp(&to).await? {
-            return Err(Error::NotOnWhatsApp(mask_phone(to.user())));
+        let mut recipient_lid = None;
+        if !to.is_group() {
+            let check = self.is_on_whatsapp(&to).await?;
+            if !check.on_whatsapp {
+                return Err(Error::NotOnWhatsApp(mask_phone(to.user())));
+            }
+            recipient_lid = check.lid;
         }
         pacer.wait_turn(deadline, SEND_TIME).await.map_err(|late| {
             let why = if late.daily_cap_reached {
@@ -237,6 +248,7 @@ impl Inner {
                     message_id: new_message_id(),
                     recipient: to.to_string(),
                     sent_at: None,
+                    recipient_lid: None,
                 };
                 self.log.write_intent(&entry, now_ms()).await?;
                 entry
@@ -254,7 +266,9 @@ impl Inner {
         // under the same message id.
         let accepted = self.messenger.send_text(&message).await?;
         let sent_at = accepted.at;
-        self.log.mark_sent(&job_id, sent_at).await?;
+        self.log
+            .mark_sent(&job_id, sent_at, recipient_lid.as_deref())
+            .await?;
         tracing::info!(
             job_id = %job_id,
             message_id = %entry.message_id,
@@ -271,6 +285,7 @@ impl Inner {
             recipient: entry.recipient,
             sent_at,
             duplicate: false,
+            recipient_lid,
         })
     }
 
@@ -297,21 +312,21 @@ impl Inner {
         }
     }
 
-    async fn is_on_whatsapp(&self, jid: &Jid) -> Result<bool> {
+    async fn is_on_whatsapp(&self, jid: &Jid) -> Result<NumberCheck> {
         let key = jid.to_string();
         let cached = {
             let numbers = self.numbers.lock().unwrap_or_else(|p| p.into_inner());
-            numbers.get(&key).copied()
+            numbers.get(&key).cloned()
         };
-        if let Some((on, at)) = cached
+        if let Some((check, at)) = cached
             && at.elapsed() < self.settings.check_cache_ttl
         {
-            return Ok(on);
+            return Ok(check);
         }
-        let on = self.messenger.is_on_whatsapp(jid).await?;
+        let check = self.messenger.is_on_whatsapp(jid).await?;
         let mut numbers = self.numbers.lock().unwrap_or_else(|p| p.into_inner());
-        numbers.insert(key, (on, Instant::now()));
-        Ok(on)
+        numbers.insert(key, (check.clone(), Instant::now()));
+        Ok(check)
     }
 }
 

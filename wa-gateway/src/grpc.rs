@@ -44,6 +44,7 @@ impl pb::gateway_server::Gateway for GatewayService {
             recipient: outcome.recipient,
             sent_at: Some(to_timestamp(outcome.sent_at)),
             duplicate: outcome.duplicate,
+            recipient_lid: outcome.recipient_lid.unwrap_or_default(),
         }))
     }
 
@@ -51,13 +52,14 @@ impl pb::gateway_server::Gateway for GatewayService {
         &self,
         request: Request<pb::CheckNumberRequest>,
     ) -> Result<Response<pb::CheckNumberResponse>, Status> {
-        let (jid, on_whatsapp) = self
+        let (jid, check) = self
             .gateway
             .check_number(&request.into_inner().phone)
             .await?;
         Ok(Response::new(pb::CheckNumberResponse {
             recipient: jid.to_string(),
-            on_whatsapp,
+            on_whatsapp: check.on_whatsapp,
+            lid: check.lid.unwrap_or_default(),
         }))
     }
 

@@ -89,6 +89,15 @@ pub struct Outgoing {
     pub text: String,
 }
 
+/// What WhatsApp says about a number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NumberCheck {
+    pub on_whatsapp: bool,
+    /// The account's LID (`…@lid`), when WhatsApp addresses it by one; the client
+    /// learns the number-to-LID mapping from the same answer and sends by it.
+    pub lid: Option<String>,
+}
+
 /// WhatsApp's server accepted a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Accepted {
@@ -103,7 +112,7 @@ pub struct Accepted {
 pub trait Messenger: Send + Sync + 'static {
     fn state(&self) -> watch::Receiver<ConnectionState>;
     fn events(&self) -> broadcast::Receiver<MessengerEvent>;
-    async fn is_on_whatsapp(&self, jid: &Jid) -> Result<bool>;
+    async fn is_on_whatsapp(&self, jid: &Jid) -> Result<NumberCheck>;
     async fn send_text(&self, message: &Outgoing) -> Result<Accepted>;
     async fn request_pair_code(&self, phone_digits: &str) -> Result<String>;
     async fn logout(&self) -> Result<()>;

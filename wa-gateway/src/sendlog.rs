@@ -18,6 +18,8 @@ pub struct Entry {
     /// Set once the messenger accepted the message; `None` means the intent was
     /// written and the process may have stopped before or during the send.
     pub sent_at: Option<i64>,
+    /// The recipient's LID (`…@lid`), when WhatsApp addresses the recipient by one.
+    pub recipient_lid: Option<String>,
 }
 
 /// A sent message whose delivery receipt is overdue.
@@ -55,6 +57,7 @@ impl SendLog {
             "INTEGER",
             Some("UPDATE sends SET overdue_at = sent_at WHERE sent_at IS NOT NULL;"),
         )?;
+        db.ensure_column("sends", "recipient_lid", "TEXT", None)?;
         Ok(Self { db })
     }
 
@@ -109,7 +112,7 @@ impl SendLog {
         let job_id = job_id.to_owned();
         self.with(move |conn| {
             conn.query_row(
-                "SELECT job_id, message_id, recipient, sent_at FROM sends WHERE job_id = ?1",
+                "SELECT job_id, message_id, recipient, sent_at, recipient_lid FROM sends WHERE job_id = ?1",
                 [job_id],
                 row_to_entry,
             )
@@ -122,7 +125,7 @@ impl SendLog {
         let message_id = message_id.to_owned();
         self.with(move |conn| {
             conn.query_row(
-                "SELECT job_id, message_id, recipient, sent_at FROM sends WHERE message_id = ?1",
+                "SELECT job_id, message_id, recipient, sent_at, recipient_lid FROM sends WHERE message_id = ?1",
                 [message_id],
                 row_to_entry,
             )
@@ -159,12 +162,21 @@ impl SendLog {
         .await
     }
 
-    pub async fn mark_sent(&self, job_id: &str, sent_at: i64) -> Result<()> {
+    /// Records that `job_id` went out at `sent_at`, to the recipient's LID if
+    /// WhatsApp addresses the recipient by one.
+    pub async fn mark_sent(
+        &self,
+        job_id: &str,
+        sent_at: i64,
+        recipient_lid: Option<&str>,
+    ) -> Result<()> {
         let job_id = job_id.to_owned();
+        let recipient_lid = recipient_lid.map(str::to_owned);
         self.with(move |conn| {
             conn.execute(
-                "UPDATE sends SET sent_at = ?2 WHERE job_id = ?1 AND sent_at IS NULL",
-                params![job_id, sent_at],
+                "UPDATE sends SET sent_at = ?2, recipient_lid = ?3
+                 WHERE job_id = ?1 AND sent_at IS NULL",
+                params![job_id, sent_at, recipient_lid],
             )
         })
         .await?;
@@ -178,6 +190,7 @@ fn row_to_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
         message_id: row.get(1)?,
         recipient: row.get(2)?,
         sent_at: row.get(3)?,
+        recipient_lid: row.get(4)?,
     })
 }
 
@@ -194,6 +207,7 @@ mod tests {
             message_id: "3EB0AA".into(),
             recipient: "6281234567890@s.whatsapp.net".into(),
             sent_at: None,
+            recipient_lid: None,
         };
         {
             let log = SendLog::open(&path).unwrap();
@@ -207,10 +221,13 @@ mod tests {
         }
         let log = SendLog::open(&path).unwrap();
         assert_eq!(log.get("job-1").await.unwrap(), Some(entry.clone()));
-        log.mark_sent("job-1", 42).await.unwrap();
-        log.mark_sent("job-1", 43).await.unwrap();
+        log.mark_sent("job-1", 42, Some("170000000000001@lid"))
+            .await
+            .unwrap();
+        log.mark_sent("job-1", 43, None).await.unwrap();
         let got = log.by_message_id("3EB0AA").await.unwrap().unwrap();
         assert_eq!(got.sent_at, Some(42));
+        assert_eq!(got.recipient_lid.as_deref(), Some("170000000000001@lid"));
         assert_eq!(log.sent_since(42).await.unwrap(), [42]);
         assert!(log.sent_since(43).await.unwrap().is_empty());
         assert_eq!(log.get("nope").await.unwrap(), None);
@@ -226,12 +243,13 @@ mod tests {
                 message_id: id.into(),
                 recipient: "6281234567890@s.whatsapp.net".into(),
                 sent_at: None,
+                recipient_lid: None,
             };
             log.write_intent(&entry, 1).await.unwrap();
         }
-        log.mark_sent("late", 100).await.unwrap();
-        log.mark_sent("seen", 100).await.unwrap();
-        log.mark_sent("fresh", 900).await.unwrap();
+        for (job, at) in [("late", 100), ("seen", 100), ("fresh", 900)] {
+            log.mark_sent(job, at, None).await.unwrap();
+        }
         log.mark_delivered("M2", 150).await.unwrap();
         let overdue = log.take_overdue(500, 1000).await.unwrap();
         assert_eq!(

@@ -263,6 +263,24 @@ impl MockServer {
             .or_insert_with(signal::Contact::generate);
     }
 
+    /// Makes `phone` (digits) a WhatsApp user that WhatsApp addresses by LID only, as
+    /// it does more and more accounts: the number check gives its LID, its keys are
+    /// served under the LID alone, only a message encrypted for the LID reaches it,
+    /// and its receipts come from the LID. Answers the LID (digits).
+    pub fn add_lid_contact(&self, phone: &str) -> String {
+        let mut state = self.shared.lock();
+        state
+            .contacts
+            .entry(phone.to_owned())
+            .or_insert_with(signal::Contact::generate);
+        let next = 170_000_000_000_000u64 + state.lid_only.len() as u64 + 1;
+        state
+            .lid_only
+            .entry(phone.to_owned())
+            .or_insert_with(|| next.to_string())
+            .clone()
+    }
+
     /// Every message the mock decrypted, in arrival order.
     pub fn received(&self) -> Vec<Received> {
         self.shared.lock().received.clone()
@@ -313,7 +331,10 @@ impl MockServer {
     /// `phone`'s phone sends a receipt for `message_id` to the linked devices.
     pub fn send_receipt(&self, phone: &str, message_id: &str, kind: ReceiptKind) -> Result<()> {
         let state = self.shared.lock();
-        let from = Jid::pn(phone.to_owned());
+        let from = match state.lid_only.get(phone) {
+            Some(lid) => Jid::lid(lid.clone()),
+            None => Jid::pn(phone.to_owned()),
+        };
         let mut receipt = NodeBuilder::new("receipt")
             .attr("from", from)
             .attr("id", message_id.to_owned())

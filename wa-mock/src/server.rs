@@ -99,6 +99,10 @@ pub(crate) struct State {
     pub devices: BTreeMap<u16, LinkedDevice>,
     pub connections: BTreeMap<u64, Connection>,
     pub contacts: BTreeMap<String, Contact>,
+    /// Contacts WhatsApp addresses by LID only: number (digits) to LID (digits).
+    /// Their keys are served under the LID alone, and only a message encrypted for
+    /// the LID reaches them.
+    pub lid_only: BTreeMap<String, String>,
     pub received: Vec<Received>,
     /// Every `<ack>` sent for a message, in order.
     pub acks: Vec<Ack>,
@@ -115,6 +119,29 @@ pub(crate) struct State {
     pub banned_until: Option<u64>,
     pub logins: u64,
     pub iq_counter: u64,
+}
+
+impl State {
+    /// The number (digits) of the contact `jid` names: its user for a phone-number
+    /// JID, the number behind the LID for a LID.
+    pub(crate) fn number_of(&self, jid: &Jid) -> Option<String> {
+        if jid.is_lid() {
+            self.lid_only
+                .iter()
+                .find(|(_, lid)| lid.as_str() == jid.user.as_str())
+                .map(|(number, _)| number.clone())
+        } else {
+            Some(jid.user.to_string())
+        }
+    }
+
+    /// The contact whose Signal keys and messages go by `jid`: a contact addressed
+    /// by LID only is not reached by its phone number.
+    pub(crate) fn keyed_contact(&self, jid: &Jid) -> Option<String> {
+        let number = self.number_of(jid)?;
+        let by_number_only = !jid.is_lid() && self.lid_only.contains_key(&number);
+        (!by_number_only && self.contacts.contains_key(&number)).then_some(number)
+    }
 }
 
 pub(crate) struct Shared {
@@ -175,6 +202,7 @@ impl Shared {
                 devices: BTreeMap::new(),
                 connections: BTreeMap::new(),
                 contacts: BTreeMap::new(),
+                lid_only: BTreeMap::new(),
                 received: Vec::new(),
                 acks: Vec::new(),
                 stanzas: Vec::new(),

@@ -282,19 +282,20 @@ fn id3(id: u32) -> Vec<u8> {
     id.to_be_bytes()[1..].to_vec()
 }
 
-/// The number a usync `<user>` asks about: its `jid`, or its `<contact>` text.
-fn asked_number(user: &Node) -> Option<String> {
+/// The user a usync `<user>` asks about: its `jid`, or the number in its `<contact>`.
+fn asked_user(user: &Node) -> Option<Jid> {
     if let Some(jid) = attr(user, "jid") {
-        return Some(jid.split(['@', ':']).next().unwrap_or_default().to_owned());
+        return jid.parse::<Jid>().ok().map(|j| j.to_non_ad());
     }
     user.get_optional_child("contact")
         .and_then(|c| c.content_as_string())
-        .map(|s| s.chars().filter(char::is_ascii_digit).collect())
+        .map(|s| Jid::pn(s.chars().filter(char::is_ascii_digit).collect::<String>()))
 }
 
-/// Answers a `usync` query: `contact` says whether a number is on WhatsApp,
-/// `devices` lists device 0 of each known contact (and no device of the phone's
-/// own account, so the client fans out to nobody else).
+/// Answers a `usync` query: `contact` says whether a number is on WhatsApp, `lid`
+/// gives the LID of a contact WhatsApp addresses by LID, `devices` lists device 0 of
+/// each known contact (and no device of the phone's own account, so the client fans
+/// out to nobody else).
 pub(crate) fn usync(shared: &Shared, node: &Node) -> Node {
     let state = shared.lock();
     let Some(usync) = node.get_optional_child("usync") else {
@@ -310,8 +311,12 @@ pub(crate) fn usync(shared: &Shared, node: &Node) -> Node {
         .map(|list| {
             list.get_children_by_tag("user")
                 .filter_map(|user| {
-                    let number = asked_number(user)?;
-                    let known = state.contacts.contains_key(&number);
+                    let asked = asked_user(user)?;
+                    let number = state.number_of(&asked);
+                    let known = number
+                        .as_ref()
+                        .is_some_and(|n| state.contacts.contains_key(n));
+                    let lid = number.as_ref().and_then(|n| state.lid_only.get(n));
                     let mut children = Vec::new();
                     for protocol in &protocols {
                         match protocol.as_str() {
@@ -320,6 +325,15 @@ pub(crate) fn usync(shared: &Shared, node: &Node) -> Node {
                                     .attr("type", if known { "in" } else { "out" })
                                     .build(),
                             ),
+                            "lid" => {
+                                if let Some(lid) = lid {
+                                    children.push(
+                                        NodeBuilder::new("lid")
+                                            .attr("val", Jid::lid(lid.clone()))
+                                            .build(),
+                                    );
+                                }
+                            }
                             "devices" => {
                                 let devices: Vec<Node> = if known {
                                     vec![NodeBuilder::new("device").attr("id", "0").build()]
@@ -339,7 +353,7 @@ pub(crate) fn usync(shared: &Shared, node: &Node) -> Node {
                     }
                     Some(
                         NodeBuilder::new("user")
-                            .attr("jid", Jid::pn(number))
+                            .attr("jid", asked)
                             .children(children)
                             .build(),
                     )
@@ -358,8 +372,8 @@ pub(crate) fn usync(shared: &Shared, node: &Node) -> Node {
         .build()
 }
 
-/// Answers the `encrypt` namespace: key bundles for known contacts (an error for
-/// anyone else), the pre-key count, and accepts the client's own pre-key upload.
+/// Answers the `encrypt` namespace: key bundles for known contacts, under the LID
+/// alone for a contact addressed by LID (an error for anyone else), the pre-key count, and accepts the client's own pre-key upload.
 pub(crate) fn encrypt_iq(shared: &Shared, node: &Node) -> Node {
     let Some(key) = node.get_optional_child("key") else {
         if node.get_optional_child("count").is_some() {
@@ -374,8 +388,10 @@ pub(crate) fn encrypt_iq(shared: &Shared, node: &Node) -> Node {
         .get_children_by_tag("user")
         .filter_map(|user| {
             let jid: Jid = attr(user, "jid")?.parse().ok()?;
-            let number = jid.user.to_string();
-            Some(match state.contacts.get_mut(&number) {
+            let contact = state
+                .keyed_contact(&jid)
+                .and_then(|number| state.contacts.get_mut(&number));
+            Some(match contact {
                 Some(contact) if jid.device == 0 => contact.bundle(jid),
                 _ => NodeBuilder::new("user")
                     .attr("jid", jid)
@@ -393,7 +409,7 @@ pub(crate) fn encrypt_iq(shared: &Shared, node: &Node) -> Node {
 }
 
 /// Takes a message from the client: decrypts each part addressed to a known
-/// contact's device 0 (so the Signal sessions stay in step whatever the answer), and
+/// contact's device 0, by number or by LID (so the Signal sessions stay in step whatever the answer), and
 /// answers as the recipient's [`AckBehaviour`] says. A recipient's phone keeps a
 /// message id once, so a resend under the same id is not a second message.
 pub(crate) fn handle_message(shared: &Arc<Shared>, id: u64, node: &Node) {
@@ -401,15 +417,22 @@ pub(crate) fn handle_message(shared: &Arc<Shared>, id: u64, node: &Node) {
         return;
     };
     let to = attr(node, "to").unwrap_or_default();
-    let recipient = to.split(['@', ':']).next().unwrap_or_default().to_owned();
-    let sender = {
+    let (recipient, sender) = {
         let mut state = shared.lock();
+        let recipient = to
+            .parse::<Jid>()
+            .ok()
+            .and_then(|jid| state.number_of(&jid))
+            .unwrap_or_else(|| to.split(['@', ':']).next().unwrap_or_default().to_owned());
         state.stanzas.push(Stanza {
             to: recipient.clone(),
             message_id: message_id.clone(),
         });
         let device = state.connections.get(&id).and_then(|c| c.device);
-        device.map(|d| Jid::pn_device(state.number.clone(), d))
+        (
+            recipient,
+            device.map(|d| Jid::pn_device(state.number.clone(), d)),
+        )
     };
     let from = to.parse::<Jid>().unwrap_or_else(|_| Jid::pn(to.clone()));
     let Some(sender) = sender else {
@@ -454,8 +477,13 @@ pub(crate) fn handle_message(shared: &Arc<Shared>, id: u64, node: &Node) {
         {
             let _guard = shared.decrypting.lock().await;
             for (jid, kind, version, data) in parts {
-                let number = jid.user.to_string();
-                let Some(mut contact) = shared.lock().contacts.remove(&number) else {
+                let contact = {
+                    let mut state = shared.lock();
+                    state
+                        .number_of(&jid)
+                        .and_then(|number| Some((state.contacts.remove(&number)?, number)))
+                };
+                let Some((mut contact, number)) = contact else {
                     continue;
                 };
                 let text = contact.decrypt(&sender, &kind, version, &data).await;

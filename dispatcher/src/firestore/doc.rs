@@ -22,6 +22,8 @@ pub const LAST_ERROR: &str = "lastError";
 pub const SENT_AT: &str = "sentAt";
 pub const MESSAGE_ID: &str = "messageId";
 pub const RECIPIENT: &str = "recipient";
+/// Written by the server: the recipient's LID when WhatsApp addresses it by one.
+pub const RECIPIENT_LID: &str = "recipientLid";
 pub const DELIVERED_AT: &str = "deliveredAt";
 pub const READ_AT: &str = "readAt";
 /// Written by the server: sent, no delivery receipt within the gateway's timeout.
@@ -312,6 +314,7 @@ pub(crate) fn read(doc: &Document) -> Result<Job, Malformed> {
         sent_at: ts(SENT_AT),
         message_id: string(MESSAGE_ID),
         recipient: string(RECIPIENT),
+        recipient_lid: string(RECIPIENT_LID),
         delivered_at: ts(DELIVERED_AT),
         read_at: ts(READ_AT),
         delivery_overdue: get_flag(doc, DELIVERY_OVERDUE),
@@ -378,6 +381,10 @@ pub fn parse_lenient(doc: &Document) -> Job {
             .flatten()
             .map(str::to_owned),
         recipient: get_string(doc, RECIPIENT).ok().flatten().map(str::to_owned),
+        recipient_lid: get_string(doc, RECIPIENT_LID)
+            .ok()
+            .flatten()
+            .map(str::to_owned),
         delivered_at: ts(DELIVERED_AT),
         read_at: ts(READ_AT),
         delivery_overdue: get_flag(doc, DELIVERY_OVERDUE),

@@ -487,6 +487,7 @@ impl JobQueue for FirestoreQueue {
                 Finish::Sent {
                     message_id,
                     recipient,
+                    recipient_lid,
                     sent_at,
                 } => {
                     let status = if job.read_at.is_some() {
@@ -501,6 +502,10 @@ impl JobQueue for FirestoreQueue {
                         (SENT_AT, ts(*sent_at)),
                         (MESSAGE_ID, text(message_id)),
                         (RECIPIENT, text(recipient)),
+                        (
+                            RECIPIENT_LID,
+                            recipient_lid.as_deref().map_or_else(null, text),
+                        ),
                         (NEXT_ATTEMPT_AT, null()),
                         (LAST_ERROR, null()),
                         (LOGGED_AT, null()),

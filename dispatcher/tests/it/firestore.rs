@@ -75,6 +75,7 @@ fn sent(id: &str) -> Finish {
     Finish::Sent {
         message_id: format!("m-{id}"),
         recipient: "6281234567890@s.whatsapp.net".into(),
+        recipient_lid: None,
         sent_at: 1,
     }
 }

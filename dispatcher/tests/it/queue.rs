@@ -56,6 +56,7 @@ fn sent(id: &str) -> Finish {
     Finish::Sent {
         message_id: format!("m-{id}"),
         recipient: "6281234567890@s.whatsapp.net".into(),
+        recipient_lid: Some("170000000000001@lid".into()),
         sent_at: 1,
     }
 }
@@ -287,6 +288,7 @@ async fn receipts_move_a_sent_job_on_even_when_they_overtake_the_outcome(backend
     );
     let job = q.finish(&id, "w", sent(&id), 6).await.unwrap().unwrap();
     assert_eq!(job.status, JobStatus::Delivered);
+    assert_eq!(job.recipient_lid.as_deref(), Some("170000000000001@lid"));
     let job = q
         .record_receipt(&id, Receipt::Read, 9)
         .await

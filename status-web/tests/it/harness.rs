@@ -49,6 +49,7 @@ impl gpb::gateway_server::Gateway for ScriptedGateway {
             recipient: "6281234567890@s.whatsapp.net".into(),
             sent_at: None,
             duplicate: false,
+            recipient_lid: String::new(),
         }))
     }
 

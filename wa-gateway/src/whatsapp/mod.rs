@@ -26,7 +26,9 @@ use abtrack_proto::{Jid, mask_phone};
 
 use crate::error::{Error, Result};
 use crate::gateway::status_name;
-use crate::messenger::{Accepted, ConnectionState, Messenger, MessengerEvent, Outgoing, Status};
+use crate::messenger::{
+    Accepted, ConnectionState, Messenger, MessengerEvent, NumberCheck, Outgoing, Status,
+};
 
 /// The `mode` every state of this messenger carries.
 pub const MODE: &str = "whatsapp";
@@ -232,7 +234,7 @@ impl Messenger for WhatsAppMessenger {
         self.events.subscribe()
     }
 
-    async fn is_on_whatsapp(&self, jid: &Jid) -> Result<bool> {
+    async fn is_on_whatsapp(&self, jid: &Jid) -> Result<NumberCheck> {
         let client = self.connected_client()?;
         let target = to_wa_jid(jid)?;
         let answer = tokio::time::timeout(
@@ -244,8 +246,19 @@ impl Messenger for WhatsAppMessenger {
         .await
         .map_err(|_| Error::Unavailable("the is-on-WhatsApp query timed out".into()))?
         .map_err(|e| Error::Unavailable(format!("the is-on-WhatsApp query failed: {e}")))?;
-        // One number was asked; the answer may name it by its LID instead.
-        Ok(answer.iter().any(|r| r.is_registered))
+        // One number was asked; the answer may name it by its LID instead, or give
+        // the LID beside it. The client keeps the mapping and encrypts for the LID.
+        let registered = answer.iter().find(|r| r.is_registered);
+        Ok(NumberCheck {
+            on_whatsapp: registered.is_some(),
+            lid: registered
+                .and_then(|r| {
+                    r.lid
+                        .clone()
+                        .or_else(|| r.jid.is_lid().then(|| r.jid.clone()))
+                })
+                .map(|lid| lid.to_non_ad().to_string()),
+        })
     }
 
     /// Sends, then waits for the server's `<ack>` of the message id. `send_message`

@@ -152,12 +152,14 @@ async fn sends_exact_texts_gets_receipts_and_reports_unknown_numbers() {
             .is_on_whatsapp(&Jid::User(alice.into()))
             .await
             .unwrap()
+            .on_whatsapp
     );
     assert!(
         !messenger
             .is_on_whatsapp(&Jid::User("6289900000009".into()))
             .await
             .unwrap()
+            .on_whatsapp
     );
 
     let first = outgoing(1, alice, "Ananda hadir 07:01 ✅");

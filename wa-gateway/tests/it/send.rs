@@ -97,6 +97,7 @@ async fn an_intent_without_an_outcome_is_resent_under_the_same_message_id() {
             message_id: "3EB0CRASHED".into(),
             recipient: "6281234567890@s.whatsapp.net".into(),
             sent_at: None,
+            recipient_lid: None,
         };
         log.write_intent(&entry, 1).await.unwrap();
         std::fs::write(

@@ -318,3 +318,51 @@ async fn a_message_without_a_delivery_receipt_is_flagged_then_moves_on() {
         })
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recipient_whatsapp_addresses_by_lid_only_gets_the_exact_text() {
+    const BY_LID: &str = "6281200000081";
+    let mock = MockServer::start(PHONE).await.unwrap();
+    let lid = mock.add_lid_contact(BY_LID);
+    mock.add_contact(WARM[0]);
+    let cluster = linked_cluster(&mock, &[]).await;
+
+    // The number check gives the LID, the client encrypts for it (the mock serves
+    // this contact's keys under the LID alone), and the job records it.
+    let text = "Ananda tiba di sekolah pukul 07.15 ✅";
+    let id = enqueue(&cluster, BY_LID, text).await;
+    let sent = wait_job(&cluster, &id, "the job to the LID sent", |j| {
+        j["status"] == "sent"
+    })
+    .await;
+    assert_eq!(
+        sent["recipientLid"],
+        format!("{}@lid", abtrack_proto::mask_phone(&lid)),
+        "{sent}"
+    );
+    let message_id = sent["messageId"].as_str().unwrap();
+    let received: Vec<_> = mock
+        .received()
+        .into_iter()
+        .filter(|r| r.to == BY_LID)
+        .collect();
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(received[0].text, text);
+    assert_eq!(received[0].message_id, message_id);
+
+    // Its phone's receipt comes from the LID and still finds the job.
+    mock.send_receipt(BY_LID, message_id, ReceiptKind::Delivered)
+        .unwrap();
+    wait_job(&cluster, &id, "the job to the LID delivered", |j| {
+        j["status"] == "delivered"
+    })
+    .await;
+
+    // A contact WhatsApp addresses by number has no LID on its job.
+    let warm = enqueue(&cluster, WARM[0], "kabar").await;
+    let job = wait_job(&cluster, &warm, "the warm job sent", |j| {
+        j["status"] == "sent"
+    })
+    .await;
+    assert_eq!(job["recipientLid"], Value::Null, "{job}");
+}

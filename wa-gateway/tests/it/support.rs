@@ -16,7 +16,7 @@ use abtrack_wa_gateway::dry_run::DryRunMessenger;
 use abtrack_wa_gateway::gateway::{Gateway, GatewaySettings};
 use abtrack_wa_gateway::grpc::GatewayService;
 use abtrack_wa_gateway::messenger::{
-    Accepted, ConnectionState, Messenger, MessengerEvent, Outgoing,
+    Accepted, ConnectionState, Messenger, MessengerEvent, NumberCheck, Outgoing,
 };
 use abtrack_wa_gateway::pacing::PacingConfig;
 use abtrack_wa_gateway::sendlog::SendLog;
@@ -36,7 +36,7 @@ impl Messenger for SlowMessenger {
     fn events(&self) -> broadcast::Receiver<MessengerEvent> {
         self.inner.events()
     }
-    async fn is_on_whatsapp(&self, jid: &Jid) -> abtrack_wa_gateway::Result<bool> {
+    async fn is_on_whatsapp(&self, jid: &Jid) -> abtrack_wa_gateway::Result<NumberCheck> {
         self.inner.is_on_whatsapp(jid).await
     }
     async fn send_text(&self, message: &Outgoing) -> abtrack_wa_gateway::Result<Accepted> {
