@@ -22,6 +22,8 @@
       c_pending: "Menunggu", c_processing: "Diproses", c_sent: "Terkirim", c_delivered: "Diterima", c_read: "Dibaca", c_failed: "Gagal",
       c_deliveryOverdue: "Belum diterima", overdue: "belum diterima: ponsel penerima mungkin mati atau tanpa internet",
       lg_disabled: "nonaktif", lg_ok: "baik", lg_failing: "gagal", lg_unknown: "tidak diketahui",
+      new_chats: "Chat baru: {u} dari {n} terpakai, diperbarui {t}.",
+      new_chats_full: "Jatah chat baru habis ({u} dari {n}) sampai {t}. Pesan ke orang yang belum pernah menerima pesan dari nomor ini menunggu sampai saat itu lalu terkirim sendiri; pesan ke kontak lain tetap terkirim.",
       time_lock: "WhatsApp membatasi chat baru dari nomor ini sampai {t}. Pesan ke orang tua yang belum pernah mengirim pesan ke sekolah menunggu sampai saat itu lalu terkirim sendiri; pesan ke kontak lain tetap terkirim. Agar tidak terulang: minta orang tua menyimpan nomor sekolah dan mengirim satu pesan, dan kirim lebih pelan (WA_MIN_INTERVAL_MS, WA_DAILY_CAP).",
       st: {
         unknown: ["belum terjangkau", "Gateway WhatsApp belum terjangkau. Pastikan layanan wa-gateway berjalan."],
@@ -58,6 +60,8 @@
       c_pending: "Pending", c_processing: "Processing", c_sent: "Sent", c_delivered: "Delivered", c_read: "Read", c_failed: "Failed",
       c_deliveryOverdue: "Not delivered yet", overdue: "not delivered yet: the recipient's phone may be off or offline",
       lg_disabled: "disabled", lg_ok: "ok", lg_failing: "failing", lg_unknown: "unknown",
+      new_chats: "New chats: {u} of {n} used, renewed {t}.",
+      new_chats_full: "The new-chat quota is used up ({u} of {n}) until {t}. Messages to people who never got one from this number wait until then and go out by themselves; messages to other contacts keep going.",
       time_lock: "WhatsApp limits new chats from this number until {t}. Messages to parents who never wrote to the school wait until then and go out by themselves; messages to other contacts keep going. To avoid it: ask parents to save the school's number and send it one message, and send more slowly (WA_MIN_INTERVAL_MS, WA_DAILY_CAP).",
       st: {
         unknown: ["not reached yet", "The WhatsApp gateway has not been reached yet. Check that the wa-gateway service is running."],
@@ -102,6 +106,13 @@
     const locked = g.timeLockUntil && new Date(g.timeLockUntil) > Date.now();
     $("time-lock").hidden = !locked;
     $("time-lock").textContent = locked ? t("time_lock").replace("{t}", time(g.timeLockUntil)) : "";
+    const q = g.newChatQuota;
+    const full = q && q.total > 0 && q.used >= q.total && !(q.cycleEndsAt && new Date(q.cycleEndsAt) <= Date.now());
+    $("new-chats").hidden = !q;
+    $("new-chats").className = full ? "next warn" : "muted";
+    $("new-chats").textContent = !q ? "" : t(full ? "new_chats_full" : "new_chats")
+      .replace("{u}", String(q.used)).replace("{n}", String(q.total))
+      .replace("{t}", q.cycleEndsAt ? time(q.cycleEndsAt) : "?");
     const qrBox = $("qr-box");
     if (s.qrSvg) {
       if ($("qr").dataset.svg !== s.qrSvg) { $("qr").innerHTML = s.qrSvg; $("qr").dataset.svg = s.qrSvg; }

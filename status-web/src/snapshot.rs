@@ -81,12 +81,23 @@ pub struct GatewayView {
     /// The end of a reach-out time lock WhatsApp put on the account: until then
     /// messages to people who never wrote to it wait.
     pub time_lock_until: Option<String>,
+    /// The new chats WhatsApp lets the account open in its current cycle, as it
+    /// last said; `None` when it never said.
+    pub new_chat_quota: Option<NewChatQuotaView>,
     pub since: Option<String>,
     /// Whether a QR code is waiting to be scanned; the code itself is not served here.
     pub qr_available: bool,
     pub qr_expires_at: Option<String>,
     #[serde(skip)]
     pub qr_code: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NewChatQuotaView {
+    pub used: u64,
+    pub total: u64,
+    pub cycle_ends_at: Option<String>,
 }
 
 impl Default for GatewayView {
@@ -100,6 +111,7 @@ impl Default for GatewayView {
             retry_at: None,
             banned_until: None,
             time_lock_until: None,
+            new_chat_quota: None,
             since: None,
             qr_available: false,
             qr_expires_at: None,
@@ -383,6 +395,11 @@ impl Snapshot {
                 g.retry_at = ts(&state.retry_at);
                 g.banned_until = ts(&state.banned_until);
                 g.time_lock_until = ts(&state.time_lock_until);
+                g.new_chat_quota = state.new_chat_quota.map(|q| NewChatQuotaView {
+                    used: q.used,
+                    total: q.total,
+                    cycle_ends_at: ts(&q.cycle_ends_at),
+                });
                 g.since = ts(&state.since);
                 if !waiting_for_qr {
                     g.qr_available = false;

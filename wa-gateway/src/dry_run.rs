@@ -174,6 +174,7 @@ mod tests {
 
     fn outgoing(job: &str, id: &str) -> Outgoing {
         Outgoing {
+            new_chat: false,
             job_id: job.into(),
             message_id: id.into(),
             to: Jid::User("6281234567890".into()),

@@ -254,11 +254,13 @@ impl Inner {
                 entry
             }
         };
+        let new_chat = !to.is_group() && !self.log.has_sent_to(&entry.recipient).await?;
         let message = Outgoing {
             job_id: job_id.clone(),
             message_id: entry.message_id.clone(),
             to,
             text,
+            new_chat,
         };
         pacer.record_send();
         // Answers once WhatsApp's server accepted the message; a refusal or a

@@ -135,6 +135,11 @@ fn state_event(state: &ConnectionState) -> pb::GatewayEvent {
             retry_at: opt_timestamp(state.retry_at),
             banned_until: opt_timestamp(state.banned_until),
             time_lock_until: opt_timestamp(state.time_lock_until),
+            new_chat_quota: state.new_chat_quota.map(|q| pb::NewChatQuota {
+                used: q.used,
+                total: q.total,
+                cycle_ends_at: opt_timestamp(q.cycle_ends_at),
+            }),
             since: Some(to_timestamp(state.since)),
         })),
     }

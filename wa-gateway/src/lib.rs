@@ -40,6 +40,10 @@ pub async fn run(
     let mut whatsapp = None;
     let messenger: Arc<dyn Messenger> = match config.mode {
         Mode::WhatsApp => {
+            #[cfg(feature = "mock-server")]
+            tracing::warn!(
+                "built with the mock-server feature: WhatsApp's certificate is not checked; for runs against wa-mock only, never for real use"
+            );
             let m = Arc::new(whatsapp::WhatsAppMessenger::start(
                 whatsapp::WhatsAppSettings {
                     data_dir: config.data_dir.clone(),

@@ -36,6 +36,9 @@ pub struct ConnectionState {
     pub banned_until: Option<i64>,
     /// The end of a reach-out time lock on the account (ms), while one is known.
     pub time_lock_until: Option<i64>,
+    /// The new chats WhatsApp lets the account open, as it last said; `None` when
+    /// it never said (no quota on the account, or not asked yet).
+    pub new_chat_quota: Option<NewChatQuota>,
     /// When this state began (ms since the epoch).
     pub since: i64,
 }
@@ -51,8 +54,27 @@ impl ConnectionState {
             retry_at: None,
             banned_until: None,
             time_lock_until: None,
+            new_chat_quota: None,
             since: abtrack_proto::time::now_ms(),
         }
+    }
+}
+
+/// How many new chats (chats with people who never wrote to the account) WhatsApp
+/// lets the account open in its current cycle, and how many it opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewChatQuota {
+    pub used: u64,
+    pub total: u64,
+    /// When the cycle ends and the quota starts afresh (ms since the epoch).
+    pub cycle_ends_at: Option<i64>,
+}
+
+impl NewChatQuota {
+    /// Whether no new chat may be opened now: the quota is used up and its cycle
+    /// has not ended.
+    pub fn used_up(&self, now: i64) -> bool {
+        self.total > 0 && self.used >= self.total && self.cycle_ends_at.is_none_or(|end| end > now)
     }
 }
 
@@ -87,6 +109,9 @@ pub struct Outgoing {
     pub message_id: String,
     pub to: Jid,
     pub text: String,
+    /// The first message to this recipient from this gateway: it opens a new chat,
+    /// which WhatsApp may count against the account's new-chat quota.
+    pub new_chat: bool,
 }
 
 /// What WhatsApp says about a number.

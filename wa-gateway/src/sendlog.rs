@@ -121,6 +121,19 @@ impl SendLog {
         .await
     }
 
+    /// Whether a message to `recipient` went out before.
+    pub async fn has_sent_to(&self, recipient: &str) -> Result<bool> {
+        let recipient = recipient.to_owned();
+        self.with(move |conn| {
+            conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM sends WHERE recipient = ?1 AND sent_at IS NOT NULL)",
+                [recipient],
+                |row| row.get(0),
+            )
+        })
+        .await
+    }
+
     pub async fn by_message_id(&self, message_id: &str) -> Result<Option<Entry>> {
         let message_id = message_id.to_owned();
         self.with(move |conn| {
@@ -228,6 +241,12 @@ mod tests {
         let got = log.by_message_id("3EB0AA").await.unwrap().unwrap();
         assert_eq!(got.sent_at, Some(42));
         assert_eq!(got.recipient_lid.as_deref(), Some("170000000000001@lid"));
+        assert!(log.has_sent_to(&entry.recipient).await.unwrap());
+        assert!(
+            !log.has_sent_to("6281234567891@s.whatsapp.net")
+                .await
+                .unwrap()
+        );
         assert_eq!(log.sent_since(42).await.unwrap(), [42]);
         assert!(log.sent_since(43).await.unwrap().is_empty());
         assert_eq!(log.get("nope").await.unwrap(), None);

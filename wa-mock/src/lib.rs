@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod conn;
+pub mod control;
 pub mod error;
 mod noise;
 pub mod pairing;
@@ -32,6 +33,20 @@ use crate::server::{PendingLink, SERVER, Shared, now_secs};
 pub enum ReceiptKind {
     Delivered,
     Read,
+}
+
+/// A recipient as the mock treats it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    /// The number (digits).
+    pub number: String,
+    /// Its LID (digits) when WhatsApp addresses it by LID only.
+    pub lid: Option<String>,
+    pub behaviour: AckBehaviour,
+    pub cold: bool,
+    pub offline: bool,
+    /// Delivery receipts its phone holds while offline.
+    pub held_receipts: usize,
 }
 
 /// A running mock; stops when dropped.
@@ -59,7 +74,12 @@ impl std::fmt::Debug for MockServer {
 impl MockServer {
     /// Starts a server on `127.0.0.1:0` whose phone has the number `phone` (digits).
     pub async fn start(phone: &str) -> Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_on(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), phone).await
+    }
+
+    /// Starts a server on `addr` whose phone has the number `phone` (digits).
+    pub async fn start_on(addr: std::net::SocketAddr, phone: &str) -> Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
         let url = format!("ws://{}/ws/chat", listener.local_addr()?);
         let shared = Arc::new(Shared::new(phone.to_owned()));
         let serving = Arc::clone(&shared);
@@ -179,6 +199,26 @@ impl MockServer {
         self.shared.lock().logins
     }
 
+    /// How many clients are connected and waiting to be linked (showing a QR code).
+    pub fn waiting_for_scan(&self) -> usize {
+        self.shared
+            .lock()
+            .connections
+            .values()
+            .filter(|c| c.device.is_none())
+            .count()
+    }
+
+    /// The LID (digits) of a contact WhatsApp addresses by LID only.
+    pub fn lid_of(&self, phone: &str) -> Option<String> {
+        self.shared.lock().lid_only.get(phone).cloned()
+    }
+
+    /// Addresses a contact made with [`Self::add_lid_contact`] by its number again.
+    pub fn address_by_number(&self, phone: &str) {
+        self.shared.lock().lid_only.remove(phone);
+    }
+
     /// How many clients are logged in right now.
     pub fn online(&self) -> usize {
         self.shared
@@ -247,6 +287,14 @@ impl MockServer {
         }
     }
 
+    /// From now on (until called with `false`), every connection that logs in takes
+    /// no message (no ack) and answers no ping, while it answers the other queries: a
+    /// session that stays dead for sending however often the client reconnects.
+    /// Connections open now are not changed (see [`Self::stall`]).
+    pub fn ignore_sends(&self, on: bool) {
+        self.shared.lock().ignore_sends = on;
+    }
+
     /// Drops every TCP connection without a WebSocket close.
     pub fn drop_connections(&self) {
         for c in self.shared.lock().connections.values() {
@@ -273,12 +321,13 @@ impl MockServer {
             .contacts
             .entry(phone.to_owned())
             .or_insert_with(signal::Contact::generate);
-        let next = 170_000_000_000_000u64 + state.lid_only.len() as u64 + 1;
-        state
-            .lid_only
-            .entry(phone.to_owned())
-            .or_insert_with(|| next.to_string())
-            .clone()
+        if let Some(lid) = state.lid_only.get(phone) {
+            return lid.clone();
+        }
+        state.lids_given += 1;
+        let lid = (170_000_000_000_000u64 + state.lids_given).to_string();
+        state.lid_only.insert(phone.to_owned(), lid.clone());
+        lid
     }
 
     /// Every message the mock decrypted, in arrival order.
@@ -320,6 +369,26 @@ impl MockServer {
         self.shared.lock().time_lock_until = Some(now_secs() + ends_in.as_secs().max(1));
     }
 
+    /// Limits the new chats the account may open to `total` until `cycle` from now:
+    /// a message to a cold contact (see [`Self::set_cold`]) not written to in this
+    /// cycle counts one, and once `total` are used such messages get nack `475`. The
+    /// new-chat capping query (`w:mex`) reports the quota, its use and the cycle's
+    /// end. Warm contacts are not counted.
+    pub fn new_chat_quota(&self, total: usize, cycle: Duration) {
+        let now = now_secs();
+        self.shared.lock().quota = Some(crate::server::NewChatQuota {
+            total,
+            cycle_start: now,
+            cycle_end: now + cycle.as_secs().max(1),
+            opened: Default::default(),
+        });
+    }
+
+    /// How many new chats the account opened in the quota's current cycle.
+    pub fn new_chats_opened(&self) -> Option<usize> {
+        self.shared.lock().current_quota().map(|q| q.opened.len())
+    }
+
     /// How the server answers messages to `phone` (digits) from now on.
     pub fn set_behaviour(&self, phone: &str, behaviour: AckBehaviour) {
         self.shared
@@ -328,26 +397,84 @@ impl MockServer {
             .insert(phone.to_owned(), behaviour);
     }
 
-    /// `phone`'s phone sends a receipt for `message_id` to the linked devices.
+    /// `phone`'s phone sends a receipt for `message_id` to the linked devices (from
+    /// its LID when WhatsApp addresses it by LID).
     pub fn send_receipt(&self, phone: &str, message_id: &str, kind: ReceiptKind) -> Result<()> {
-        let state = self.shared.lock();
-        let from = match state.lid_only.get(phone) {
-            Some(lid) => Jid::lid(lid.clone()),
-            None => Jid::pn(phone.to_owned()),
+        self.shared.send_receipt(phone, message_id, kind)
+    }
+
+    /// Whether recipients' phones confirm each delivered message by themselves, a
+    /// moment after the server's ack (the standalone mock); off by default, so tests
+    /// decide when a receipt comes.
+    pub fn set_auto_receipts(&self, on: bool) {
+        self.shared.lock().auto_receipts = on;
+    }
+
+    /// Turns `phone`'s phone off or on: while off, with automatic receipts, the
+    /// server still acks its messages but their delivery receipts wait until
+    /// [`Self::release_receipts`].
+    pub fn set_offline(&self, phone: &str, offline: bool) {
+        let mut state = self.shared.lock();
+        if offline {
+            state.offline.insert(phone.to_owned());
+        } else {
+            state.offline.remove(phone);
+        }
+    }
+
+    /// Sends the delivery receipts `phone`'s phone held while offline; answers how many.
+    pub fn release_receipts(&self, phone: &str) -> Result<usize> {
+        let held: Vec<String> = {
+            let mut state = self.shared.lock();
+            let (mine, others) = std::mem::take(&mut state.held_receipts)
+                .into_iter()
+                .partition(|(to, _)| to == phone);
+            state.held_receipts = others;
+            mine.into_iter().map(|(_, id)| id).collect()
         };
-        let mut receipt = NodeBuilder::new("receipt")
-            .attr("from", from)
-            .attr("id", message_id.to_owned())
-            .attr("t", now_secs());
-        if kind == ReceiptKind::Read {
-            receipt = receipt.attr("type", "read");
+        for id in &held {
+            self.send_receipt(phone, id, ReceiptKind::Delivered)?;
         }
-        let node = receipt.build();
-        let mut sent = false;
-        for c in state.connections.values().filter(|c| c.device.is_some()) {
-            sent |= c.tx.send(Outbound::Node(Box::new(node.clone()))).is_ok();
-        }
-        if sent { Ok(()) } else { Err(Error::Closed) }
+        Ok(held.len())
+    }
+
+    /// Each recipient the mock knows, with how the server treats it.
+    pub fn recipients(&self) -> Vec<Recipient> {
+        let state = self.shared.lock();
+        state
+            .contacts
+            .keys()
+            .map(|number| Recipient {
+                number: number.clone(),
+                lid: state.lid_only.get(number).cloned(),
+                behaviour: state.behaviours.get(number).cloned().unwrap_or_default(),
+                cold: state.cold.contains(number),
+                offline: state.offline.contains(number),
+                held_receipts: state
+                    .held_receipts
+                    .iter()
+                    .filter(|(to, _)| to == number)
+                    .count(),
+            })
+            .collect()
+    }
+
+    /// When the reach-out time lock ends (secs since the epoch), while one lasts.
+    pub fn time_lock_until(&self) -> Option<u64> {
+        self.shared
+            .lock()
+            .time_lock_until
+            .filter(|t| *t > now_secs())
+    }
+
+    /// Lifts the reach-out time lock early.
+    pub fn lift_time_lock(&self) {
+        self.shared.lock().time_lock_until = None;
+    }
+
+    /// Marks `phone` (digits) as a contact who wrote to the account (undoes `set_cold`).
+    pub fn set_warm(&self, phone: &str) {
+        self.shared.lock().cold.remove(phone);
     }
 
     /// Waits until `condition` holds, for at most `limit`; answers whether it did.

@@ -20,6 +20,19 @@ pub(crate) const SERVER: &str = "s.whatsapp.net";
 
 /// The document id of WhatsApp Web's `WAWebMexFetchReachoutTimelockJobQuery`.
 const REACHOUT_TIMELOCK_QUERY: &str = "23983697327930364";
+/// The document id of WhatsApp Web's `WAWebMexFetchNewChatMessageCappingInfoJobQuery`.
+const NEW_CHAT_CAPPING_QUERY: &str = "24503548349331633";
+
+/// How many new chats (messages to cold contacts not written to before) the account
+/// may open until the cycle ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NewChatQuota {
+    pub total: usize,
+    pub cycle_start: u64,
+    pub cycle_end: u64,
+    /// The cold contacts a message went to in this cycle.
+    pub opened: std::collections::BTreeSet<String>,
+}
 
 /// A device linked to the phone's account.
 #[derive(Debug, Clone)]
@@ -46,6 +59,8 @@ pub(crate) struct Connection {
     /// Set by `stall`: the server reads this connection's nodes and answers none
     /// (a connection that looks open but is dead on WhatsApp's side).
     pub stalled: bool,
+    /// Set by `ignore_sends`: messages get no ack and pings no answer.
+    pub ignores_sends: bool,
 }
 
 /// How the server answers messages to one recipient.
@@ -89,6 +104,8 @@ pub struct Received {
     pub to: String,
     pub message_id: String,
     pub text: String,
+    /// When the mock decrypted it (ms since the epoch).
+    pub at_ms: i64,
 }
 
 pub(crate) struct State {
@@ -103,6 +120,8 @@ pub(crate) struct State {
     /// Their keys are served under the LID alone, and only a message encrypted for
     /// the LID reaches them.
     pub lid_only: BTreeMap<String, String>,
+    /// How many LIDs `add_lid_contact` handed out (each LID is given once).
+    pub lids_given: u64,
     pub received: Vec<Received>,
     /// Every `<ack>` sent for a message, in order.
     pub acks: Vec<Ack>,
@@ -113,6 +132,18 @@ pub(crate) struct State {
     /// Recipients that never wrote to the account: a reach-out time lock keeps
     /// messages to them out (nack 463) while it lasts.
     pub cold: std::collections::BTreeSet<String>,
+    /// Whether each delivered message gets a delivery receipt from its recipient's
+    /// phone by itself (the standalone mock); off in tests, which send receipts.
+    pub auto_receipts: bool,
+    /// Recipients whose phone is off: with automatic receipts, their receipts wait
+    /// here (number, message id) until released.
+    pub offline: std::collections::BTreeSet<String>,
+    pub held_receipts: Vec<(String, String)>,
+    /// Set by `new_chat_quota`; lapses at the cycle's end.
+    pub quota: Option<NewChatQuota>,
+    /// Set by `ignore_sends`: every connection logged in from now on takes no
+    /// message and answers no ping (other queries it answers).
+    pub ignore_sends: bool,
     /// Set by `reach_out_time_lock`: the lock's end (secs).
     pub time_lock_until: Option<u64>,
     /// Set by `temporary_ban`: logins get a 402 failure until this time (secs).
@@ -122,6 +153,18 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// The new-chat quota while its cycle lasts.
+    pub(crate) fn current_quota(&mut self) -> Option<&mut NewChatQuota> {
+        if self
+            .quota
+            .as_ref()
+            .is_some_and(|q| q.cycle_end <= now_secs())
+        {
+            self.quota = None;
+        }
+        self.quota.as_mut()
+    }
+
     /// The number (digits) of the contact `jid` names: its user for a phone-number
     /// JID, the number behind the LID for a LID.
     pub(crate) fn number_of(&self, jid: &Jid) -> Option<String> {
@@ -203,12 +246,18 @@ impl Shared {
                 connections: BTreeMap::new(),
                 contacts: BTreeMap::new(),
                 lid_only: BTreeMap::new(),
+                lids_given: 0,
                 received: Vec::new(),
                 acks: Vec::new(),
                 stanzas: Vec::new(),
                 behaviours: BTreeMap::new(),
                 cold: std::collections::BTreeSet::new(),
                 time_lock_until: None,
+                quota: None,
+                ignore_sends: false,
+                auto_receipts: false,
+                offline: std::collections::BTreeSet::new(),
+                held_receipts: Vec::new(),
                 banned_until: None,
                 logins: 0,
                 iq_counter: 0,
@@ -260,6 +309,7 @@ impl Shared {
             refs: Vec::new(),
             pending: None,
             stalled: false,
+            ignores_sends: false,
         };
         match (payload.username, payload.device) {
             (Some(user), device) => {
@@ -280,6 +330,7 @@ impl Shared {
                         .build()
                 } else {
                     connection.device = Some(device);
+                    connection.ignores_sends = state.ignore_sends;
                     state.logins += 1;
                     NodeBuilder::new("success")
                         .attr("t", now_secs())
@@ -313,6 +364,61 @@ impl Shared {
         self.touch();
     }
 
+    /// `phone`'s phone sends a receipt for `message_id` to the linked devices: from
+    /// its LID when WhatsApp addresses it by LID.
+    pub(crate) fn send_receipt(
+        &self,
+        phone: &str,
+        message_id: &str,
+        kind: crate::ReceiptKind,
+    ) -> crate::Result<()> {
+        let state = self.lock();
+        let from = match state.lid_only.get(phone) {
+            Some(lid) => Jid::lid(lid.clone()),
+            None => Jid::pn(phone.to_owned()),
+        };
+        let mut receipt = NodeBuilder::new("receipt")
+            .attr("from", from)
+            .attr("id", message_id.to_owned())
+            .attr("t", now_secs());
+        if kind == crate::ReceiptKind::Read {
+            receipt = receipt.attr("type", "read");
+        }
+        let node = receipt.build();
+        let mut sent = false;
+        for c in state.connections.values().filter(|c| c.device.is_some()) {
+            sent |= c.tx.send(Outbound::Node(Box::new(node.clone()))).is_ok();
+        }
+        if sent {
+            Ok(())
+        } else {
+            Err(crate::Error::Closed)
+        }
+    }
+
+    /// A message reached `phone`'s phone: with automatic receipts, the phone
+    /// confirms it shortly, or keeps the receipt while it is offline.
+    pub(crate) fn delivered(self: &Arc<Self>, phone: &str, message_id: &str) {
+        let mut state = self.lock();
+        if !state.auto_receipts {
+            return;
+        }
+        if state.offline.contains(phone) {
+            state
+                .held_receipts
+                .push((phone.to_owned(), message_id.to_owned()));
+            return;
+        }
+        drop(state);
+        let (shared, phone, id) = (Arc::clone(self), phone.to_owned(), message_id.to_owned());
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            if let Err(e) = shared.send_receipt(&phone, &id, crate::ReceiptKind::Delivered) {
+                tracing::warn!(error = %e, "the mock cannot send a delivery receipt");
+            }
+        });
+    }
+
     pub(crate) fn send(&self, id: u64, node: Node) {
         if let Some(c) = self.lock().connections.get(&id) {
             let _ = c.tx.send(Outbound::Node(Box::new(node)));
@@ -322,7 +428,14 @@ impl Shared {
     /// Answers one node from connection `id`.
     pub(crate) fn handle(self: &Arc<Self>, id: u64, node: Node) {
         tracing::trace!(connection = id, tag = %node.tag, "mock received");
-        if self.lock().connections.get(&id).is_some_and(|c| c.stalled) {
+        let (stalled, ignores_sends) = self
+            .lock()
+            .connections
+            .get(&id)
+            .map_or((false, false), |c| (c.stalled, c.ignores_sends));
+        let is_send = node.tag == "message"
+            || (node.tag == "iq" && attr(&node, "xmlns").as_deref() == Some("w:p"));
+        if stalled || (ignores_sends && is_send) {
             return;
         }
         match node.tag.as_ref() {
@@ -369,7 +482,23 @@ impl Shared {
             .get_optional_child("query")
             .and_then(|q| attr(q, "query_id"))
             .unwrap_or_default();
-        let data = if query_id == REACHOUT_TIMELOCK_QUERY {
+        let data = if query_id == NEW_CHAT_CAPPING_QUERY {
+            let mut state = self.lock();
+            let info = state.current_quota().map(|q| {
+                format!(
+                    r#"{{"total_quota":"{}","used_quota":"{}","cycle_start_timestamp":{},"cycle_end_timestamp":{},"server_sent_timestamp":{}}}"#,
+                    q.total,
+                    q.opened.len(),
+                    q.cycle_start,
+                    q.cycle_end,
+                    now_secs()
+                )
+            });
+            format!(
+                r#"{{"data":{{"xwa2_message_capping_info":{}}}}}"#,
+                info.unwrap_or_else(|| "null".into())
+            )
+        } else if query_id == REACHOUT_TIMELOCK_QUERY {
             let until = self.lock().time_lock_until.filter(|t| *t > now_secs());
             format!(
                 r#"{{"data":{{"xwa2_fetch_account_reachout_timelock":{{"is_active":{},"time_enforcement_ends":"{}","enforcement_type":"DEFAULT"}}}}}}"#,

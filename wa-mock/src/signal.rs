@@ -461,10 +461,17 @@ pub(crate) fn handle_message(shared: &Arc<Shared>, id: u64, node: &Node) {
     // but the ack is sent only once the text is recorded.
     tokio::spawn(async move {
         let behaviour = {
-            let state = shared.lock();
+            let mut state = shared.lock();
             let locked = state.time_lock_until.is_some_and(|t| t > now_secs());
-            if locked && state.cold.contains(&recipient) {
+            let cold = state.cold.contains(&recipient);
+            let capped = cold
+                && state
+                    .current_quota()
+                    .is_some_and(|q| !q.opened.contains(&recipient) && q.opened.len() >= q.total);
+            if locked && cold {
                 AckBehaviour::Error("463".into())
+            } else if capped {
+                AckBehaviour::Error("475".into())
             } else {
                 state
                     .behaviours
@@ -474,6 +481,7 @@ pub(crate) fn handle_message(shared: &Arc<Shared>, id: u64, node: &Node) {
             }
         };
         let delivers = matches!(behaviour, AckBehaviour::Normal | AckBehaviour::Slow(_));
+        let mut fresh = false;
         {
             let _guard = shared.decrypting.lock().await;
             for (jid, kind, version, data) in parts {
@@ -496,10 +504,12 @@ pub(crate) fn handle_message(shared: &Arc<Shared>, id: u64, node: &Node) {
                             .iter()
                             .any(|r| r.to == number && r.message_id == message_id);
                         if !seen {
+                            fresh = true;
                             state.received.push(Received {
                                 to: number,
                                 message_id: message_id.clone(),
                                 text,
+                                at_ms: now_ms(),
                             });
                         }
                     }
@@ -530,15 +540,26 @@ pub(crate) fn handle_message(shared: &Arc<Shared>, id: u64, node: &Node) {
             ack = ack.attr("error", code.clone());
         }
         let ack = ack.build();
+        let accepted = error.is_none();
         {
             let mut state = shared.lock();
             state.acks.push(Ack {
-                message_id,
+                message_id: message_id.clone(),
                 error,
                 at_ms: now_ms(),
             });
             if let Some(c) = state.connections.get(&id) {
                 let _ = c.tx.send(Outbound::Node(Box::new(ack)));
+            }
+        }
+        if accepted && fresh {
+            shared.delivered(&recipient, &message_id);
+        }
+        if accepted {
+            let mut state = shared.lock();
+            let cold = state.cold.contains(&recipient);
+            if let Some(quota) = state.current_quota().filter(|_| cold) {
+                quota.opened.insert(recipient.clone());
             }
         }
         shared.touch();

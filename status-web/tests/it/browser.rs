@@ -197,6 +197,11 @@ async fn the_dashboard_in_chromium_links_sends_and_retries() {
                 if let Some(gpb::gateway_event::Event::State(s)) = &mut locked.event {
                     let until = abtrack_proto::time::now_ms() + 2 * 3600 * 1000;
                     s.time_lock_until = Some(abtrack_proto::time::to_timestamp(until));
+                    s.new_chat_quota = Some(gpb::NewChatQuota {
+                        used: 250,
+                        total: 250,
+                        cycle_ends_at: Some(abtrack_proto::time::to_timestamp(until)),
+                    });
                 }
                 system.emit(locked);
                 stdin.write_all(b"go\n").await.unwrap();
@@ -204,6 +209,11 @@ async fn the_dashboard_in_chromium_links_sends_and_retries() {
             "time-lock" => assert!(
                 arg.starts_with("WhatsApp limits new chats from this number until ")
                     && arg.contains("parents who never wrote"),
+                "{arg}"
+            ),
+            "new-chats" => assert!(
+                arg.starts_with("The new-chat quota is used up (250 of 250) until ")
+                    && arg.contains("other contacts keep going"),
                 "{arg}"
             ),
             "done" => break,
@@ -225,6 +235,7 @@ async fn the_dashboard_in_chromium_links_sends_and_retries() {
             "pair-code",
             "reset",
             "time-lock",
+            "new-chats",
             "done"
         ]
     );

@@ -94,6 +94,8 @@ async function main() {
   // The gateway reports a reach-out time lock: the dashboard says until when.
   await page.waitForSelector("#time-lock:not([hidden])");
   await step("time-lock", await page.textContent("#time-lock"));
+  await page.waitForSelector("#new-chats:not([hidden])");
+  await step("new-chats", await page.textContent("#new-chats"));
 
   await page.screenshot({ path: join(ARTIFACTS, "dashboard.png"), fullPage: true });
   await noViolations("the dashboard");

@@ -7,6 +7,8 @@ use crate::error::{Error, Refusal};
 
 /// The code of a reach-out time lock, whose end the gateway asks WhatsApp for.
 pub const TIME_LOCK: &str = "463";
+/// The account used up the new chats it may open for now.
+pub const NEW_CHAT_CAP: &str = "475";
 
 /// One error code of a message nack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,6 +9,7 @@ pub mod session;
 mod supervisor;
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,15 +20,16 @@ use whatsapp_rust::pair_code::PairCodeOptions;
 use whatsapp_rust::prelude::MessageBuilderExt;
 use whatsapp_rust::send::SendOptions;
 use whatsapp_rust::waproto::whatsapp as wa;
-use whatsapp_rust::{NodeBuilder, NodeFilter};
+use whatsapp_rust::{MexRequest, NodeBuilder, NodeFilter};
 
 use abtrack_proto::time::now_ms;
 use abtrack_proto::{Jid, mask_phone};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Refusal, Result};
 use crate::gateway::status_name;
 use crate::messenger::{
-    Accepted, ConnectionState, Messenger, MessengerEvent, NumberCheck, Outgoing, Status,
+    Accepted, ConnectionState, Messenger, MessengerEvent, NewChatQuota, NumberCheck, Outgoing,
+    Status,
 };
 
 /// The `mode` every state of this messenger carries.
@@ -64,6 +66,9 @@ enum Command {
         reason: String,
         at_once: bool,
     },
+    /// WhatsApp answered again after connections that did not: reconnecting may
+    /// start from the shortest delay again.
+    Answered,
 }
 
 /// How long a ping may take on a connection suspected dead.
@@ -76,7 +81,15 @@ pub struct WhatsAppMessenger {
     /// The current client, while one exists.
     client: Arc<Mutex<Option<Arc<Client>>>>,
     commands: mpsc::Sender<Command>,
+    /// When WhatsApp last gave no new-chat quota: asked again only after
+    /// [`QUOTA_UNKNOWN_FOR`], so sends do not wait on a query that has no answer.
+    quota_unknown_since: Mutex<Option<i64>>,
+    /// Connections in a row on which WhatsApp answered nothing (no ack, no ping).
+    dead_streak: std::sync::atomic::AtomicU32,
 }
+
+/// How long a missing new-chat quota answer is believed.
+const QUOTA_UNKNOWN_FOR: i64 = 10 * 60 * 1000;
 
 impl WhatsAppMessenger {
     /// Starts the supervisor, which opens the session in `settings.data_dir` and
@@ -108,6 +121,8 @@ impl WhatsAppMessenger {
             events,
             client,
             commands,
+            quota_unknown_since: Mutex::new(None),
+            dead_streak: std::sync::atomic::AtomicU32::new(0),
         }
     }
 
@@ -152,6 +167,96 @@ impl WhatsAppMessenger {
         self.state
             .send_if_modified(|s| std::mem::replace(&mut s.time_lock_until, until) != until);
         until
+    }
+
+    /// Asks WhatsApp how many new chats the account may open in its current cycle and
+    /// how many it opened (`WAWebMexFetchNewChatMessageCappingInfoJobQuery`, whose
+    /// types the library generates); publishes the answer with the state. `None`
+    /// when WhatsApp gives no quota or does not answer in time; then it is asked
+    /// again only after a while, unless `now` (WhatsApp just said the quota is used
+    /// up).
+    async fn read_new_chat_quota(&self, client: &Client, now: bool) -> Option<NewChatQuota> {
+        let unknown_since = *self
+            .quota_unknown_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if !now && unknown_since.is_some_and(|t| now_ms() - t < QUOTA_UNKNOWN_FOR) {
+            return None;
+        }
+        let answer = self.ask_new_chat_quota(client).await;
+        let quota = answer.flatten();
+        *self
+            .quota_unknown_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = quota.is_none().then(now_ms);
+        if let Some(quota) = answer {
+            // An answer without a quota clears the one shown.
+            self.state
+                .send_if_modified(|s| std::mem::replace(&mut s.new_chat_quota, quota) != quota);
+        }
+        quota
+    }
+
+    /// `None`: no answer; `Some(None)`: WhatsApp answered with no quota.
+    async fn ask_new_chat_quota(&self, client: &Client) -> Option<Option<NewChatQuota>> {
+        use whatsapp_rust::wacore::iq::mex_operations::fetch_new_chat_message_capping_info as capping;
+        let request = MexRequest::new(
+            capping::NAME,
+            capping::DOC_ID,
+            capping::Variables::default(),
+        );
+        let data = match tokio::time::timeout(PING_TIMEOUT, client.mex().query(request)).await {
+            Ok(Ok(response)) => response.data?,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "cannot read the new-chat quota");
+                return None;
+            }
+            Err(_) => {
+                tracing::debug!("no answer to the new-chat quota query");
+                return None;
+            }
+        };
+        let Some(info) = serde_json::from_value::<capping::Response>(data)
+            .ok()?
+            .xwa2_message_capping_info
+        else {
+            return Some(None);
+        };
+        let count = |value: Option<String>| value.and_then(|v| v.trim().parse().ok());
+        Some(Some(NewChatQuota {
+            used: count(info.used_quota)?,
+            total: count(info.total_quota)?,
+            cycle_ends_at: info.cycle_end_timestamp.map(epoch_ms),
+        }))
+    }
+
+    /// Before a message that opens a new chat: refuses it for now when the account's
+    /// new-chat quota is used up, so it waits for the cycle's end instead of
+    /// provoking a refusal or a reach-out time lock.
+    async fn hold_if_quota_used_up(&self, client: &Client, message: &Outgoing) -> Result<()> {
+        let known = self.state.borrow().new_chat_quota;
+        let Some(quota) = (match known {
+            Some(quota) => Some(quota),
+            None => self.read_new_chat_quota(client, false).await,
+        }) else {
+            return Ok(());
+        };
+        if !quota.used_up(now_ms()) {
+            return Ok(());
+        }
+        tracing::info!(job_id = %message.job_id, used = quota.used, total = quota.total, "the new-chat quota is used up: a message to a new chat waits");
+        let until = quota
+            .cycle_ends_at
+            .map_or_else(|| "its cycle ends".to_owned(), abtrack_proto::time::rfc3339);
+        Err(Error::Refused {
+            reason: "new_chat_quota".into(),
+            message: format!(
+                "this account has opened the {} new chats WhatsApp allows it until {until}; messages to people it never wrote to wait until then, the others go on",
+                quota.total
+            ),
+            refusal: Refusal::Held,
+            retry_at: quota.cycle_ends_at,
+        })
     }
 
     /// Has the supervisor replace the connection, and waits (as long as a send waits
@@ -218,6 +323,16 @@ fn not_ready(state: &ConnectionState) -> Error {
     }
 }
 
+/// WhatsApp's epoch timestamps are in seconds; a value too large for that is read
+/// as milliseconds.
+fn epoch_ms(value: i64) -> i64 {
+    if value > 100_000_000_000 {
+        value
+    } else {
+        value.saturating_mul(1000)
+    }
+}
+
 fn to_wa_jid(jid: &Jid) -> Result<whatsapp_rust::Jid> {
     jid.to_string()
         .parse()
@@ -269,6 +384,10 @@ impl Messenger for WhatsAppMessenger {
     /// id (the server and the recipient's phone treat it as the same message).
     async fn send_text(&self, message: &Outgoing) -> Result<Accepted> {
         let to = to_wa_jid(&message.to)?;
+        if message.new_chat {
+            let client = self.connected_client()?;
+            self.hold_if_quota_used_up(&client, message).await?;
+        }
         for round in 1..=2 {
             let client = self.connected_client()?;
             let ack =
@@ -299,16 +418,31 @@ impl Messenger for WhatsAppMessenger {
             if let Ok(answer) = tokio::time::timeout(self.server_ack_timeout, exchange).await
                 && let Ok(node) = answer?
             {
+                if self.dead_streak.swap(0, Ordering::SeqCst) > 0 {
+                    let _ = self.commands.try_send(Command::Answered);
+                }
                 let error = node
                     .get()
                     .get_attr("error")
                     .map(|v| v.as_str().into_owned());
                 return match error {
-                    None => Ok(Accepted { at: now_ms() }),
+                    None => {
+                        let at = now_ms();
+                        if message.new_chat {
+                            // The quota's use just grew by one.
+                            self.read_new_chat_quota(&client, false).await;
+                        }
+                        Ok(Accepted { at })
+                    }
                     Some(code) => {
                         tracing::warn!(job_id = %message.job_id, message_id = %message.message_id, code = %code, "WhatsApp's server refused the message");
                         let retry_at = match code.as_str() {
                             acks::TIME_LOCK => self.time_lock_end(&client).await,
+                            acks::NEW_CHAT_CAP => self
+                                .read_new_chat_quota(&client, true)
+                                .await
+                                .and_then(|q| q.cycle_ends_at)
+                                .filter(|end| *end > now_ms()),
                             _ => None,
                         };
                         Err(acks::refused(&code, retry_at))
@@ -327,7 +461,10 @@ impl Messenger for WhatsAppMessenger {
             // The connection is dead on WhatsApp's side: the message may never have
             // left, so it waits for a new connection rather than failing.
             let reason = "WhatsApp accepts the connection but answers nothing on it (no acknowledgement of messages, no answer to a ping); the gateway reconnects by itself. If this lasts, check this computer's internet connection and that the phone is online, or reset the session".to_owned();
-            self.reconnect(reason.clone(), round == 1).await?;
+            // The first dead connection is replaced at once; after that the delays
+            // grow, and the state says why in between.
+            let dead = self.dead_streak.fetch_add(1, Ordering::SeqCst) + 1;
+            self.reconnect(reason.clone(), dead == 1).await?;
             if round == 2 {
                 return Err(Error::Unavailable(reason));
             }

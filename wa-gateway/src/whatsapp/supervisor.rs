@@ -83,6 +83,9 @@ pub(super) struct Supervisor {
     /// aside again, wait instead.
     fresh_store_failed: bool,
     pair_code_outstanding: bool,
+    /// The messenger replaced connections that answered nothing, and nothing has
+    /// been answered since: a new login does not reset the reconnect delay.
+    unanswered: bool,
 }
 
 impl Supervisor {
@@ -103,6 +106,7 @@ impl Supervisor {
             commands,
             fresh_store_failed: false,
             pair_code_outstanding: false,
+            unanswered: false,
         }
     }
 
@@ -263,8 +267,13 @@ impl Supervisor {
                             let _ = reply.send(());
                             return self.release(Next::Stop);
                         }
+                        Command::Answered => {
+                            self.unanswered = false;
+                            self.backoff.reset();
+                        }
                         Command::Reconnect { reason, at_once } => {
                             tracing::warn!(reason = %reason, "replacing a connection that does not answer");
+                            self.unanswered |= !at_once;
                             forced = Some(if at_once { End::RetryNow(reason) } else { End::Retry(reason) });
                             // Dropping the transport ends this run (the library's own
                             // reconnecting is off); the loop then connects again.
@@ -345,7 +354,9 @@ impl Supervisor {
         };
         match step {
             Step::Connected => {
-                self.backoff.reset();
+                if !self.unanswered {
+                    self.backoff.reset();
+                }
                 let own = client.pn().map(|j| j.user.to_string()).unwrap_or_default();
                 let name = client.push_name();
                 tracing::info!(own_number = %mask_phone(&own), "connected to WhatsApp");
@@ -464,6 +475,7 @@ impl Supervisor {
                     Some(Command::Shutdown(reply)) => return Waited::Stop(Some(reply)),
                     // Not connected now: the next attempt is already planned.
                     Some(Command::Reconnect { .. }) => {}
+                    Some(Command::Answered) => self.unanswered = false,
                     // The messenger is gone: nobody is left to serve.
                     None => return Waited::Stop(None),
                 },
@@ -520,8 +532,10 @@ impl Supervisor {
         let mut next = ConnectionState::new(status, MODE, detail);
         extra(&mut next);
         self.state.send_if_modified(|current| {
-            // A time lock is the account's, not the connection's: it outlives reconnects.
+            // A time lock and the new-chat quota are the account's, not the
+            // connection's: they outlive reconnects.
             next.time_lock_until = current.time_lock_until.filter(|until| *until > now_ms());
+            next.new_chat_quota = current.new_chat_quota;
             let same = current.status == next.status
                 && current.detail == next.detail
                 && current.own_number == next.own_number

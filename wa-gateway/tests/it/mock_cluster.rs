@@ -64,7 +64,7 @@ pub async fn fresh_qr(cluster: &Cluster, mock: &MockServer) -> String {
 /// The four services with the gateway on `mock` (`extra` on top), linked by
 /// scanning the QR code the dashboard shows, and connected.
 pub async fn linked_cluster(mock: &MockServer, extra: &[(&str, &str)]) -> Cluster {
-    let cluster = Cluster::start_unlinked(&on_the_mock(mock, extra)).await;
+    let cluster = Cluster::start_unlinked(&on_the_mock(mock.url(), extra)).await;
     let code = fresh_qr(&cluster, mock).await;
     mock.scan_qr(&code).unwrap();
     cluster
@@ -97,14 +97,12 @@ fn decrypted(mock: &MockServer) -> BTreeMap<(String, String), usize> {
     seen
 }
 
-/// The gateway in WhatsApp mode on `mock`, reconnecting quickly, with `extra` on top.
-pub fn on_the_mock<'a>(
-    mock: &'a MockServer,
-    extra: &[(&'a str, &'a str)],
-) -> Vec<(&'a str, &'a str)> {
+/// The gateway in WhatsApp mode on the mock at `url`, reconnecting quickly, with
+/// `extra` on top.
+pub fn on_the_mock<'a>(url: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     let mut env = vec![
         ("WA_MODE", "whatsapp"),
-        ("WA_SERVER_URL", mock.url()),
+        ("WA_SERVER_URL", url),
         ("WA_CLIENT_VERSION", "2.3000.1"),
         ("WA_PRINT_QR", "false"),
         ("WA_RECONNECT_MIN_MS", "100"),
@@ -120,7 +118,7 @@ async fn fifty_jobs_through_the_real_client_then_logout_rescan_and_restart() {
     for r in RECIPIENTS {
         mock.add_contact(r);
     }
-    let mut cluster = Cluster::start_unlinked(&on_the_mock(&mock, &[])).await;
+    let mut cluster = Cluster::start_unlinked(&on_the_mock(mock.url(), &[])).await;
 
     // Linking: the dashboard shows a QR code, the phone scans it.
     let code = fresh_qr(&cluster, &mock).await;

@@ -107,6 +107,7 @@ async fn linked(mock: &MockServer, data: &Path) -> WhatsAppMessenger {
 
 fn outgoing(n: usize, to: &str, text: &str) -> Outgoing {
     Outgoing {
+        new_chat: false,
         job_id: format!("job-{n}"),
         message_id: format!("3EB0MOCK{n:08}"),
         to: Jid::User(to.to_owned()),

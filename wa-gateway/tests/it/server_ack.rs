@@ -366,3 +366,136 @@ async fn a_recipient_whatsapp_addresses_by_lid_only_gets_the_exact_text() {
     .await;
     assert_eq!(job["recipientLid"], Value::Null, "{job}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_the_new_chat_quota_is_used_up_new_chats_wait_while_known_ones_go_out() {
+    const NEW: [&str; 3] = ["6281200000101", "6281200000102", "6281200000103"];
+    let mock = MockServer::start(PHONE).await.unwrap();
+    mock.add_contact(WARM[0]);
+    for r in NEW {
+        mock.add_contact(r);
+        mock.set_cold(r);
+    }
+    mock.new_chat_quota(2, Duration::from_secs(40));
+    let cycle_end = (abtrack_proto::time::now_ms() / 1000 + 40) * 1000;
+    let cluster = linked_cluster(&mock, &[]).await;
+    // A contact who wrote to the account before: not counted by WhatsApp.
+    let known = enqueue(&cluster, WARM[0], "pertama").await;
+    wait_job(&cluster, &known, "the first job sent", |j| {
+        j["status"] == "sent"
+    })
+    .await;
+
+    // Two new chats fit the quota; the third waits for the cycle's end with no
+    // attempt spent, held by the gateway: nothing reaches the server for it.
+    let ids = enqueue_each(&cluster, &NEW, "kabar dari sekolah").await;
+    for id in &ids[..2] {
+        wait_job(&cluster, id, "a new chat within the quota sent", |j| {
+            j["status"] == "sent"
+        })
+        .await;
+    }
+    let held = wait_job(&cluster, &ids[2], "the third new chat waiting", |j| {
+        j["status"] == "pending" && j["lastError"]["code"] == "new_chat_quota"
+    })
+    .await;
+    assert_eq!(held["attempts"], 0, "{held}");
+    let next = parse_rfc3339(held["nextAttemptAt"].as_str().unwrap()).unwrap();
+    assert!(
+        (next - cycle_end).abs() <= 1_000,
+        "next {next}, cycle end {cycle_end}"
+    );
+    assert!(!mock.stanzas().iter().any(|s| s.to == NEW[2]));
+    let status = cluster
+        .wait_status(WAIT, "the quota on the dashboard", |s| {
+            s["gateway"]["newChatQuota"]["used"] == 2
+        })
+        .await;
+    assert_eq!(status["gateway"]["newChatQuota"]["total"], 2, "{status}");
+
+    // A contact written to before still goes out meanwhile.
+    let again = enqueue(&cluster, WARM[0], "kedua").await;
+    let sent = wait_job(&cluster, &again, "the known contact's job sent", |j| {
+        j["status"] == "sent"
+    })
+    .await;
+    assert!(parse_rfc3339(sent["sentAt"].as_str().unwrap()).unwrap() < cycle_end);
+
+    // After the cycle, the waiting new chat goes out, once.
+    let job = wait_job(&cluster, &ids[2], "the third new chat sent", |j| {
+        j["status"] == "sent"
+    })
+    .await;
+    assert_eq!(job["attempts"], 1, "{job}");
+    let sent_at = parse_rfc3339(job["sentAt"].as_str().unwrap()).unwrap();
+    assert!(
+        sent_at >= cycle_end - 1_000,
+        "sent at {sent_at}, cycle end {cycle_end}"
+    );
+    assert_eq!(mock.received().iter().filter(|r| r.to == NEW[2]).count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_stays_dead_is_reported_with_a_next_step_until_whatsapp_answers() {
+    let mock = MockServer::start(PHONE).await.unwrap();
+    mock.add_contact(WARM[0]);
+    let cluster = linked_cluster(
+        &mock,
+        &[
+            ("WA_SERVER_ACK_TIMEOUT_MS", "2000"),
+            ("WA_RECONNECT_MAX_MS", "20000"),
+        ],
+    )
+    .await;
+
+    // Every connection, new ones too, takes no message and answers no ping:
+    // replacing it does not help, so the state stops saying `connected` and says
+    // what to do.
+    mock.ignore_sends(true);
+    mock.drop_connections();
+    let id = enqueue(&cluster, WARM[0], "sesudah gangguan").await;
+    // The waits between attempts grow (a login does not reset them while nothing is
+    // answered), so the state spends longer and longer saying so.
+    let status = cluster
+        .wait_status(WAIT, "a lasting state with the next step", |s| {
+            let g = &s["gateway"];
+            let at = |k: &str| g[k].as_str().and_then(parse_rfc3339);
+            g["status"] == "disconnected"
+                && g["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("answers nothing"))
+                && at("retryAt")
+                    .zip(at("since"))
+                    .is_some_and(|(r, s)| r - s >= 1_000)
+        })
+        .await;
+    assert!(
+        status["gateway"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("check this computer's internet connection"),
+        "{status}"
+    );
+    let waiting = job(&cluster, &id).await;
+    assert_ne!(waiting["status"], "sent", "{waiting}");
+
+    // WhatsApp answers again: the gateway gets there by itself and the job goes out.
+    mock.ignore_sends(false);
+    let sent = wait_job(&cluster, &id, "the job sent once WhatsApp answers", |j| {
+        j["status"] == "sent"
+    })
+    .await;
+    assert_eq!(
+        mock.received()
+            .iter()
+            .filter(|r| r.text == "sesudah gangguan")
+            .count(),
+        1,
+        "{sent}"
+    );
+    cluster
+        .wait_status(WAIT, "connected again", |s| {
+            s["gateway"]["status"] == "connected"
+        })
+        .await;
+}

@@ -49,3 +49,38 @@ fn the_gateway_test_build_gets_the_bypass_through_dev_dependencies_only() {
     assert!(line.contains(FEATURE), "{with_dev}");
     assert!(with_dev.contains("[dev-dependencies]"), "{with_dev}");
 }
+
+#[test]
+fn only_the_gateway_s_mock_server_feature_brings_the_bypass_into_a_normal_build() {
+    let with = cargo_tree(&[
+        "-p",
+        "abtrack-wa-gateway",
+        "-e",
+        "normal",
+        "--features",
+        "abtrack-wa-gateway/mock-server",
+    ]);
+    let line = with
+        .lines()
+        .find(|l| l.starts_with("wacore-noise"))
+        .unwrap_or_default();
+    assert!(line.contains(FEATURE), "{with}");
+
+    // No release build asks for it: the archives, the image and start.sh build the
+    // four services with their default features.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    for file in [
+        ".github/workflows/release.yml",
+        "Dockerfile",
+        "start.sh",
+        "start.bat",
+    ] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        for flag in ["mock-server", "--all-features", "--features"] {
+            assert!(!text.contains(flag), "{file} mentions {flag}");
+        }
+        assert!(!text.contains("wa-mock"), "{file} builds or ships wa-mock");
+    }
+}
