@@ -46,7 +46,7 @@ pub const VARS: &[Var] = &[
     Var {
         name: "WA_SERVER_ACK_TIMEOUT_MS",
         default: "15000",
-        help: "whatsapp mode: how long a send waits for WhatsApp's server to acknowledge the message; without an answer it is sent once more under the same message id, then the job fails with no_server_ack",
+        help: "whatsapp mode: how long a send waits for WhatsApp's server to acknowledge the message (and a number check for its answer); without an answer it is sent once more under the same message id, then the job fails with no_server_ack",
     },
     Var {
         name: "WA_DELIVERY_TIMEOUT_SECS",

@@ -121,6 +121,7 @@ pub fn router(mock: Arc<MockServer>, control: SocketAddr, gateway: String) -> Ro
         .route("/", get(state))
         .route("/state", get(state))
         .route("/scan", post(scan))
+        .route("/pair-code", post(pair_code))
         .route("/recipients", get(recipients))
         .route("/recipients/{number}", put(set_recipient).get(recipient))
         .route("/recipients/{number}/release", post(release))
@@ -248,6 +249,7 @@ async fn state(State(ctx): State<Ctx>) -> Answer {
         "routes": [
             "GET /state",
             "POST /scan {} | {\"gateway\": \"http://host:port\"} | {\"code\": \"<QR code text>\"}",
+            "POST /pair-code {\"code\": \"ABCD-1234\"}",
             "GET /recipients",
             "GET|PUT /recipients/{number} {\"ack\", \"cold\", \"offline\", \"lidOnly\"}",
             "POST /recipients/{number}/release",
@@ -281,6 +283,24 @@ async fn scan(State(ctx): State<Ctx>, raw: Bytes) -> Answer {
         .scan_qr(&code)
         .map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
     Ok(Json(json!({ "scanned": true })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PairCode {
+    code: Option<String>,
+}
+
+/// The phone's user types the pair code the gateway shows (after "Link with phone
+/// number" on the dashboard, for this phone's number).
+async fn pair_code(State(ctx): State<Ctx>, raw: Bytes) -> Answer {
+    let PairCode { code } = body(&raw)?;
+    let code =
+        code.ok_or_else(|| ApiError::bad("code: missing (the 8 characters the gateway shows)"))?;
+    ctx.mock
+        .enter_pair_code(&code)
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
+    Ok(Json(json!({ "entered": true })))
 }
 
 async fn gateway_qr(ctx: &Ctx, gateway: &str) -> Result<String, ApiError> {

@@ -20,13 +20,12 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use wacore_binary::Jid;
 use wacore_binary::builder::NodeBuilder;
 
 use crate::conn::Outbound;
 pub use crate::error::{Error, Result};
 pub use crate::server::{Ack, AckBehaviour, Received, Stanza};
-use crate::server::{PendingLink, SERVER, Shared, now_secs};
+use crate::server::{SERVER, Shared, now_secs};
 
 /// The receipts a recipient's phone sends back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,9 +109,6 @@ impl MockServer {
     pub fn scan_qr(&self, code: &str) -> Result<()> {
         let qr = pairing::parse_qr(code)?;
         let mut state = self.shared.lock();
-        let number = state.number.clone();
-        let lid = state.lid.clone();
-        let device = state.next_device;
         let Some((id, _)) = state.connections.iter().find(|(_, c)| {
             c.device.is_none() && c.noise_key == qr.noise_key && c.refs.contains(&qr.pairing_ref)
         }) else {
@@ -121,40 +117,59 @@ impl MockServer {
             ));
         };
         let id = *id;
-        let identity =
-            pairing::signed_device_identity(&state.account, &qr, device.into(), now_secs())?;
-        state.next_device += 1;
-        state.iq_counter += 1;
-        let request_id = format!("mock-{}", state.iq_counter);
-        let node = NodeBuilder::new("iq")
+        self.shared.send_pair_success(&mut state, id, &qr)
+    }
+
+    /// The phone's user types `code`, the pair code a client shows after asking to be
+    /// linked by phone number: the phone answers the newest such client with
+    /// `primary_hello`; the client's `companion_finish` then gets `pair-success`. A
+    /// wrong code is found out when the client's key bundle does not open.
+    pub fn enter_pair_code(&self, code: &str) -> Result<()> {
+        let (connection, wrapped) = {
+            let state = self.shared.lock();
+            let hello = state
+                .code_hellos
+                .last()
+                .ok_or_else(|| Error::Phone("no client asked for a pair code".into()))?;
+            (hello.connection, hello.wrapped_ephemeral.clone())
+        };
+        // Key derivation takes a while (PBKDF2): not under the lock.
+        let entry = pairing::enter_code(&wrapped, code)?;
+        let mut state = self.shared.lock();
+        let account = state.account.public_key.public_key_bytes().to_vec();
+        let hello = state
+            .code_hellos
+            .iter_mut()
+            .find(|h| h.connection == connection)
+            .ok_or_else(|| Error::Phone("the client that asked for the code is gone".into()))?;
+        let notification = NodeBuilder::new("notification")
             .attr("from", SERVER)
-            .attr("type", "set")
-            .attr("id", request_id.clone())
-            .attr("xmlns", "md")
-            .children([NodeBuilder::new("pair-success")
+            .attr("type", "link_code_companion_reg")
+            .attr("id", format!("mock-code-{}", hello.connection))
+            .attr("t", now_secs())
+            .children([NodeBuilder::new("link_code_companion_reg")
+                .attr("stage", "primary_hello")
                 .children([
-                    NodeBuilder::new("device-identity").bytes(identity).build(),
-                    NodeBuilder::new("device")
-                        .attr("jid", Jid::pn_device(number, device))
-                        .attr("lid", Jid::lid_device(lid, device))
+                    NodeBuilder::new("link_code_pairing_wrapped_primary_ephemeral_pub")
+                        .bytes(entry.wrapped_primary_ephemeral.to_vec())
                         .build(),
-                    NodeBuilder::new("biz").attr("name", "AbTrack Mock").build(),
-                    NodeBuilder::new("platform").attr("name", "android").build(),
+                    NodeBuilder::new("primary_identity_pub")
+                        .bytes(account)
+                        .build(),
+                    NodeBuilder::new("link_code_pairing_ref")
+                        .bytes(hello.pairing_ref.clone())
+                        .build(),
                 ])
                 .build()])
             .build();
-        let connection = state.connections.get_mut(&id).ok_or(Error::Closed)?;
-        connection.pending = Some(PendingLink {
-            request_id,
-            device,
-            noise_key: qr.noise_key,
-            identity_key: qr.identity_key,
-        });
-        connection
+        hello.entry = Some(entry);
+        state
+            .connections
+            .get(&connection)
+            .ok_or(Error::Closed)?
             .tx
-            .send(Outbound::Node(Box::new(node)))
-            .map_err(|_| Error::Closed)?;
-        Ok(())
+            .send(Outbound::Node(Box::new(notification)))
+            .map_err(|_| Error::Closed)
     }
 
     /// Sends every client that is waiting to be linked a new `pair-device` request

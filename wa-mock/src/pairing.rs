@@ -121,6 +121,107 @@ pub fn verify_device_signature(
     }
 }
 
+/// The phone's half of linking by pair code, from the moment its user typed the code
+/// the device shows: what it keeps until the device's `companion_finish`.
+pub struct CodeEntry {
+    primary_ephemeral: KeyPair,
+    companion_ephemeral: [u8; 32],
+    /// The phone's ephemeral key wrapped with the code, for `primary_hello`.
+    pub wrapped_primary_ephemeral: [u8; 80],
+}
+
+/// The code as the device shows it, as a user may type it (`abcd-1234`).
+pub fn normalize_code(code: &str) -> String {
+    code.chars()
+        .filter(|c| !matches!(c, '-' | ' '))
+        .collect::<String>()
+        .to_ascii_uppercase()
+}
+
+/// The user typed `code` on the phone: unwraps the device's ephemeral key from its
+/// `companion_hello` (salt, IV and AES-CTR under a PBKDF2 key of the code, as the
+/// library wraps it) and wraps a fresh ephemeral key of the phone the same way. A
+/// wrong code unwraps a wrong key, which the key bundle then gives away.
+pub fn enter_code(wrapped_companion_ephemeral: &[u8], code: &str) -> Result<CodeEntry> {
+    use wacore::pair_code::PairCodeUtils;
+    let code = normalize_code(code);
+    if !PairCodeUtils::validate_code(&code) {
+        return Err(Error::Phone(format!(
+            "{code:?} is not a pair code: 8 letters and digits as the device shows them"
+        )));
+    }
+    let companion_ephemeral =
+        PairCodeUtils::decrypt_primary_ephemeral_pub(wrapped_companion_ephemeral, &code)
+            .map_err(|e| Error::Phone(format!("companion_hello: {e}")))?;
+    let primary_ephemeral = KeyPair::generate(&mut rand10::rng());
+    let public: [u8; 32] = primary_ephemeral
+        .public_key
+        .public_key_bytes()
+        .try_into()
+        .map_err(|_| Error::Phone("an ephemeral key is not 32 bytes".into()))?;
+    Ok(CodeEntry {
+        wrapped_primary_ephemeral: PairCodeUtils::encrypt_ephemeral_pub(&public, &code),
+        primary_ephemeral,
+        companion_ephemeral,
+    })
+}
+
+/// The device's `companion_finish`: opens its key bundle (AES-GCM under an HKDF key
+/// of the ephemeral agreement), checks that it names the device's identity key and
+/// the phone's, and derives the ADV secret the device now holds (HKDF of both
+/// agreements and the bundle's random bytes), which keys `pair-success`.
+pub fn open_key_bundle(
+    account: &KeyPair,
+    entry: &CodeEntry,
+    wrapped_bundle: &[u8],
+    companion_identity: &[u8; 32],
+) -> Result<[u8; 32]> {
+    let refuse = |why: &str| Error::Phone(format!("companion_finish: {why}"));
+    if wrapped_bundle.len() != 32 + 12 + 96 + 16 {
+        return Err(refuse("the key bundle has the wrong length"));
+    }
+    let companion_ephemeral = PublicKey::from_djb_public_key_bytes(&entry.companion_ephemeral)
+        .map_err(|_| refuse("the code was wrong (no valid ephemeral key)"))?;
+    let ephemeral_shared = entry
+        .primary_ephemeral
+        .private_key
+        .calculate_agreement(&companion_ephemeral)
+        .map_err(|e| refuse(&e.to_string()))?;
+    let (salt, rest) = wrapped_bundle.split_at(32);
+    let (iv, sealed) = rest.split_at(12);
+    let mut key = [0u8; 32];
+    wacore::crypto::hkdf_sha256_into(
+        &ephemeral_shared,
+        Some(salt),
+        b"link_code_pairing_key_bundle_encryption_key",
+        &mut key,
+    )
+    .map_err(|e| refuse(&e.to_string()))?;
+    let iv: [u8; 12] = iv.try_into().map_err(|_| refuse("bad IV"))?;
+    let mut bundle = Vec::new();
+    wacore_libsignal::crypto::aes_256_gcm_decrypt(&key, &iv, b"", sealed, &mut bundle)
+        .map_err(|_| refuse("the key bundle does not open: the code was wrong"))?;
+    if bundle[..32] != companion_identity[..]
+        || bundle[32..64] != *account.public_key.public_key_bytes()
+    {
+        return Err(refuse("the key bundle names other identity keys"));
+    }
+    let device = PublicKey::from_djb_public_key_bytes(companion_identity)
+        .map_err(|e| refuse(&e.to_string()))?;
+    let identity_shared = account
+        .private_key
+        .calculate_agreement(&device)
+        .map_err(|e| refuse(&e.to_string()))?;
+    let mut combined = Vec::with_capacity(96);
+    combined.extend_from_slice(&ephemeral_shared);
+    combined.extend_from_slice(&identity_shared);
+    combined.extend_from_slice(&bundle[64..96]);
+    let mut adv_secret = [0u8; 32];
+    wacore::crypto::hkdf_sha256_into(&combined, None, b"adv_secret", &mut adv_secret)
+        .map_err(|e| refuse(&e.to_string()))?;
+    Ok(adv_secret)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,5 +255,48 @@ mod tests {
         assert!(PairUtils::do_pair_crypto(&state, &forged).is_err());
         let other = KeyPair::generate(&mut rng);
         assert!(verify_device_signature(&other, &qr.identity_key, &signed_back).is_err());
+    }
+
+    #[test]
+    fn the_phone_derives_the_secret_the_library_derives_from_the_right_code_only() {
+        use wacore::pair_code::PairCodeUtils;
+        let mut rng = rand10::rng();
+        let account = KeyPair::generate(&mut rng);
+        let device_identity = KeyPair::generate(&mut rng);
+        let device_ephemeral = KeyPair::generate(&mut rng);
+        let code = "ABCD1234";
+        let public: [u8; 32] = device_ephemeral
+            .public_key
+            .public_key_bytes()
+            .try_into()
+            .unwrap();
+        let hello = PairCodeUtils::encrypt_ephemeral_pub(&public, code);
+
+        let entry = enter_code(&hello, "abcd-1234").unwrap();
+        let primary =
+            PairCodeUtils::decrypt_primary_ephemeral_pub(&entry.wrapped_primary_ephemeral, code)
+                .unwrap();
+        let account_pub: [u8; 32] = account.public_key.public_key_bytes().try_into().unwrap();
+        let (bundle, library_secret) = PairCodeUtils::prepare_key_bundle(
+            &device_ephemeral,
+            &primary,
+            &account_pub,
+            &device_identity,
+        )
+        .unwrap();
+        let identity: [u8; 32] = device_identity
+            .public_key
+            .public_key_bytes()
+            .try_into()
+            .unwrap();
+        assert_eq!(
+            open_key_bundle(&account, &entry, &bundle, &identity).unwrap(),
+            library_secret
+        );
+
+        // The phone's user typed another code: the bundle does not open.
+        let wrong = enter_code(&hello, "ABCD1235").unwrap();
+        assert!(open_key_bundle(&account, &wrong, &bundle, &identity).is_err());
+        assert!(enter_code(&hello, "short").is_err());
     }
 }

@@ -49,6 +49,15 @@ pub(crate) struct PendingLink {
     pub identity_key: [u8; 32],
 }
 
+/// A device that asked to be linked by pair code (`companion_hello`).
+pub(crate) struct CodeHello {
+    pub connection: u64,
+    pub pairing_ref: Vec<u8>,
+    pub wrapped_ephemeral: Vec<u8>,
+    /// Set once the phone's user typed a code.
+    pub entry: Option<crate::pairing::CodeEntry>,
+}
+
 pub(crate) struct Connection {
     pub tx: mpsc::UnboundedSender<Outbound>,
     pub noise_key: [u8; 32],
@@ -141,6 +150,8 @@ pub(crate) struct State {
     pub held_receipts: Vec<(String, String)>,
     /// Set by `new_chat_quota`; lapses at the cycle's end.
     pub quota: Option<NewChatQuota>,
+    /// Devices waiting to be linked by pair code, newest last.
+    pub code_hellos: Vec<CodeHello>,
     /// Set by `ignore_sends`: every connection logged in from now on takes no
     /// message and answers no ping (other queries it answers).
     pub ignore_sends: bool,
@@ -222,6 +233,22 @@ pub(crate) fn bytes(node: &Node) -> Option<&[u8]> {
     }
 }
 
+/// An `<iq type="error">` answer to `node`.
+pub(crate) fn error_for(node: &Node, code: u16, text: &str) -> Node {
+    let mut reply = NodeBuilder::new("iq")
+        .attr("type", "error")
+        .attr("from", SERVER);
+    if let Some(id) = attr(node, "id") {
+        reply = reply.attr("id", id);
+    }
+    reply
+        .children([NodeBuilder::new("error")
+            .attr("code", code.to_string())
+            .attr("text", text.to_owned())
+            .build()])
+        .build()
+}
+
 pub(crate) fn result_for(node: &Node) -> NodeBuilder {
     let mut reply = NodeBuilder::new("iq")
         .attr("type", "result")
@@ -255,6 +282,7 @@ impl Shared {
                 time_lock_until: None,
                 quota: None,
                 ignore_sends: false,
+                code_hellos: Vec::new(),
                 auto_receipts: false,
                 offline: std::collections::BTreeSet::new(),
                 held_receipts: Vec::new(),
@@ -467,6 +495,17 @@ impl Shared {
             }
             "w:sync:app:state" => app_state_reply(node),
             "w:mex" => self.mex_reply(node),
+            "md" if node.get_optional_child("link_code_companion_reg").is_some() => {
+                match self.link_by_code(id, node) {
+                    // Answered, and the phone's pair-success sent after it.
+                    Ok(None) => return,
+                    Ok(Some(reply)) => reply,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the mock phone refuses a pair-code step");
+                        error_for(node, 400, "bad-request")
+                    }
+                }
+            }
             _ => {
                 tracing::debug!(xmlns = %xmlns, "mock answers an iq with an empty result");
                 result_for(node).build()
@@ -511,6 +550,146 @@ impl Shared {
         result_for(node)
             .children([NodeBuilder::new("result").bytes(data.into_bytes()).build()])
             .build()
+    }
+
+    /// The two steps of linking by pair code the device sends: `companion_hello`
+    /// (kept until the phone's user types the code) and `companion_finish` (the key
+    /// bundle, after which the phone sends `pair-success`).
+    fn link_by_code(&self, id: u64, node: &Node) -> crate::Result<Option<Node>> {
+        let reg = node
+            .get_optional_child("link_code_companion_reg")
+            .ok_or(crate::Error::Closed)?;
+        let child = |tag: &str| {
+            reg.get_optional_child(tag)
+                .and_then(bytes)
+                .map(<[u8]>::to_vec)
+        };
+        let mut state = self.lock();
+        let asked = attr(reg, "jid").unwrap_or_default();
+        if asked.split('@').next() != Some(state.number.as_str()) {
+            return Err(crate::Error::Phone(format!(
+                "a pair code was asked for another number than this phone's {}",
+                state.number
+            )));
+        }
+        match attr(reg, "stage").as_deref() {
+            Some("companion_hello") => {
+                let wrapped = child("link_code_pairing_wrapped_companion_ephemeral_pub")
+                    .filter(|w| w.len() == 80)
+                    .ok_or_else(|| crate::Error::Phone("companion_hello without its key".into()))?;
+                state.iq_counter += 1;
+                let pairing_ref = format!("mock-code-ref-{id}-{}", state.iq_counter).into_bytes();
+                state.code_hellos.retain(|h| h.connection != id);
+                state.code_hellos.push(CodeHello {
+                    connection: id,
+                    pairing_ref: pairing_ref.clone(),
+                    wrapped_ephemeral: wrapped,
+                    entry: None,
+                });
+                Ok(Some(
+                    result_for(node)
+                        .children([NodeBuilder::new("link_code_companion_reg")
+                            .children([NodeBuilder::new("link_code_pairing_ref")
+                                .bytes(pairing_ref)
+                                .build()])
+                            .build()])
+                        .build(),
+                ))
+            }
+            Some("companion_finish") => {
+                let pairing_ref = child("link_code_pairing_ref").unwrap_or_default();
+                let bundle = child("link_code_pairing_wrapped_key_bundle").unwrap_or_default();
+                let identity: [u8; 32] = child("companion_identity_public")
+                    .and_then(|k| k.try_into().ok())
+                    .ok_or_else(|| {
+                        crate::Error::Phone("companion_finish without its identity key".into())
+                    })?;
+                let position = state
+                    .code_hellos
+                    .iter()
+                    .position(|h| {
+                        h.connection == id && h.pairing_ref == pairing_ref && h.entry.is_some()
+                    })
+                    .ok_or_else(|| {
+                        crate::Error::Phone("companion_finish before the code was entered".into())
+                    })?;
+                let hello = state.code_hellos.remove(position);
+                let entry = hello.entry.as_ref().ok_or(crate::Error::Closed)?;
+                let adv_secret =
+                    crate::pairing::open_key_bundle(&state.account, entry, &bundle, &identity)?;
+                let noise_key = state
+                    .connections
+                    .get(&id)
+                    .ok_or(crate::Error::Closed)?
+                    .noise_key;
+                let device = crate::pairing::ScannedQr {
+                    pairing_ref: String::new(),
+                    noise_key,
+                    identity_key: identity,
+                    adv_secret,
+                };
+                // The answer goes first, then the phone's pair-success.
+                let answer = result_for(node).build();
+                if let Some(c) = state.connections.get(&id) {
+                    let _ = c.tx.send(Outbound::Node(Box::new(answer)));
+                }
+                self.send_pair_success(&mut state, id, &device)?;
+                Ok(None)
+            }
+            other => Err(crate::Error::Phone(format!(
+                "unknown pair-code stage {other:?}"
+            ))),
+        }
+    }
+
+    /// The phone answers the device on connection `id` with `pair-success`: a device
+    /// identity signed with the account key and HMAC-keyed with the device's secret.
+    pub(crate) fn send_pair_success(
+        &self,
+        state: &mut State,
+        id: u64,
+        device: &crate::pairing::ScannedQr,
+    ) -> crate::Result<()> {
+        let number = state.number.clone();
+        let lid = state.lid.clone();
+        let index = state.next_device;
+        let identity = crate::pairing::signed_device_identity(
+            &state.account,
+            device,
+            index.into(),
+            now_secs(),
+        )?;
+        state.next_device += 1;
+        state.iq_counter += 1;
+        let request_id = format!("mock-{}", state.iq_counter);
+        let node = NodeBuilder::new("iq")
+            .attr("from", SERVER)
+            .attr("type", "set")
+            .attr("id", request_id.clone())
+            .attr("xmlns", "md")
+            .children([NodeBuilder::new("pair-success")
+                .children([
+                    NodeBuilder::new("device-identity").bytes(identity).build(),
+                    NodeBuilder::new("device")
+                        .attr("jid", Jid::pn_device(number, index))
+                        .attr("lid", Jid::lid_device(lid, index))
+                        .build(),
+                    NodeBuilder::new("biz").attr("name", "AbTrack Mock").build(),
+                    NodeBuilder::new("platform").attr("name", "android").build(),
+                ])
+                .build()])
+            .build();
+        let connection = state.connections.get_mut(&id).ok_or(crate::Error::Closed)?;
+        connection.pending = Some(PendingLink {
+            request_id,
+            device: index,
+            noise_key: device.noise_key,
+            identity_key: device.identity_key,
+        });
+        connection
+            .tx
+            .send(Outbound::Node(Box::new(node)))
+            .map_err(|_| crate::Error::Closed)
     }
 
     fn finish_link(&self, id: u64, node: &Node, sign: &Node) {

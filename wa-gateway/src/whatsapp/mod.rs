@@ -37,8 +37,9 @@ pub const MODE: &str = "whatsapp";
 
 /// How long a call waits for the WhatsApp socket before answering `UNAVAILABLE`.
 const SOCKET_WAIT: Duration = Duration::from_secs(10);
-/// The most a number check may take.
-const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why a connection is replaced, and what the operator can do if that lasts.
+const DEAD_CONNECTION: &str = "WhatsApp accepts the connection but answers nothing on it (no acknowledgement of messages, no answer to a ping); the gateway reconnects by itself. If this lasts, check this computer's internet connection and that the phone is online, or reset the session";
 
 #[derive(Debug, Clone)]
 pub struct WhatsAppSettings {
@@ -278,6 +279,19 @@ impl WhatsAppMessenger {
         }
     }
 
+    /// WhatsApp left a query or a message unanswered: when the connection does not
+    /// answer a ping either, it is dead on WhatsApp's side and is replaced (the
+    /// first time at once, then after growing delays); answers whether it was.
+    async fn replace_if_dead(&self, client: &Client) -> Result<bool> {
+        if answers_ping(client).await {
+            return Ok(false);
+        }
+        let dead = self.dead_streak.fetch_add(1, Ordering::SeqCst) + 1;
+        self.reconnect(DEAD_CONNECTION.to_owned(), dead == 1)
+            .await?;
+        Ok(true)
+    }
+
     /// The client, if the session is logged in; otherwise the error `Send` and
     /// `CheckNumber` answer with.
     fn connected_client(&self) -> Result<Arc<Client>> {
@@ -352,15 +366,20 @@ impl Messenger for WhatsAppMessenger {
     async fn is_on_whatsapp(&self, jid: &Jid) -> Result<NumberCheck> {
         let client = self.connected_client()?;
         let target = to_wa_jid(jid)?;
-        let answer = tokio::time::timeout(
-            CALL_TIMEOUT,
-            client
-                .contacts()
-                .is_on_whatsapp(std::slice::from_ref(&target)),
-        )
-        .await
-        .map_err(|_| Error::Unavailable("the is-on-WhatsApp query timed out".into()))?
-        .map_err(|e| Error::Unavailable(format!("the is-on-WhatsApp query failed: {e}")))?;
+        // Bounded like a send's ack: on a dead connection the query never returns.
+        let contacts = client.contacts();
+        let query = contacts.is_on_whatsapp(std::slice::from_ref(&target));
+        let Ok(answer) = tokio::time::timeout(self.server_ack_timeout, query).await else {
+            tracing::warn!(phone = %mask_phone(jid.user()), "no answer to the is-on-WhatsApp query");
+            if self.replace_if_dead(&client).await? {
+                return Err(Error::Unavailable(DEAD_CONNECTION.into()));
+            }
+            return Err(Error::Unavailable(
+                "WhatsApp did not answer whether the number is on WhatsApp in time".into(),
+            ));
+        };
+        let answer = answer
+            .map_err(|e| Error::Unavailable(format!("the is-on-WhatsApp query failed: {e}")))?;
         // One number was asked; the answer may name it by its LID instead, or give
         // the LID beside it. The client keeps the mapping and encrypts for the LID.
         let registered = answer.iter().find(|r| r.is_registered);
@@ -455,18 +474,13 @@ impl Messenger for WhatsAppMessenger {
                 round,
                 "no acknowledgement from WhatsApp's server"
             );
-            if answers_ping(&client).await {
+            // A connection dead on WhatsApp's side is replaced: the message may never
+            // have left, so it waits for a new connection rather than failing.
+            if !self.replace_if_dead(&client).await? {
                 continue;
             }
-            // The connection is dead on WhatsApp's side: the message may never have
-            // left, so it waits for a new connection rather than failing.
-            let reason = "WhatsApp accepts the connection but answers nothing on it (no acknowledgement of messages, no answer to a ping); the gateway reconnects by itself. If this lasts, check this computer's internet connection and that the phone is online, or reset the session".to_owned();
-            // The first dead connection is replaced at once; after that the delays
-            // grow, and the state says why in between.
-            let dead = self.dead_streak.fetch_add(1, Ordering::SeqCst) + 1;
-            self.reconnect(reason.clone(), dead == 1).await?;
             if round == 2 {
-                return Err(Error::Unavailable(reason));
+                return Err(Error::Unavailable(DEAD_CONNECTION.into()));
             }
         }
         Err(acks::no_server_ack(2 * self.server_ack_timeout.as_secs()))

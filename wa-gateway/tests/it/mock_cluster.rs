@@ -323,3 +323,66 @@ async fn a_gateway_killed_after_the_ack_and_before_the_dispatcher_recorded_sends
         "the restarted gateway answered from its send log"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linking_by_pair_code_from_the_dashboard() {
+    let mock = MockServer::start(PHONE).await.unwrap();
+    mock.add_contact(RECIPIENTS[0]);
+    let cluster = Cluster::start_unlinked(&on_the_mock(mock.url(), &[])).await;
+    cluster
+        .wait_status(WAIT, "the gateway to wait for a link", |s| {
+            s["gateway"]["status"] == "waiting_for_qr"
+        })
+        .await;
+
+    // "Link with phone number": the dashboard shows a code, the phone's user types it.
+    let local = format!("0{}", &PHONE[2..]);
+    let (code, answer) = cluster
+        .post(
+            "/api/gateway/pair-code",
+            json!({ "phone": local }).to_string(),
+        )
+        .await;
+    assert_eq!(code, 200, "{answer}");
+    let pair_code = answer["code"].as_str().unwrap().to_owned();
+    assert_eq!(pair_code.replace('-', "").len(), 8, "{answer}");
+
+    // A mistyped code links nothing.
+    let wrong: String = pair_code
+        .chars()
+        .map(|c| if c == 'A' { 'B' } else { 'A' })
+        .collect();
+    mock.enter_pair_code(&wrong).unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(mock.linked_devices(), 0);
+
+    // The right one links the gateway, which then sends.
+    let (code, answer) = cluster
+        .post(
+            "/api/gateway/pair-code",
+            json!({ "phone": local }).to_string(),
+        )
+        .await;
+    assert_eq!(code, 200, "{answer}");
+    mock.enter_pair_code(answer["code"].as_str().unwrap())
+        .unwrap();
+    cluster
+        .wait_status(WAIT, "the gateway to connect", |s| {
+            s["gateway"]["status"] == "connected"
+        })
+        .await;
+    assert_eq!(mock.linked_devices(), 1);
+    let id = enqueue(&cluster, RECIPIENTS[0], "tertaut dengan kode").await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !mock
+        .received()
+        .iter()
+        .any(|r| r.text == "tertaut dengan kode")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "job {id} not received"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
