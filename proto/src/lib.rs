@@ -35,5 +35,5 @@ pub mod logger {
     }
 }
 
-pub use phone::{Jid, PhoneError, mask_phone, normalize_recipient};
+pub use phone::{Jid, PhoneError, mask_numbers, mask_phone, normalize_recipient};
 pub use shutdown::shutdown_signal;

@@ -146,6 +146,40 @@ fn parse_jid(user: &str, server: &str, input: &str) -> Result<Jid, PhoneError> {
     }
 }
 
+/// `text` with every run of ten or more digits (a phone number with its country
+/// code, or a LID, say in a library's error or log line) masked as [`mask_phone`]
+/// masks it. Shorter runs (dates, times, counts) stay, and so do runs that touch a
+/// letter (hex ids such as message ids).
+pub fn mask_numbers(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut digits = String::new();
+    // Whether the character before the current run of digits is a letter.
+    let mut after_letter = false;
+    let mut last: Option<char> = None;
+    for c in text.chars().map(Some).chain(std::iter::once(None)) {
+        match c {
+            Some(d) if d.is_ascii_digit() => {
+                if digits.is_empty() {
+                    after_letter = last.is_some_and(|l| l.is_ascii_alphabetic());
+                }
+                digits.push(d);
+            }
+            _ => {
+                let before_letter = c.is_some_and(|n| n.is_ascii_alphabetic());
+                if digits.len() >= 10 && !after_letter && !before_letter {
+                    out.push_str(&mask_phone(&digits));
+                } else {
+                    out.push_str(&digits);
+                }
+                digits.clear();
+                out.extend(c);
+            }
+        }
+        last = c;
+    }
+    out
+}
+
 /// Masks a phone number or JID for logs: `6281234567890@s.whatsapp.net` becomes
 /// `62812*****890`. Anything short is masked whole but for its last two characters.
 pub fn mask_phone(value: &str) -> String {
@@ -172,6 +206,24 @@ pub fn mask_phone(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digit_runs_long_enough_for_a_number_are_masked() {
+        assert_eq!(
+            mask_numbers("failed to encrypt for 6281200000111@c.us.0 (1 of 2)"),
+            "failed to encrypt for 62812*****111@c.us.0 (1 of 2)"
+        );
+        assert_eq!(mask_numbers("170000000000001@lid"), "17000*******001@lid");
+        assert_eq!(
+            mask_numbers("2026-12-01T15:20:41.168662Z retry_in_ms=1000 20261201T153159.562Z"),
+            "2026-12-01T15:20:41.168662Z retry_in_ms=1000 20261201T153159.562Z"
+        );
+        assert_eq!(mask_numbers("6512345678"), "65123**678");
+        assert_eq!(
+            mask_numbers("message_id=3EB01234567890123ABC job 1234567890123F"),
+            "message_id=3EB01234567890123ABC job 1234567890123F"
+        );
+    }
 
     fn ok(input: &str) -> String {
         normalize_recipient(input, "62")

@@ -345,6 +345,12 @@ impl MockServer {
         lid
     }
 
+    /// `phone`'s phone gives no Signal keys any more (its key queries get `404`, as
+    /// for a device that is gone): no message can be encrypted for it.
+    pub fn withhold_keys(&self, phone: &str) {
+        self.shared.lock().keyless.insert(phone.to_owned());
+    }
+
     /// Every message the mock decrypted, in arrival order.
     pub fn received(&self) -> Vec<Received> {
         self.shared.lock().received.clone()

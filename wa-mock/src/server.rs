@@ -129,6 +129,8 @@ pub(crate) struct State {
     /// Their keys are served under the LID alone, and only a message encrypted for
     /// the LID reaches them.
     pub lid_only: BTreeMap<String, String>,
+    /// Contacts whose phone gives no Signal keys: key queries for them get `404`.
+    pub keyless: std::collections::BTreeSet<String>,
     /// How many LIDs `add_lid_contact` handed out (each LID is given once).
     pub lids_given: u64,
     pub received: Vec<Received>,
@@ -194,7 +196,8 @@ impl State {
     pub(crate) fn keyed_contact(&self, jid: &Jid) -> Option<String> {
         let number = self.number_of(jid)?;
         let by_number_only = !jid.is_lid() && self.lid_only.contains_key(&number);
-        (!by_number_only && self.contacts.contains_key(&number)).then_some(number)
+        let keyed = self.contacts.contains_key(&number) && !self.keyless.contains(&number);
+        (!by_number_only && keyed).then_some(number)
     }
 }
 
@@ -274,6 +277,7 @@ impl Shared {
                 contacts: BTreeMap::new(),
                 lid_only: BTreeMap::new(),
                 lids_given: 0,
+                keyless: std::collections::BTreeSet::new(),
                 received: Vec::new(),
                 acks: Vec::new(),
                 stanzas: Vec::new(),

@@ -18,12 +18,12 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use whatsapp_rust::Client;
 use whatsapp_rust::pair_code::PairCodeOptions;
 use whatsapp_rust::prelude::MessageBuilderExt;
-use whatsapp_rust::send::SendOptions;
+use whatsapp_rust::send::{SendError, SendOptions};
 use whatsapp_rust::waproto::whatsapp as wa;
 use whatsapp_rust::{MexRequest, NodeBuilder, NodeFilter};
 
 use abtrack_proto::time::now_ms;
-use abtrack_proto::{Jid, mask_phone};
+use abtrack_proto::{Jid, mask_numbers, mask_phone};
 
 use crate::error::{Error, Refusal, Result};
 use crate::gateway::status_name;
@@ -337,6 +337,28 @@ fn not_ready(state: &ConnectionState) -> Error {
     }
 }
 
+/// What a failed `send_message` means for the job: a connection problem waits for
+/// the connection; a request the library refuses fails; anything else (the message
+/// could not be encrypted or encoded, for example without keys for the recipient's
+/// phone) is retried with its attempts counted, so it cannot wait for ever.
+fn send_failed(e: SendError) -> Error {
+    let text = mask_numbers(&e.to_string());
+    match e {
+        SendError::Client(_) | SendError::NotLoggedIn | SendError::Iq(_) => {
+            Error::Unavailable(format!("sending failed: {text}"))
+        }
+        SendError::InvalidRequest(_) => {
+            Error::InvalidArgument(format!("WhatsApp's client refuses this message: {text}"))
+        }
+        _ => Error::Refused {
+            reason: "send_failed".into(),
+            message: format!("the message could not be prepared for sending: {text}"),
+            refusal: Refusal::Transient,
+            retry_at: None,
+        },
+    }
+}
+
 /// WhatsApp's epoch timestamps are in seconds; a value too large for that is read
 /// as milliseconds.
 fn epoch_ms(value: i64) -> i64 {
@@ -422,7 +444,7 @@ impl Messenger for WhatsAppMessenger {
                         options,
                     )
                     .await
-                    .map_err(|e| Error::Unavailable(format!("sending failed: {e}")))?;
+                    .map_err(send_failed)?;
                 if sent.message_id != message.message_id {
                     return Err(Error::Internal(format!(
                         "the library sent under message id {} instead of {}",

@@ -499,3 +499,32 @@ async fn a_session_that_stays_dead_is_reported_with_a_next_step_until_whatsapp_a
         })
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_cannot_be_encrypted_fails_after_its_attempts_instead_of_waiting() {
+    const KEYLESS: &str = "6281200000111";
+    let mock = MockServer::start(PHONE).await.unwrap();
+    mock.add_contact(KEYLESS);
+    mock.withhold_keys(KEYLESS);
+    let cluster = linked_cluster(
+        &mock,
+        &[
+            ("DISPATCHER_MAX_ATTEMPTS", "2"),
+            ("DISPATCHER_BACKOFF_BASE_SECS", "1"),
+        ],
+    )
+    .await;
+    let id = enqueue(&cluster, KEYLESS, "tanpa kunci").await;
+    let failed = wait_job(&cluster, &id, "the job failed", |j| j["status"] == "failed").await;
+    assert_eq!(failed["lastError"]["code"], "send_failed", "{failed}");
+    assert_eq!(failed["attempts"], 2, "{failed}");
+    let message = failed["lastError"]["message"].as_str().unwrap();
+    assert!(message.contains("gave up after 2 attempts"), "{message}");
+    assert!(mock.stanzas().iter().all(|s| s.to != KEYLESS));
+    for service in ["wa-gateway", "dispatcher"] {
+        assert!(
+            !cluster.log(service).contains(KEYLESS),
+            "{service} logged the number in full"
+        );
+    }
+}
