@@ -46,7 +46,10 @@ impl SendLog {
                 recipient  TEXT NOT NULL,
                 created_at INTEGER NOT NULL,
                 sent_at    INTEGER
-            );",
+            );
+            -- Whether a recipient was written to before (a new chat or not), per send.
+            CREATE INDEX IF NOT EXISTS sends_by_recipient ON sends (recipient)
+                WHERE sent_at IS NOT NULL;",
         )?;
         // Delivery tracking came later: messages sent before it are not reported
         // overdue.

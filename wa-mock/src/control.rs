@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 
 use abtrack_proto::gateway::v1 as pb;
 
-use crate::{AckBehaviour, MockServer, ReceiptKind, Recipient};
+use crate::{AckBehaviour, MockServer, ReceiptKind, Received, Recipient};
 
 /// How long `POST /scan` waits for the gateway to show a new QR code.
 const QR_WAIT: Duration = Duration::from_secs(20);
@@ -67,16 +67,7 @@ impl Args {
                 "--listen" => parsed.listen = address(&flag, &value()?)?,
                 "--control" => parsed.control = address(&flag, &value()?)?,
                 "--phone" => {
-                    let phone = value()?;
-                    if phone.len() < 8
-                        || phone.len() > 15
-                        || !phone.bytes().all(|b| b.is_ascii_digit())
-                    {
-                        return Err(format!(
-                            "--phone {phone:?}: give the number as 8 to 15 digits with the country code, e.g. 6281100000001"
-                        ));
-                    }
-                    parsed.phone = phone;
+                    parsed.phone = number(&value()?).map_err(|e| format!("--phone {}", e.1))?;
                 }
                 "--gateway" => {
                     let url = value()?;
@@ -356,16 +347,16 @@ async fn gateway_qr(ctx: &Ctx, gateway: &str) -> Result<String, ApiError> {
     })?
 }
 
-fn recipient_view(r: &Recipient, mock: &MockServer) -> Value {
+/// A recipient with the messages it got, out of `received` (every message).
+fn recipient_view(r: &Recipient, received: &[Received]) -> Value {
     let ack = match &r.behaviour {
         AckBehaviour::Normal => json!("normal"),
         AckBehaviour::Never => json!("never"),
         AckBehaviour::Slow(d) => json!({ "slow": { "ms": d.as_millis() as u64 } }),
         AckBehaviour::Error(code) => json!({ "error": { "code": code } }),
     };
-    let received: Vec<Value> = mock
-        .received()
-        .into_iter()
+    let received: Vec<Value> = received
+        .iter()
         .filter(|m| m.to == r.number)
         .map(|m| json!({ "id": m.message_id, "text": m.text, "atMs": m.at_ms }))
         .collect();
@@ -381,11 +372,12 @@ fn recipient_view(r: &Recipient, mock: &MockServer) -> Value {
 }
 
 async fn recipients(State(ctx): State<Ctx>) -> Answer {
+    let received = ctx.mock.received();
     let all: Vec<Value> = ctx
         .mock
         .recipients()
         .iter()
-        .map(|r| recipient_view(r, &ctx.mock))
+        .map(|r| recipient_view(r, &received))
         .collect();
     Ok(Json(Value::Array(all)))
 }
@@ -396,7 +388,7 @@ async fn recipient(State(ctx): State<Ctx>, Path(raw): Path<String>) -> Answer {
         .recipients()
         .iter()
         .find(|r| r.number == number)
-        .map(|r| Json(recipient_view(r, &ctx.mock)))
+        .map(|r| Json(recipient_view(r, &ctx.mock.received())))
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,

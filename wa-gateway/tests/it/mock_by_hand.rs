@@ -13,7 +13,7 @@ use tokio::process::{Child, Command};
 
 use abtrack_e2e::{Cluster, bin_dir};
 
-use crate::mock_cluster::{enqueue, on_the_mock};
+use crate::mock_cluster::{enqueue, on_the_mock, wait_job};
 
 const WAIT: Duration = Duration::from_secs(90);
 const ONLINE: &str = "6281200000091";
@@ -106,21 +106,6 @@ impl MockProgram {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    }
-}
-
-async fn wait_job(cluster: &Cluster, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let job = cluster.get(&format!("/api/jobs/{id}")).await;
-        if done(&job) {
-            return job;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}: {job}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -88,6 +88,32 @@ pub async fn enqueue(cluster: &Cluster, to: &str, message: &str) -> String {
     job["id"].as_str().unwrap().to_owned()
 }
 
+/// A job as the REST API shows it.
+pub async fn job(cluster: &Cluster, id: &str) -> Value {
+    cluster.get(&format!("/api/jobs/{id}")).await
+}
+
+/// Polls the job until `done` holds (at most `WAIT`); answers it.
+pub async fn wait_job(
+    cluster: &Cluster,
+    id: &str,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let job = job(cluster, id).await;
+        if done(&job) {
+            return job;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The texts the mock decrypted, per recipient, with how often each arrived.
 fn decrypted(mock: &MockServer) -> BTreeMap<(String, String), usize> {
     let mut seen = BTreeMap::new();

@@ -13,7 +13,7 @@ use abtrack_e2e::Cluster;
 use abtrack_proto::time::parse_rfc3339;
 use abtrack_wa_mock::{AckBehaviour, MockServer, ReceiptKind};
 
-use crate::mock_cluster::{enqueue, linked_cluster, send_log_entry};
+use crate::mock_cluster::{enqueue, job, linked_cluster, send_log_entry, wait_job};
 use crate::mock_whatsapp::PHONE;
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -28,23 +28,20 @@ const SLOW: &str = "6281200000051";
 const REFUSING: &str = "6281200000052";
 const SILENT: &str = "6281200000053";
 
-async fn job(cluster: &Cluster, id: &str) -> Value {
-    cluster.get(&format!("/api/jobs/{id}")).await
-}
-
-async fn wait_job(cluster: &Cluster, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let job = job(cluster, id).await;
-        if done(&job) {
-            return job;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}: {job}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// Waits until the job waits, held back by WhatsApp or the gateway with `code`: no
+/// attempt spent and its next attempt at `until` (within a second); answers it.
+async fn wait_held(cluster: &Cluster, id: &str, what: &str, code: &str, until: i64) -> Value {
+    let job = wait_job(cluster, id, what, |j| {
+        j["status"] == "pending" && j["lastError"]["code"] == code
+    })
+    .await;
+    assert_eq!(job["attempts"], 0, "{job}");
+    let next = parse_rfc3339(job["nextAttemptAt"].as_str().unwrap()).unwrap();
+    assert!(
+        (next - until).abs() <= 1_000,
+        "next attempt {next}, expected {until}: {job}"
+    );
+    job
 }
 
 /// When the mock sent the ack (without an error) of `message_id`.
@@ -218,16 +215,7 @@ async fn under_a_time_lock_cold_contacts_wait_for_its_end_while_warm_ones_go_out
         wait_job(&cluster, id, "a warm job sent", |j| j["status"] == "sent").await;
     }
     for id in &cold {
-        let job = wait_job(&cluster, id, "a cold job waiting", |j| {
-            j["status"] == "pending" && j["lastError"]["code"] == "whatsapp_463"
-        })
-        .await;
-        assert_eq!(job["attempts"], 0, "{job}");
-        let next = parse_rfc3339(job["nextAttemptAt"].as_str().unwrap()).unwrap();
-        assert!(
-            (next - lock_end).abs() <= 1_000,
-            "next attempt {next}, lock end {lock_end}: {job}"
-        );
+        wait_held(&cluster, id, "a cold job waiting", "whatsapp_463", lock_end).await;
     }
     // The dashboard's status says until when.
     let status = cluster
@@ -395,16 +383,14 @@ async fn once_the_new_chat_quota_is_used_up_new_chats_wait_while_known_ones_go_o
         })
         .await;
     }
-    let held = wait_job(&cluster, &ids[2], "the third new chat waiting", |j| {
-        j["status"] == "pending" && j["lastError"]["code"] == "new_chat_quota"
-    })
+    wait_held(
+        &cluster,
+        &ids[2],
+        "the third new chat waiting",
+        "new_chat_quota",
+        cycle_end,
+    )
     .await;
-    assert_eq!(held["attempts"], 0, "{held}");
-    let next = parse_rfc3339(held["nextAttemptAt"].as_str().unwrap()).unwrap();
-    assert!(
-        (next - cycle_end).abs() <= 1_000,
-        "next {next}, cycle end {cycle_end}"
-    );
     assert!(!mock.stanzas().iter().any(|s| s.to == NEW[2]));
     let status = cluster
         .wait_status(WAIT, "the quota on the dashboard", |s| {
