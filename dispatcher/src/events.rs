@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, broadcast, watch};
 
 use crate::job::{Counts, Job};
-use crate::queue::JobQueue;
+use crate::queue::Store;
 
 /// How often counts are recomputed at most while jobs change.
 const COUNTS_INTERVAL: Duration = Duration::from_millis(100);
@@ -30,7 +30,7 @@ pub struct Events {
 
 impl Events {
     /// Starts the task that keeps the counts current.
-    pub fn start(queue: Arc<dyn JobQueue>, initial: QueueState) -> Self {
+    pub fn start(queue: Arc<dyn Store>, initial: QueueState) -> Self {
         let events = Self {
             jobs: broadcast::Sender::new(4096),
             counts: watch::Sender::new(Counts::default()),
@@ -75,7 +75,7 @@ impl Events {
     }
 }
 
-async fn keep_counts(queue: Arc<dyn JobQueue>, counts: watch::Sender<Counts>, dirty: Arc<Notify>) {
+async fn keep_counts(queue: Arc<dyn Store>, counts: watch::Sender<Counts>, dirty: Arc<Notify>) {
     loop {
         dirty.notified().await;
         match queue.counts().await {

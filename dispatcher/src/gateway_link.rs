@@ -1,7 +1,6 @@
 //! The dispatcher's view of the gateway: a `Watch` subscription, kept open with
 //! reconnects, that says whether jobs can flow and brings receipts onto the jobs.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -10,9 +9,8 @@ use abtrack_proto::gateway::v1::{self as pb, gateway_client::GatewayClient};
 use abtrack_proto::time::{from_timestamp, now_ms};
 use abtrack_proto::token::{TokenChannel, is_refused};
 
-use crate::events::Events;
 use crate::job::Receipt;
-use crate::queue::JobQueue;
+use crate::queue::Queue;
 
 const RECONNECT_MIN: Duration = Duration::from_millis(200);
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
@@ -27,23 +25,17 @@ pub struct Readiness {
 /// Watches the gateway until the process ends; returns the readiness it keeps current.
 pub fn watch_gateway(
     client: GatewayClient<TokenChannel>,
-    queue: Arc<dyn JobQueue>,
-    events: Events,
+    queue: Queue,
 ) -> watch::Receiver<Readiness> {
     let (tx, rx) = watch::channel(Readiness {
         ready: false,
         reason: "waiting for the WhatsApp gateway".into(),
     });
-    tokio::spawn(run(client, queue, events, tx));
+    tokio::spawn(run(client, queue, tx));
     rx
 }
 
-async fn run(
-    mut client: GatewayClient<TokenChannel>,
-    queue: Arc<dyn JobQueue>,
-    events: Events,
-    tx: watch::Sender<Readiness>,
-) {
+async fn run(mut client: GatewayClient<TokenChannel>, queue: Queue, tx: watch::Sender<Readiness>) {
     let mut delay = RECONNECT_MIN;
     loop {
         let mut refused = None;
@@ -55,7 +47,7 @@ async fn run(
                     match stream.message().await {
                         Ok(Some(event)) => {
                             delay = RECONNECT_MIN;
-                            handle(event, &tx, queue.as_ref(), &events).await;
+                            handle(event, &tx, &queue).await;
                         }
                         Ok(None) => break,
                         Err(status) => {
@@ -106,12 +98,7 @@ fn set(tx: &watch::Sender<Readiness>, ready: bool, reason: String) {
     });
 }
 
-async fn handle(
-    event: pb::GatewayEvent,
-    tx: &watch::Sender<Readiness>,
-    queue: &dyn JobQueue,
-    events: &Events,
-) {
+async fn handle(event: pb::GatewayEvent, tx: &watch::Sender<Readiness>, queue: &Queue) {
     use pb::gateway_event::Event as E;
     match event.event {
         Some(E::State(state)) => {
@@ -138,10 +125,13 @@ async fn handle(
                 _ => return,
             };
             let at = receipt.at.as_ref().map_or_else(now_ms, from_timestamp);
-            match queue.record_receipt(&receipt.job_id, kind, at).await {
-                Ok(Some(job)) => events.job_changed(&job),
+            match queue
+                .record_receipt(&receipt.job_id, kind, at, now_ms())
+                .await
+            {
+                Ok(Some(_)) => {}
                 Ok(None) => {
-                    tracing::debug!(job_id = %receipt.job_id, "receipt for a job this queue does not hold")
+                    tracing::debug!(job_id = %receipt.job_id, "receipt already known, or for a job this queue does not hold")
                 }
                 Err(e) => {
                     tracing::warn!(job_id = %receipt.job_id, error = %e, "cannot record a receipt")

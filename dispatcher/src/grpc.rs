@@ -1,9 +1,7 @@
 //! The gRPC adapter: wire types in, domain calls, wire types out.
 
 use std::pin::Pin;
-use std::sync::Arc;
-
-use tokio::sync::{Notify, broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -12,18 +10,16 @@ use abtrack_proto::dispatcher::v1 as pb;
 use abtrack_proto::time::{from_timestamp, now_ms, opt_timestamp, to_timestamp};
 
 use crate::error::Error;
-use crate::events::{Events, QueueState};
+use crate::events::QueueState;
 use crate::job::{Counts, Job, JobStatus, NewJob};
 use crate::pause::PauseSwitch;
-use crate::queue::JobQueue;
+use crate::queue::Queue;
 
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 1000;
 
 pub struct DispatcherService {
-    pub queue: Arc<dyn JobQueue>,
-    pub events: Events,
-    pub wake: Arc<Notify>,
+    pub queue: Queue,
     pub pause: PauseSwitch,
     pub default_country_code: String,
 }
@@ -131,8 +127,6 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
         let enqueued = self.queue.enqueue(new, now_ms()).await?;
         if enqueued.created {
             tracing::info!(job_id = %enqueued.job.id, "job enqueued");
-            self.events.job_changed(&enqueued.job);
-            self.wake.notify_one();
         }
         Ok(Response::new(pb::EnqueueResponse {
             job: Some(pb::Job::from(&enqueued.job)),
@@ -146,8 +140,6 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
             .retry(request.into_inner().id.trim(), now_ms())
             .await?;
         tracing::info!(job_id = %job.id, "failed job returned to the queue");
-        self.events.job_changed(&job);
-        self.wake.notify_one();
         Ok(Response::new(pb::Job::from(&job)))
     }
 
@@ -192,7 +184,7 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
     ) -> Result<Response<pb::QueueState>, Status> {
         self.pause.set(true).await?;
         Ok(Response::new(pb::QueueState::from(
-            &*self.events.state().borrow(),
+            &*self.queue.events().state().borrow(),
         )))
     }
 
@@ -201,9 +193,9 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
         _request: Request<pb::ResumeRequest>,
     ) -> Result<Response<pb::QueueState>, Status> {
         self.pause.set(false).await?;
-        self.wake.notify_one();
+        self.queue.wake();
         Ok(Response::new(pb::QueueState::from(
-            &*self.events.state().borrow(),
+            &*self.queue.events().state().borrow(),
         )))
     }
 
@@ -214,7 +206,7 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
         _request: Request<pb::WatchRequest>,
     ) -> Result<Response<WatchStream>, Status> {
         let (tx, rx) = mpsc::channel(256);
-        let events = self.events.clone();
+        let events = self.queue.events().clone();
         tokio::spawn(async move {
             use pb::dispatcher_event::Event as E;
             let mut state = events.state();

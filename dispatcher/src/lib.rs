@@ -9,6 +9,7 @@ pub mod firestore;
 pub mod gateway_link;
 pub mod grpc;
 pub mod job;
+pub mod lifecycle;
 pub mod local;
 pub mod logger_link;
 pub mod outcome;
@@ -35,7 +36,8 @@ pub use error::{Error, Result};
 
 use crate::config::Backend;
 use crate::events::{Events, QueueState};
-use crate::queue::JobQueue;
+use crate::lifecycle::Rules;
+use crate::queue::{Queue, Store};
 use crate::worker::{Worker, WorkerSettings};
 
 /// Runs the dispatcher on `listener` until `shutdown` resolves; the job in flight is
@@ -47,7 +49,7 @@ pub async fn run(
 ) -> Result<()> {
     std::fs::create_dir_all(&config.data_dir)?;
     let wake = Arc::new(Notify::new());
-    let queue: Arc<dyn JobQueue> = match &config.backend {
+    let store: Arc<dyn Store> = match &config.backend {
         Backend::Local => Arc::new(local::LocalQueue::open(
             &config.data_dir.join("queue.sqlite3"),
         )?),
@@ -60,14 +62,22 @@ pub async fn run(
         }
     };
     let events = Events::start(
-        Arc::clone(&queue),
+        Arc::clone(&store),
         QueueState {
             paused: false,
             gateway_ready: false,
             waiting_reason: "waiting for the WhatsApp gateway".into(),
-            backend: queue.backend(),
+            backend: store.backend(),
         },
     );
+    let token = config.internal_token.as_ref();
+    let logger = SheetsLoggerClient::new(with_token(lazy_channel(&config.logger_url)?, token));
+    let recorder = logger_link::Recorder::default();
+    recorder.start(logger, Arc::clone(&store));
+    let rules = Rules {
+        max_attempts: config.max_attempts,
+    };
+    let queue = Queue::new(store, rules, events.clone(), wake, recorder);
     let released = queue.release_owned(&config.owner, now_ms()).await?;
     if !released.is_empty() {
         tracing::warn!(
@@ -77,36 +87,21 @@ pub async fn run(
         );
     }
     let pause = pause::PauseSwitch::load(config.data_dir.join("paused"), events.clone());
-    let token = config.internal_token.as_ref();
     let gateway = GatewayClient::new(with_token(lazy_channel(&config.gateway_url)?, token));
-    let logger = SheetsLoggerClient::new(with_token(lazy_channel(&config.logger_url)?, token));
-    let readiness =
-        gateway_link::watch_gateway(gateway.clone(), Arc::clone(&queue), events.clone());
-    tokio::spawn(mirror_readiness(readiness.clone(), events.clone()));
-    let recorder = logger_link::Recorder::start(logger, Arc::clone(&queue));
-    tokio::spawn(sweep(
-        Arc::clone(&queue),
-        events.clone(),
-        recorder.clone(),
-        Arc::clone(&wake),
-        config.sweep_interval,
-        config.max_attempts,
-    ));
+    let readiness = gateway_link::watch_gateway(gateway.clone(), queue.clone());
+    tokio::spawn(mirror_readiness(readiness.clone(), events));
+    tokio::spawn(sweep(queue.clone(), config.sweep_interval));
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let worker = Worker {
-        queue: Arc::clone(&queue),
+        queue: queue.clone(),
         gateway,
-        recorder,
-        events: events.clone(),
         readiness,
         paused: pause.subscribe(),
-        wake: Arc::clone(&wake),
         settings: WorkerSettings {
             owner: config.owner.clone(),
             lease: config.lease,
             send_timeout: config.send_timeout,
-            max_attempts: config.max_attempts,
             backoff_base: config.backoff_base,
             backoff_max: config.backoff_max,
             rate_limit_delay: config.rate_limit_delay,
@@ -119,8 +114,6 @@ pub async fn run(
         abtrack_proto::health::serving::<DispatcherServer<grpc::DispatcherService>>().await;
     let service = grpc::DispatcherService {
         queue,
-        events,
-        wake,
         pause,
         default_country_code: config.default_country_code.clone(),
     };
@@ -167,25 +160,13 @@ async fn mirror_readiness(mut readiness: watch::Receiver<gateway_link::Readiness
 }
 
 /// Returns expired leases to pending: the crash case.
-async fn sweep(
-    queue: Arc<dyn JobQueue>,
-    events: Events,
-    recorder: logger_link::Recorder,
-    wake: Arc<Notify>,
-    interval: Duration,
-    max_attempts: u32,
-) {
+async fn sweep(queue: Queue, interval: Duration) {
     let mut ticker = tokio::time::interval(interval);
     loop {
         ticker.tick().await;
-        match queue.sweep_expired(now_ms(), max_attempts).await {
+        match queue.sweep_expired(now_ms()).await {
             Ok(jobs) if !jobs.is_empty() => {
                 tracing::warn!(count = jobs.len(), "expired leases returned to the queue");
-                for job in &jobs {
-                    events.job_changed(job);
-                }
-                recorder.outcome_written();
-                wake.notify_one();
             }
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "cannot sweep expired leases"),

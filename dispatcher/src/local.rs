@@ -6,11 +6,12 @@ use std::path::Path;
 
 use abtrack_proto::sqlite::Db;
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Params, Row, TransactionBehavior, params};
 
 use crate::error::{Error, Result};
-use crate::job::{Counts, Finish, Job, JobError, JobStatus, NewJob, Receipt};
-use crate::queue::{Enqueued, JobQueue};
+use crate::job::{Counts, Job, JobError, JobStatus, NewJob};
+use crate::lifecycle::{self, Change, Event, Rules};
+use crate::queue::{Enqueued, Selection, Store};
 
 const COLUMNS: &str = "id, to_input, message, status, attempts, lease_owner, lease_expires_at,
     next_attempt_at, send_at, created_at, updated_at, last_error_code, last_error_message,
@@ -114,8 +115,63 @@ fn get_job(conn: &Connection, id: &str) -> Result<Option<Job>> {
         .optional()?)
 }
 
+fn select(conn: &Connection, filter: &str, params: impl Params) -> Result<Vec<Job>> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM jobs {filter}"))?;
+    let jobs = stmt
+        .query_map(params, job_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(jobs)
+}
+
+/// Asks the lifecycle what `event` does to `job` and writes the answer, inside the
+/// caller's write transaction.
+fn apply(
+    conn: &Connection,
+    job: &Job,
+    event: &Event,
+    now: i64,
+    rules: &Rules,
+) -> Result<Option<Change>> {
+    let Some(change) = lifecycle::decide(job, event, now, rules)? else {
+        return Ok(None);
+    };
+    let j = &change.job;
+    let (code, message) = match &j.last_error {
+        Some(e) => (Some(e.code.as_str()), Some(e.message.as_str())),
+        None => (None, None),
+    };
+    conn.prepare_cached(
+        "UPDATE jobs SET status = ?2, attempts = ?3, lease_owner = ?4, lease_expires_at = ?5,
+            next_attempt_at = ?6, updated_at = ?7, last_error_code = ?8, last_error_message = ?9,
+            sent_at = ?10, message_id = ?11, recipient = ?12, recipient_lid = ?13,
+            delivered_at = ?14, read_at = ?15, delivery_overdue = ?16,
+            logged_at = CASE WHEN ?17 THEN NULL ELSE logged_at END
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        j.id,
+        j.status.as_str(),
+        j.attempts,
+        j.lease_owner,
+        j.lease_expires_at,
+        j.next_attempt_at,
+        j.updated_at,
+        code,
+        message,
+        j.sent_at,
+        j.message_id,
+        j.recipient,
+        j.recipient_lid,
+        j.delivered_at,
+        j.read_at,
+        j.delivery_overdue,
+        change.log,
+    ])?;
+    Ok(Some(change))
+}
+
 #[async_trait]
-impl JobQueue for LocalQueue {
+impl Store for LocalQueue {
     fn backend(&self) -> &'static str {
         "local"
     }
@@ -126,18 +182,11 @@ impl JobQueue for LocalQueue {
             if let Some(id) = &job.id
                 && let Some(existing) = get_job(&tx, id)?
             {
-                if existing.to == job.to
-                    && existing.message == job.message
-                    && existing.send_at == job.send_at
-                {
-                    return Ok(Enqueued {
-                        job: existing,
-                        created: false,
-                    });
-                }
-                return Err(Error::AlreadyExists(format!(
-                    "id: a different job with id {id:?} already exists"
-                )));
+                lifecycle::same_job(&existing, &job.to, &job.message, job.send_at)?;
+                return Ok(Enqueued {
+                    job: existing,
+                    created: false,
+                });
             }
             let id = job.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
             tx.execute(
@@ -156,176 +205,81 @@ impl JobQueue for LocalQueue {
         .await
     }
 
-    async fn lease_next(&self, owner: &str, now: i64, lease_until: i64) -> Result<Option<Job>> {
-        let owner = owner.to_owned();
+    async fn lease_next(&self, lease: &Event, now: i64, rules: &Rules) -> Result<Vec<Change>> {
+        let (lease, rules) = (lease.clone(), *rules);
         self.with(move |conn| {
-            let sql = format!(
-                "UPDATE jobs SET status = 'processing', lease_owner = ?1, lease_expires_at = ?2,
-                    attempts = attempts + 1, updated_at = ?3
-                 WHERE id = (
-                    SELECT id FROM jobs
-                    WHERE status = 'pending'
-                      AND COALESCE(send_at, 0) <= ?3 AND COALESCE(next_attempt_at, 0) <= ?3
-                    ORDER BY created_at, rowid LIMIT 1
-                 ) AND status = 'pending'
-                 RETURNING {COLUMNS}"
-            );
-            Ok(conn
-                .query_row(&sql, params![owner, lease_until, now], job_from_row)
-                .optional()?)
-        })
-        .await
-    }
-
-    async fn finish(&self, id: &str, owner: &str, finish: Finish, now: i64) -> Result<Option<Job>> {
-        let (id, owner) = (id.to_owned(), owner.to_owned());
-        self.with(move |conn| {
-            let held = "WHERE id = ?1 AND status = 'processing' AND lease_owner = ?2";
-            let clear = "lease_owner = NULL, lease_expires_at = NULL";
-            let changed = match finish {
-                Finish::Sent { message_id, recipient, recipient_lid, sent_at } => conn.execute(
-                    &format!(
-                        "UPDATE jobs SET {clear}, updated_at = ?3, sent_at = ?4, message_id = ?5,
-                            recipient = ?6, recipient_lid = ?7, next_attempt_at = NULL, logged_at = NULL,
-                            last_error_code = NULL, last_error_message = NULL,
-                            status = CASE WHEN read_at IS NOT NULL THEN 'read'
-                                          WHEN delivered_at IS NOT NULL THEN 'delivered'
-                                          ELSE 'sent' END
-                         {held}"
-                    ),
-                    params![id, owner, now, sent_at, message_id, recipient, recipient_lid],
-                )?,
-                Finish::Failed(error) => conn.execute(
-                    &format!(
-                        "UPDATE jobs SET status = 'failed', {clear}, updated_at = ?3, next_attempt_at = NULL,
-                            last_error_code = ?4, last_error_message = ?5, logged_at = NULL
-                         {held}"
-                    ),
-                    params![id, owner, now, error.code, error.message],
-                )?,
-                Finish::Retry { error, next_attempt_at } => conn.execute(
-                    &format!(
-                        "UPDATE jobs SET status = 'pending', {clear}, updated_at = ?3, next_attempt_at = ?4,
-                            last_error_code = ?5, last_error_message = ?6
-                         {held}"
-                    ),
-                    params![id, owner, now, next_attempt_at, error.code, error.message],
-                )?,
-                Finish::Release { error, next_attempt_at } => conn.execute(
-                    &format!(
-                        "UPDATE jobs SET status = 'pending', {clear}, updated_at = ?3, next_attempt_at = ?4,
-                            attempts = MAX(attempts - 1, 0), last_error_code = ?5, last_error_message = ?6
-                         {held}"
-                    ),
-                    params![id, owner, now, next_attempt_at, error.code, error.message],
-                )?,
-            };
-            if changed == 0 {
-                return Ok(None);
-            }
-            get_job(conn, &id)
-        })
-        .await
-    }
-
-    async fn sweep_expired(&self, now: i64, max_attempts: u32) -> Result<Vec<Job>> {
-        self.with(move |conn| {
-            let sql = format!(
-                "UPDATE jobs SET
-                    status = CASE WHEN attempts >= ?2 THEN 'failed' ELSE 'pending' END,
-                    lease_owner = NULL, lease_expires_at = NULL, updated_at = ?1, logged_at = NULL,
-                    last_error_code = 'lease_expired',
-                    last_error_message = 'the dispatcher holding this job stopped before recording its outcome'
-                 WHERE status = 'processing' AND lease_expires_at <= ?1
-                 RETURNING {COLUMNS}"
-            );
-            let mut stmt = conn.prepare(&sql)?;
-            let jobs = stmt
-                .query_map(params![now, max_attempts], job_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(jobs)
-        })
-        .await
-    }
-
-    async fn release_owned(&self, owner: &str, now: i64) -> Result<Vec<Job>> {
-        let owner = owner.to_owned();
-        self.with(move |conn| {
-            let sql = format!(
-                "UPDATE jobs SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL,
-                    updated_at = ?2, last_error_code = 'restarted',
-                    last_error_message = 'the dispatcher restarted while sending this job'
-                 WHERE status = 'processing' AND lease_owner = ?1
-                 RETURNING {COLUMNS}"
-            );
-            let mut stmt = conn.prepare(&sql)?;
-            let jobs = stmt
-                .query_map(params![owner, now], job_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(jobs)
-        })
-        .await
-    }
-
-    async fn retry(&self, id: &str, now: i64) -> Result<Job> {
-        let id = id.to_owned();
-        self.with(move |conn| {
-            let tx = conn.transaction()?;
-            let job = get_job(&tx, &id)?
-                .ok_or_else(|| Error::NotFound(format!("no job with id {id:?}")))?;
-            if job.status != JobStatus::Failed {
-                return Err(Error::FailedPrecondition(format!(
-                    "job {id:?} is {}; only failed jobs can be retried",
-                    job.status.as_str()
-                )));
-            }
-            tx.execute(
-                "UPDATE jobs SET status = 'pending', attempts = 0, next_attempt_at = NULL,
-                    last_error_code = NULL, last_error_message = NULL, updated_at = ?2
-                 WHERE id = ?1",
-                params![id, now],
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let candidates = select(
+                &tx,
+                "WHERE status = 'pending'
+                   AND COALESCE(send_at, 0) <= ?1 AND COALESCE(next_attempt_at, 0) <= ?1
+                 ORDER BY created_at, rowid LIMIT 20",
+                params![now],
             )?;
-            let job =
-                get_job(&tx, &id)?.ok_or_else(|| Error::Internal("retried job vanished".into()))?;
+            let mut changes = Vec::new();
+            for job in candidates {
+                if let Some(change) = apply(&tx, &job, &lease, now, &rules)? {
+                    let leased = change.job.status == JobStatus::Processing;
+                    changes.push(change);
+                    if leased {
+                        break;
+                    }
+                }
+            }
             tx.commit()?;
-            Ok(job)
+            Ok(changes)
         })
         .await
     }
 
-    async fn record_receipt(&self, id: &str, receipt: Receipt, at: i64) -> Result<Option<Job>> {
-        let id = id.to_owned();
+    async fn update(
+        &self,
+        id: &str,
+        event: &Event,
+        now: i64,
+        rules: &Rules,
+    ) -> Result<Option<Change>> {
+        let (id, event, rules) = (id.to_owned(), event.clone(), *rules);
         self.with(move |conn| {
-            // A receipt may overtake the send outcome; the timestamps are kept and the
-            // status follows when the outcome is written.
-            let now = abtrack_proto::time::now_ms();
-            // The overdue flag only goes on a job still `sent`; a receipt clears it.
-            let sql = match receipt {
-                Receipt::Delivered => {
-                    "UPDATE jobs SET delivered_at = COALESCE(delivered_at, ?2), updated_at = ?3,
-                        delivery_overdue = 0,
-                        status = CASE WHEN status = 'sent' THEN 'delivered' ELSE status END
-                     WHERE id = ?1"
-                }
-                Receipt::Read => {
-                    "UPDATE jobs SET read_at = COALESCE(read_at, ?2), updated_at = ?3,
-                        delivered_at = COALESCE(delivered_at, ?2), delivery_overdue = 0,
-                        status = CASE WHEN status IN ('sent', 'delivered') THEN 'read' ELSE status END
-                     WHERE id = ?1"
-                }
-                Receipt::Overdue => {
-                    "UPDATE jobs SET delivery_overdue = 1, updated_at = ?2
-                     WHERE id = ?1 AND status = 'sent' AND delivery_overdue = 0"
-                }
-            };
-            let changed = match receipt {
-                Receipt::Overdue => conn.execute(sql, params![id, now])?,
-                Receipt::Delivered | Receipt::Read => conn.execute(sql, params![id, at, now])?,
-            };
-            if changed == 0 {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let Some(job) = get_job(&tx, &id)? else {
                 return Ok(None);
+            };
+            let change = apply(&tx, &job, &event, now, &rules)?;
+            tx.commit()?;
+            Ok(change)
+        })
+        .await
+    }
+
+    async fn update_all(
+        &self,
+        selection: &Selection,
+        event: &Event,
+        now: i64,
+        rules: &Rules,
+    ) -> Result<Vec<Change>> {
+        let (selection, event, rules) = (selection.clone(), event.clone(), *rules);
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let jobs = match &selection {
+                Selection::ExpiredLeases { now } => select(
+                    &tx,
+                    "WHERE status = 'processing' AND lease_expires_at <= ?1",
+                    params![now],
+                )?,
+                Selection::HeldBy { owner } => select(
+                    &tx,
+                    "WHERE status = 'processing' AND lease_owner = ?1",
+                    params![owner],
+                )?,
+            };
+            let mut changes = Vec::new();
+            for job in jobs {
+                changes.extend(apply(&tx, &job, &event, now, &rules)?);
             }
-            get_job(conn, &id)
+            tx.commit()?;
+            Ok(changes)
         })
         .await
     }

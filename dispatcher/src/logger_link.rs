@@ -12,7 +12,7 @@ use abtrack_proto::time::{now_ms, to_timestamp};
 use abtrack_proto::token::{TokenChannel, is_refused};
 
 use crate::job::{Job, JobStatus};
-use crate::queue::JobQueue;
+use crate::queue::Store;
 
 const BATCH: usize = 100;
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -20,16 +20,16 @@ const IDLE_CHECK: Duration = Duration::from_secs(5);
 const RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// Wakes the recorder when an outcome was written.
-#[derive(Clone)]
+#[derive(Clone, Default)]
+/// Until `start`, nobody runs it: outcomes stay marked unlogged in the store.
 pub struct Recorder {
     wake: Arc<Notify>,
 }
 
 impl Recorder {
-    pub fn start(client: SheetsLoggerClient<TokenChannel>, queue: Arc<dyn JobQueue>) -> Self {
-        let wake = Arc::new(Notify::new());
-        tokio::spawn(run(client, queue, Arc::clone(&wake)));
-        Self { wake }
+    /// Starts bringing the store's unlogged outcomes to the logger.
+    pub fn start(&self, client: SheetsLoggerClient<TokenChannel>, store: Arc<dyn Store>) {
+        tokio::spawn(run(client, store, Arc::clone(&self.wake)));
     }
 
     pub fn outcome_written(&self) {
@@ -39,7 +39,7 @@ impl Recorder {
 
 async fn run(
     mut client: SheetsLoggerClient<TokenChannel>,
-    queue: Arc<dyn JobQueue>,
+    queue: Arc<dyn Store>,
     wake: Arc<Notify>,
 ) {
     let mut retry = Duration::from_millis(500);
@@ -64,7 +64,7 @@ async fn run(
 
 async fn record_batch(
     client: &mut SheetsLoggerClient<TokenChannel>,
-    queue: &dyn JobQueue,
+    queue: &dyn Store,
 ) -> Result<usize, String> {
     let jobs = queue.unlogged(BATCH).await.map_err(|e| e.to_string())?;
     for job in &jobs {

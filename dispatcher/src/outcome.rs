@@ -27,10 +27,62 @@ pub enum Action {
     },
 }
 
+/// How a call's failure came about, read from the error tonic kept beneath the
+/// status (a status the gateway sent has none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    /// The gateway answered with this status.
+    Answered,
+    /// No connection to the gateway could be made: the request never left.
+    NotConnected,
+    /// The call's own deadline passed.
+    TimedOut,
+    /// The connection broke while the request was in flight: the gateway may have
+    /// stopped in the middle of sending.
+    Interrupted,
+}
+
+fn cause(status: &tonic::Status) -> Cause {
+    let mut source = std::error::Error::source(status);
+    let mut seen = false;
+    while let Some(error) = source {
+        seen = true;
+        if error.is::<tonic::ConnectError>() {
+            return Cause::NotConnected;
+        }
+        if error.is::<tonic::TimeoutExpired>() {
+            return Cause::TimedOut;
+        }
+        source = error.source();
+    }
+    if seen {
+        Cause::Interrupted
+    } else {
+        Cause::Answered
+    }
+}
+
 /// Maps a gRPC status from the gateway to what happens to the job. The gateway's
 /// precise reason (`abtrack_proto::reason`), when it gives one, becomes the error code.
 pub fn classify(status: &tonic::Status) -> Action {
     let detail = status.message().to_owned();
+    match cause(status) {
+        Cause::Answered => {}
+        Cause::NotConnected => {
+            return Action::GatewayNotReady(JobError::new("unavailable", detail));
+        }
+        Cause::TimedOut => return Action::Transient(JobError::new("deadline_exceeded", detail)),
+        // The attempt counts: a job whose sending brings the gateway down every
+        // time must end, not be sent again ahead of every job behind it.
+        Cause::Interrupted => {
+            return Action::Transient(JobError::new(
+                "gateway_interrupted",
+                format!(
+                    "the connection to the WhatsApp gateway broke while it was sending this job ({detail})"
+                ),
+            ));
+        }
+    }
     let error = |default: &str| {
         JobError::new(
             abtrack_proto::reason::reason(status).unwrap_or(default),
@@ -55,10 +107,6 @@ pub fn classify(status: &tonic::Status) -> Action {
             retry_at: abtrack_proto::reason::retry_at_ms(status),
         },
         Code::DeadlineExceeded => Action::Transient(error("deadline_exceeded")),
-        // tonic answers an expired `grpc-timeout` with CANCELLED "Timeout expired".
-        Code::Cancelled if detail.contains("Timeout expired") => {
-            Action::Transient(JobError::new("deadline_exceeded", detail))
-        }
         other => Action::Transient(error(&code_name(other))),
     }
 }
@@ -179,10 +227,5 @@ mod tests {
             }
         }
         assert_eq!(backoff(3, Duration::ZERO, max), Duration::ZERO);
-        let timeout = classify(&Status::cancelled("Timeout expired"));
-        assert_eq!(
-            timeout,
-            Action::Transient(JobError::new("deadline_exceeded", "Timeout expired"))
-        );
     }
 }

@@ -1,10 +1,20 @@
-//! The job queue contract every backend (the embedded SQLite queue, Firestore)
-//! fulfils. Times are milliseconds since the epoch, passed in so tests control them.
+//! The job queue. [`Store`] is what each backend (the embedded SQLite queue,
+//! Firestore) fulfils: it reads jobs and writes the lifecycle's decisions atomically.
+//! [`Queue`] is the one way the rest of the dispatcher changes a job: every write goes
+//! through it, and it publishes the change, wakes the worker and feeds the logger, so
+//! no caller can forget to. Times are milliseconds since the epoch, passed in so tests
+//! control them.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use tokio::sync::Notify;
 
 use crate::error::Result;
+use crate::events::Events;
 use crate::job::{Counts, Finish, Job, JobStatus, NewJob, Receipt};
+use crate::lifecycle::{Change, Event, Rules};
+use crate::logger_link::Recorder;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Enqueued {
@@ -13,32 +23,46 @@ pub struct Enqueued {
     pub created: bool,
 }
 
+/// Which jobs a bulk change looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// Processing jobs whose lease expired by `now` (and, in Firestore, documents
+    /// whose status no queue knows, which would otherwise wait forever).
+    ExpiredLeases { now: i64 },
+    /// Processing jobs `owner` holds.
+    HeldBy { owner: String },
+}
+
 #[async_trait]
-pub trait JobQueue: Send + Sync + 'static {
+pub trait Store: Send + Sync + 'static {
     /// "local" or "firestore".
     fn backend(&self) -> &'static str;
 
     async fn enqueue(&self, job: NewJob, now: i64) -> Result<Enqueued>;
 
-    /// Leases the oldest due pending job to `owner` until `lease_until` and counts the
-    /// attempt. Two owners never hold the same job.
-    async fn lease_next(&self, owner: &str, now: i64, lease_until: i64) -> Result<Option<Job>>;
+    /// Offers the pending jobs, oldest first, to [`Event::Lease`] and writes each
+    /// decision; stops at the first job leased. A job that cannot be sent as stored
+    /// gets [`Event::Malformed`] instead. Returns every change written, the lease last.
+    async fn lease_next(&self, lease: &Event, now: i64, rules: &Rules) -> Result<Vec<Change>>;
 
-    /// Records how an attempt ended, only while `owner` still holds the lease;
-    /// `None` when the lease was lost (expired and taken by the sweeper).
-    async fn finish(&self, id: &str, owner: &str, finish: Finish, now: i64) -> Result<Option<Job>>;
+    /// Applies `event` to one job; `None` when it does not apply, or the job is gone
+    /// or changed by another writer every time it was tried.
+    async fn update(
+        &self,
+        id: &str,
+        event: &Event,
+        now: i64,
+        rules: &Rules,
+    ) -> Result<Option<Change>>;
 
-    /// Returns expired leases to pending (or to failed once `max_attempts` are used).
-    async fn sweep_expired(&self, now: i64, max_attempts: u32) -> Result<Vec<Job>>;
-
-    /// Returns to pending the jobs `owner` holds: a dispatcher restarted under the
-    /// same `DISPATCHER_ID` takes back at once what its previous run left in flight.
-    async fn release_owned(&self, owner: &str, now: i64) -> Result<Vec<Job>>;
-
-    /// Failed -> pending with a fresh attempt count.
-    async fn retry(&self, id: &str, now: i64) -> Result<Job>;
-
-    async fn record_receipt(&self, id: &str, receipt: Receipt, at: i64) -> Result<Option<Job>>;
+    /// Applies `event` to every job in `selection`.
+    async fn update_all(
+        &self,
+        selection: &Selection,
+        event: &Event,
+        now: i64,
+        rules: &Rules,
+    ) -> Result<Vec<Change>>;
 
     async fn get(&self, id: &str) -> Result<Option<Job>>;
 
@@ -55,4 +79,183 @@ pub trait JobQueue: Send + Sync + 'static {
 
     /// Marks the outcome recorded, unless the job changed since it was read.
     async fn mark_logged(&self, id: &str, updated_at: i64, now: i64) -> Result<()>;
+}
+
+/// The queue as the dispatcher uses it: the store, the rules, and everyone who must
+/// hear of a change.
+#[derive(Clone)]
+pub struct Queue {
+    store: Arc<dyn Store>,
+    rules: Rules,
+    events: Events,
+    wake: Arc<Notify>,
+    recorder: Recorder,
+}
+
+impl Queue {
+    pub fn new(
+        store: Arc<dyn Store>,
+        rules: Rules,
+        events: Events,
+        wake: Arc<Notify>,
+        recorder: Recorder,
+    ) -> Self {
+        Self {
+            store,
+            rules,
+            events,
+            wake,
+            recorder,
+        }
+    }
+
+    pub fn backend(&self) -> &'static str {
+        self.store.backend()
+    }
+
+    /// The store itself, for what is not a change of a job (the logger's marks).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn events(&self) -> &Events {
+        &self.events
+    }
+
+    /// Wakes the worker: a job may have become due outside this queue's writes.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// The notice a sleeping worker waits on.
+    pub fn woken(&self) -> &Notify {
+        &self.wake
+    }
+
+    fn publish(&self, changes: &[Change], now: i64) {
+        for change in changes {
+            self.events.job_changed(&change.job);
+        }
+        if changes.iter().any(|c| c.log) {
+            self.recorder.outcome_written();
+        }
+        if changes.iter().any(|c| c.is_due(now)) {
+            self.wake.notify_one();
+        }
+    }
+
+    pub async fn enqueue(&self, job: NewJob, now: i64) -> Result<Enqueued> {
+        let enqueued = self.store.enqueue(job, now).await?;
+        if enqueued.created {
+            let change = Change {
+                job: enqueued.job.clone(),
+                log: false,
+            };
+            self.publish(&[change], now);
+        }
+        Ok(enqueued)
+    }
+
+    /// Leases the oldest due pending job to `owner` until `until` and counts the
+    /// attempt. Two owners never hold the same job.
+    pub async fn lease_next(&self, owner: &str, now: i64, until: i64) -> Result<Option<Job>> {
+        let lease = Event::Lease {
+            owner: owner.to_owned(),
+            until,
+        };
+        let changes = self.store.lease_next(&lease, now, &self.rules).await?;
+        self.publish(&changes, now);
+        Ok(changes
+            .into_iter()
+            .map(|c| c.job)
+            .find(|j| j.status == JobStatus::Processing))
+    }
+
+    /// Records how an attempt ended, only while `owner` still holds the lease; `None`
+    /// when the lease was lost (expired and taken by the sweeper).
+    pub async fn finish(
+        &self,
+        id: &str,
+        owner: &str,
+        finish: Finish,
+        now: i64,
+    ) -> Result<Option<Job>> {
+        let event = Event::Finish {
+            owner: owner.to_owned(),
+            finish,
+        };
+        self.update(id, &event, now).await
+    }
+
+    /// Returns expired leases to pending, or ends them failed once their attempts
+    /// are spent.
+    pub async fn sweep_expired(&self, now: i64) -> Result<Vec<Job>> {
+        let selection = Selection::ExpiredLeases { now };
+        self.update_all(&selection, &Event::LeaseExpired, now).await
+    }
+
+    /// Takes back the jobs `owner` holds: a dispatcher restarted under the same
+    /// `DISPATCHER_ID` returns at once what its previous run left in flight.
+    pub async fn release_owned(&self, owner: &str, now: i64) -> Result<Vec<Job>> {
+        let selection = Selection::HeldBy {
+            owner: owner.to_owned(),
+        };
+        let event = Event::Restarted {
+            owner: owner.to_owned(),
+        };
+        self.update_all(&selection, &event, now).await
+    }
+
+    /// Failed -> pending with a fresh attempt count.
+    pub async fn retry(&self, id: &str, now: i64) -> Result<Job> {
+        match self.update(id, &Event::Retry, now).await? {
+            Some(job) => Ok(job),
+            None => Err(crate::Error::NotFound(format!("no job with id {id:?}"))),
+        }
+    }
+
+    /// `None` when the receipt changes nothing or the job is not in this queue.
+    pub async fn record_receipt(
+        &self,
+        id: &str,
+        receipt: Receipt,
+        at: i64,
+        now: i64,
+    ) -> Result<Option<Job>> {
+        self.update(id, &Event::Receipt { receipt, at }, now).await
+    }
+
+    async fn update(&self, id: &str, event: &Event, now: i64) -> Result<Option<Job>> {
+        let change = self.store.update(id, event, now, &self.rules).await?;
+        let Some(change) = change else {
+            return Ok(None);
+        };
+        self.publish(std::slice::from_ref(&change), now);
+        Ok(Some(change.job))
+    }
+
+    async fn update_all(&self, selection: &Selection, event: &Event, now: i64) -> Result<Vec<Job>> {
+        let changes = self
+            .store
+            .update_all(selection, event, now, &self.rules)
+            .await?;
+        self.publish(&changes, now);
+        Ok(changes.into_iter().map(|c| c.job).collect())
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<Job>> {
+        self.store.get(id).await
+    }
+
+    pub async fn list(&self, statuses: &[JobStatus], limit: usize) -> Result<Vec<Job>> {
+        self.store.list(statuses, limit).await
+    }
+
+    pub async fn counts(&self) -> Result<Counts> {
+        self.store.counts().await
+    }
+
+    pub async fn next_due_at(&self, now: i64) -> Result<Option<i64>> {
+        self.store.next_due_at(now).await
+    }
 }

@@ -2,29 +2,25 @@
 //! through the gateway with a deadline shorter than the lease, and records the outcome;
 //! waits while the queue is paused or the gateway is not ready.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 use abtrack_proto::gateway::v1::{SendRequest, gateway_client::GatewayClient};
 use abtrack_proto::mask_phone;
 use abtrack_proto::time::{from_timestamp, now_ms};
 use abtrack_proto::token::TokenChannel;
 
-use crate::events::Events;
 use crate::gateway_link::Readiness;
-use crate::job::{Finish, Job, JobError};
-use crate::logger_link::Recorder;
+use crate::job::{Finish, Job, JobStatus};
 use crate::outcome::{Action, backoff, classify};
-use crate::queue::JobQueue;
+use crate::queue::Queue;
 
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
     pub owner: String,
     pub lease: Duration,
     pub send_timeout: Duration,
-    pub max_attempts: u32,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
     /// How long a rate-limited job waits before it is due again.
@@ -34,13 +30,10 @@ pub struct WorkerSettings {
 }
 
 pub struct Worker {
-    pub queue: Arc<dyn JobQueue>,
+    pub queue: Queue,
     pub gateway: GatewayClient<TokenChannel>,
-    pub recorder: Recorder,
-    pub events: Events,
     pub readiness: watch::Receiver<Readiness>,
     pub paused: watch::Receiver<bool>,
-    pub wake: Arc<Notify>,
     pub settings: WorkerSettings,
 }
 
@@ -83,7 +76,6 @@ impl Worker {
                 self.idle(&mut stop).await;
                 continue;
             };
-            self.events.job_changed(&job);
             match self.process(job).await {
                 Some(true) => hold_back = NOT_READY_MIN,
                 Some(false) => {
@@ -111,7 +103,7 @@ impl Worker {
             sleep = sleep.min(Duration::from_millis((due - now).max(0) as u64));
         }
         tokio::select! {
-            () = self.wake.notified() => {},
+            () = self.queue.woken().notified() => {},
             () = tokio::time::sleep(sleep) => {},
             _ = self.readiness.changed() => {},
             _ = self.paused.changed() => {},
@@ -145,15 +137,6 @@ impl Worker {
             }
             Err(status) => match classify(&status) {
                 Action::Permanent(error) => Finish::Failed(error),
-                Action::Transient(error) if job.attempts >= s.max_attempts => {
-                    Finish::Failed(JobError {
-                        message: format!(
-                            "{} (gave up after {} attempts)",
-                            error.message, job.attempts
-                        ),
-                        code: error.code,
-                    })
-                }
                 Action::Transient(error) => Finish::Retry {
                     next_attempt_at: now
                         + backoff(job.attempts, s.backoff_base, s.backoff_max).as_millis() as i64,
@@ -176,15 +159,8 @@ impl Worker {
                 },
             },
         };
-        log_outcome(&job, &finish);
-        let terminal = matches!(finish, Finish::Sent { .. } | Finish::Failed(_));
-        match self.write_outcome(&job, finish).await {
-            Ok(Some(job)) => {
-                self.events.job_changed(&job);
-                if terminal {
-                    self.recorder.outcome_written();
-                }
-            }
+        match self.write_outcome(&job, finish.clone()).await {
+            Ok(Some(written)) => log_outcome(&written, &finish),
             Ok(None) => tracing::warn!(
                 job_id = %job.id,
                 "lease lost before the outcome was written; the gateway's send log keeps the retry from sending twice"
@@ -221,15 +197,18 @@ impl Worker {
     }
 }
 
+/// Logs the outcome as written: the lifecycle may have ended a retry as failed.
 fn log_outcome(job: &Job, finish: &Finish) {
     let to = mask_phone(&job.to);
+    if let (JobStatus::Failed, Some(e)) = (job.status, &job.last_error) {
+        tracing::warn!(job_id = %job.id, to = %to, attempt = job.attempts, code = %e.code, "job failed: {}", e.message);
+        return;
+    }
     match finish {
         Finish::Sent { message_id, .. } => {
             tracing::info!(job_id = %job.id, to = %to, attempt = job.attempts, message_id = %message_id, "job sent");
         }
-        Finish::Failed(e) => {
-            tracing::warn!(job_id = %job.id, to = %to, attempt = job.attempts, code = %e.code, "job failed: {}", e.message);
-        }
+        Finish::Failed(_) => {}
         Finish::Retry {
             error,
             next_attempt_at,

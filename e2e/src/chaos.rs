@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use abtrack_dispatcher::queue::JobQueue;
+use abtrack_dispatcher::queue::Store as _;
 use abtrack_firestore_emulator::TestFirestore;
 use serde_json::json;
 

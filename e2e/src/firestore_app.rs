@@ -5,7 +5,7 @@ use abtrack_dispatcher::config::FirestoreSettings;
 use abtrack_dispatcher::firestore::doc::text;
 use abtrack_dispatcher::firestore::{FirestoreQueue, connect};
 use abtrack_dispatcher::job::{Counts, Job};
-use abtrack_dispatcher::queue::JobQueue;
+use abtrack_dispatcher::queue::Store;
 use firestore::gcloud_sdk::google::firestore::v1::{
     self as pb, Document, Precondition, Value, Write, document_transform::FieldTransform,
     document_transform::field_transform, precondition::ConditionType, write::Operation,

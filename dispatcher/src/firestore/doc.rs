@@ -391,6 +391,67 @@ pub fn parse_lenient(doc: &Document) -> Job {
     }
 }
 
+/// The fields a decided change writes onto the document it was decided from: the
+/// status, the lease and the update time always (so a malformed document's unreadable
+/// values are overwritten), every other server field only where it changed.
+pub fn changed_fields(old: &Job, new: &Job, log: bool) -> Vec<(&'static str, Value)> {
+    let mut fields = vec![
+        (STATUS, text(new.status.as_str())),
+        (LEASE_OWNER, opt_text(new.lease_owner.as_deref())),
+        (LEASE_EXPIRES_AT, opt_ts(new.lease_expires_at)),
+        (UPDATED_AT, ts(new.updated_at)),
+    ];
+    let mut changed = |field, differs: bool, value: Value| {
+        if differs {
+            fields.push((field, value));
+        }
+    };
+    changed(
+        ATTEMPTS,
+        old.attempts != new.attempts,
+        int(i64::from(new.attempts)),
+    );
+    changed(
+        NEXT_ATTEMPT_AT,
+        old.next_attempt_at != new.next_attempt_at,
+        opt_ts(new.next_attempt_at),
+    );
+    changed(
+        LAST_ERROR,
+        old.last_error != new.last_error,
+        error_value(new.last_error.as_ref()),
+    );
+    changed(SENT_AT, old.sent_at != new.sent_at, opt_ts(new.sent_at));
+    changed(
+        MESSAGE_ID,
+        old.message_id != new.message_id,
+        opt_text(new.message_id.as_deref()),
+    );
+    changed(
+        RECIPIENT,
+        old.recipient != new.recipient,
+        opt_text(new.recipient.as_deref()),
+    );
+    changed(
+        RECIPIENT_LID,
+        old.recipient_lid != new.recipient_lid,
+        opt_text(new.recipient_lid.as_deref()),
+    );
+    changed(
+        DELIVERED_AT,
+        old.delivered_at != new.delivered_at,
+        opt_ts(new.delivered_at),
+    );
+    changed(READ_AT, old.read_at != new.read_at, opt_ts(new.read_at));
+    changed(
+        DELIVERY_OVERDUE,
+        old.delivery_overdue != new.delivery_overdue,
+        boolean(new.delivery_overdue),
+    );
+    changed(LOGGED_AT, log, null());
+    fields
+}
+
 /// Whether the document has a usable `createdAt` (the queue order).
 pub fn has_created_at(doc: &Document) -> bool {
     !is_null(doc.fields.get(CREATED_AT))

@@ -6,6 +6,7 @@
 pub mod connect;
 pub mod doc;
 pub mod pickup;
+mod query;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -13,22 +14,19 @@ use std::time::Duration;
 use async_trait::async_trait;
 use firestore::FirestoreDb;
 use firestore::gcloud_sdk::google::firestore::v1::{
-    self as pb, Document, DocumentMask, Precondition, StructuredQuery, Value, Write,
+    self as pb, Document, DocumentMask, Precondition, Value, Write,
     precondition::ConditionType,
-    structured_aggregation_query::{self, Aggregation, aggregation},
-    structured_query::{
-        self, CollectionSelector, Direction, FieldReference, Filter, Order, composite_filter,
-        field_filter, filter::FilterType, unary_filter,
-    },
-    value::ValueType,
+    structured_query::{Direction, field_filter},
     write::Operation,
 };
 use tonic::Code;
 
 use crate::error::{Error, Result};
-use crate::job::{Counts, Finish, Job, JobError, JobStatus, NewJob, Receipt};
-use crate::queue::{Enqueued, JobQueue};
+use crate::job::{Counts, Job, JobStatus, NewJob};
+use crate::lifecycle::{self, Change, Event, Rules};
+use crate::queue::{Enqueued, Selection, Store};
 use doc::*;
+use query::*;
 
 /// How long one Firestore call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -66,58 +64,6 @@ fn request<T>(message: T) -> tonic::Request<T> {
     request
 }
 
-fn field_ref(path: &str) -> FieldReference {
-    FieldReference {
-        field_path: path.to_owned(),
-    }
-}
-
-fn cmp(path: &str, op: field_filter::Operator, value: Value) -> Filter {
-    Filter {
-        filter_type: Some(FilterType::FieldFilter(structured_query::FieldFilter {
-            field: Some(field_ref(path)),
-            op: op as i32,
-            value: Some(value),
-        })),
-    }
-}
-
-fn eq(path: &str, value: Value) -> Filter {
-    cmp(path, field_filter::Operator::Equal, value)
-}
-
-fn is_null_filter(path: &str) -> Filter {
-    Filter {
-        filter_type: Some(FilterType::UnaryFilter(structured_query::UnaryFilter {
-            op: unary_filter::Operator::IsNull as i32,
-            operand_type: Some(unary_filter::OperandType::Field(field_ref(path))),
-        })),
-    }
-}
-
-fn and(filters: Vec<Filter>) -> Filter {
-    Filter {
-        filter_type: Some(FilterType::CompositeFilter(
-            structured_query::CompositeFilter {
-                op: composite_filter::Operator::And as i32,
-                filters,
-            },
-        )),
-    }
-}
-
-fn statuses(list: &[JobStatus]) -> Value {
-    Value {
-        value_type: Some(ValueType::ArrayValue(pb::ArrayValue {
-            values: list.iter().map(|s| text(s.as_str())).collect(),
-        })),
-    }
-}
-
-fn pending() -> Filter {
-    eq(STATUS, text(JobStatus::Pending.as_str()))
-}
-
 impl FirestoreQueue {
     pub fn new(db: FirestoreDb, collection: impl Into<String>) -> Self {
         Self {
@@ -143,93 +89,6 @@ impl FirestoreQueue {
 
     fn name(&self, id: &str) -> String {
         format!("{}/{}/{id}", self.db.get_documents_path(), self.collection)
-    }
-
-    fn query(
-        &self,
-        filter: Filter,
-        order: &[(&str, Direction)],
-        limit: Option<i32>,
-    ) -> StructuredQuery {
-        StructuredQuery {
-            from: vec![CollectionSelector {
-                collection_id: self.collection.clone(),
-                all_descendants: false,
-            }],
-            r#where: Some(filter),
-            order_by: order
-                .iter()
-                .map(|(path, direction)| Order {
-                    field: Some(field_ref(path)),
-                    direction: *direction as i32,
-                })
-                .collect(),
-            limit,
-            ..Default::default()
-        }
-    }
-
-    async fn run(&self, query: StructuredQuery) -> Result<Vec<Document>> {
-        let mut client = self.db.client().get();
-        let mut stream = client
-            .run_query(request(pb::RunQueryRequest {
-                parent: self.db.get_documents_path().clone(),
-                query_type: Some(pb::run_query_request::QueryType::StructuredQuery(query)),
-                ..Default::default()
-            }))
-            .await
-            .map_err(|e| firestore_error("query failed", e))?
-            .into_inner();
-        let mut docs = Vec::new();
-        while let Some(response) = stream
-            .message()
-            .await
-            .map_err(|e| firestore_error("query failed", e))?
-        {
-            docs.extend(response.document);
-        }
-        Ok(docs)
-    }
-
-    async fn count(&self, filter: Filter) -> Result<u64> {
-        let mut client = self.db.client().get();
-        let query = pb::StructuredAggregationQuery {
-            aggregations: vec![Aggregation {
-                alias: "n".into(),
-                operator: Some(aggregation::Operator::Count(aggregation::Count {
-                    up_to: None,
-                })),
-            }],
-            query_type: Some(structured_aggregation_query::QueryType::StructuredQuery(
-                self.query(filter, &[], None),
-            )),
-        };
-        let mut stream = client
-            .run_aggregation_query(request(pb::RunAggregationQueryRequest {
-                parent: self.db.get_documents_path().clone(),
-                query_type: Some(
-                    pb::run_aggregation_query_request::QueryType::StructuredAggregationQuery(query),
-                ),
-                ..Default::default()
-            }))
-            .await
-            .map_err(|e| firestore_error("count failed", e))?
-            .into_inner();
-        let mut n = 0;
-        while let Some(response) = stream
-            .message()
-            .await
-            .map_err(|e| firestore_error("count failed", e))?
-        {
-            if let Some(ValueType::IntegerValue(c)) = response
-                .result
-                .and_then(|r| r.aggregate_fields.get("n").cloned())
-                .and_then(|v| v.value_type)
-            {
-                n += c.max(0) as u64;
-            }
-        }
-        Ok(n)
     }
 
     async fn get_doc(&self, id: &str) -> Result<Option<Document>> {
@@ -296,23 +155,25 @@ impl FirestoreQueue {
         }
     }
 
-    /// Ends a malformed document `failed`, naming the field; `None` if it changed.
-    async fn fail_malformed(
+    /// Asks the lifecycle what `event` does to the job `doc` holds and writes the
+    /// answer if the document is unchanged since it was read. `Err(Conflict)` when
+    /// another writer came first.
+    async fn apply(
         &self,
         doc: &Document,
-        error: JobError,
+        job: &Job,
+        event: &Event,
         now: i64,
-    ) -> Result<Option<Job>> {
-        tracing::warn!(job_id = %doc_id(doc), "job document is malformed: {}", error.message);
-        let fields = vec![
-            (STATUS, text(JobStatus::Failed.as_str())),
-            (LAST_ERROR, error_value(Some(&error))),
-            (LEASE_OWNER, null()),
-            (LEASE_EXPIRES_AT, null()),
-            (UPDATED_AT, ts(now)),
-            (LOGGED_AT, null()),
-        ];
-        Ok(self.patch(doc, fields).await?.map(|d| parse_lenient(&d)))
+        rules: &Rules,
+    ) -> Result<Applied> {
+        let Some(change) = lifecycle::decide(job, event, now, rules)? else {
+            return Ok(Applied::Nothing);
+        };
+        let fields = changed_fields(job, &change.job, change.log);
+        Ok(match self.patch(doc, fields).await? {
+            Some(_) => Applied::Written(Box::new(change)),
+            None => Applied::Conflict,
+        })
     }
 
     /// Pending documents, oldest `createdAt` first; documents without `createdAt`
@@ -333,52 +194,48 @@ impl FirestoreQueue {
         Ok(docs)
     }
 
-    /// Re-reads and rewrites a job while it keeps changing under us (receipts).
-    async fn update_job(
-        &self,
-        id: &str,
-        change: impl Fn(&Job) -> Option<Vec<(&'static str, Value)>>,
-    ) -> Result<Option<Job>> {
-        for _ in 0..MAX_ROUNDS {
-            let Some(doc) = self.get_doc(id).await? else {
-                return Ok(None);
-            };
-            let job = parse_lenient(&doc);
-            let Some(fields) = change(&job) else {
-                return Ok(None);
-            };
-            if let Some(doc) = self.patch(&doc, fields).await? {
-                return Ok(Some(parse_lenient(&doc)));
+    /// Documents whose status is not one the queue knows would wait forever: they
+    /// end failed, naming the field.
+    async fn fail_unknown_statuses(&self, now: i64, rules: &Rules) -> Result<Vec<Change>> {
+        let unknown = self
+            .run(self.query(
+                cmp(
+                    STATUS,
+                    field_filter::Operator::NotIn,
+                    statuses(&JobStatus::ALL),
+                ),
+                &[],
+                Some(100),
+            ))
+            .await?;
+        let mut changes = Vec::new();
+        for doc in unknown {
+            if let Err(malformed) = status(&doc) {
+                tracing::warn!(job_id = %doc_id(&doc), "job document is malformed: {}", malformed.error().message);
+                let event = Event::Malformed(malformed.error());
+                if let Applied::Written(change) = self
+                    .apply(&doc, &parse_lenient(&doc), &event, now, rules)
+                    .await?
+                {
+                    changes.push(*change);
+                }
             }
         }
-        Err(Error::Firestore(format!(
-            "job {id:?} kept changing; gave up after {MAX_ROUNDS} tries"
-        )))
-    }
-
-    /// Writes `fields` on each document still matching, collecting the jobs changed.
-    async fn rewrite_all(
-        &self,
-        docs: Vec<Document>,
-        fields: impl Fn(&Job) -> Vec<(&'static str, Value)>,
-    ) -> Result<Vec<Job>> {
-        let mut out = Vec::new();
-        for doc in docs {
-            let job = parse_lenient(&doc);
-            if let Some(doc) = self.patch(&doc, fields(&job)).await? {
-                out.push(parse_lenient(&doc));
-            }
-        }
-        Ok(out)
+        Ok(changes)
     }
 }
 
-fn cleared_lease() -> [(&'static str, Value); 2] {
-    [(LEASE_OWNER, null()), (LEASE_EXPIRES_AT, null())]
+/// What became of a decided change.
+enum Applied {
+    Written(Box<Change>),
+    /// The lifecycle decided nothing applies.
+    Nothing,
+    /// Another writer changed the document first.
+    Conflict,
 }
 
 #[async_trait]
-impl JobQueue for FirestoreQueue {
+impl Store for FirestoreQueue {
     fn backend(&self) -> &'static str {
         "firestore"
     }
@@ -423,273 +280,107 @@ impl JobQueue for FirestoreQueue {
                     .await?
                     .map(|d| parse_lenient(&d))
                     .ok_or_else(|| Error::Firestore(format!("job {id:?} vanished")))?;
-                if existing.to == job.to
-                    && existing.message == job.message
-                    && existing.send_at == job.send_at
-                {
-                    Ok(Enqueued {
-                        job: existing,
-                        created: false,
-                    })
-                } else {
-                    Err(Error::AlreadyExists(format!(
-                        "id: a different job with id {id:?} already exists"
-                    )))
-                }
+                lifecycle::same_job(&existing, &job.to, &job.message, job.send_at)?;
+                Ok(Enqueued {
+                    job: existing,
+                    created: false,
+                })
             }
             Err(status) => Err(firestore_error("cannot create the job", status)),
         }
     }
 
-    async fn lease_next(&self, owner: &str, now: i64, lease_until: i64) -> Result<Option<Job>> {
+    async fn lease_next(&self, lease: &Event, now: i64, rules: &Rules) -> Result<Vec<Change>> {
+        let mut changes = Vec::new();
         for _ in 0..MAX_ROUNDS {
             let mut lost_race = false;
             for doc in self.candidates().await? {
-                let job = match parse(&doc, &self.default_country_code) {
-                    Ok(job) => job,
+                let applied = match parse(&doc, &self.default_country_code) {
+                    Ok(job) => self.apply(&doc, &job, lease, now, rules).await?,
                     Err(malformed) => {
-                        self.fail_malformed(&doc, malformed.error(), now).await?;
-                        continue;
+                        tracing::warn!(job_id = %doc_id(&doc), "job document is malformed: {}", malformed.error().message);
+                        let event = Event::Malformed(malformed.error());
+                        self.apply(&doc, &parse_lenient(&doc), &event, now, rules)
+                            .await?
                     }
                 };
-                let due =
-                    job.send_at.unwrap_or(0) <= now && job.next_attempt_at.unwrap_or(0) <= now;
-                if !due {
-                    continue;
-                }
-                let fields = vec![
-                    (STATUS, text(JobStatus::Processing.as_str())),
-                    (LEASE_OWNER, text(owner)),
-                    (LEASE_EXPIRES_AT, ts(lease_until)),
-                    (ATTEMPTS, int(i64::from(job.attempts) + 1)),
-                    (UPDATED_AT, ts(now)),
-                ];
-                match self.patch(&doc, fields).await? {
-                    Some(doc) => return Ok(Some(parse_lenient(&doc))),
-                    None => lost_race = true,
+                match applied {
+                    Applied::Written(change) => {
+                        let leased = change.job.status == JobStatus::Processing;
+                        changes.push(*change);
+                        if leased {
+                            return Ok(changes);
+                        }
+                    }
+                    Applied::Conflict => lost_race = true,
+                    Applied::Nothing => {}
                 }
             }
             if !lost_race {
-                return Ok(None);
+                break;
             }
         }
-        Ok(None)
+        Ok(changes)
     }
 
-    async fn finish(&self, id: &str, owner: &str, finish: Finish, now: i64) -> Result<Option<Job>> {
-        self.update_job(id, |job| {
-            if job.status != JobStatus::Processing || job.lease_owner.as_deref() != Some(owner) {
-                return None;
-            }
-            let mut fields: Vec<(&'static str, Value)> = cleared_lease().into();
-            fields.push((UPDATED_AT, ts(now)));
-            match &finish {
-                Finish::Sent {
-                    message_id,
-                    recipient,
-                    recipient_lid,
-                    sent_at,
-                } => {
-                    let status = if job.read_at.is_some() {
-                        JobStatus::Read
-                    } else if job.delivered_at.is_some() {
-                        JobStatus::Delivered
-                    } else {
-                        JobStatus::Sent
-                    };
-                    fields.extend([
-                        (STATUS, text(status.as_str())),
-                        (SENT_AT, ts(*sent_at)),
-                        (MESSAGE_ID, text(message_id)),
-                        (RECIPIENT, text(recipient)),
-                        (
-                            RECIPIENT_LID,
-                            recipient_lid.as_deref().map_or_else(null, text),
-                        ),
-                        (NEXT_ATTEMPT_AT, null()),
-                        (LAST_ERROR, null()),
-                        (LOGGED_AT, null()),
-                    ]);
-                }
-                Finish::Failed(error) => fields.extend([
-                    (STATUS, text(JobStatus::Failed.as_str())),
-                    (NEXT_ATTEMPT_AT, null()),
-                    (LAST_ERROR, error_value(Some(error))),
-                    (LOGGED_AT, null()),
-                ]),
-                Finish::Retry {
-                    error,
-                    next_attempt_at,
-                } => fields.extend([
-                    (STATUS, text(JobStatus::Pending.as_str())),
-                    (NEXT_ATTEMPT_AT, ts(*next_attempt_at)),
-                    (LAST_ERROR, error_value(Some(error))),
-                ]),
-                Finish::Release {
-                    error,
-                    next_attempt_at,
-                } => fields.extend([
-                    (STATUS, text(JobStatus::Pending.as_str())),
-                    (NEXT_ATTEMPT_AT, opt_ts(*next_attempt_at)),
-                    (ATTEMPTS, int(i64::from(job.attempts.saturating_sub(1)))),
-                    (LAST_ERROR, error_value(Some(error))),
-                ]),
-            }
-            Some(fields)
-        })
-        .await
-    }
-
-    async fn sweep_expired(&self, now: i64, max_attempts: u32) -> Result<Vec<Job>> {
-        let expired = self
-            .run(self.query(
-                and(vec![
-                    eq(STATUS, text(JobStatus::Processing.as_str())),
-                    cmp(
-                        LEASE_EXPIRES_AT,
-                        field_filter::Operator::LessThanOrEqual,
-                        ts(now),
-                    ),
-                ]),
-                &[],
-                None,
-            ))
-            .await?;
-        let mut swept = self
-            .rewrite_all(expired, |job| {
-                let status = if job.attempts >= max_attempts {
-                    JobStatus::Failed
-                } else {
-                    JobStatus::Pending
-                };
-                let mut fields: Vec<(&'static str, Value)> = cleared_lease().into();
-                fields.extend([
-                    (STATUS, text(status.as_str())),
-                    (UPDATED_AT, ts(now)),
-                    (LOGGED_AT, null()),
-                    (
-                        LAST_ERROR,
-                        error_value(Some(&JobError::new(
-                            "lease_expired",
-                            "the dispatcher holding this job stopped before recording its outcome",
-                        ))),
-                    ),
-                ]);
-                fields
-            })
-            .await?;
-        // Documents whose status is not one the queue knows would wait forever: they
-        // end failed, naming the field.
-        let unknown = self
-            .run(self.query(
-                cmp(
-                    STATUS,
-                    field_filter::Operator::NotIn,
-                    statuses(&JobStatus::ALL),
-                ),
-                &[],
-                Some(100),
-            ))
-            .await?;
-        for doc in unknown {
-            if let Err(malformed) = status(&doc)
-                && let Some(job) = self.fail_malformed(&doc, malformed.error(), now).await?
-            {
-                swept.push(job);
-            }
-        }
-        Ok(swept)
-    }
-
-    async fn release_owned(&self, owner: &str, now: i64) -> Result<Vec<Job>> {
-        let held = self
-            .run(self.query(
-                and(vec![
-                    eq(STATUS, text(JobStatus::Processing.as_str())),
-                    eq(LEASE_OWNER, text(owner)),
-                ]),
-                &[],
-                None,
-            ))
-            .await?;
-        self.rewrite_all(held, |_| {
-            let mut fields: Vec<(&'static str, Value)> = cleared_lease().into();
-            fields.extend([
-                (STATUS, text(JobStatus::Pending.as_str())),
-                (UPDATED_AT, ts(now)),
-                (
-                    LAST_ERROR,
-                    error_value(Some(&JobError::new(
-                        "restarted",
-                        "the dispatcher restarted while sending this job",
-                    ))),
-                ),
-            ]);
-            fields
-        })
-        .await
-    }
-
-    async fn retry(&self, id: &str, now: i64) -> Result<Job> {
+    async fn update(
+        &self,
+        id: &str,
+        event: &Event,
+        now: i64,
+        rules: &Rules,
+    ) -> Result<Option<Change>> {
         for _ in 0..MAX_ROUNDS {
-            let doc = self
-                .get_doc(id)
+            let Some(doc) = self.get_doc(id).await? else {
+                return Ok(None);
+            };
+            match self
+                .apply(&doc, &parse_lenient(&doc), event, now, rules)
                 .await?
-                .ok_or_else(|| Error::NotFound(format!("no job with id {id:?}")))?;
-            let job = parse_lenient(&doc);
-            if job.status != JobStatus::Failed {
-                return Err(Error::FailedPrecondition(format!(
-                    "job {id:?} is {}; only failed jobs can be retried",
-                    job.status.as_str()
-                )));
-            }
-            let mut fields: Vec<(&'static str, Value)> = cleared_lease().into();
-            fields.extend([
-                (STATUS, text(JobStatus::Pending.as_str())),
-                (ATTEMPTS, int(0)),
-                (NEXT_ATTEMPT_AT, null()),
-                (LAST_ERROR, null()),
-                (UPDATED_AT, ts(now)),
-            ]);
-            if let Some(doc) = self.patch(&doc, fields).await? {
-                return Ok(parse_lenient(&doc));
+            {
+                Applied::Written(change) => return Ok(Some(*change)),
+                Applied::Nothing => return Ok(None),
+                Applied::Conflict => {}
             }
         }
-        Err(Error::Firestore(format!("job {id:?} kept changing")))
+        Err(Error::Firestore(format!(
+            "job {id:?} kept changing; gave up after {MAX_ROUNDS} tries"
+        )))
     }
 
-    async fn record_receipt(&self, id: &str, receipt: Receipt, at: i64) -> Result<Option<Job>> {
-        let now = abtrack_proto::time::now_ms();
-        self.update_job(id, |job| {
-            let mut fields = vec![(UPDATED_AT, ts(now))];
-            // The overdue flag only goes on a job still `sent`; a receipt clears it.
-            if receipt != Receipt::Overdue && job.delivery_overdue {
-                fields.push((DELIVERY_OVERDUE, boolean(false)));
+    async fn update_all(
+        &self,
+        selection: &Selection,
+        event: &Event,
+        now: i64,
+        rules: &Rules,
+    ) -> Result<Vec<Change>> {
+        let processing = eq(STATUS, text(JobStatus::Processing.as_str()));
+        let filter = match selection {
+            Selection::ExpiredLeases { now } => and(vec![
+                processing,
+                cmp(
+                    LEASE_EXPIRES_AT,
+                    field_filter::Operator::LessThanOrEqual,
+                    ts(*now),
+                ),
+            ]),
+            Selection::HeldBy { owner } => and(vec![processing, eq(LEASE_OWNER, text(owner))]),
+        };
+        let mut changes = Vec::new();
+        for doc in self.run(self.query(filter, &[], None)).await? {
+            // A document another writer changed meanwhile is left to the next round.
+            if let Applied::Written(change) = self
+                .apply(&doc, &parse_lenient(&doc), event, now, rules)
+                .await?
+            {
+                changes.push(*change);
             }
-            match receipt {
-                Receipt::Overdue => {
-                    if job.status != JobStatus::Sent || job.delivery_overdue {
-                        return None;
-                    }
-                    fields.push((DELIVERY_OVERDUE, boolean(true)));
-                }
-                Receipt::Delivered => {
-                    fields.push((DELIVERED_AT, ts(job.delivered_at.unwrap_or(at))));
-                    if job.status == JobStatus::Sent {
-                        fields.push((STATUS, text(JobStatus::Delivered.as_str())));
-                    }
-                }
-                Receipt::Read => {
-                    fields.push((READ_AT, ts(job.read_at.unwrap_or(at))));
-                    fields.push((DELIVERED_AT, ts(job.delivered_at.unwrap_or(at))));
-                    if matches!(job.status, JobStatus::Sent | JobStatus::Delivered) {
-                        fields.push((STATUS, text(JobStatus::Read.as_str())));
-                    }
-                }
-            }
-            Some(fields)
-        })
-        .await
+        }
+        if let Selection::ExpiredLeases { .. } = selection {
+            changes.extend(self.fail_unknown_statuses(now, rules).await?);
+        }
+        Ok(changes)
     }
 
     async fn get(&self, id: &str) -> Result<Option<Job>> {

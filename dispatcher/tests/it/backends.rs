@@ -7,9 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use abtrack_dispatcher::config::FirestoreSettings;
+use abtrack_dispatcher::events::{Events, QueueState};
 use abtrack_dispatcher::firestore::{FirestoreQueue, connect};
+use abtrack_dispatcher::lifecycle::Rules;
 use abtrack_dispatcher::local::LocalQueue;
-use abtrack_dispatcher::queue::JobQueue;
+use abtrack_dispatcher::logger_link::Recorder;
+use abtrack_dispatcher::queue::{Queue, Store};
 use abtrack_firestore_emulator::TestFirestore;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,7 +22,7 @@ pub enum Backend {
 }
 
 /// Keeps the storage of a test alive.
-pub struct Store {
+pub struct Storage {
     _dir: tempfile::TempDir,
     _firestore: Option<TestFirestore>,
 }
@@ -45,8 +48,31 @@ pub async fn firestore_queue(host: &str, collection: &str) -> FirestoreQueue {
     FirestoreQueue::new(db, collection)
 }
 
+/// The rules the contract tests run under.
+pub const RULES: Rules = Rules { max_attempts: 2 };
+
+/// A queue on `store` as the dispatcher builds it, with no logger attached.
+pub fn queue_on(store: Arc<dyn Store>) -> Queue {
+    let events = Events::start(
+        Arc::clone(&store),
+        QueueState {
+            paused: false,
+            gateway_ready: true,
+            waiting_reason: String::new(),
+            backend: store.backend(),
+        },
+    );
+    Queue::new(
+        store,
+        RULES,
+        events,
+        Default::default(),
+        Recorder::default(),
+    )
+}
+
 /// Two handles on one store, as two dispatcher processes would have.
-pub async fn open_pair(backend: Backend) -> (Arc<dyn JobQueue>, Arc<dyn JobQueue>, Store) {
+pub async fn open_pair(backend: Backend) -> (Queue, Queue, Storage) {
     let dir = tempfile::tempdir().unwrap();
     match backend {
         Backend::Local => {
@@ -54,9 +80,9 @@ pub async fn open_pair(backend: Backend) -> (Arc<dyn JobQueue>, Arc<dyn JobQueue
             let a = LocalQueue::open(&path).unwrap();
             let b = LocalQueue::open(&path).unwrap();
             (
-                Arc::new(a),
-                Arc::new(b),
-                Store {
+                queue_on(Arc::new(a)),
+                queue_on(Arc::new(b)),
+                Storage {
                     _dir: dir,
                     _firestore: None,
                 },
@@ -68,9 +94,9 @@ pub async fn open_pair(backend: Backend) -> (Arc<dyn JobQueue>, Arc<dyn JobQueue
             let a = firestore_queue(&firestore.host, &collection).await;
             let b = firestore_queue(&firestore.host, &collection).await;
             (
-                Arc::new(a),
-                Arc::new(b),
-                Store {
+                queue_on(Arc::new(a)),
+                queue_on(Arc::new(b)),
+                Storage {
                     _dir: dir,
                     _firestore: Some(firestore),
                 },

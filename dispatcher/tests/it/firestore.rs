@@ -3,12 +3,12 @@
 //! the emulator answering preconditions and transactions as Cloud Firestore does.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use abtrack_dispatcher::firestore::FirestoreQueue;
 use abtrack_dispatcher::firestore::doc::{int, null, text};
 use abtrack_dispatcher::job::{Finish, JobStatus};
-use abtrack_dispatcher::queue::JobQueue;
 use abtrack_firestore_emulator::TestFirestore;
 use firestore::gcloud_sdk::google::firestore::v1::{
     self as pb, Document, Precondition, Value, Write, document_transform::FieldTransform,
@@ -17,7 +17,7 @@ use firestore::gcloud_sdk::google::firestore::v1::{
 };
 use tonic::Code;
 
-use crate::backends::{firestore_queue, fresh_collection};
+use crate::backends::{firestore_queue, fresh_collection, queue_on};
 use crate::worker::Harness;
 
 /// Writes a job document as the app does: its own fields plus `createdAt` as the
@@ -84,6 +84,8 @@ fn sent(id: &str) -> Finish {
 async fn malformed_documents_end_failed_naming_the_field_and_never_stop_the_queue() {
     let firestore = TestFirestore::from_env();
     let q = firestore_queue(&firestore.host, &fresh_collection()).await;
+    let queue = queue_on(Arc::new(q.clone()));
+    let mut published = queue.events().jobs();
     let long = "x".repeat(65_537);
     let map = Value {
         value_type: Some(ValueType::MapValue(pb::MapValue {
@@ -183,24 +185,25 @@ async fn malformed_documents_end_failed_naming_the_field_and_never_stop_the_queu
     valid_ids.push("no-created-at".into());
 
     let mut sent_ids = Vec::new();
-    while let Some(job) = q
+    while let Some(job) = queue
         .lease_next("w", 10_000_000_000_000, 10_000_000_100_000)
         .await
         .unwrap()
     {
-        q.finish(&job.id, "w", sent(&job.id), 10_000_000_000_001)
+        queue
+            .finish(&job.id, "w", sent(&job.id), 10_000_000_000_001)
             .await
             .unwrap()
             .unwrap();
         sent_ids.push(job.id);
     }
     // Unknown statuses are found by the sweeper's scan.
-    q.sweep_expired(10_000_000_000_002, 5).await.unwrap();
+    queue.sweep_expired(10_000_000_000_002).await.unwrap();
     sent_ids.sort();
     valid_ids.sort();
     assert_eq!(sent_ids, valid_ids, "every valid job went out, once");
     for (id, _, want) in &corpus {
-        let job = q.get(id).await.unwrap().unwrap();
+        let job = queue.get(id).await.unwrap().unwrap();
         let error = job
             .last_error
             .clone()
@@ -213,9 +216,30 @@ async fn malformed_documents_end_failed_naming_the_field_and_never_stop_the_queu
             error.message
         );
     }
-    let counts = q.counts().await.unwrap();
+    let counts = queue.counts().await.unwrap();
     assert_eq!((counts.pending, counts.processing), (0, 0));
     assert_eq!(counts.failed as usize, corpus.len());
+    // Each failure was published as it was written, and waits for the logger like
+    // any other outcome.
+    let mut failed_events = std::collections::HashSet::new();
+    while let Ok(job) = published.try_recv() {
+        if job.status == JobStatus::Failed {
+            failed_events.insert(job.id);
+        }
+    }
+    let unlogged: std::collections::HashSet<_> = queue
+        .store()
+        .unlogged(1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|j| j.status == JobStatus::Failed)
+        .map(|j| j.id)
+        .collect();
+    for (id, ..) in &corpus {
+        assert!(failed_events.contains(*id), "{id}: no event published");
+        assert!(unlogged.contains(*id), "{id}: not waiting for the logger");
+    }
 }
 
 async fn wait_for_send(harness: &Harness, id: &str) {
@@ -392,4 +416,12 @@ async fn the_emulator_answers_preconditions_and_conflicts_as_firestore_does() {
         })
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_crashes_the_gateway_ends_failed_on_firestore() {
+    let firestore = TestFirestore::from_env();
+    let mut env = firestore_env(&firestore.host, &fresh_collection());
+    env.push(("DISPATCHER_POLL_INTERVAL_SECS", "1".into()));
+    crate::worker::a_job_that_crashes_the_gateway_ends_failed(env).await;
 }

@@ -3,10 +3,9 @@
 //! outcome logging.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use abtrack_dispatcher::job::{Finish, JobError, JobStatus, NewJob, Receipt};
-use abtrack_dispatcher::queue::JobQueue;
+use abtrack_dispatcher::queue::Queue;
 
 use crate::backends::{Backend, open_pair};
 
@@ -44,7 +43,7 @@ fn new_job(to: &str, message: &str) -> NewJob {
 }
 
 /// Enqueues `message` to one number at `now`; answers the new job's id.
-async fn enqueued(q: &Arc<dyn JobQueue>, message: &str, now: i64) -> String {
+async fn enqueued(q: &Queue, message: &str, now: i64) -> String {
     q.enqueue(new_job("081234567890", message), now)
         .await
         .unwrap()
@@ -73,7 +72,7 @@ async fn two_workers_on_one_store_never_own_the_same_job(backend: Backend) {
                 .id,
         );
     }
-    let work = |queue: Arc<dyn JobQueue>, owner: &'static str| {
+    let work = |queue: Queue, owner: &'static str| {
         tokio::spawn(async move {
             let mut mine = Vec::new();
             while let Some(job) = queue.lease_next(owner, 1_000, 100_000).await.unwrap() {
@@ -112,10 +111,10 @@ async fn an_expired_lease_returns_to_pending_and_its_old_owner_cannot_finish(bac
         "held jobs are not leased"
     );
     assert!(
-        q.sweep_expired(1_009, 5).await.unwrap().is_empty(),
+        q.sweep_expired(1_009).await.unwrap().is_empty(),
         "not expired yet"
     );
-    let swept = q.sweep_expired(1_010, 5).await.unwrap();
+    let swept = q.sweep_expired(1_010).await.unwrap();
     assert_eq!(swept.len(), 1);
     assert_eq!(swept[0].status, JobStatus::Pending);
     assert_eq!(swept[0].last_error.as_ref().unwrap().code, "lease_expired");
@@ -167,7 +166,7 @@ async fn a_job_whose_leases_keep_expiring_ends_failed(backend: Backend) {
             .await
             .unwrap()
             .unwrap();
-        let swept = q.sweep_expired(round * 100 + 10, 2).await.unwrap();
+        let swept = q.sweep_expired(round * 100 + 10).await.unwrap();
         let expected = if round == 0 {
             JobStatus::Pending
         } else {
@@ -278,7 +277,7 @@ async fn receipts_move_a_sent_job_on_even_when_they_overtake_the_outcome(backend
     q.lease_next("w", 1, 100).await.unwrap().unwrap();
     // The delivery receipt arrives before the outcome is written.
     let job = q
-        .record_receipt(&id, Receipt::Delivered, 5)
+        .record_receipt(&id, Receipt::Delivered, 5, 5)
         .await
         .unwrap()
         .unwrap();
@@ -290,7 +289,7 @@ async fn receipts_move_a_sent_job_on_even_when_they_overtake_the_outcome(backend
     assert_eq!(job.status, JobStatus::Delivered);
     assert_eq!(job.recipient_lid.as_deref(), Some("170000000000001@lid"));
     let job = q
-        .record_receipt(&id, Receipt::Read, 9)
+        .record_receipt(&id, Receipt::Read, 9, 9)
         .await
         .unwrap()
         .unwrap();
@@ -298,15 +297,16 @@ async fn receipts_move_a_sent_job_on_even_when_they_overtake_the_outcome(backend
         (job.status, job.read_at, job.delivered_at),
         (JobStatus::Read, Some(9), Some(5))
     );
-    // A late delivery receipt does not move a read job back.
-    let job = q
-        .record_receipt(&id, Receipt::Delivered, 10)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(job.status, JobStatus::Read);
+    // A late delivery receipt does not move a read job back, and writes nothing.
     assert!(
-        q.record_receipt("unknown", Receipt::Read, 1)
+        q.record_receipt(&id, Receipt::Delivered, 10, 10)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(q.get(&id).await.unwrap().unwrap().status, JobStatus::Read);
+    assert!(
+        q.record_receipt("unknown", Receipt::Read, 1, 1)
             .await
             .unwrap()
             .is_none()
@@ -319,14 +319,14 @@ async fn an_overdue_delivery_is_flagged_counted_and_cleared_by_its_receipt(backe
     q.lease_next("w", 1, 100).await.unwrap().unwrap();
     // Only a sent job can be overdue.
     assert!(
-        q.record_receipt(&id, Receipt::Overdue, 3)
+        q.record_receipt(&id, Receipt::Overdue, 3, 3)
             .await
             .unwrap()
             .is_none()
     );
     q.finish(&id, "w", sent(&id), 6).await.unwrap().unwrap();
     let job = q
-        .record_receipt(&id, Receipt::Overdue, 7)
+        .record_receipt(&id, Receipt::Overdue, 7, 7)
         .await
         .unwrap()
         .unwrap();
@@ -335,7 +335,7 @@ async fn an_overdue_delivery_is_flagged_counted_and_cleared_by_its_receipt(backe
     assert!(q.get(&id).await.unwrap().unwrap().delivery_overdue);
     // The receipt that comes late still moves it on, and clears the flag.
     let job = q
-        .record_receipt(&id, Receipt::Delivered, 8)
+        .record_receipt(&id, Receipt::Delivered, 8, 8)
         .await
         .unwrap()
         .unwrap();
@@ -346,7 +346,7 @@ async fn an_overdue_delivery_is_flagged_counted_and_cleared_by_its_receipt(backe
     assert_eq!(q.counts().await.unwrap().delivery_overdue, 0);
     // A delivered job is never overdue.
     assert!(
-        q.record_receipt(&id, Receipt::Overdue, 9)
+        q.record_receipt(&id, Receipt::Overdue, 9, 9)
             .await
             .unwrap()
             .is_none()
@@ -389,15 +389,18 @@ async fn finished_outcomes_wait_for_the_logger_until_marked(backend: Backend) {
     let (q, _, _store) = open_pair(backend).await;
     let id = enqueued(&q, "Halo", 0).await;
     assert!(
-        q.unlogged(10).await.unwrap().is_empty(),
+        q.store().unlogged(10).await.unwrap().is_empty(),
         "pending jobs have no outcome"
     );
     q.lease_next("w", 1, 100).await.unwrap().unwrap();
     let job = q.finish(&id, "w", sent(&id), 2).await.unwrap().unwrap();
-    assert_eq!(q.unlogged(10).await.unwrap().len(), 1);
+    assert_eq!(q.store().unlogged(10).await.unwrap().len(), 1);
     // A mark for an older version of the job does not count.
-    q.mark_logged(&id, job.updated_at - 1, 3).await.unwrap();
-    assert_eq!(q.unlogged(10).await.unwrap().len(), 1);
-    q.mark_logged(&id, job.updated_at, 3).await.unwrap();
-    assert!(q.unlogged(10).await.unwrap().is_empty());
+    q.store()
+        .mark_logged(&id, job.updated_at - 1, 3)
+        .await
+        .unwrap();
+    assert_eq!(q.store().unlogged(10).await.unwrap().len(), 1);
+    q.store().mark_logged(&id, job.updated_at, 3).await.unwrap();
+    assert!(q.store().unlogged(10).await.unwrap().is_empty());
 }

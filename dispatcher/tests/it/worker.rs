@@ -7,7 +7,9 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
@@ -19,11 +21,13 @@ use abtrack_proto::logger::v1::{self as lpb, sheets_logger_client::SheetsLoggerC
 
 /// A gateway that answers by the message text: `ok`, `invalid`, `notfound`,
 /// `internal` (always), and `unavailable-once`, `exhausted-once`, `slow-once` (that
-/// answer, then success).
+/// answer, then success). `crash` brings the whole gateway down in the middle of the
+/// call, every time.
 #[derive(Clone)]
 struct ScriptedGateway {
     calls: Arc<Mutex<HashMap<String, u32>>>,
     status: watch::Receiver<gpb::ConnectionStatus>,
+    crash: Arc<Notify>,
 }
 
 #[tonic::async_trait]
@@ -49,6 +53,10 @@ impl gpb::gateway_server::Gateway for ScriptedGateway {
             }
             "exhausted-once" if first => return Err(Status::resource_exhausted("pacing")),
             "slow-once" if first => tokio::time::sleep(Duration::from_millis(2500)).await,
+            "crash" => {
+                self.crash.notify_one();
+                std::future::pending::<()>().await;
+            }
             _ => {}
         }
         Ok(Response::new(gpb::SendResponse {
@@ -109,12 +117,74 @@ impl gpb::gateway_server::Gateway for ScriptedGateway {
     }
 }
 
+/// The scripted gateway run as a process is: on a runtime of its own, which a `crash`
+/// takes down with every connection it holds, and which comes back at once on the
+/// same address, as a service manager restarts a process that died.
+struct GatewayProcess {
+    stop: Arc<AtomicBool>,
+    crash: Arc<Notify>,
+    /// How many times the gateway went down.
+    crashes: Arc<AtomicU32>,
+}
+
+impl GatewayProcess {
+    fn start(gateway: ScriptedGateway, listener: std::net::TcpListener) -> Self {
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let crashes = Arc::new(AtomicU32::new(0));
+        let crash = Arc::clone(&gateway.crash);
+        let (stop_, crashes_) = (Arc::clone(&stop), Arc::clone(&crashes));
+        std::thread::spawn(move || {
+            let mut listener = Some(listener);
+            while !stop_.load(Ordering::SeqCst) {
+                let listener = match listener.take() {
+                    Some(l) => l,
+                    None => std::net::TcpListener::bind(addr).unwrap(),
+                };
+                listener.set_nonblocking(true).unwrap();
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let gateway = gateway.clone();
+                runtime.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                    let serve = tonic::transport::Server::builder()
+                        .add_service(GatewayServer::new(gateway.clone()))
+                        .serve_with_incoming(incoming);
+                    tokio::select! {
+                        _ = serve => {},
+                        () = gateway.crash.notified() => {},
+                    }
+                });
+                // Dropping the runtime drops every connection task mid-call.
+                runtime.shutdown_background();
+                crashes_.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        Self {
+            stop,
+            crash,
+            crashes,
+        }
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.crash.notify_one();
+    }
+}
+
 pub(crate) struct Harness {
     pub(crate) dispatcher: DispatcherClient<Channel>,
     logger: SheetsLoggerClient<Channel>,
     gateway_status: watch::Sender<gpb::ConnectionStatus>,
     /// Send calls the gateway received, by job id.
     pub(crate) calls: Arc<Mutex<HashMap<String, u32>>>,
+    gateway: GatewayProcess,
     _dir: tempfile::TempDir,
     _stops: Vec<oneshot::Sender<()>>,
 }
@@ -147,15 +217,16 @@ impl Harness {
 
         let (gateway_status, status_rx) = watch::channel(gpb::ConnectionStatus::Connected);
         let calls = Arc::new(Mutex::new(HashMap::new()));
-        let (gl, gateway_url) = listener().await;
-        let (stop, stopped) = stopper();
-        stops.push(stop);
-        let router =
-            tonic::transport::Server::builder().add_service(GatewayServer::new(ScriptedGateway {
+        let gl = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let gateway_url = format!("http://{}", gl.local_addr().unwrap());
+        let gateway = GatewayProcess::start(
+            ScriptedGateway {
                 calls: Arc::clone(&calls),
                 status: status_rx,
-            }));
-        tokio::spawn(abtrack_proto::shutdown::serve_grpc(router, gl, stopped));
+                crash: Arc::new(Notify::new()),
+            },
+            gl,
+        );
 
         let (ll, logger_url) = listener().await;
         let data = dir.path().join("logger");
@@ -195,6 +266,7 @@ impl Harness {
             logger: SheetsLoggerClient::connect(logger_url).await.unwrap(),
             gateway_status,
             calls,
+            gateway,
             _dir: dir,
             _stops: stops,
         }
@@ -392,4 +464,36 @@ async fn an_operator_pause_holds_jobs_until_resume() {
         .unwrap()
         .into_inner();
     assert_eq!(list.jobs.len(), 1);
+}
+
+/// A job whose every send brings the gateway down ends failed after the maximum
+/// attempts, saying so, instead of being sent again ahead of every job behind it.
+pub(crate) async fn a_job_that_crashes_the_gateway_ends_failed(extra: Vec<(&'static str, String)>) {
+    let h = Harness::start_with(extra).await;
+    let poison = h.enqueue("crash").await;
+    let mut behind = Vec::new();
+    for _ in 0..5 {
+        behind.push(h.enqueue("ok").await);
+    }
+    let job = h.finished(&poison).await;
+    assert_eq!(
+        (job.status, job.attempts, error_code(&job)),
+        (dpb::JobStatus::Failed as i32, 3, "gateway_interrupted"),
+        "{job:?}"
+    );
+    let message = job.last_error.unwrap().message;
+    assert!(
+        message.contains("broke while it was sending this job")
+            && message.contains("gave up after 3 attempts"),
+        "{message}"
+    );
+    assert_eq!(h.gateway.crashes.load(Ordering::SeqCst), 3);
+    for id in &behind {
+        assert_eq!(h.finished(id).await.status, dpb::JobStatus::Sent as i32);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_crashes_the_gateway_ends_failed_on_the_local_queue() {
+    a_job_that_crashes_the_gateway_ends_failed(Vec::new()).await;
 }

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use abtrack_dispatcher::queue::JobQueue;
+use abtrack_dispatcher::queue::Store;
 use abtrack_proto::dispatcher::v1::{self as pb, dispatcher_client::DispatcherClient};
 use abtrack_proto::time::now_ms;
 use tokio::sync::oneshot;

@@ -9,7 +9,8 @@ use abtrack_dispatcher::firestore::doc::{
 };
 use abtrack_dispatcher::job::NewJob;
 use abtrack_dispatcher::local::LocalQueue;
-use abtrack_dispatcher::queue::JobQueue;
+use abtrack_dispatcher::lifecycle::{Event, Rules};
+use abtrack_dispatcher::queue::Store;
 use abtrack_proto::time::now_ms;
 use firestore::gcloud_sdk::google::firestore::v1::{
     self as pb, Document, DocumentMask, Precondition, Write, precondition::ConditionType,
@@ -39,11 +40,16 @@ pub async fn sqlite_writes_per_second(writes: usize) -> f64 {
         };
         queue.enqueue(job, now_ms()).await.unwrap();
     }
+    let rules = Rules { max_attempts: 5 };
     let started = Instant::now();
     for _ in 0..writes {
         let now = now_ms();
-        let leased = queue.lease_next("bench", now, now + 120_000).await.unwrap();
-        assert!(leased.is_some(), "a pending row to lease");
+        let lease = Event::Lease {
+            owner: "bench".into(),
+            until: now + 120_000,
+        };
+        let leased = queue.lease_next(&lease, now, &rules).await.unwrap();
+        assert!(!leased.is_empty(), "a pending row to lease");
     }
     rate(writes, started.elapsed())
 }
