@@ -16,6 +16,11 @@ if [ ! -x /usr/bin/chromium ]; then apt_install chromium; fi
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then apt_install nodejs npm; fi
 (cd status-web/tests/js && npm ci --no-audit --no-fund)
 
+# The code is formatted and lint-free, as the tests are green.
+if command -v rustup >/dev/null; then rustup component add rustfmt clippy; fi
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
 # The end-to-end suites run the binaries, so they are built first.
 cargo build --workspace --bins --locked
 cargo test --workspace --locked "$@"

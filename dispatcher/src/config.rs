@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use abtrack_proto::config::{ConfigError, Env, Var};
+use abtrack_proto::config::{self, ConfigError, Env, Var};
 use abtrack_proto::token::InternalToken;
 
 pub const VARS: &[Var] = &[
@@ -63,11 +63,7 @@ pub const VARS: &[Var] = &[
         default: "http://127.0.0.1:50053",
         help: "the sheets-logger's gRPC address",
     },
-    Var {
-        name: "WA_DEFAULT_COUNTRY_CODE",
-        default: "62",
-        help: "country code that replaces the leading 0 of local numbers when a job is checked; the same variable as the wa-gateway's, and the two must agree",
-    },
+    config::COUNTRY_CODE,
     Var {
         name: "DISPATCHER_ID",
         default: "<hostname>-<pid>",
@@ -294,7 +290,7 @@ impl Config {
                 .secs("DISPATCHER_RATE_LIMIT_DELAY_SECS", Duration::from_secs(30))?,
             sweep_interval: env.secs("DISPATCHER_SWEEP_INTERVAL_SECS", Duration::from_secs(15))?,
             poll_interval: env.secs("DISPATCHER_POLL_INTERVAL_SECS", Duration::from_secs(5))?,
-            default_country_code: env.country_code("WA_DEFAULT_COUNTRY_CODE", "62")?,
+            default_country_code: env.country_code()?,
             internal_token: InternalToken::from_env(&env)?,
         };
         if config.send_timeout.is_zero() || config.send_timeout >= config.lease {

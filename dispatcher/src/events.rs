@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, broadcast, watch};
 
+use abtrack_proto::tasks::Tasks;
+
 use crate::job::{Counts, Job};
 use crate::queue::Store;
 
@@ -30,14 +32,14 @@ pub struct Events {
 
 impl Events {
     /// Starts the task that keeps the counts current.
-    pub fn start(queue: Arc<dyn Store>, initial: QueueState) -> Self {
+    pub fn start(queue: Arc<dyn Store>, initial: QueueState, tasks: &Tasks) -> Self {
         let events = Self {
             jobs: broadcast::Sender::new(4096),
             counts: watch::Sender::new(Counts::default()),
             state: watch::Sender::new(initial),
             dirty: Arc::new(Notify::new()),
         };
-        tokio::spawn(keep_counts(
+        tasks.spawn(keep_counts(
             queue,
             events.counts.clone(),
             Arc::clone(&events.dirty),

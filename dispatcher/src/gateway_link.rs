@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use abtrack_proto::gateway::v1::{self as pb, gateway_client::GatewayClient};
+use abtrack_proto::tasks::Tasks;
 use abtrack_proto::time::{from_timestamp, now_ms};
 use abtrack_proto::token::{TokenChannel, is_refused};
 
@@ -26,12 +27,13 @@ pub struct Readiness {
 pub fn watch_gateway(
     client: GatewayClient<TokenChannel>,
     queue: Queue,
+    tasks: &Tasks,
 ) -> watch::Receiver<Readiness> {
     let (tx, rx) = watch::channel(Readiness {
         ready: false,
         reason: "waiting for the WhatsApp gateway".into(),
     });
-    tokio::spawn(run(client, queue, tx));
+    tasks.spawn(run(client, queue, tx));
     rx
 }
 
@@ -106,13 +108,7 @@ async fn handle(event: pb::GatewayEvent, tx: &watch::Sender<Readiness>, queue: &
             let reason = if connected {
                 String::new()
             } else {
-                let name = pb::ConnectionStatus::try_from(state.status)
-                    .map(|s| {
-                        s.as_str_name()
-                            .trim_start_matches("CONNECTION_STATUS_")
-                            .to_ascii_lowercase()
-                    })
-                    .unwrap_or_else(|_| "unknown".into());
+                let name = pb::ConnectionStatus::name_of(state.status);
                 format!("WhatsApp is {name}: {}", state.detail)
             };
             set(tx, connected, reason);

@@ -7,6 +7,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use abtrack_proto::dispatcher::v1 as pb;
+use abtrack_proto::tasks::Tasks;
 use abtrack_proto::time::{from_timestamp, now_ms, opt_timestamp, to_timestamp};
 
 use crate::error::Error;
@@ -20,6 +21,8 @@ const MAX_LIMIT: usize = 1000;
 
 pub struct DispatcherService {
     pub queue: Queue,
+    /// Runs each `Watch` stream's feeder, so shutdown ends open streams.
+    pub tasks: Tasks,
     pub pause: PauseSwitch,
     pub default_country_code: String,
 }
@@ -207,7 +210,7 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
     ) -> Result<Response<WatchStream>, Status> {
         let (tx, rx) = mpsc::channel(256);
         let events = self.queue.events().clone();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             use pb::dispatcher_event::Event as E;
             let mut state = events.state();
             let mut counts = events.counts();

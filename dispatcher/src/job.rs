@@ -1,12 +1,11 @@
 //! The job as the dispatcher sees it, whatever queue holds it, and the rules a new
 //! job must pass.
 
+use abtrack_proto::message::check_message;
 use abtrack_proto::normalize_recipient;
 
 use crate::error::{Error, Result};
 
-/// WhatsApp's own limit on a text message.
-pub const MAX_MESSAGE_CHARS: usize = 65_536;
 const MAX_ID_CHARS: usize = 128;
 /// 9999-12-31T23:59:59.999Z, the last instant RFC 3339 and Firestore can write.
 pub const MAX_SEND_AT_MS: i64 = 253_402_300_799_999;
@@ -142,50 +141,6 @@ impl NewJob {
     }
 }
 
-/// A message must have visible text and fit WhatsApp's limit.
-pub fn check_message(message: &str) -> std::result::Result<(), String> {
-    if message.trim().is_empty() {
-        return Err("is empty".into());
-    }
-    if message
-        .chars()
-        .all(|c| c.is_whitespace() || is_invisible(c))
-    {
-        return Err(
-            "has no visible character (only spaces, zero-width or control characters)".into(),
-        );
-    }
-    let chars = message.chars().count();
-    if chars > MAX_MESSAGE_CHARS {
-        return Err(format!(
-            "has {chars} characters; at most {MAX_MESSAGE_CHARS} are allowed"
-        ));
-    }
-    Ok(())
-}
-
-/// Characters that take no space on a phone's screen: controls, zero-width
-/// joiners and spaces, direction marks, the byte-order mark and the soft hyphen.
-fn is_invisible(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{00ad}'
-                | '\u{034f}'
-                | '\u{061c}'
-                | '\u{115f}'
-                | '\u{1160}'
-                | '\u{180e}'
-                | '\u{200b}'..='\u{200f}'
-                | '\u{202a}'..='\u{202e}'
-                | '\u{2060}'..='\u{206f}'
-                | '\u{3164}'
-                | '\u{fe00}'..='\u{fe0f}'
-                | '\u{feff}'
-                | '\u{ffa0}'
-        )
-}
-
 /// How many jobs are in each status.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -248,6 +203,7 @@ pub enum Finish {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use abtrack_proto::message::MAX_MESSAGE_CHARS;
 
     #[test]
     fn validation_names_the_field() {
@@ -311,10 +267,10 @@ mod tests {
 
     #[test]
     fn the_country_code_is_the_gateways() {
-        // 0 + 14 digits: too long after 62, fine after 1.
-        let local = "012345678901234";
+        // A Malaysian mobile number written locally: no Indonesian number.
+        let local = "012-345 6789";
         assert!(NewJob::validate(None, local, "x", None, "62").is_err());
-        assert!(NewJob::validate(None, local, "x", None, "1").is_ok());
+        assert!(NewJob::validate(None, local, "x", None, "60").is_ok());
     }
 
     #[test]

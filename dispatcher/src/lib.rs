@@ -28,6 +28,7 @@ use tonic::transport::{Channel, Endpoint};
 use abtrack_proto::dispatcher::v1::dispatcher_server::DispatcherServer;
 use abtrack_proto::gateway::v1::gateway_client::GatewayClient;
 use abtrack_proto::logger::v1::sheets_logger_client::SheetsLoggerClient;
+use abtrack_proto::tasks::Tasks;
 use abtrack_proto::time::now_ms;
 use abtrack_proto::token::with_token;
 
@@ -48,6 +49,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     std::fs::create_dir_all(&config.data_dir)?;
+    let tasks = Tasks::new();
+    let country_code = config.default_country_code.clone();
+    tokio::task::spawn_blocking(move || abtrack_proto::phone::warm_up(&country_code));
     let wake = Arc::new(Notify::new());
     let store: Arc<dyn Store> = match &config.backend {
         Backend::Local => Arc::new(local::LocalQueue::open(
@@ -57,7 +61,12 @@ pub async fn run(
             let db = firestore::connect::connect_with_retry(settings).await;
             let queue = firestore::FirestoreQueue::new(db, settings.collection.clone())
                 .with_default_country_code(&config.default_country_code);
-            firestore::pickup::start(queue.clone(), Arc::clone(&wake), settings.fallback_poll);
+            firestore::pickup::start(
+                queue.clone(),
+                Arc::clone(&wake),
+                settings.fallback_poll,
+                &tasks,
+            );
             Arc::new(queue)
         }
     };
@@ -69,11 +78,13 @@ pub async fn run(
             waiting_reason: "waiting for the WhatsApp gateway".into(),
             backend: store.backend(),
         },
+        &tasks,
     );
     let token = config.internal_token.as_ref();
-    let logger = SheetsLoggerClient::new(with_token(lazy_channel(&config.logger_url)?, token));
+    let logger =
+        SheetsLoggerClient::new(with_token(lazy_channel(&config.logger_url, &tasks)?, token));
     let recorder = logger_link::Recorder::default();
-    recorder.start(logger, Arc::clone(&store));
+    recorder.start(logger, Arc::clone(&store), &tasks);
     let rules = Rules {
         max_attempts: config.max_attempts,
     };
@@ -87,12 +98,14 @@ pub async fn run(
         );
     }
     let pause = pause::PauseSwitch::load(config.data_dir.join("paused"), events.clone());
-    let gateway = GatewayClient::new(with_token(lazy_channel(&config.gateway_url)?, token));
-    let readiness = gateway_link::watch_gateway(gateway.clone(), queue.clone());
-    tokio::spawn(mirror_readiness(readiness.clone(), events));
-    tokio::spawn(sweep(queue.clone(), config.sweep_interval));
+    let gateway = GatewayClient::new(with_token(
+        lazy_channel(&config.gateway_url, &tasks)?,
+        token,
+    ));
+    let readiness = gateway_link::watch_gateway(gateway.clone(), queue.clone(), &tasks);
+    tasks.spawn(mirror_readiness(readiness.clone(), events));
+    tasks.spawn(sweep(queue.clone(), config.sweep_interval));
 
-    let (stop_tx, stop_rx) = watch::channel(false);
     let worker = Worker {
         queue: queue.clone(),
         gateway,
@@ -108,7 +121,8 @@ pub async fn run(
             poll_interval: config.poll_interval,
         },
     };
-    let worker = tokio::spawn(worker.run(stop_rx));
+    // Not cancelled: the job in flight is finished (within the grace period).
+    tasks.spawn_to_finish(worker.run(tasks.stopping()));
 
     let (_health_reporter, health) =
         abtrack_proto::health::serving::<DispatcherServer<grpc::DispatcherService>>().await;
@@ -116,6 +130,7 @@ pub async fn run(
         queue,
         pause,
         default_country_code: config.default_country_code.clone(),
+        tasks: tasks.clone(),
     };
     let router = tonic::transport::Server::builder()
         .add_service(health)
@@ -124,23 +139,19 @@ pub async fn run(
             config.internal_token.as_ref(),
         ));
     tracing::info!(addr = %listener.local_addr()?, "dispatcher listening");
-    abtrack_proto::shutdown::serve_grpc(router, listener, shutdown).await;
-    let _ = stop_tx.send(true);
-    if tokio::time::timeout(abtrack_proto::shutdown::GRACE_PERIOD, worker)
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            "the job in flight did not finish in time; its lease will expire and it will be retried"
-        );
-    }
+    // A job in flight that does not finish within the grace period keeps its lease,
+    // which expires, and the job is sent again (the gateway's log keeps it once).
+    abtrack_proto::shutdown::serve_grpc(router, listener, shutdown, tasks.clone()).await;
+    abtrack_proto::shutdown::stop_tasks(&tasks).await;
     tracing::info!("dispatcher stopped");
     Ok(())
 }
 
-fn lazy_channel(url: &str) -> Result<Channel> {
+/// A channel whose connection tasks belong to `tasks`.
+fn lazy_channel(url: &str, tasks: &Tasks) -> Result<Channel> {
     Ok(Endpoint::from_shared(url.to_owned())
         .map_err(|e| Error::Internal(format!("invalid address {url}: {e}")))?
+        .executor(tasks.executor())
         .connect_timeout(Duration::from_secs(5))
         .connect_lazy())
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use abtrack_proto::logger::v1::{RecordRequest, sheets_logger_client::SheetsLoggerClient};
+use abtrack_proto::tasks::Tasks;
 use abtrack_proto::time::{now_ms, to_timestamp};
 use abtrack_proto::token::{TokenChannel, is_refused};
 
@@ -28,8 +29,13 @@ pub struct Recorder {
 
 impl Recorder {
     /// Starts bringing the store's unlogged outcomes to the logger.
-    pub fn start(&self, client: SheetsLoggerClient<TokenChannel>, store: Arc<dyn Store>) {
-        tokio::spawn(run(client, store, Arc::clone(&self.wake)));
+    pub fn start(
+        &self,
+        client: SheetsLoggerClient<TokenChannel>,
+        store: Arc<dyn Store>,
+        tasks: &Tasks,
+    ) {
+        tasks.spawn(run(client, store, Arc::clone(&self.wake)));
     }
 
     pub fn outcome_written(&self) {

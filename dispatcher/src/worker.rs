@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use abtrack_proto::tasks::CancellationToken;
 use tokio::sync::watch;
 
 use abtrack_proto::gateway::v1::{SendRequest, gateway_client::GatewayClient};
@@ -43,18 +44,18 @@ const NOT_READY_MIN: Duration = Duration::from_millis(500);
 const NOT_READY_MAX: Duration = Duration::from_secs(30);
 
 impl Worker {
-    /// Runs until `stop` turns true; the job in flight is finished first.
-    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+    /// Runs until `stop` is cancelled; the job in flight is finished first.
+    pub async fn run(mut self, stop: CancellationToken) {
         let mut hold_back = NOT_READY_MIN;
         loop {
-            if *stop.borrow() {
+            if stop.is_cancelled() {
                 return;
             }
             if !self.can_send() {
                 tokio::select! {
                     _ = self.readiness.changed() => {},
                     _ = self.paused.changed() => {},
-                    _ = stop.changed() => {},
+                    () = stop.cancelled() => {},
                 }
                 continue;
             }
@@ -73,7 +74,7 @@ impl Worker {
                 }
             };
             let Some(job) = job else {
-                self.idle(&mut stop).await;
+                self.idle(&stop).await;
                 continue;
             };
             match self.process(job).await {
@@ -81,7 +82,7 @@ impl Worker {
                 Some(false) => {
                     tokio::select! {
                         () = tokio::time::sleep(hold_back) => {},
-                        _ = stop.changed() => {},
+                        () = stop.cancelled() => {},
                     }
                     hold_back = (hold_back * 2).min(NOT_READY_MAX);
                 }
@@ -96,7 +97,7 @@ impl Worker {
 
     /// Sleeps until a job may be due: woken by an enqueue, the next scheduled job, a
     /// state change or the poll interval.
-    async fn idle(&mut self, stop: &mut watch::Receiver<bool>) {
+    async fn idle(&mut self, stop: &CancellationToken) {
         let now = now_ms();
         let mut sleep = self.settings.poll_interval;
         if let Ok(Some(due)) = self.queue.next_due_at(now).await {
@@ -107,7 +108,7 @@ impl Worker {
             () = tokio::time::sleep(sleep) => {},
             _ = self.readiness.changed() => {},
             _ = self.paused.changed() => {},
-            _ = stop.changed() => {},
+            () = stop.cancelled() => {},
         }
     }
 

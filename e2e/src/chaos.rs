@@ -196,12 +196,23 @@ impl Writer {
         match self {
             Self::Api { http, url } => {
                 let body = json!({ "id": job.id, "to": job.to, "message": job.message });
-                http.post(url)
+                let response = http
+                    .post(url)
                     .timeout(Duration::from_secs(10))
                     .json(&body)
                     .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success())
+                    .await;
+                match response {
+                    // A planned job is valid: a refusal is a failure of the run, not
+                    // something to try again.
+                    Ok(r) if r.status().is_client_error() => panic!(
+                        "status-web refused planned job {}: {}",
+                        job.id,
+                        r.text().await.unwrap_or_default()
+                    ),
+                    Ok(r) => r.status().is_success(),
+                    Err(_) => false,
+                }
             }
             // It retries on its own while the emulator is down.
             Self::Firestore(app) => {

@@ -8,6 +8,14 @@ use std::time::Duration;
 /// The exit code for bad configuration or usage (`EX_USAGE`).
 pub const EXIT_USAGE: i32 = 64;
 
+/// The country code of local numbers, read by the dispatcher (to check jobs) and
+/// the gateway (to send them).
+pub const COUNTRY_CODE: Var = Var {
+    name: "WA_DEFAULT_COUNTRY_CODE",
+    default: crate::phone::DEFAULT_COUNTRY_CODE,
+    help: "country calling code of local numbers (written with or without their trunk 0); the dispatcher and the wa-gateway read the same variable",
+};
+
 /// One environment variable a service reads.
 #[derive(Debug, Clone, Copy)]
 pub struct Var {
@@ -106,21 +114,20 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
             .map_err(|_| ConfigError::new(name, &raw, "expected an address like 127.0.0.1:8080"))
     }
 
-    /// The country code that replaces the leading 0 of a local number: 1 to 3
-    /// digits, not starting with 0. The gateway and the dispatcher read the same
-    /// variable, so a number the dispatcher accepts is one the gateway can send to.
-    pub fn country_code(&self, name: &str, default: &str) -> Result<String, ConfigError> {
-        let code = self.string(name, default).trim().to_owned();
-        let ok = (1..=3).contains(&code.len())
-            && code.bytes().all(|b| b.is_ascii_digit())
-            && !code.starts_with('0');
-        if ok {
+    /// [`COUNTRY_CODE`]: the calling code of local numbers, one libphonenumber
+    /// knows. The gateway and the dispatcher read the same variable, so a number the
+    /// dispatcher accepts is one the gateway can send to.
+    pub fn country_code(&self) -> Result<String, ConfigError> {
+        let var = COUNTRY_CODE;
+        let code = self.string(var.name, var.default).trim().to_owned();
+        let digits = (1..=3).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_digit());
+        if digits && crate::phone::is_calling_code(&code) {
             Ok(code)
         } else {
             Err(ConfigError::new(
-                name,
+                var.name,
                 &code,
-                "expected 1 to 3 digits not starting with 0, e.g. 62",
+                "expected a country calling code, e.g. 62 for Indonesia or 60 for Malaysia",
             ))
         }
     }

@@ -19,6 +19,18 @@ pub async fn serving<S: tonic::server::NamedService>() -> (HealthReporter, Healt
     (reporter, service)
 }
 
+/// Waits, at most `within`, until the server at `url` answers that it is serving.
+pub async fn wait_serving(url: &str, within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if check(url, Duration::from_secs(1)).await == Ok(true) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
 /// Asks the server at `url` whether it is serving (the empty service name: the whole
 /// server). Used by the `healthcheck` subcommands and by tests waiting for readiness.
 pub async fn check(url: &str, timeout: Duration) -> Result<bool, String> {

@@ -3,10 +3,14 @@
 
 pub mod config;
 pub mod health;
+pub mod message;
 pub mod phone;
 pub mod reason;
 pub mod shutdown;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
+pub mod status;
+pub mod tasks;
 pub mod telemetry;
 pub mod time;
 pub mod token;

@@ -3,6 +3,8 @@
 use std::future::Future;
 use std::time::Duration;
 
+use crate::tasks::Tasks;
+
 /// How long a service may take to finish in-flight work after the signal.
 pub const GRACE_PERIOD: Duration = Duration::from_secs(10);
 
@@ -31,47 +33,51 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown signal received");
 }
 
-/// Runs `serve` until it ends by itself, or until `shutdown` resolves and then at most
-/// the grace period more.
-pub async fn with_grace_period<S>(serve: S, shutdown: tokio::sync::watch::Receiver<bool>)
-where
-    S: Future<Output = ()>,
-{
-    tokio::pin!(serve);
-    let mut shutdown = shutdown;
-    tokio::select! {
-        () = &mut serve => return,
-        _ = shutdown.wait_for(|stop| *stop) => {},
-    }
-    if tokio::time::timeout(GRACE_PERIOD, serve).await.is_err() {
-        tracing::warn!(
-            grace_secs = GRACE_PERIOD.as_secs(),
-            "grace period over, stopping with work in flight"
-        );
-    }
-}
-
-/// Serves a gRPC router on `listener` until `shutdown` resolves, then lets in-flight
-/// calls finish for at most the grace period.
+/// Serves a gRPC router on `listener` until `shutdown` resolves. Then it cancels the
+/// service's stoppable tasks (so `Watch` streams end) and lets in-flight calls finish
+/// for at most the grace period; the caller then finishes what is left and calls
+/// [`stop_tasks`].
 pub async fn serve_grpc(
     router: tonic::transport::server::Router,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    tasks: Tasks,
 ) {
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    let mut server_stop = stop_rx.clone();
+    let stop = tasks.stopping();
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    let serve = async move {
-        let stopped = async move {
-            let _ = server_stop.wait_for(|stop| *stop).await;
-        };
-        if let Err(e) = router.serve_with_incoming_shutdown(incoming, stopped).await {
+    let serve = async {
+        if let Err(e) = router
+            .serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned())
+            .await
+        {
             tracing::error!(error = %e, "gRPC server failed");
         }
     };
-    with_grace_period(serve, stop_rx).await;
+    tokio::pin!(serve);
+    tokio::select! {
+        () = &mut serve => {}
+        () = shutdown => {}
+    }
+    stop.cancel();
+    if tokio::time::timeout(GRACE_PERIOD, serve).await.is_err() {
+        tracing::warn!(
+            grace_secs = GRACE_PERIOD.as_secs(),
+            "grace period over, stopping with calls in flight"
+        );
+    }
+}
+
+/// Stops every task of `tasks` and waits, at most the grace period, for them to end:
+/// the last step of every service's `run()`.
+pub async fn stop_tasks(tasks: &Tasks) {
+    if tokio::time::timeout(GRACE_PERIOD, tasks.stop())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_secs = GRACE_PERIOD.as_secs(),
+            tasks = tasks.running(),
+            "grace period over, stopping with work in flight"
+        );
+    }
 }

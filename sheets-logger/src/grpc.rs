@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status};
 
 use abtrack_proto::logger::v1 as pb;
 use abtrack_proto::mask_phone;
+use abtrack_proto::tasks::Tasks;
 use abtrack_proto::time::{from_timestamp, now_ms, opt_timestamp};
 
 use crate::error::Error;
@@ -23,6 +24,8 @@ pub struct LoggerService {
     include_message: bool,
     /// Tells the flusher a record arrived.
     flusher: Arc<Notify>,
+    /// Runs each `Watch` stream's feeder, so shutdown ends open streams.
+    tasks: Tasks,
 }
 
 impl LoggerService {
@@ -31,12 +34,14 @@ impl LoggerService {
         state: watch::Sender<LoggerState>,
         include_message: bool,
         flusher: Arc<Notify>,
+        tasks: Tasks,
     ) -> Self {
         Self {
             outbox,
             state,
             include_message,
             flusher,
+            tasks,
         }
     }
 }
@@ -107,7 +112,7 @@ impl pb::sheets_logger_server::SheetsLogger for LoggerService {
     ) -> Result<Response<WatchStream>, Status> {
         let (tx, rx) = mpsc::channel(16);
         let mut state = self.state.subscribe();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             loop {
                 let current = state.borrow_and_update().clone();
                 if tx.send(Ok(to_pb(&current))).await.is_err() {

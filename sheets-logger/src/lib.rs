@@ -21,6 +21,7 @@ use tokio::sync::Notify;
 use tokio::net::TcpListener;
 
 use abtrack_proto::logger::v1::sheets_logger_server::SheetsLoggerServer;
+use abtrack_proto::tasks::Tasks;
 
 pub use config::Config;
 pub use error::{Error, Result};
@@ -35,6 +36,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     std::fs::create_dir_all(&config.data_dir)?;
+    let tasks = Tasks::new();
     let outbox = Outbox::open(&config.data_dir.join("outbox.sqlite3"))?;
     let state = LoggerState::initial(&config, outbox.backlog().await?);
     tracing::info!(backlog = state.backlog, "{}", state.detail);
@@ -67,11 +69,11 @@ pub async fn run(
                     retry_max: config.retry_max,
                 },
             };
-            tokio::spawn(flusher.run());
+            tasks.spawn(flusher.run());
         }
         None => {
             if let Some(retention) = config.retention {
-                tokio::spawn(prune(outbox.clone(), state.clone(), retention));
+                tasks.spawn(prune(outbox.clone(), state.clone(), retention));
             }
         }
     }
@@ -79,14 +81,16 @@ pub async fn run(
         abtrack_proto::health::serving::<SheetsLoggerServer<grpc::LoggerService>>().await;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "sheets-logger listening");
-    let service = grpc::LoggerService::new(outbox, state, config.include_message, wake);
+    let service =
+        grpc::LoggerService::new(outbox, state, config.include_message, wake, tasks.clone());
     let router = tonic::transport::Server::builder()
         .add_service(health)
         .add_service(abtrack_proto::token::require(
             SheetsLoggerServer::new(service),
             config.internal_token.as_ref(),
         ));
-    abtrack_proto::shutdown::serve_grpc(router, listener, shutdown).await;
+    abtrack_proto::shutdown::serve_grpc(router, listener, shutdown, tasks.clone()).await;
+    abtrack_proto::shutdown::stop_tasks(&tasks).await;
     tracing::info!("sheets-logger stopped");
     Ok(())
 }

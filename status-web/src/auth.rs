@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::Form;
@@ -15,6 +15,8 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use rand::RngCore;
 use serde::Deserialize;
 use tokio::sync::watch;
+
+use abtrack_proto::token::same_secret;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -67,13 +69,13 @@ impl Auth {
             return true;
         }
         if let (Some(key), Some(bearer)) = (&self.api_key, bearer(headers))
-            && constant_time_eq(key.as_bytes(), bearer.as_bytes())
+            && same_secret(key.as_bytes(), bearer.as_bytes())
         {
             return true;
         }
         match session_cookie(headers) {
             Some(token) => {
-                let mut sessions = self.sessions.lock().unwrap();
+                let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
                 match sessions.get(token) {
                     Some(expires) if *expires > Instant::now() => true,
                     Some(_) => {
@@ -92,7 +94,7 @@ impl Auth {
         rand::rng().fill_bytes(&mut bytes);
         let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         let now = Instant::now();
-        let mut sessions = self.sessions.lock().unwrap();
+        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
         sessions.retain(|_, expires| *expires > now);
         sessions.insert(token.clone(), now + SESSION_TTL);
         token
@@ -100,7 +102,12 @@ impl Auth {
 
     fn end_session(&self, headers: &HeaderMap) {
         if let Some(token) = session_cookie(headers)
-            && self.sessions.lock().unwrap().remove(token).is_some()
+            && self
+                .sessions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(token)
+                .is_some()
         {
             self.revoked.send_modify(|n| *n += 1);
         }
@@ -108,14 +115,14 @@ impl Auth {
 
     /// Seconds to wait when `ip` has used up its attempts.
     fn blocked_for(&self, ip: IpAddr) -> Option<u64> {
-        let failures = self.failures.lock().unwrap();
+        let failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
         let (since, count) = failures.get(&ip)?;
         let left = LOGIN_WINDOW.checked_sub(since.elapsed())?;
         (*count >= LOGIN_ATTEMPTS).then_some(left.as_secs().max(1))
     }
 
     fn record_failure(&self, ip: IpAddr) {
-        let mut failures = self.failures.lock().unwrap();
+        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
         failures.retain(|_, (since, _)| now.duration_since(*since) < LOGIN_WINDOW);
         failures.entry(ip).or_insert((now, 0)).1 += 1;
@@ -124,7 +131,7 @@ impl Auth {
     fn check_password(&self, given: &str) -> bool {
         self.password
             .as_ref()
-            .is_some_and(|p| constant_time_eq(p.as_bytes(), given.as_bytes()))
+            .is_some_and(|p| same_secret(p.as_bytes(), given.as_bytes()))
     }
 }
 
@@ -146,13 +153,6 @@ fn session_cookie(headers: &HeaderMap) -> Option<&str> {
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(name, _)| *name == COOKIE)
         .map(|(_, value)| value)
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Lets public paths and authenticated requests through. Pages answer a browser

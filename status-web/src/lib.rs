@@ -26,6 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
 
+use abtrack_proto::tasks::Tasks;
 use abtrack_proto::token::{TokenChannel, with_token};
 
 use abtrack_proto::dispatcher::v1::dispatcher_client::DispatcherClient;
@@ -53,11 +54,15 @@ pub struct AppState {
     pub snapshot: watch::Receiver<Snapshot>,
     pub dispatcher: DispatcherClient<TokenChannel>,
     pub gateway: GatewayClient<TokenChannel>,
+    /// The service's tasks: the live feed's, the watchers'.
+    pub tasks: Tasks,
 }
 
-fn lazy_channel(url: &str) -> Result<Channel> {
+/// A channel whose connection tasks belong to `tasks`.
+fn lazy_channel(url: &str, tasks: &Tasks) -> Result<Channel> {
     Ok(Endpoint::from_shared(url.to_owned())
         .map_err(|e| Error::Address(url.to_owned(), e.to_string()))?
+        .executor(tasks.executor())
         .connect_timeout(Duration::from_secs(5))
         .connect_lazy())
 }
@@ -107,13 +112,20 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    let tasks = Tasks::new();
     let token = config.internal_token.as_ref();
-    let dispatcher =
-        DispatcherClient::new(with_token(lazy_channel(&config.dispatcher_url)?, token));
-    let gateway = GatewayClient::new(with_token(lazy_channel(&config.gateway_url)?, token));
-    let logger = SheetsLoggerClient::new(with_token(lazy_channel(&config.logger_url)?, token));
+    let channel = |url: &str| Ok::<_, Error>(with_token(lazy_channel(url, &tasks)?, token));
+    let dispatcher = DispatcherClient::new(channel(&config.dispatcher_url)?);
+    let gateway = GatewayClient::new(channel(&config.gateway_url)?);
+    let logger = SheetsLoggerClient::new(channel(&config.logger_url)?);
     let (snapshot_tx, snapshot) = watch::channel(Snapshot::default());
-    watchers::start(snapshot_tx, dispatcher.clone(), gateway.clone(), logger);
+    watchers::start(
+        snapshot_tx,
+        dispatcher.clone(),
+        gateway.clone(),
+        logger,
+        &tasks,
+    );
     let addr = listener.local_addr()?;
     let app = router(AppState {
         boundary: boundary::Boundary::new(addr, config.allowed_hosts.clone()),
@@ -121,29 +133,34 @@ pub async fn run(
         snapshot,
         dispatcher,
         gateway,
+        tasks: tasks.clone(),
     });
     tracing::info!(%addr, "status-web listening: open http://{addr}/ for the dashboard");
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    let mut server_stop = stop_rx.clone();
-    let serve = async move {
-        let stopped = async move {
-            let _ = server_stop.wait_for(|stop| *stop).await;
-        };
-        if let Err(e) = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stopped)
-        .await
-        {
+    let stop = tasks.stopping();
+    let serve = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stop.clone().cancelled_owned());
+    let serve = async {
+        if let Err(e) = serve.await {
             tracing::error!(error = %e, "HTTP server failed");
         }
     };
-    abtrack_proto::shutdown::with_grace_period(serve, stop_rx).await;
+    tokio::pin!(serve);
+    tokio::select! {
+        () = &mut serve => {}
+        () = shutdown => {}
+    }
+    // Ends the live feed and the watchers; Socket.IO clients are disconnected.
+    stop.cancel();
+    if tokio::time::timeout(abtrack_proto::shutdown::GRACE_PERIOD, serve)
+        .await
+        .is_err()
+    {
+        tracing::warn!("grace period over, stopping with requests in flight");
+    }
+    abtrack_proto::shutdown::stop_tasks(&tasks).await;
     tracing::info!("status-web stopped");
     Ok(())
 }

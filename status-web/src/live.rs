@@ -4,7 +4,7 @@
 //! `boundary::guard` and `auth::require`), so this feed, unlike `/api/status`,
 //! carries the QR code, drawn as SVG.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use qrcode::QrCode;
@@ -43,7 +43,7 @@ type DrawnQr = (String, Arc<str>);
 
 impl QrCache {
     pub fn svg(&self, code: &str) -> Option<Arc<str>> {
-        let mut cache = self.0.lock().unwrap();
+        let mut cache = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((cached, svg)) = cache.as_ref()
             && cached == code
         {
@@ -87,6 +87,7 @@ pub fn start(io: SocketIo, state: AppState) {
     let qr = QrCache::default();
     let snapshot = state.snapshot.clone();
     let (qr_connect, auth_check) = (qr.clone(), state.auth.clone());
+    let tasks = state.tasks.clone();
     io.ns("/", move |socket: SocketRef| {
         let (state, qr) = (state.clone(), qr_connect.clone());
         async move {
@@ -106,8 +107,8 @@ pub fn start(io: SocketIo, state: AppState) {
             }
         }
     });
-    tokio::spawn(drop_ended_sessions(io.clone(), auth_check));
-    tokio::spawn(broadcast(io, snapshot, qr));
+    tasks.spawn(drop_ended_sessions(io.clone(), auth_check));
+    tasks.spawn(broadcast(io, snapshot, qr));
 }
 
 /// Disconnects clients whose session ended: at once after a logout, within a

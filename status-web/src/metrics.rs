@@ -6,23 +6,10 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
+use abtrack_proto::gateway::v1::ConnectionStatus;
+
 use crate::AppState;
 use crate::snapshot::{PICKUP_BUCKETS, Snapshot};
-
-/// Every connection status the gateway reports, so the gauge has a stable set of series.
-const GATEWAY_STATES: &[&str] = &[
-    "unknown",
-    "starting",
-    "waiting_for_qr",
-    "waiting_for_pair_code",
-    "connecting",
-    "connected",
-    "disconnected",
-    "logged_out",
-    "banned",
-    "replaced",
-    "outdated",
-];
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let text = render(&state.snapshot.borrow());
@@ -105,11 +92,13 @@ pub fn render(s: &Snapshot) -> String {
         histogram,
     );
     let mut gateway = String::new();
-    for state in GATEWAY_STATES {
+    // Every status (and `unknown`), so the gauge has a stable set of series.
+    let states = std::iter::once(ConnectionStatus::Unspecified).chain(ConnectionStatus::ALL);
+    for state in states.map(ConnectionStatus::name) {
         let _ = writeln!(
             gateway,
             "abtrack_gateway_state{{state=\"{state}\"}} {}",
-            u8::from(s.gateway.status == *state)
+            u8::from(s.gateway.status == state)
         );
     }
     add(

@@ -375,15 +375,10 @@ impl Snapshot {
         match event.event {
             Some(E::State(state)) => {
                 let status = gpb::ConnectionStatus::try_from(state.status)
-                    .map(|s| {
-                        s.as_str_name()
-                            .trim_start_matches("CONNECTION_STATUS_")
-                            .to_ascii_lowercase()
-                    })
-                    .unwrap_or_else(|_| "unknown".into());
-                let waiting_for_qr = status == "waiting_for_qr";
+                    .unwrap_or(gpb::ConnectionStatus::Unspecified);
+                let waiting_for_qr = status == gpb::ConnectionStatus::WaitingForQr;
                 let g = &mut self.gateway;
-                g.status = status;
+                g.status = status.name().to_owned();
                 g.mode = state.mode;
                 g.detail = state.detail;
                 g.own_number = if state.own_number.is_empty() {

@@ -10,6 +10,7 @@ use tonic::{Request, Status, Streaming};
 use abtrack_proto::dispatcher::v1::{self as dpb, dispatcher_client::DispatcherClient};
 use abtrack_proto::gateway::v1::{self as gpb, gateway_client::GatewayClient};
 use abtrack_proto::logger::v1::{self as lpb, sheets_logger_client::SheetsLoggerClient};
+use abtrack_proto::tasks::Tasks;
 use abtrack_proto::time::now_ms;
 use abtrack_proto::token::{TokenChannel, is_refused};
 
@@ -25,9 +26,10 @@ pub fn start(
     dispatcher: DispatcherClient<TokenChannel>,
     gateway: GatewayClient<TokenChannel>,
     logger: SheetsLoggerClient<TokenChannel>,
+    tasks: &Tasks,
 ) {
     let s = snapshot.clone();
-    tokio::spawn(keep_watching(
+    tasks.spawn(keep_watching(
         Service::Dispatcher,
         snapshot.clone(),
         move || {
@@ -50,7 +52,7 @@ pub fn start(
         },
         Snapshot::apply_dispatcher,
     ));
-    tokio::spawn(keep_watching(
+    tasks.spawn(keep_watching(
         Service::Gateway,
         snapshot.clone(),
         move || {
@@ -59,7 +61,7 @@ pub fn start(
         },
         Snapshot::apply_gateway,
     ));
-    tokio::spawn(keep_watching(
+    tasks.spawn(keep_watching(
         Service::Logger,
         snapshot,
         move || {

@@ -89,15 +89,18 @@ async fn garbage(mut stream: TcpStream) -> std::io::Result<()> {
 
 async fn measure(name: &str, url: String, count: Arc<AtomicUsize>) {
     let dir = tempfile::tempdir().unwrap();
-    let messenger = WhatsAppMessenger::start(WhatsAppSettings {
-        data_dir: dir.path().to_owned(),
-        server_url: Some(url),
-        client_version: Some((2, 3000, 1)),
-        reconnect_min: Duration::from_millis(5),
-        reconnect_max: Duration::from_millis(10),
-        server_ack_timeout: Duration::from_secs(15),
-        print_qr: false,
-    });
+    let messenger = WhatsAppMessenger::start(
+        WhatsAppSettings {
+            data_dir: dir.path().to_owned(),
+            server_url: Some(url),
+            client_version: Some((2, 3000, 1)),
+            reconnect_min: Duration::from_millis(5),
+            reconnect_max: Duration::from_millis(10),
+            server_ack_timeout: Duration::from_secs(15),
+            print_qr: false,
+        },
+        &Default::default(),
+    );
     let state = messenger.state();
     let started = Instant::now();
     let mut next = 0;

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use abtrack_proto::config::{ConfigError, Env, Var};
+use abtrack_proto::config::{self, ConfigError, Env, Var};
 use abtrack_proto::token::InternalToken;
 
 pub const VARS: &[Var] = &[
@@ -78,11 +78,7 @@ pub const VARS: &[Var] = &[
         default: "0",
         help: "dry-run mode, crash tests only: wait this long after writing a message, before the send log records it as sent and before answering",
     },
-    Var {
-        name: "WA_DEFAULT_COUNTRY_CODE",
-        default: "62",
-        help: "country code that replaces the leading 0 of local numbers",
-    },
+    config::COUNTRY_CODE,
     Var {
         name: "WA_MIN_INTERVAL_MS",
         default: "3000",
@@ -203,7 +199,7 @@ impl Config {
         let dry_run_file = env
             .get("WA_DRY_RUN_FILE")
             .map_or_else(|| data_dir.join("dry-run.jsonl"), PathBuf::from);
-        let default_country_code = env.country_code("WA_DEFAULT_COUNTRY_CODE", "62")?;
+        let default_country_code = env.country_code()?;
         let not_on_whatsapp = env
             .string("WA_DRY_RUN_NOT_ON_WHATSAPP", "")
             .split(',')

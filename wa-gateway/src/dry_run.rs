@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use tokio::sync::{broadcast, watch};
 
 use abtrack_proto::Jid;
+use abtrack_proto::tasks::Tasks;
 use abtrack_proto::time::now_ms;
 
 use crate::error::{Error, Result};
@@ -32,6 +33,8 @@ pub struct DryRunMessenger {
     answer_delay: Duration,
     state: watch::Sender<ConnectionState>,
     events: broadcast::Sender<MessengerEvent>,
+    /// Runs the simulated receipts.
+    tasks: Tasks,
 }
 
 impl DryRunMessenger {
@@ -78,11 +81,18 @@ impl DryRunMessenger {
             answer_delay: Duration::ZERO,
             state: watch::Sender::new(state),
             events: broadcast::Sender::new(1024),
+            tasks: Tasks::new(),
         })
     }
 
     /// Waits `delay` after writing each message before answering: the window in
     /// which a crash leaves a message out but its answer unrecorded (crash tests).
+    /// Runs the simulated receipts as `tasks` (the service's), so they stop with it.
+    pub fn with_tasks(mut self, tasks: &Tasks) -> Self {
+        self.tasks = tasks.clone();
+        self
+    }
+
     pub fn with_answer_delay(mut self, delay: Duration) -> Self {
         self.answer_delay = delay;
         self
@@ -141,7 +151,7 @@ impl Messenger for DryRunMessenger {
         if fresh && self.receipts {
             let events = self.events.clone();
             let message_id = message.message_id.clone();
-            tokio::spawn(async move {
+            self.tasks.spawn(async move {
                 for kind in [ReceiptKind::Delivered, ReceiptKind::Read] {
                     tokio::time::sleep(RECEIPT_DELAY).await;
                     let _ = events.send(MessengerEvent::Receipt {

@@ -8,18 +8,18 @@ use std::time::Duration;
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 
+use abtrack_proto::message::check_message;
+use abtrack_proto::status::Sending;
+use abtrack_proto::tasks::Tasks;
 use abtrack_proto::time::now_ms;
 use abtrack_proto::{Jid, mask_phone, normalize_recipient};
 
 use crate::error::{Error, Result};
 use crate::messenger::{
-    ConnectionState, Messenger, MessengerEvent, NumberCheck, Outgoing, ReceiptKind, Status,
+    ConnectionState, Messenger, MessengerEvent, NumberCheck, Outgoing, ReceiptKind,
 };
 use crate::pacing::{Pacer, PacingConfig};
 use crate::sendlog::{Entry, SendLog};
-
-/// WhatsApp's own limit on a text message.
-pub const MAX_MESSAGE_CHARS: usize = 65_536;
 
 /// What a send needs at most once its slot has come; a slot later than the deadline
 /// minus this is refused up front.
@@ -91,12 +91,20 @@ struct Inner {
     numbers: Mutex<HashMap<String, (NumberCheck, Instant)>>,
     settings: GatewaySettings,
     events: broadcast::Sender<Event>,
+    tasks: Tasks,
+    /// The sends in flight, which shutdown lets finish.
+    sends: Tasks,
 }
 
 impl Gateway {
     /// Starts the gateway and the task that turns messenger events into gateway events
     /// (receipts gain their job id from the send log).
-    pub fn start(messenger: Arc<dyn Messenger>, log: SendLog, settings: GatewaySettings) -> Self {
+    pub fn start(
+        messenger: Arc<dyn Messenger>,
+        log: SendLog,
+        settings: GatewaySettings,
+        tasks: &Tasks,
+    ) -> Self {
         let mut pacer = Pacer::new(settings.pacing);
         pacer.remember(&settings.recent_sends);
         let inner = Arc::new(Inner {
@@ -106,12 +114,34 @@ impl Gateway {
             numbers: Mutex::new(HashMap::new()),
             settings,
             events: broadcast::Sender::new(1024),
+            tasks: tasks.clone(),
+            sends: Tasks::new(),
         });
-        tokio::spawn(forward_events(Arc::clone(&inner)));
+        tasks.spawn(forward_events(Arc::clone(&inner)));
         if let Some(timeout) = inner.settings.delivery_timeout {
-            tokio::spawn(report_overdue(Arc::clone(&inner), timeout));
+            tasks.spawn(report_overdue(Arc::clone(&inner), timeout));
         }
         Self { inner }
+    }
+
+    /// Waits, at most the grace period, for the sends in flight to finish (once the
+    /// gRPC server stopped taking calls).
+    pub async fn finish_sends(&self) {
+        let sends = &self.inner.sends;
+        if tokio::time::timeout(abtrack_proto::shutdown::GRACE_PERIOD, sends.stop())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                sends = sends.running(),
+                "sends still waiting for WhatsApp at shutdown; the send log keeps their retries from sending twice"
+            );
+        }
+    }
+
+    /// The tasks of the service this gateway runs in.
+    pub fn tasks(&self) -> &Tasks {
+        &self.inner.tasks
     }
 
     pub fn state(&self) -> watch::Receiver<ConnectionState> {
@@ -135,20 +165,15 @@ impl Gateway {
         if job_id.is_empty() {
             return Err(Error::InvalidArgument("job_id is empty".into()));
         }
-        if text.trim().is_empty() {
-            return Err(Error::InvalidArgument("message is empty".into()));
-        }
-        let chars = text.chars().count();
-        if chars > MAX_MESSAGE_CHARS {
-            return Err(Error::InvalidArgument(format!(
-                "message has {chars} characters; WhatsApp allows at most {MAX_MESSAGE_CHARS}"
-            )));
-        }
+        check_message(text).map_err(|e| Error::InvalidArgument(format!("message {e}")))?;
         let to = normalize_recipient(to, &self.inner.settings.default_country_code)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let inner = Arc::clone(&self.inner);
         let (job_id, text) = (job_id.to_owned(), text.to_owned());
-        let task = tokio::spawn(async move { inner.send(job_id, to, text, deadline).await });
+        let task = self
+            .inner
+            .sends
+            .spawn_to_finish(async move { inner.send(job_id, to, text, deadline).await });
         // Answers just before the caller's deadline if WhatsApp's server is slow; the
         // task goes on and records the outcome, which a retry then gets.
         let answer = match deadline {
@@ -293,24 +318,18 @@ impl Inner {
 
     fn check_state(&self) -> Result<()> {
         let state = self.messenger.state().borrow().clone();
-        match state.status {
-            Status::Connected => Ok(()),
-            Status::WaitingForQr
-            | Status::WaitingForPairCode
-            | Status::LoggedOut
-            | Status::Replaced
-            | Status::Outdated => Err(Error::NotLinked(format!(
+        match state.status.sending() {
+            Sending::Ready => Ok(()),
+            Sending::NotLinked => Err(Error::NotLinked(format!(
                 "WhatsApp is not linked ({}): {}",
-                status_name(state.status),
+                state.status.name(),
                 state.detail
             ))),
-            Status::Starting | Status::Connecting | Status::Disconnected | Status::Banned => {
-                Err(Error::Unavailable(format!(
-                    "WhatsApp is {}: {}",
-                    status_name(state.status),
-                    state.detail
-                )))
-            }
+            Sending::Unavailable => Err(Error::Unavailable(format!(
+                "WhatsApp is {}: {}",
+                state.status.name(),
+                state.detail
+            ))),
         }
     }
 
@@ -329,22 +348,6 @@ impl Inner {
         let mut numbers = self.numbers.lock().unwrap_or_else(|p| p.into_inner());
         numbers.insert(key, (check.clone(), Instant::now()));
         Ok(check)
-    }
-}
-
-/// Lower-case name of a status as the API and logs show it.
-pub fn status_name(status: Status) -> &'static str {
-    match status {
-        Status::Starting => "starting",
-        Status::WaitingForQr => "waiting_for_qr",
-        Status::WaitingForPairCode => "waiting_for_pair_code",
-        Status::Connecting => "connecting",
-        Status::Connected => "connected",
-        Status::Disconnected => "disconnected",
-        Status::LoggedOut => "logged_out",
-        Status::Banned => "banned",
-        Status::Replaced => "replaced",
-        Status::Outdated => "outdated",
     }
 }
 

@@ -13,7 +13,7 @@ use abtrack_proto::gateway::v1 as pb;
 use abtrack_proto::time::{opt_timestamp, to_timestamp};
 
 use crate::gateway::{Event, Gateway};
-use crate::messenger::{ConnectionState, ReceiptKind, Status as ConnStatus};
+use crate::messenger::{ConnectionState, ReceiptKind};
 
 pub struct GatewayService {
     gateway: Gateway,
@@ -72,7 +72,7 @@ impl pb::gateway_server::Gateway for GatewayService {
         let (tx, rx) = mpsc::channel(64);
         let mut state = self.gateway.state();
         let mut events = self.gateway.events();
-        tokio::spawn(async move {
+        self.gateway.tasks().spawn(async move {
             let first = state.borrow_and_update().clone();
             if tx.send(Ok(state_event(&first))).await.is_err() {
                 return;
@@ -127,7 +127,7 @@ impl pb::gateway_server::Gateway for GatewayService {
 fn state_event(state: &ConnectionState) -> pb::GatewayEvent {
     pb::GatewayEvent {
         event: Some(pb::gateway_event::Event::State(pb::ConnectionState {
-            status: status_to_pb(state.status) as i32,
+            status: state.status as i32,
             mode: state.mode.to_owned(),
             detail: state.detail.clone(),
             own_number: state.own_number.clone(),
@@ -182,22 +182,6 @@ fn gateway_event(event: Event) -> pb::GatewayEvent {
         }),
     };
     pb::GatewayEvent { event: Some(event) }
-}
-
-fn status_to_pb(status: ConnStatus) -> pb::ConnectionStatus {
-    use pb::ConnectionStatus as P;
-    match status {
-        ConnStatus::Starting => P::Starting,
-        ConnStatus::WaitingForQr => P::WaitingForQr,
-        ConnStatus::WaitingForPairCode => P::WaitingForPairCode,
-        ConnStatus::Connecting => P::Connecting,
-        ConnStatus::Connected => P::Connected,
-        ConnStatus::Disconnected => P::Disconnected,
-        ConnStatus::LoggedOut => P::LoggedOut,
-        ConnStatus::Banned => P::Banned,
-        ConnStatus::Replaced => P::Replaced,
-        ConnStatus::Outdated => P::Outdated,
-    }
 }
 
 /// The caller's deadline from the `grpc-timeout` header (what `Request::set_timeout`

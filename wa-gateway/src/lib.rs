@@ -19,6 +19,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use abtrack_proto::gateway::v1::gateway_server::GatewayServer;
+use abtrack_proto::tasks::Tasks;
 
 pub use config::Config;
 pub use error::{Error, Result};
@@ -36,8 +37,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     std::fs::create_dir_all(&config.data_dir)?;
-    let log = SendLog::open(&config.data_dir.join("sends.sqlite3"))?;
+    let tasks = Tasks::new();
+    let country_code = config.default_country_code.clone();
+    tokio::task::spawn_blocking(move || abtrack_proto::phone::warm_up(&country_code));
     let mut whatsapp = None;
+    let log = SendLog::open(&config.data_dir.join("sends.sqlite3"))?;
     let messenger: Arc<dyn Messenger> = match config.mode {
         Mode::WhatsApp => {
             #[cfg(feature = "mock-server")]
@@ -54,6 +58,7 @@ pub async fn run(
                     server_ack_timeout: config.server_ack_timeout,
                     print_qr: config.print_qr,
                 },
+                &tasks,
             ));
             whatsapp = Some(Arc::clone(&m));
             m
@@ -64,7 +69,8 @@ pub async fn run(
                 config.dry_run_not_on_whatsapp.clone(),
                 config.dry_run_receipts,
             )?
-            .with_answer_delay(config.dry_run_answer_delay);
+            .with_answer_delay(config.dry_run_answer_delay)
+            .with_tasks(&tasks);
             tracing::warn!(
                 file = %m.path().display(),
                 "dry-run mode: messages are written to a file, nothing reaches WhatsApp"
@@ -99,6 +105,7 @@ pub async fn run(
             },
             answer_delay: config.answer_delay,
         },
+        &tasks,
     );
     let (_health_reporter, health) =
         abtrack_proto::health::serving::<GatewayServer<grpc::GatewayService>>().await;
@@ -107,14 +114,17 @@ pub async fn run(
     let router = tonic::transport::Server::builder()
         .add_service(health)
         .add_service(abtrack_proto::token::require(
-            GatewayServer::new(grpc::GatewayService::new(gateway)),
+            GatewayServer::new(grpc::GatewayService::new(gateway.clone())),
             config.internal_token.as_ref(),
         ));
-    abtrack_proto::shutdown::serve_grpc(router, listener, shutdown).await;
+    abtrack_proto::shutdown::serve_grpc(router, listener, shutdown, tasks.clone()).await;
+    // Sends still waiting for WhatsApp's answer finish on the connection first; then
+    // the session disconnects cleanly, flushing its store.
+    gateway.finish_sends().await;
     if let Some(whatsapp) = whatsapp {
-        // Flushes the session store before the process ends.
         whatsapp.shutdown().await;
     }
+    abtrack_proto::shutdown::stop_tasks(&tasks).await;
     tracing::info!("wa-gateway stopped");
     Ok(())
 }

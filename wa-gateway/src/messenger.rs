@@ -8,20 +8,9 @@ use abtrack_proto::Jid;
 
 use crate::error::Result;
 
-/// Where the WhatsApp session stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Starting,
-    WaitingForQr,
-    WaitingForPairCode,
-    Connecting,
-    Connected,
-    Disconnected,
-    LoggedOut,
-    Banned,
-    Replaced,
-    Outdated,
-}
+/// Where the WhatsApp session stands: the contract's own statuses, with their one
+/// name and meaning (`abtrack_proto::status`).
+pub use abtrack_proto::gateway::v1::ConnectionStatus as Status;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionState {

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use firestore::gcloud_sdk::google::firestore::v1::{Document, MapValue, Value, value::ValueType};
 use prost_types::Timestamp;
 
-use crate::job::{Job, JobError, JobStatus, MAX_SEND_AT_MS, check_message};
+use abtrack_proto::message::check_message;
+
+use crate::job::{Job, JobError, JobStatus, MAX_SEND_AT_MS};
 
 pub const TO: &str = "to";
 pub const MESSAGE: &str = "message";

@@ -69,7 +69,7 @@ impl FirestoreQueue {
         Self {
             db,
             collection: collection.into(),
-            default_country_code: "62".into(),
+            default_country_code: abtrack_proto::phone::DEFAULT_COUNTRY_CODE.into(),
         }
     }
 

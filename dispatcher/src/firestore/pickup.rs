@@ -3,6 +3,7 @@
 //! wake-up makes the worker query the queue instead (the fallback), and the stream is
 //! opened again with a growing pause until it holds.
 
+use abtrack_proto::tasks::Tasks;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -34,11 +35,16 @@ impl ListenHealth {
     }
 }
 
-/// Starts the listener and the fallback; both run until the process ends.
-pub fn start(queue: FirestoreQueue, wake: Arc<Notify>, fallback_every: Duration) -> ListenHealth {
+/// Starts the listener and the fallback; both run until the service stops.
+pub fn start(
+    queue: FirestoreQueue,
+    wake: Arc<Notify>,
+    fallback_every: Duration,
+    tasks: &Tasks,
+) -> ListenHealth {
     let health = ListenHealth::default();
-    tokio::spawn(listen_loop(queue, Arc::clone(&wake), health.clone()));
-    tokio::spawn(fallback(wake, health.clone(), fallback_every));
+    tasks.spawn(listen_loop(queue, Arc::clone(&wake), health.clone()));
+    tasks.spawn(fallback(wake, health.clone(), fallback_every));
     health
 }
 

@@ -61,6 +61,7 @@ pub fn queue_on(store: Arc<dyn Store>) -> Queue {
             waiting_reason: String::new(),
             backend: store.backend(),
         },
+        &Default::default(),
     );
     Queue::new(
         store,

@@ -6,4 +6,5 @@ mod backends;
 mod firestore;
 mod properties;
 mod queue;
+mod tasks;
 mod worker;

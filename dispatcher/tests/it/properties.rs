@@ -17,9 +17,10 @@ fn any_text() -> impl Strategy<Value = String> {
     ]
 }
 
-/// Recipients in every shape a person writes, with country code 62.
+/// Recipients in every shape a person writes, with country code 62: Indonesian
+/// mobile numbers as libphonenumber knows them (8, then 1-3 or 5-9, 9 to 12 digits).
 fn phone() -> impl Strategy<Value = String> {
-    let digits = "[1-9][0-9]{8,10}";
+    let digits = "8[1-35-9][0-9]{7,10}";
     prop_oneof![
         digits.prop_map(|d| format!("0{d}")),
         digits.prop_map(|d| format!("+62 {d}")),

@@ -77,6 +77,10 @@ async fn two_workers_on_one_store_never_own_the_same_job(backend: Backend) {
             let mut mine = Vec::new();
             while let Some(job) = queue.lease_next(owner, 1_000, 100_000).await.unwrap() {
                 assert_eq!(job.lease_owner.as_deref(), Some(owner));
+                // The send between lease and outcome, as a worker makes it: without
+                // it one worker's back-to-back transactions can keep the other
+                // waiting on the write lock until the queue is empty.
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
                 let done = queue
                     .finish(&job.id, owner, sent(&job.id), 1_001)
                     .await

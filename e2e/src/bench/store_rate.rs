@@ -8,8 +8,8 @@ use abtrack_dispatcher::firestore::doc::{
     ATTEMPTS, LEASE_EXPIRES_AT, LEASE_OWNER, STATUS, UPDATED_AT, int, text, ts,
 };
 use abtrack_dispatcher::job::NewJob;
-use abtrack_dispatcher::local::LocalQueue;
 use abtrack_dispatcher::lifecycle::{Event, Rules};
+use abtrack_dispatcher::local::LocalQueue;
 use abtrack_dispatcher::queue::Store;
 use abtrack_proto::time::now_ms;
 use firestore::gcloud_sdk::google::firestore::v1::{

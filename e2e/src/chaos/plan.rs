@@ -193,7 +193,13 @@ pub fn draw(seed: u64, jobs: usize, duration: Duration, emulator: bool) -> Sched
         .map(|(n, at)| PlannedJob {
             at,
             id: format!("chaos-{seed:x}-{n:05}"),
-            to: format!("08{}", 1_000_000_000 + rng.below(9_000_000_000)),
+            // An Indonesian mobile number: 08, a second digit of the mobile ranges
+            // (not 0 or 4), nine more.
+            to: format!(
+                "08{}{:09}",
+                [1, 2, 3, 5, 6, 7, 8, 9][rng.below(8) as usize],
+                rng.below(1_000_000_000)
+            ),
             message: format!("Pesan uji {n}: ananda tiba pukul 07:{:02}", rng.below(60)),
         })
         .collect();

@@ -115,7 +115,7 @@ async fn bad_input_is_refused_with_the_field_named_and_nothing_is_enqueued() {
         (
             json!({ "to": "0812", "message": "Halo" }).to_string(),
             Some("to"),
-            "to: recipient has 5 digits",
+            "to: recipient (4 digits) is not a valid phone number",
         ),
         (
             json!({ "to": "081234567890" }).to_string(),

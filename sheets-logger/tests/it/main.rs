@@ -2,3 +2,4 @@
 //! client against a local server that speaks the Sheets API.
 
 mod flush;
+mod tasks;

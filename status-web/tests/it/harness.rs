@@ -184,6 +184,7 @@ impl System {
             router,
             gl,
             stopper(&mut stops),
+            Default::default(),
         ));
 
         let (ll, logger_url) = listener().await;

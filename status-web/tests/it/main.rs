@@ -6,3 +6,4 @@ mod access;
 mod boundary;
 mod browser;
 mod harness;
+mod tasks;

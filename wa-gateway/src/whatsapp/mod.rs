@@ -22,15 +22,16 @@ use whatsapp_rust::send::{SendError, SendOptions};
 use whatsapp_rust::waproto::whatsapp as wa;
 use whatsapp_rust::{MexRequest, NodeBuilder, NodeFilter};
 
+use abtrack_proto::tasks::Tasks;
 use abtrack_proto::time::now_ms;
 use abtrack_proto::{Jid, mask_numbers, mask_phone};
 
 use crate::error::{Error, Refusal, Result};
-use crate::gateway::status_name;
 use crate::messenger::{
     Accepted, ConnectionState, Messenger, MessengerEvent, NewChatQuota, NumberCheck, Outgoing,
     Status,
 };
+use abtrack_proto::status::Sending;
 
 /// The `mode` every state of this messenger carries.
 pub const MODE: &str = "whatsapp";
@@ -95,7 +96,7 @@ const QUOTA_UNKNOWN_FOR: i64 = 10 * 60 * 1000;
 impl WhatsAppMessenger {
     /// Starts the supervisor, which opens the session in `settings.data_dir` and
     /// keeps it connected.
-    pub fn start(settings: WhatsAppSettings) -> Self {
+    pub fn start(settings: WhatsAppSettings, tasks: &Tasks) -> Self {
         let state = watch::Sender::new(ConnectionState::new(
             Status::Starting,
             MODE,
@@ -114,8 +115,10 @@ impl WhatsAppMessenger {
             events.clone(),
             Arc::clone(&client),
             receiver,
+            tasks.clone(),
         );
-        tokio::spawn(supervisor.run());
+        // Not cancelled: it ends on `shutdown`, which flushes the session store.
+        tasks.spawn_to_finish(supervisor.run());
         Self {
             server_ack_timeout,
             state,
@@ -319,21 +322,13 @@ async fn answers_ping(client: &Client) -> bool {
     client.send_iq_node(ping, Some(PING_TIMEOUT)).await.is_ok()
 }
 
-/// The error for a call that needs a logged-in session, by state (as the gateway
-/// maps states: not linked is `FAILED_PRECONDITION`, the rest `UNAVAILABLE`).
+/// The error for a call that needs a logged-in session, by what the state means
+/// for sending (not linked is `FAILED_PRECONDITION`, the rest `UNAVAILABLE`).
 fn not_ready(state: &ConnectionState) -> Error {
-    let message = format!(
-        "WhatsApp is {}: {}",
-        status_name(state.status),
-        state.detail
-    );
-    match state.status {
-        Status::WaitingForQr
-        | Status::WaitingForPairCode
-        | Status::LoggedOut
-        | Status::Replaced
-        | Status::Outdated => Error::NotLinked(message),
-        _ => Error::Unavailable(message),
+    let message = format!("WhatsApp is {}: {}", state.status.name(), state.detail);
+    match state.status.sending() {
+        Sending::NotLinked => Error::NotLinked(message),
+        Sending::Ready | Sending::Unavailable => Error::Unavailable(message),
     }
 }
 

@@ -17,13 +17,13 @@ use whatsapp_rust::transport::TokioWebSocketTransportFactory;
 use whatsapp_rust::types::events::{Event, EventHandler};
 
 use abtrack_proto::mask_phone;
+use abtrack_proto::tasks::Tasks;
 use abtrack_proto::time::now_ms;
 
 use super::mapping::{End, Step, map_event};
 use super::session::SessionDir;
 use super::{Command, MODE, WhatsAppSettings};
 use crate::backoff::Backoff;
-use crate::gateway::status_name;
 use crate::messenger::{ConnectionState, MessengerEvent, Status};
 
 /// How long a clean disconnect may take when the gateway stops.
@@ -86,6 +86,7 @@ pub(super) struct Supervisor {
     /// The messenger replaced connections that answered nothing, and nothing has
     /// been answered since: a new login does not reset the reconnect delay.
     unanswered: bool,
+    tasks: Tasks,
 }
 
 impl Supervisor {
@@ -95,6 +96,7 @@ impl Supervisor {
         events: broadcast::Sender<MessengerEvent>,
         client_slot: Arc<Mutex<Option<Arc<Client>>>>,
         commands: mpsc::Receiver<Command>,
+        tasks: Tasks,
     ) -> Self {
         Self {
             session: SessionDir::new(&settings.data_dir),
@@ -107,6 +109,7 @@ impl Supervisor {
             fresh_store_failed: false,
             pair_code_outstanding: false,
             unanswered: false,
+            tasks,
         }
     }
 
@@ -278,7 +281,7 @@ impl Supervisor {
                             // Dropping the transport ends this run (the library's own
                             // reconnecting is off); the loop then connects again.
                             let client = Arc::clone(&client);
-                            tokio::spawn(async move { client.reconnect_immediately().await });
+                            self.tasks.spawn(async move { client.reconnect_immediately().await });
                         }
                     },
                 }
@@ -399,7 +402,7 @@ impl Supervisor {
                 );
             }
             Step::Publish { status, detail } => {
-                tracing::info!(state = status_name(status), detail = %detail, "WhatsApp linking");
+                tracing::info!(state = status.name(), detail = %detail, "WhatsApp linking");
                 self.publish(status, detail, |_| {});
             }
             Step::Note(note) => tracing::warn!("{note}"),
@@ -418,7 +421,7 @@ impl Supervisor {
             }
             Step::End { end: new, close } => {
                 tracing::info!(
-                    state = status_name(new.status()),
+                    state = new.status().name(),
                     reason = %new.reason(),
                     "WhatsApp connection ending"
                 );
@@ -434,7 +437,8 @@ impl Supervisor {
                 }
                 if close {
                     let client = Arc::clone(client);
-                    tokio::spawn(async move { client.reconnect_immediately().await });
+                    self.tasks
+                        .spawn(async move { client.reconnect_immediately().await });
                 }
                 match end {
                     Some(old) if severity(old) >= severity(&new) => {}
@@ -456,7 +460,7 @@ impl Supervisor {
         };
         let retry_at = now_ms() + delay.as_millis() as i64;
         tracing::warn!(
-            state = status_name(status),
+            state = status.name(),
             reason = %reason,
             retry_in_ms = delay.as_millis() as u64,
             "WhatsApp not connected; retrying later"

@@ -7,4 +7,5 @@ mod mock_whatsapp;
 mod send;
 mod server_ack;
 mod support;
+mod tasks;
 mod whatsapp;

@@ -95,7 +95,7 @@ fn connected(state: &ConnectionState) -> bool {
 
 /// Starts a messenger on a fresh data folder and links it by scanning its QR code.
 async fn linked(mock: &MockServer, data: &Path) -> WhatsAppMessenger {
-    let messenger = WhatsAppMessenger::start(settings(mock, data));
+    let messenger = WhatsAppMessenger::start(settings(mock, data), &Default::default());
     let mut events = messenger.events();
     let code = next_qr(&mut events).await;
     mock.scan_qr(&code)
@@ -125,7 +125,7 @@ async fn links_by_qr_then_logs_in_again_after_a_restart_without_a_scan() {
     messenger.shutdown().await;
     drop(messenger);
 
-    let again = WhatsAppMessenger::start(settings(&mock, data.path()));
+    let again = WhatsAppMessenger::start(settings(&mock, data.path()), &Default::default());
     let mut events = again.events();
     wait_state(&again, "connected with the stored session", connected).await;
     assert_eq!(mock.logins(), logins + 1);

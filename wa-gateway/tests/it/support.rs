@@ -12,6 +12,7 @@ use tonic::transport::Channel;
 use abtrack_proto::Jid;
 use abtrack_proto::gateway::v1::gateway_client::GatewayClient;
 use abtrack_proto::gateway::v1::gateway_server::GatewayServer;
+use abtrack_proto::tasks::Tasks;
 use abtrack_wa_gateway::dry_run::DryRunMessenger;
 use abtrack_wa_gateway::gateway::{Gateway, GatewaySettings};
 use abtrack_wa_gateway::grpc::GatewayService;
@@ -80,6 +81,8 @@ impl Default for Options {
 
 impl TestGateway {
     pub async fn start(dir: &Path, options: Options) -> Self {
+        // As `run` does at start: the first number does not pay for the numbering plans.
+        abtrack_proto::phone::warm_up("62");
         let jsonl = dir.join("dry-run.jsonl");
         let inner =
             DryRunMessenger::open(&jsonl, options.not_on_whatsapp, options.receipts).unwrap();
@@ -89,6 +92,7 @@ impl TestGateway {
             calls: AtomicUsize::new(0),
         });
         let log = SendLog::open(&dir.join("sends.sqlite3")).unwrap();
+        let tasks = Tasks::new();
         let gateway = Gateway::start(
             Arc::clone(&messenger) as Arc<dyn Messenger>,
             log,
@@ -104,6 +108,7 @@ impl TestGateway {
                 delivery_timeout: None,
                 answer_delay: Duration::ZERO,
             },
+            &tasks,
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -116,6 +121,7 @@ impl TestGateway {
             async move {
                 let _ = stopped.await;
             },
+            tasks,
         ));
         let client = GatewayClient::connect(format!("http://{addr}"))
             .await
