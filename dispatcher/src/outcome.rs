@@ -33,7 +33,8 @@ pub enum Action {
 enum Cause {
     /// The gateway answered with this status.
     Answered,
-    /// No connection to the gateway could be made: the request never left.
+    /// No connection to the gateway could be made, or the one there was closed
+    /// before the request was written: the request never left.
     NotConnected,
     /// The call's own deadline passed.
     TimedOut,
@@ -47,7 +48,10 @@ fn cause(status: &tonic::Status) -> Cause {
     let mut seen = false;
     while let Some(error) = source {
         seen = true;
-        if error.is::<tonic::ConnectError>() {
+        let never_sent = error
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_canceled);
+        if error.is::<tonic::ConnectError>() || never_sent {
             return Cause::NotConnected;
         }
         if error.is::<tonic::TimeoutExpired>() {
@@ -213,6 +217,24 @@ mod tests {
             classify(&transient),
             Action::Transient(JobError::new("whatsapp_503", "503"))
         );
+    }
+
+    #[test]
+    fn how_a_call_failed_is_read_from_the_error_beneath_the_status() {
+        let kind = |status: Status| match classify(&status) {
+            Action::GatewayNotReady(e) | Action::Transient(e) | Action::Permanent(e) => e.code,
+            Action::RateLimited { error, .. } => error.code,
+        };
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let not_connected = Status::from_error(Box::new(tonic::ConnectError(Box::new(refused))));
+        assert_eq!(kind(not_connected), "unavailable");
+        let timed_out = Status::from_error(Box::new(tonic::TimeoutExpired(())));
+        assert_eq!(kind(timed_out), "deadline_exceeded");
+        // Anything else beneath: the connection broke with the request in flight.
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(kind(Status::from_error(Box::new(reset))), "gateway_interrupted");
+        // The gateway's own answer has nothing beneath it.
+        assert_eq!(kind(Status::unavailable("WhatsApp is connecting")), "unavailable");
     }
 
     #[test]

@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use abtrack_proto::tasks::CancellationToken;
 use tokio::sync::watch;
 
 use abtrack_proto::gateway::v1::{SendRequest, gateway_client::GatewayClient};
 use abtrack_proto::mask_phone;
+use abtrack_proto::tasks::CancellationToken;
 use abtrack_proto::time::{from_timestamp, now_ms};
 use abtrack_proto::token::TokenChannel;
 
