@@ -232,9 +232,15 @@ mod tests {
         assert_eq!(kind(timed_out), "deadline_exceeded");
         // Anything else beneath: the connection broke with the request in flight.
         let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
-        assert_eq!(kind(Status::from_error(Box::new(reset))), "gateway_interrupted");
+        assert_eq!(
+            kind(Status::from_error(Box::new(reset))),
+            "gateway_interrupted"
+        );
         // The gateway's own answer has nothing beneath it.
-        assert_eq!(kind(Status::unavailable("WhatsApp is connecting")), "unavailable");
+        assert_eq!(
+            kind(Status::unavailable("WhatsApp is connecting")),
+            "unavailable"
+        );
     }
 
     #[test]

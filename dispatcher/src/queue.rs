@@ -163,12 +163,22 @@ impl Queue {
             owner: owner.to_owned(),
             until,
         };
-        let changes = self.store.lease_next(&lease, now, &self.rules).await?;
-        self.publish(&changes, now);
-        Ok(changes
-            .into_iter()
-            .map(|c| c.job)
-            .find(|j| j.status == JobStatus::Processing))
+        // A round may only end jobs (spent or malformed) without leasing one; the
+        // jobs behind them are then offered in the next round.
+        loop {
+            let changes = self.store.lease_next(&lease, now, &self.rules).await?;
+            self.publish(&changes, now);
+            if changes.is_empty() {
+                return Ok(None);
+            }
+            if let Some(leased) = changes
+                .into_iter()
+                .map(|c| c.job)
+                .find(|j| j.status == JobStatus::Processing)
+            {
+                return Ok(Some(leased));
+            }
+        }
     }
 
     /// Records how an attempt ended, only while `owner` still holds the lease; `None`

@@ -17,8 +17,10 @@ pub const DEFAULT_COUNTRY_CODE: &str = "62";
 const USER_SERVER: &str = "s.whatsapp.net";
 const GROUP_SERVER: &str = "g.us";
 /// A JID is WhatsApp's own address, taken as written; its user part must still look
-/// like an E.164 number (at most 15 digits).
-const MIN_JID_DIGITS: usize = 8;
+/// like an E.164 number: at most 15 digits, and at least the 7 of the shortest
+/// numbering plans (Niue, Saint Helena). A normalised number has the same shape, so
+/// normalising its JID again changes nothing.
+const MIN_JID_DIGITS: usize = 7;
 const MAX_JID_DIGITS: usize = 15;
 /// More digits than any number can be written with (15, an international prefix and
 /// a trunk 0 after the country code) are refused without parsing.
@@ -71,7 +73,7 @@ pub enum PhoneError {
     NotANumber { digits: usize, country_code: String },
     #[error("recipient ({digits} digits after '+') is not a valid international phone number")]
     NotAnInternationalNumber { digits: usize },
-    #[error("recipient JID has {0} digits; a WhatsApp user JID has 8 to 15")]
+    #[error("recipient JID has {0} digits; a WhatsApp user JID has 7 to 15")]
     WrongJidLength(usize),
     #[error("recipient JID is not a WhatsApp user (…@s.whatsapp.net) or group (…@g.us)")]
     InvalidJid,
@@ -135,11 +137,14 @@ pub fn normalize_recipient(input: &str, default_country_code: &str) -> Result<Ji
                 country_code: default_country_code.to_owned(),
             })?,
     };
-    Ok(Jid::User(format!(
-        "{}{}",
-        number.code().value(),
-        number.national().value()
-    )))
+    let user = format!("{}{}", number.code().value(), number.national().value());
+    if !(MIN_JID_DIGITS..=MAX_JID_DIGITS).contains(&user.len()) {
+        return Err(PhoneError::NotANumber {
+            digits: digits.len(),
+            country_code: default_country_code.to_owned(),
+        });
+    }
+    Ok(Jid::User(user))
 }
 
 /// `digits` as a valid number: a local one of `region`, or (without a region) one
@@ -370,6 +375,8 @@ mod tests {
             ("@g.us", Err(InvalidJid)),
             ("12-@g.us", Err(InvalidJid)),
             ("123@s.whatsapp.net", Err(WrongJidLength(3))),
+            // Valid by the plans and normalised to a JID that normalises to itself.
+            ("2781000", user("2781000")),
         ];
         for (input, expected) in &table {
             let got = normalize_recipient(input, "62").map(|jid| jid.to_string());
