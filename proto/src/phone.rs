@@ -447,7 +447,7 @@ mod tests {
         use super::super::*;
         use proptest::prelude::*;
 
-        /// The canonical shape: a person is 8 to 15 digits at `s.whatsapp.net`, a
+        /// The canonical shape: a person is 7 to 15 digits at `s.whatsapp.net`, a
         /// group is digits joined by `-` at `g.us`.
         fn assert_canonical(jid: &Jid) -> Result<(), TestCaseError> {
             let text = jid.to_string();

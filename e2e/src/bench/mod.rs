@@ -21,9 +21,9 @@ pub use report::Report;
 pub use startup::Startup;
 
 /// Writes to the queue store per job while a backlog drains: the lease, the outcome
-/// and the mark that the logger has the outcome (`lease_next`, `finish`,
-/// `mark_logged` of the dispatcher's `JobQueue`). The job's creation is one more
-/// write, made before the clock starts.
+/// and the mark that the logger has the outcome (the dispatcher's
+/// `Queue::lease_next`, `Queue::finish`, `Store::mark_logged`). The job's creation is
+/// one more write, made before the clock starts.
 pub const WRITES_PER_JOB: usize = 3;
 
 /// The fewest writes the raw store rates are measured over.
