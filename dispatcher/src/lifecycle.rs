@@ -174,8 +174,8 @@ fn gave_up(error: JobError, attempts: u32) -> JobError {
     }
 }
 
-/// An attempt that ended without an outcome: back to the queue, or failed once the
-/// attempts are spent. True when the job ended.
+/// An attempt that ended without an outcome (or with a transient one): back to the
+/// queue, or failed once the attempts are spent. True when the job ended.
 fn interrupted(job: &mut Job, error: JobError, rules: &Rules) -> bool {
     if job.attempts >= rules.max_attempts {
         let attempts = job.attempts;
@@ -221,15 +221,11 @@ fn finished(job: &mut Job, finish: Finish, rules: &Rules) -> bool {
             error,
             next_attempt_at,
         } => {
-            if job.attempts >= rules.max_attempts {
-                let attempts = job.attempts;
-                fail(job, gave_up(error, attempts));
-                return true;
+            let ended = interrupted(job, error, rules);
+            if !ended {
+                job.next_attempt_at = Some(next_attempt_at);
             }
-            job.status = JobStatus::Pending;
-            job.next_attempt_at = Some(next_attempt_at);
-            job.last_error = Some(error);
-            false
+            ended
         }
         Finish::Release {
             error,

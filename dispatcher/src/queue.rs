@@ -45,8 +45,8 @@ pub trait Store: Send + Sync + 'static {
     /// gets [`Event::Malformed`] instead. Returns every change written, the lease last.
     async fn lease_next(&self, lease: &Event, now: i64, rules: &Rules) -> Result<Vec<Change>>;
 
-    /// Applies `event` to one job; `None` when it does not apply, or the job is gone
-    /// or changed by another writer every time it was tried.
+    /// Applies `event` to one job; `None` when it does not apply or the job is gone.
+    /// A job another writer keeps changing under every try is an error.
     async fn update(
         &self,
         id: &str,

@@ -43,22 +43,31 @@ pub async fn serve_grpc(
     shutdown: impl Future<Output = ()> + Send + 'static,
     tasks: Tasks,
 ) {
-    let stop = tasks.stopping();
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let stopped = tasks.stopping().cancelled_owned();
     let serve = async {
-        if let Err(e) = router
-            .serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned())
-            .await
-        {
+        if let Err(e) = router.serve_with_incoming_shutdown(incoming, stopped).await {
             tracing::error!(error = %e, "gRPC server failed");
         }
     };
+    serve_until(serve, shutdown, &tasks).await;
+}
+
+/// Runs `serve`, a server that shuts down gracefully once the token of `tasks` is
+/// cancelled, until it ends by itself or `shutdown` resolves. Then it cancels the
+/// token (loops stop, open streams end) and lets the server finish its calls for at
+/// most the grace period.
+pub async fn serve_until(
+    serve: impl Future<Output = ()>,
+    shutdown: impl Future<Output = ()>,
+    tasks: &Tasks,
+) {
     tokio::pin!(serve);
     tokio::select! {
         () = &mut serve => {}
         () = shutdown => {}
     }
-    stop.cancel();
+    tasks.stopping().cancel();
     if tokio::time::timeout(GRACE_PERIOD, serve).await.is_err() {
         tracing::warn!(
             grace_secs = GRACE_PERIOD.as_secs(),

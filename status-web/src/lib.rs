@@ -136,30 +136,18 @@ pub async fn run(
         tasks: tasks.clone(),
     });
     tracing::info!(%addr, "status-web listening: open http://{addr}/ for the dashboard");
-    let stop = tasks.stopping();
     let serve = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(stop.clone().cancelled_owned());
+    .with_graceful_shutdown(tasks.stopping().cancelled_owned());
     let serve = async {
         if let Err(e) = serve.await {
             tracing::error!(error = %e, "HTTP server failed");
         }
     };
-    tokio::pin!(serve);
-    tokio::select! {
-        () = &mut serve => {}
-        () = shutdown => {}
-    }
-    // Ends the live feed and the watchers; Socket.IO clients are disconnected.
-    stop.cancel();
-    if tokio::time::timeout(abtrack_proto::shutdown::GRACE_PERIOD, serve)
-        .await
-        .is_err()
-    {
-        tracing::warn!("grace period over, stopping with requests in flight");
-    }
+    // The cancelled token also ends the live feed and the watchers.
+    abtrack_proto::shutdown::serve_until(serve, shutdown, &tasks).await;
     abtrack_proto::shutdown::stop_tasks(&tasks).await;
     tracing::info!("status-web stopped");
     Ok(())

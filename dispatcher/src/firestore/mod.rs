@@ -156,8 +156,8 @@ impl FirestoreQueue {
     }
 
     /// Asks the lifecycle what `event` does to the job `doc` holds and writes the
-    /// answer if the document is unchanged since it was read. `Err(Conflict)` when
-    /// another writer came first.
+    /// answer if the document is unchanged since it was read; `Applied::Conflict`
+    /// when another writer came first.
     async fn apply(
         &self,
         doc: &Document,
@@ -174,6 +174,21 @@ impl FirestoreQueue {
             Some(_) => Applied::Written(Box::new(change)),
             None => Applied::Conflict,
         })
+    }
+
+    /// Ends a document that cannot be a job `failed`, naming the field.
+    async fn fail_malformed(
+        &self,
+        doc: &Document,
+        malformed: Malformed,
+        now: i64,
+        rules: &Rules,
+    ) -> Result<Applied> {
+        let error = malformed.error();
+        tracing::warn!(job_id = %doc_id(doc), "job document is malformed: {}", error.message);
+        let event = Event::Malformed(error);
+        self.apply(doc, &parse_lenient(doc), &event, now, rules)
+            .await
     }
 
     /// Pending documents, oldest `createdAt` first; documents without `createdAt`
@@ -210,15 +225,11 @@ impl FirestoreQueue {
             .await?;
         let mut changes = Vec::new();
         for doc in unknown {
-            if let Err(malformed) = status(&doc) {
-                tracing::warn!(job_id = %doc_id(&doc), "job document is malformed: {}", malformed.error().message);
-                let event = Event::Malformed(malformed.error());
-                if let Applied::Written(change) = self
-                    .apply(&doc, &parse_lenient(&doc), &event, now, rules)
-                    .await?
-                {
-                    changes.push(*change);
-                }
+            if let Err(malformed) = status(&doc)
+                && let Applied::Written(change) =
+                    self.fail_malformed(&doc, malformed, now, rules).await?
+            {
+                changes.push(*change);
             }
         }
         Ok(changes)
@@ -297,12 +308,7 @@ impl Store for FirestoreQueue {
             for doc in self.candidates().await? {
                 let applied = match parse(&doc, &self.default_country_code) {
                     Ok(job) => self.apply(&doc, &job, lease, now, rules).await?,
-                    Err(malformed) => {
-                        tracing::warn!(job_id = %doc_id(&doc), "job document is malformed: {}", malformed.error().message);
-                        let event = Event::Malformed(malformed.error());
-                        self.apply(&doc, &parse_lenient(&doc), &event, now, rules)
-                            .await?
-                    }
+                    Err(malformed) => self.fail_malformed(&doc, malformed, now, rules).await?,
                 };
                 match applied {
                     Applied::Written(change) => {

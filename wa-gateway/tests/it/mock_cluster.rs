@@ -363,15 +363,14 @@ async fn linking_by_pair_code_from_the_dashboard() {
 
     // "Link with phone number": the dashboard shows a code, the phone's user types it.
     let local = format!("0{}", &PHONE[2..]);
-    let (code, answer) = cluster
-        .post(
-            "/api/gateway/pair-code",
-            json!({ "phone": local }).to_string(),
-        )
-        .await;
-    assert_eq!(code, 200, "{answer}");
-    let pair_code = answer["code"].as_str().unwrap().to_owned();
-    assert_eq!(pair_code.replace('-', "").len(), 8, "{answer}");
+    let dashboard_code = async || {
+        let body = json!({ "phone": local }).to_string();
+        let (code, answer) = cluster.post("/api/gateway/pair-code", body).await;
+        assert_eq!(code, 200, "{answer}");
+        answer["code"].as_str().unwrap().to_owned()
+    };
+    let pair_code = dashboard_code().await;
+    assert_eq!(pair_code.replace('-', "").len(), 8, "{pair_code}");
 
     // A mistyped code links nothing.
     let wrong: String = pair_code
@@ -383,15 +382,7 @@ async fn linking_by_pair_code_from_the_dashboard() {
     assert_eq!(mock.linked_devices(), 0);
 
     // The right one links the gateway, which then sends.
-    let (code, answer) = cluster
-        .post(
-            "/api/gateway/pair-code",
-            json!({ "phone": local }).to_string(),
-        )
-        .await;
-    assert_eq!(code, 200, "{answer}");
-    mock.enter_pair_code(answer["code"].as_str().unwrap())
-        .unwrap();
+    mock.enter_pair_code(&dashboard_code().await).unwrap();
     cluster
         .wait_status(WAIT, "the gateway to connect", |s| {
             s["gateway"]["status"] == "connected"
