@@ -16,6 +16,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use axum::body::HttpBody;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
@@ -304,7 +305,14 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 /// Refuses what [`Boundary::judge`] refuses, logs it, and adds the framing and
 /// content headers to every answer.
+///
+/// A request refused before its body was read (too large, from a foreign origin, not
+/// JSON) leaves the rest of the body on the connection, so hyper closes the connection
+/// after answering. An error answer to a request with a body therefore says
+/// `Connection: close`: the client sends its next request on a new connection, not on
+/// one that is going away.
 pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let has_body = !request.body().is_end_stream();
     let verdict = state
         .boundary
         .judge(request.method(), request.uri(), request.headers());
@@ -325,12 +333,16 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
             .into_response()
         }
     };
+    let status = response.status();
     let headers = response.headers_mut();
     for (name, value) in HEADERS {
         headers.insert(
             HeaderName::from_static(name),
             HeaderValue::from_static(value),
         );
+    }
+    if has_body && (status.is_client_error() || status.is_server_error()) {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
 }

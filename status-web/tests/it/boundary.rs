@@ -295,6 +295,31 @@ async fn clients_without_a_browser_keep_working(login: Login) {
     }
     untouched(&system, &plain).await;
 
+    // A body refused before it is read: the answer says the connection closes, so the
+    // same client's next request goes out on a new one and succeeds.
+    for _ in 0..5 {
+        let oversized = plain
+            .request(Method::POST, system.url("/api/messages"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(vec![b'x'; 3_000_000])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(oversized.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(oversized.headers()[header::CONNECTION], "close");
+        let body: Value = oversized.json().await.unwrap();
+        assert!(
+            body["error"].as_str().unwrap().starts_with("body: "),
+            "{body}"
+        );
+        let next = plain
+            .request(Method::GET, system.url("/api/status"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(next.status(), StatusCode::OK);
+    }
+
     // Clients without Origin, and the dashboard's own origin, work as before.
     let enqueued = plain
         .request(Method::POST, system.url("/api/messages"))
