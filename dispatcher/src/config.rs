@@ -7,109 +7,154 @@ use std::time::Duration;
 use abtrack_proto::config::{self, ConfigError, Env, Var};
 use abtrack_proto::token::InternalToken;
 
+/// Every variable the dispatcher reads, in `--help` order. Each is a constant below
+/// that the parsing reads too, so `--help` shows the name and default in use.
 pub const VARS: &[Var] = &[
-    Var {
-        name: "DISPATCHER_ADDR",
-        default: "127.0.0.1:50051",
-        help: "gRPC listen address",
-    },
-    Var {
-        name: "QUEUE",
-        default: "auto",
-        help: "job queue backend: local (embedded SQLite) or firestore; auto picks firestore when a Firebase credential or FIRESTORE_EMULATOR_HOST is present",
-    },
-    Var {
-        name: "GOOGLE_APPLICATION_CREDENTIALS",
-        default: "credentials.json",
-        help: "Firebase service-account key for Firestore (credentials.json in the working folder is used when present)",
-    },
-    Var {
-        name: "FIRESTORE_PROJECT_ID",
-        default: "<project_id of the credential>",
-        help: "Google Cloud project of the Firestore database",
-    },
-    Var {
-        name: "FIRESTORE_DATABASE_ID",
-        default: "(default)",
-        help: "Firestore database id",
-    },
-    Var {
-        name: "FIRESTORE_COLLECTION",
-        default: "notifications",
-        help: "collection holding the job documents",
-    },
-    Var {
-        name: "FIRESTORE_EMULATOR_HOST",
-        default: "",
-        help: "host:port of a Firestore emulator; when set, no credential is needed",
-    },
-    Var {
-        name: "FIRESTORE_FALLBACK_POLL_SECS",
-        default: "5",
-        help: "how often pending jobs are queried while the Firestore listen stream is down",
-    },
-    Var {
-        name: "DISPATCHER_DATA_DIR",
-        default: "data/dispatcher",
-        help: "folder for the local queue and the pause switch",
-    },
-    Var {
-        name: "DISPATCHER_GATEWAY_URL",
-        default: "http://127.0.0.1:50052",
-        help: "the wa-gateway's gRPC address",
-    },
-    Var {
-        name: "DISPATCHER_LOGGER_URL",
-        default: "http://127.0.0.1:50053",
-        help: "the sheets-logger's gRPC address",
-    },
+    ADDR,
+    QUEUE,
+    CREDENTIALS,
+    FIRESTORE_PROJECT_ID,
+    FIRESTORE_DATABASE_ID,
+    FIRESTORE_COLLECTION,
+    FIRESTORE_EMULATOR_HOST,
+    FIRESTORE_FALLBACK_POLL_SECS,
+    DATA_DIR,
+    GATEWAY_URL,
+    LOGGER_URL,
     config::COUNTRY_CODE,
-    Var {
-        name: "DISPATCHER_ID",
-        default: "<hostname>-<pid>",
-        help: "lease owner name; unique per running dispatcher",
-    },
-    Var {
-        name: "DISPATCHER_LEASE_SECS",
-        default: "120",
-        help: "how long a dispatcher owns a job it took; must exceed the send timeout",
-    },
-    Var {
-        name: "DISPATCHER_SEND_TIMEOUT_SECS",
-        default: "60",
-        help: "deadline of one gateway Send, pacing wait included",
-    },
-    Var {
-        name: "DISPATCHER_MAX_ATTEMPTS",
-        default: "5",
-        help: "attempts before a job that keeps failing transiently ends failed",
-    },
-    Var {
-        name: "DISPATCHER_BACKOFF_BASE_SECS",
-        default: "10",
-        help: "first retry delay; doubles each attempt, with jitter",
-    },
-    Var {
-        name: "DISPATCHER_BACKOFF_MAX_SECS",
-        default: "600",
-        help: "longest retry delay",
-    },
-    Var {
-        name: "DISPATCHER_RATE_LIMIT_DELAY_SECS",
-        default: "30",
-        help: "how long a job waits when the gateway's pacing or daily cap refuses it",
-    },
-    Var {
-        name: "DISPATCHER_SWEEP_INTERVAL_SECS",
-        default: "15",
-        help: "how often expired leases are returned to pending",
-    },
-    Var {
-        name: "DISPATCHER_POLL_INTERVAL_SECS",
-        default: "5",
-        help: "longest time the worker sleeps without looking at the queue",
-    },
+    ID,
+    LEASE_SECS,
+    SEND_TIMEOUT_SECS,
+    MAX_ATTEMPTS,
+    BACKOFF_BASE_SECS,
+    BACKOFF_MAX_SECS,
+    RATE_LIMIT_DELAY_SECS,
+    SWEEP_INTERVAL_SECS,
+    POLL_INTERVAL_SECS,
 ];
+
+pub const ADDR: Var = Var {
+    name: "DISPATCHER_ADDR",
+    default: "127.0.0.1:50051",
+    help: "gRPC listen address",
+};
+
+pub const QUEUE: Var = Var {
+    name: "QUEUE",
+    default: "auto",
+    help: "job queue backend: local (embedded SQLite) or firestore; auto picks firestore when a Firebase credential or FIRESTORE_EMULATOR_HOST is present",
+};
+
+/// Its default is used only when that file exists; a path that is set must exist.
+pub const CREDENTIALS: Var = Var {
+    name: "GOOGLE_APPLICATION_CREDENTIALS",
+    default: "credentials.json",
+    help: "Firebase service-account key for Firestore (credentials.json in the working folder is used when present)",
+};
+
+/// Unset: the key's `project_id`, or `EMULATOR_PROJECT` with the emulator and no key.
+pub const FIRESTORE_PROJECT_ID: Var = Var {
+    name: "FIRESTORE_PROJECT_ID",
+    default: "<project_id of the credential>",
+    help: "Google Cloud project of the Firestore database",
+};
+
+pub const FIRESTORE_DATABASE_ID: Var = Var {
+    name: "FIRESTORE_DATABASE_ID",
+    default: "(default)",
+    help: "Firestore database id",
+};
+
+pub const FIRESTORE_COLLECTION: Var = Var {
+    name: "FIRESTORE_COLLECTION",
+    default: "notifications",
+    help: "collection holding the job documents",
+};
+
+pub const FIRESTORE_EMULATOR_HOST: Var = Var {
+    name: "FIRESTORE_EMULATOR_HOST",
+    default: "",
+    help: "host:port of a Firestore emulator; when set, no credential is needed",
+};
+
+pub const FIRESTORE_FALLBACK_POLL_SECS: Var = Var {
+    name: "FIRESTORE_FALLBACK_POLL_SECS",
+    default: "5",
+    help: "how often pending jobs are queried while the Firestore listen stream is down",
+};
+
+pub const DATA_DIR: Var = Var {
+    name: "DISPATCHER_DATA_DIR",
+    default: "data/dispatcher",
+    help: "folder for the local queue and the pause switch",
+};
+
+pub const GATEWAY_URL: Var = Var {
+    name: "DISPATCHER_GATEWAY_URL",
+    default: "http://127.0.0.1:50052",
+    help: "the wa-gateway's gRPC address",
+};
+
+pub const LOGGER_URL: Var = Var {
+    name: "DISPATCHER_LOGGER_URL",
+    default: "http://127.0.0.1:50053",
+    help: "the sheets-logger's gRPC address",
+};
+
+/// Unset: the host name and the process id, worked out at start.
+pub const ID: Var = Var {
+    name: "DISPATCHER_ID",
+    default: "<hostname>-<pid>",
+    help: "lease owner name; unique per running dispatcher",
+};
+
+pub const LEASE_SECS: Var = Var {
+    name: "DISPATCHER_LEASE_SECS",
+    default: "120",
+    help: "how long a dispatcher owns a job it took; must exceed the send timeout",
+};
+
+pub const SEND_TIMEOUT_SECS: Var = Var {
+    name: "DISPATCHER_SEND_TIMEOUT_SECS",
+    default: "60",
+    help: "deadline of one gateway Send, pacing wait included",
+};
+
+pub const MAX_ATTEMPTS: Var = Var {
+    name: "DISPATCHER_MAX_ATTEMPTS",
+    default: "5",
+    help: "attempts before a job that keeps failing transiently ends failed",
+};
+
+pub const BACKOFF_BASE_SECS: Var = Var {
+    name: "DISPATCHER_BACKOFF_BASE_SECS",
+    default: "10",
+    help: "first retry delay; doubles each attempt, with jitter",
+};
+
+pub const BACKOFF_MAX_SECS: Var = Var {
+    name: "DISPATCHER_BACKOFF_MAX_SECS",
+    default: "600",
+    help: "longest retry delay",
+};
+
+pub const RATE_LIMIT_DELAY_SECS: Var = Var {
+    name: "DISPATCHER_RATE_LIMIT_DELAY_SECS",
+    default: "30",
+    help: "how long a job waits when the gateway's pacing or daily cap refuses it",
+};
+
+pub const SWEEP_INTERVAL_SECS: Var = Var {
+    name: "DISPATCHER_SWEEP_INTERVAL_SECS",
+    default: "15",
+    help: "how often expired leases are returned to pending",
+};
+
+pub const POLL_INTERVAL_SECS: Var = Var {
+    name: "DISPATCHER_POLL_INTERVAL_SECS",
+    default: "5",
+    help: "longest time the worker sleeps without looking at the queue",
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backend {
@@ -135,26 +180,20 @@ const EMULATOR_PROJECT: &str = "demo-abtrack";
 fn firestore_settings(
     env: &Env<impl Fn(&str) -> Option<String>>,
 ) -> Result<Option<FirestoreSettings>, ConfigError> {
-    let emulator_host = env
-        .get("FIRESTORE_EMULATOR_HOST")
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty());
-    let credentials = match env
-        .get("GOOGLE_APPLICATION_CREDENTIALS")
-        .filter(|p| !p.trim().is_empty())
-    {
+    let emulator_host = env.get(FIRESTORE_EMULATOR_HOST.name);
+    let credentials = match env.get(CREDENTIALS.name) {
         Some(path) => {
             let path = PathBuf::from(path);
             if !path.is_file() {
                 return Err(ConfigError::new(
-                    "GOOGLE_APPLICATION_CREDENTIALS",
+                    CREDENTIALS.name,
                     &path.display().to_string(),
                     "no such file",
                 ));
             }
             Some(path)
         }
-        None => Some(PathBuf::from("credentials.json")).filter(|p| p.is_file()),
+        None => Some(PathBuf::from(CREDENTIALS.default)).filter(|p| p.is_file()),
     };
     if emulator_host.is_none() && credentials.is_none() {
         return Ok(None);
@@ -163,42 +202,42 @@ fn firestore_settings(
         Some(path) => read_key(path)?["project_id"].as_str().map(str::to_owned),
         None => None,
     };
-    let project_id = match env
-        .get("FIRESTORE_PROJECT_ID")
-        .filter(|p| !p.trim().is_empty())
-    {
+    let project_id = match env.get(FIRESTORE_PROJECT_ID.name) {
         Some(id) => id,
         None => match (from_key, &emulator_host) {
             (Some(id), _) => id,
             (None, Some(_)) => EMULATOR_PROJECT.to_owned(),
             (None, None) => {
                 return Err(ConfigError::new(
-                    "FIRESTORE_PROJECT_ID",
+                    FIRESTORE_PROJECT_ID.name,
                     "",
-                    "the credential names no project_id; set FIRESTORE_PROJECT_ID",
+                    format!(
+                        "the credential names no project_id; set {}",
+                        FIRESTORE_PROJECT_ID.name
+                    ),
                 ));
             }
         },
     };
-    let collection = env.string("FIRESTORE_COLLECTION", "notifications");
+    let collection = env.string(FIRESTORE_COLLECTION);
     if collection.is_empty() || collection.contains('/') {
         return Err(ConfigError::new(
-            "FIRESTORE_COLLECTION",
+            FIRESTORE_COLLECTION.name,
             &collection,
             "must be a top-level collection id (no '/')",
         ));
     }
-    let fallback_poll = env.secs("FIRESTORE_FALLBACK_POLL_SECS", Duration::from_secs(5))?;
+    let fallback_poll = env.secs(FIRESTORE_FALLBACK_POLL_SECS)?;
     if fallback_poll.is_zero() {
         return Err(ConfigError::new(
-            "FIRESTORE_FALLBACK_POLL_SECS",
+            FIRESTORE_FALLBACK_POLL_SECS.name,
             "0",
             "must be at least 1",
         ));
     }
     Ok(Some(FirestoreSettings {
         project_id,
-        database_id: env.string("FIRESTORE_DATABASE_ID", "(default)"),
+        database_id: env.string(FIRESTORE_DATABASE_ID),
         collection,
         credentials: if emulator_host.is_some() {
             None
@@ -214,8 +253,7 @@ fn firestore_settings(
 /// it is rather than as a missing project id.
 fn read_key(path: &std::path::Path) -> Result<serde_json::Value, ConfigError> {
     let shown = path.display().to_string();
-    let invalid =
-        |reason: String| ConfigError::new("GOOGLE_APPLICATION_CREDENTIALS", &shown, reason);
+    let invalid = |reason: String| ConfigError::new(CREDENTIALS.name, &shown, reason);
     let text =
         std::fs::read_to_string(path).map_err(|e| invalid(format!("cannot read it: {e}")))?;
     match serde_json::from_str::<serde_json::Value>(&text) {
@@ -255,67 +293,70 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env::new(lookup);
         let firestore = firestore_settings(&env)?;
-        let backend = match (env.string("QUEUE", "auto").as_str(), firestore) {
+        let backend = match (env.string(QUEUE).as_str(), firestore) {
             ("local", _) | ("auto", None) => Backend::Local,
             ("firestore" | "auto", Some(settings)) => Backend::Firestore(settings),
             ("firestore", None) => {
                 return Err(ConfigError::new(
-                    "QUEUE",
+                    QUEUE.name,
                     "firestore",
-                    "needs credentials.json, GOOGLE_APPLICATION_CREDENTIALS or FIRESTORE_EMULATOR_HOST",
+                    format!(
+                        "needs {}, {} or {}",
+                        CREDENTIALS.default, CREDENTIALS.name, FIRESTORE_EMULATOR_HOST.name
+                    ),
                 ));
             }
             (other, _) => {
                 return Err(ConfigError::new(
-                    "QUEUE",
+                    QUEUE.name,
                     other,
                     "expected local, firestore or auto",
                 ));
             }
         };
-        let owner = env.get("DISPATCHER_ID").unwrap_or_else(default_owner);
+        let owner = env.get(ID.name).unwrap_or_else(default_owner);
         let config = Self {
-            addr: env.addr("DISPATCHER_ADDR", "127.0.0.1:50051")?,
+            addr: env.addr(ADDR)?,
             backend,
-            data_dir: PathBuf::from(env.string("DISPATCHER_DATA_DIR", "data/dispatcher")),
-            gateway_url: env.url("DISPATCHER_GATEWAY_URL", "http://127.0.0.1:50052")?,
-            logger_url: env.url("DISPATCHER_LOGGER_URL", "http://127.0.0.1:50053")?,
+            data_dir: PathBuf::from(env.string(DATA_DIR)),
+            gateway_url: env.url(GATEWAY_URL)?,
+            logger_url: env.url(LOGGER_URL)?,
             owner,
-            lease: env.secs("DISPATCHER_LEASE_SECS", Duration::from_secs(120))?,
-            send_timeout: env.secs("DISPATCHER_SEND_TIMEOUT_SECS", Duration::from_secs(60))?,
-            max_attempts: env.parse("DISPATCHER_MAX_ATTEMPTS", 5)?,
-            backoff_base: env.secs("DISPATCHER_BACKOFF_BASE_SECS", Duration::from_secs(10))?,
-            backoff_max: env.secs("DISPATCHER_BACKOFF_MAX_SECS", Duration::from_secs(600))?,
-            rate_limit_delay: env
-                .secs("DISPATCHER_RATE_LIMIT_DELAY_SECS", Duration::from_secs(30))?,
-            sweep_interval: env.secs("DISPATCHER_SWEEP_INTERVAL_SECS", Duration::from_secs(15))?,
-            poll_interval: env.secs("DISPATCHER_POLL_INTERVAL_SECS", Duration::from_secs(5))?,
+            lease: env.secs(LEASE_SECS)?,
+            send_timeout: env.secs(SEND_TIMEOUT_SECS)?,
+            max_attempts: env.value(MAX_ATTEMPTS)?,
+            backoff_base: env.secs(BACKOFF_BASE_SECS)?,
+            backoff_max: env.secs(BACKOFF_MAX_SECS)?,
+            rate_limit_delay: env.secs(RATE_LIMIT_DELAY_SECS)?,
+            sweep_interval: env.secs(SWEEP_INTERVAL_SECS)?,
+            poll_interval: env.secs(POLL_INTERVAL_SECS)?,
             default_country_code: env.country_code()?,
             internal_token: InternalToken::from_env(&env)?,
         };
         if config.send_timeout.is_zero() || config.send_timeout >= config.lease {
             return Err(ConfigError::new(
-                "DISPATCHER_SEND_TIMEOUT_SECS",
+                SEND_TIMEOUT_SECS.name,
                 &config.send_timeout.as_secs().to_string(),
                 format!(
-                    "must be above 0 and below DISPATCHER_LEASE_SECS ({}), so a lease never expires during a send",
+                    "must be above 0 and below {} ({}), so a lease never expires during a send",
+                    LEASE_SECS.name,
                     config.lease.as_secs()
                 ),
             ));
         }
         if config.max_attempts == 0 {
             return Err(ConfigError::new(
-                "DISPATCHER_MAX_ATTEMPTS",
+                MAX_ATTEMPTS.name,
                 "0",
                 "must be at least 1",
             ));
         }
-        for (name, value) in [
-            ("DISPATCHER_SWEEP_INTERVAL_SECS", config.sweep_interval),
-            ("DISPATCHER_POLL_INTERVAL_SECS", config.poll_interval),
+        for (var, value) in [
+            (SWEEP_INTERVAL_SECS, config.sweep_interval),
+            (POLL_INTERVAL_SECS, config.poll_interval),
         ] {
             if value.is_zero() {
-                return Err(ConfigError::new(name, "0", "must be at least 1"));
+                return Err(ConfigError::new(var.name, "0", "must be at least 1"));
             }
         }
         Ok(config)
@@ -370,6 +411,20 @@ mod tests {
         assert!(c.send_timeout < c.lease);
         assert_eq!(c.backend, Backend::Local);
         assert_eq!(c.gateway_url, "http://127.0.0.1:50052");
+    }
+
+    #[test]
+    fn the_defaults_in_help_are_the_ones_used() {
+        // The Firestore variables are read only once Firestore is configured, which
+        // the emulator does without a credential file.
+        for base in [&[][..], &[(FIRESTORE_EMULATOR_HOST.name, "127.0.0.1:8081")]] {
+            config::assert_defaults_are_used(
+                VARS,
+                &[CREDENTIALS, FIRESTORE_PROJECT_ID, ID],
+                base,
+                |lookup| Config::from_lookup(lookup),
+            );
+        }
     }
 
     #[test]

@@ -16,11 +16,15 @@ pub const COUNTRY_CODE: Var = Var {
     help: "country calling code of local numbers (written with or without their trunk 0); the dispatcher and the wa-gateway read the same variable",
 };
 
-/// One environment variable a service reads.
+/// One environment variable a service reads: declared once, as a constant, so its
+/// `--help` entry and its parsing share the name and the default.
 #[derive(Debug, Clone, Copy)]
 pub struct Var {
     pub name: &'static str,
-    /// Shown in `--help`; empty when there is none.
+    /// Shown in `--help`; empty when there is none. The typed [`Env`] readers parse it
+    /// when the variable is unset, so what `--help` shows is what is used; a
+    /// variable whose default is a description (`<hostname>-<pid>`) is read with
+    /// [`Env::get`] and works its fallback out in code.
     pub default: &'static str,
     pub help: &'static str,
 }
@@ -45,6 +49,9 @@ impl ConfigError {
 }
 
 /// Reads typed values through a lookup function; empty values count as unset.
+///
+/// The readers that fall back to a default take the [`Var`], never a name and a
+/// default of their own, so the fallback can only be the one `--help` shows.
 pub struct Env<F> {
     lookup: F,
 }
@@ -60,93 +67,158 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         (self.lookup)(name)
     }
 
-    /// The value when set and not blank.
+    /// The value when set and not blank, without any default: for variables whose
+    /// fallback is worked out in code.
     pub fn get(&self, name: &str) -> Option<String> {
         (self.lookup)(name)
             .map(|v| v.trim().to_owned())
             .filter(|v| !v.is_empty())
     }
 
-    pub fn string(&self, name: &str, default: &str) -> String {
-        self.get(name).unwrap_or_else(|| default.to_owned())
+    /// The value of `var`, or its default when unset.
+    pub fn string(&self, var: Var) -> String {
+        self.get(var.name).unwrap_or_else(|| var.default.to_owned())
     }
 
-    pub fn parse<T>(&self, name: &str, default: T) -> Result<T, ConfigError>
+    /// Parses the value of `var`, or its default when unset, with the same parser.
+    /// A default that does not parse is a bug rather than bad input, so it panics;
+    /// each service's tests load every default (see [`assert_defaults_are_used`]).
+    fn read<T>(
+        &self,
+        var: Var,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        match self.get(var.name) {
+            Some(raw) => parse(&raw).map_err(|reason| ConfigError::new(var.name, &raw, reason)),
+            None => Ok(parse(var.default).unwrap_or_else(|reason| {
+                panic!(
+                    "the default of {} ({:?}) does not parse: {reason}",
+                    var.name, var.default
+                )
+            })),
+        }
+    }
+
+    /// Any [`FromStr`] value, e.g. a count.
+    pub fn value<T>(&self, var: Var) -> Result<T, ConfigError>
     where
         T: FromStr,
         T::Err: std::fmt::Display,
     {
-        match self.get(name) {
-            None => Ok(default),
-            Some(raw) => raw
-                .parse()
-                .map_err(|e: T::Err| ConfigError::new(name, &raw, e.to_string())),
-        }
+        self.read(var, |raw| raw.parse().map_err(|e: T::Err| e.to_string()))
     }
 
     /// A duration given in whole milliseconds.
-    pub fn millis(&self, name: &str, default: Duration) -> Result<Duration, ConfigError> {
-        let ms: u64 = self.parse(name, default.as_millis() as u64)?;
-        Ok(Duration::from_millis(ms))
+    pub fn millis(&self, var: Var) -> Result<Duration, ConfigError> {
+        self.value(var).map(Duration::from_millis)
     }
 
     /// A duration given in whole seconds.
-    pub fn secs(&self, name: &str, default: Duration) -> Result<Duration, ConfigError> {
-        let secs: u64 = self.parse(name, default.as_secs())?;
-        Ok(Duration::from_secs(secs))
+    pub fn secs(&self, var: Var) -> Result<Duration, ConfigError> {
+        self.value(var).map(Duration::from_secs)
     }
 
-    pub fn bool(&self, name: &str, default: bool) -> Result<bool, ConfigError> {
-        match self.get(name) {
-            None => Ok(default),
-            Some(raw) => match raw.to_ascii_lowercase().as_str() {
-                "1" | "true" | "yes" | "on" => Ok(true),
-                "0" | "false" | "no" | "off" => Ok(false),
-                _ => Err(ConfigError::new(name, &raw, "expected true or false")),
-            },
-        }
+    /// `true`, `1`, `yes`, `on` or `false`, `0`, `no`, `off`, in any case.
+    pub fn bool(&self, var: Var) -> Result<bool, ConfigError> {
+        self.read(var, |raw| match raw.to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "0" | "false" | "no" | "off" => Ok(false),
+            _ => Err("expected true or false".to_owned()),
+        })
     }
 
     /// A `host:port` socket address.
-    pub fn addr(&self, name: &str, default: &str) -> Result<std::net::SocketAddr, ConfigError> {
-        let raw = self.string(name, default);
-        raw.parse()
-            .map_err(|_| ConfigError::new(name, &raw, "expected an address like 127.0.0.1:8080"))
+    pub fn addr(&self, var: Var) -> Result<std::net::SocketAddr, ConfigError> {
+        self.read(var, |raw| {
+            raw.parse()
+                .map_err(|_| "expected an address like 127.0.0.1:8080".to_owned())
+        })
     }
 
     /// [`COUNTRY_CODE`]: the calling code of local numbers, one libphonenumber
     /// knows. The gateway and the dispatcher read the same variable, so a number the
     /// dispatcher accepts is one the gateway can send to.
     pub fn country_code(&self) -> Result<String, ConfigError> {
-        let var = COUNTRY_CODE;
-        let code = self.string(var.name, var.default).trim().to_owned();
-        let digits = (1..=3).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_digit());
-        if digits && crate::phone::is_calling_code(&code) {
-            Ok(code)
-        } else {
-            Err(ConfigError::new(
-                var.name,
-                &code,
-                "expected a country calling code, e.g. 62 for Indonesia or 60 for Malaysia",
-            ))
-        }
+        self.read(COUNTRY_CODE, |code| {
+            let digits = (1..=3).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_digit());
+            if digits && crate::phone::is_calling_code(code) {
+                Ok(code.to_owned())
+            } else {
+                Err(
+                    "expected a country calling code, e.g. 62 for Indonesia or 60 for Malaysia"
+                        .to_owned(),
+                )
+            }
+        })
     }
 
-    /// An `http://host:port` URL of another service.
-    pub fn url(&self, name: &str, default: &str) -> Result<String, ConfigError> {
-        let raw = self.string(name, default);
-        let rest = raw
-            .strip_prefix("http://")
-            .or_else(|| raw.strip_prefix("https://"));
-        match rest {
-            Some(rest) if !rest.is_empty() && !rest.contains(char::is_whitespace) => {
-                Ok(raw.trim_end_matches('/').to_owned())
+    /// An `http://host:port` URL of another service, without a trailing `/`.
+    pub fn url(&self, var: Var) -> Result<String, ConfigError> {
+        self.read(var, |raw| {
+            let rest = raw
+                .strip_prefix("http://")
+                .or_else(|| raw.strip_prefix("https://"));
+            match rest {
+                Some(rest) if !rest.is_empty() && !rest.contains(char::is_whitespace) => {
+                    Ok(raw.trim_end_matches('/').to_owned())
+                }
+                _ => Err("expected a URL like http://127.0.0.1:50051".to_owned()),
             }
-            _ => Err(ConfigError::new(
-                name,
-                &raw,
-                "expected a URL like http://127.0.0.1:50051",
-            )),
+        })
+    }
+}
+
+/// For each service's tests: checks that setting a variable to the default its
+/// `--help` shows loads the same configuration as leaving it unset, so `--help`
+/// cannot show one default while the parsing uses another, and that the defaults
+/// alone (on top of `base`) are a valid configuration. Configurations are compared
+/// by their `Debug` text. Left out: the variables set in `base`, and `computed`,
+/// those whose unset meaning is worked out in code (a description such as
+/// `<hostname>-<pid>`, or a file used only when present). Panics, naming the
+/// variable, at the first difference.
+#[track_caller]
+pub fn assert_defaults_are_used<C: std::fmt::Debug>(
+    vars: &[Var],
+    computed: &[Var],
+    base: &[(&str, &str)],
+    load: impl Fn(&dyn Fn(&str) -> Option<String>) -> Result<C, ConfigError>,
+) {
+    let listed = |name: &str| vars.iter().filter(|v| v.name == name).count();
+    for var in vars {
+        assert_eq!(listed(var.name), 1, "{} is listed more than once", var.name);
+    }
+    for var in computed {
+        assert_eq!(listed(var.name), 1, "{} is not in the list", var.name);
+    }
+    let from_base = |key: &str| {
+        base.iter()
+            .find(|(name, _)| *name == key)
+            .map(|(_, value)| (*value).to_owned())
+    };
+    let unset = match load(&from_base) {
+        Ok(config) => format!("{config:?}"),
+        Err(e) => panic!("the defaults are not a valid configuration: {e}"),
+    };
+    let skipped = |var: &Var| {
+        computed.iter().any(|c| c.name == var.name) || base.iter().any(|(n, _)| *n == var.name)
+    };
+    for var in vars.iter().filter(|var| !skipped(var)) {
+        let with_default = |key: &str| {
+            if key == var.name {
+                Some(var.default.to_owned())
+            } else {
+                from_base(key)
+            }
+        };
+        match load(&with_default) {
+            Ok(config) => assert_eq!(
+                format!("{config:?}"),
+                unset,
+                "{}={:?}, its --help default, loads another configuration than leaving it unset",
+                var.name,
+                var.default
+            ),
+            Err(e) => panic!("{}'s --help default is refused: {e}", var.name),
         }
     }
 }
@@ -197,20 +269,22 @@ pub fn help_text(binary: &str, about: &str, vars: &[Var]) -> String {
     out
 }
 
+/// The log filter, read by [`crate::telemetry::init`].
+pub const RUST_LOG: Var = Var {
+    name: "RUST_LOG",
+    default: "info",
+    help: "log filter, e.g. debug or dispatcher=debug,info",
+};
+
+/// The log line format, read by [`crate::telemetry::init`].
+pub const LOG_FORMAT: Var = Var {
+    name: "LOG_FORMAT",
+    default: "text",
+    help: "text, or json for one JSON object per line",
+};
+
 /// Variables every service reads.
-pub const COMMON_VARS: &[Var] = &[
-    Var {
-        name: "RUST_LOG",
-        default: "info",
-        help: "log filter, e.g. debug or dispatcher=debug,info",
-    },
-    Var {
-        name: "LOG_FORMAT",
-        default: "text",
-        help: "text, or json for one JSON object per line",
-    },
-    crate::token::VAR,
-];
+pub const COMMON_VARS: &[Var] = &[RUST_LOG, LOG_FORMAT, crate::token::VAR];
 
 /// Prints one line on stderr and exits with [`EXIT_USAGE`].
 pub fn exit_usage(binary: &str, message: impl std::fmt::Display) -> ! {
@@ -257,22 +331,102 @@ mod tests {
         Env::new(move |k| map.get(k).cloned())
     }
 
+    const fn var(name: &'static str, default: &'static str) -> Var {
+        Var {
+            name,
+            default,
+            help: "",
+        }
+    }
+
     #[test]
     fn blank_values_fall_back_to_the_default() {
         let env = env(&[("A", "  "), ("B", " 7 ")]);
-        assert_eq!(env.parse::<u32>("A", 3), Ok(3));
-        assert_eq!(env.parse::<u32>("B", 3), Ok(7));
-        assert_eq!(env.string("MISSING", "x"), "x");
+        assert_eq!(env.value::<u32>(var("A", "3")), Ok(3));
+        assert_eq!(env.value::<u32>(var("B", "3")), Ok(7));
+        assert_eq!(env.string(var("MISSING", "x")), "x");
+        assert_eq!(
+            env.secs(var("MISSING", "120")),
+            Ok(Duration::from_secs(120))
+        );
+        assert_eq!(
+            env.millis(var("MISSING", "2000")),
+            Ok(Duration::from_secs(2))
+        );
+        assert_eq!(env.bool(var("MISSING", "on")), Ok(true));
+        assert_eq!(
+            env.url(var("MISSING", "http://a:1/")).unwrap(),
+            "http://a:1"
+        );
+        assert_eq!(env.country_code().unwrap(), COUNTRY_CODE.default);
     }
 
     #[test]
     fn bad_values_name_the_variable() {
-        let env = env(&[("N", "ten"), ("U", "ftp://x"), ("F", "maybe")]);
-        let err = env.parse::<u32>("N", 1).unwrap_err();
-        assert!(err.to_string().starts_with("N=\"ten\" is invalid"), "{err}");
-        assert!(env.url("U", "http://a:1").is_err());
-        assert!(env.bool("F", true).is_err());
-        assert_eq!(env.url("V", "http://a:1/").unwrap(), "http://a:1");
+        let env = env(&[
+            ("N", "ten"),
+            ("U", "ftp://x"),
+            ("F", "maybe"),
+            ("S", " x:1 "),
+        ]);
+        let err = env.value::<u32>(var("N", "1")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "N=\"ten\" is invalid: invalid digit found in string"
+        );
+        assert_eq!(
+            env.url(var("U", "http://a:1")).unwrap_err().to_string(),
+            "U=\"ftp://x\" is invalid: expected a URL like http://127.0.0.1:50051"
+        );
+        assert_eq!(
+            env.bool(var("F", "true")).unwrap_err().to_string(),
+            "F=\"maybe\" is invalid: expected true or false"
+        );
+        assert_eq!(
+            env.addr(var("S", "127.0.0.1:1")).unwrap_err().to_string(),
+            "S=\"x:1\" is invalid: expected an address like 127.0.0.1:8080"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "the default of N (\"ten\") does not parse")]
+    fn a_default_that_does_not_parse_is_a_bug() {
+        let _ = env(&[]).value::<u32>(var("N", "ten"));
+    }
+
+    const SHOWN: Var = var("SHOWN", "5");
+
+    /// A configuration of one number whose parsing ignores the default `--help` shows.
+    fn load_lying(lookup: &dyn Fn(&str) -> Option<String>) -> Result<u32, ConfigError> {
+        let env = Env::new(lookup);
+        match env.get(SHOWN.name) {
+            Some(_) => env.value(SHOWN),
+            None => Ok(6),
+        }
+    }
+
+    fn load_honest(lookup: &dyn Fn(&str) -> Option<String>) -> Result<u32, ConfigError> {
+        Env::new(lookup).value(SHOWN)
+    }
+
+    #[test]
+    fn the_default_shown_is_the_one_used() {
+        assert_defaults_are_used(&[SHOWN], &[], &[], load_honest);
+        assert_defaults_are_used(&[SHOWN], &[SHOWN], &[], load_lying);
+        assert_defaults_are_used(&[SHOWN], &[], &[("SHOWN", "7")], load_lying);
+    }
+
+    #[test]
+    #[should_panic(expected = "SHOWN=\"5\", its --help default, loads another configuration")]
+    fn a_default_the_parsing_ignores_fails_the_check() {
+        assert_defaults_are_used(&[SHOWN], &[], &[], load_lying);
+    }
+
+    #[test]
+    fn the_country_code_default_is_used() {
+        assert_defaults_are_used(&[COUNTRY_CODE], &[], &[], |lookup| {
+            Env::new(lookup).country_code()
+        });
     }
 
     #[test]

@@ -7,6 +7,8 @@ use std::io::Write;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
+use crate::config::{LOG_FORMAT, RUST_LOG};
+
 /// Standard error, with every run of digits long enough for a phone number with its
 /// country code masked.
 struct MaskedStderr;
@@ -36,8 +38,9 @@ impl Write for MaskingWriter {
 
 /// Installs the global subscriber. Safe to call more than once (later calls do nothing).
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    let filter =
+        EnvFilter::try_from_env(RUST_LOG.name).unwrap_or_else(|_| EnvFilter::new(RUST_LOG.default));
+    let json = std::env::var(LOG_FORMAT.name).is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(MaskedStderr)

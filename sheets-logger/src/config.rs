@@ -14,73 +14,103 @@ use abtrack_proto::token::InternalToken;
 
 use crate::credentials::read_key;
 
+/// Every variable the logger reads, in `--help` order. Each is a constant below that
+/// the parsing reads too, so `--help` shows the name and default in use.
 pub const VARS: &[Var] = &[
-    Var {
-        name: "SHEETS_ADDR",
-        default: "127.0.0.1:50053",
-        help: "gRPC listen address",
-    },
-    Var {
-        name: "SHEETS_DATA_DIR",
-        default: "data/sheets-logger",
-        help: "folder for the durable outbox",
-    },
-    Var {
-        name: "SHEETS_CREDENTIALS",
-        default: "sheets-credentials.json",
-        help: "Google service account key for Sheets; no file means Sheets logging is disabled",
-    },
-    Var {
-        name: "SHEETS_SPREADSHEET_ID",
-        default: "spreadsheetId in config.json",
-        help: "the spreadsheet outcomes are appended to",
-    },
-    Var {
-        name: "SHEETS_TAB",
-        default: "Log",
-        help: "the tab (sheet) rows go to; created when missing",
-    },
-    Var {
-        name: "SHEETS_TIME_ZONE",
-        default: "Asia/Jakarta",
-        help: "IANA time zone of the Time column",
-    },
-    Var {
-        name: "SHEETS_FULL_RECIPIENT",
-        default: "false",
-        help: "write the full phone number instead of a masked one (62812****789)",
-    },
-    Var {
-        name: "SHEETS_INCLUDE_MESSAGE",
-        default: "false",
-        help: "keep the message text in the outbox and write it to the sheet",
-    },
-    Var {
-        name: "SHEETS_BATCH_SIZE",
-        default: "100",
-        help: "most rows per append call",
-    },
-    Var {
-        name: "SHEETS_BATCH_MAX_AGE_MS",
-        default: "2000",
-        help: "a smaller batch is sent once its oldest record is this old",
-    },
-    Var {
-        name: "SHEETS_RETRY_MAX_SECS",
-        default: "300",
-        help: "longest wait between two upload attempts while Sheets fails",
-    },
-    Var {
-        name: "SHEETS_OUTBOX_RETENTION_DAYS",
-        default: "30",
-        help: "with Sheets logging off, records older than this leave the outbox (0 keeps them all)",
-    },
-    Var {
-        name: "SHEETS_API_URL",
-        default: "https://sheets.googleapis.com",
-        help: "root URL of the Google Sheets API (a local server in tests)",
-    },
+    ADDR,
+    DATA_DIR,
+    CREDENTIALS,
+    SPREADSHEET_ID,
+    TAB,
+    TIME_ZONE,
+    FULL_RECIPIENT,
+    INCLUDE_MESSAGE,
+    BATCH_SIZE,
+    BATCH_MAX_AGE_MS,
+    RETRY_MAX_SECS,
+    OUTBOX_RETENTION_DAYS,
+    API_URL,
 ];
+
+pub const ADDR: Var = Var {
+    name: "SHEETS_ADDR",
+    default: "127.0.0.1:50053",
+    help: "gRPC listen address",
+};
+
+pub const DATA_DIR: Var = Var {
+    name: "SHEETS_DATA_DIR",
+    default: "data/sheets-logger",
+    help: "folder for the durable outbox",
+};
+
+/// Its default is used only when that file exists; a path that is set must exist.
+pub const CREDENTIALS: Var = Var {
+    name: "SHEETS_CREDENTIALS",
+    default: "sheets-credentials.json",
+    help: "Google service account key for Sheets; no file means Sheets logging is disabled",
+};
+
+/// Unset: read from `config.json`, as the old server did.
+pub const SPREADSHEET_ID: Var = Var {
+    name: "SHEETS_SPREADSHEET_ID",
+    default: "spreadsheetId in config.json",
+    help: "the spreadsheet outcomes are appended to",
+};
+
+pub const TAB: Var = Var {
+    name: "SHEETS_TAB",
+    default: "Log",
+    help: "the tab (sheet) rows go to; created when missing",
+};
+
+pub const TIME_ZONE: Var = Var {
+    name: "SHEETS_TIME_ZONE",
+    default: "Asia/Jakarta",
+    help: "IANA time zone of the Time column",
+};
+
+pub const FULL_RECIPIENT: Var = Var {
+    name: "SHEETS_FULL_RECIPIENT",
+    default: "false",
+    help: "write the full phone number instead of a masked one (62812****789)",
+};
+
+pub const INCLUDE_MESSAGE: Var = Var {
+    name: "SHEETS_INCLUDE_MESSAGE",
+    default: "false",
+    help: "keep the message text in the outbox and write it to the sheet",
+};
+
+pub const BATCH_SIZE: Var = Var {
+    name: "SHEETS_BATCH_SIZE",
+    default: "100",
+    help: "most rows per append call",
+};
+
+pub const BATCH_MAX_AGE_MS: Var = Var {
+    name: "SHEETS_BATCH_MAX_AGE_MS",
+    default: "2000",
+    help: "a smaller batch is sent once its oldest record is this old",
+};
+
+pub const RETRY_MAX_SECS: Var = Var {
+    name: "SHEETS_RETRY_MAX_SECS",
+    default: "300",
+    help: "longest wait between two upload attempts while Sheets fails",
+};
+
+pub const OUTBOX_RETENTION_DAYS: Var = Var {
+    name: "SHEETS_OUTBOX_RETENTION_DAYS",
+    default: "30",
+    help: "with Sheets logging off, records older than this leave the outbox (0 keeps them all)",
+};
+
+pub const API_URL: Var = Var {
+    name: "SHEETS_API_URL",
+    default: "https://sheets.googleapis.com",
+    help: "root URL of the Google Sheets API (a local server in tests)",
+};
 
 /// Where rows go when Sheets logging is on.
 #[derive(Debug, Clone)]
@@ -116,31 +146,19 @@ impl Config {
     /// spreadsheet id when the environment does not.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env::new(lookup);
-        let explicit = env.get("SHEETS_CREDENTIALS");
-        let credentials_path = PathBuf::from(
-            explicit
-                .clone()
-                .unwrap_or_else(|| "sheets-credentials.json".into()),
-        );
+        let explicit = env.get(CREDENTIALS.name);
+        let credentials_path = PathBuf::from(env.string(CREDENTIALS));
         let credentials = if credentials_path.is_file() {
             let key = read_key(&credentials_path).map_err(|e| {
-                ConfigError::new(
-                    "SHEETS_CREDENTIALS",
-                    &credentials_path.display().to_string(),
-                    e,
-                )
+                ConfigError::new(CREDENTIALS.name, &credentials_path.display().to_string(), e)
             })?;
             Some((credentials_path, key))
         } else if let Some(path) = explicit {
-            return Err(ConfigError::new(
-                "SHEETS_CREDENTIALS",
-                &path,
-                "no such file",
-            ));
+            return Err(ConfigError::new(CREDENTIALS.name, &path, "no such file"));
         } else {
             None
         };
-        let spreadsheet_id = match env.get("SHEETS_SPREADSHEET_ID") {
+        let spreadsheet_id = match env.get(SPREADSHEET_ID.name) {
             Some(id) => Some(id),
             None => spreadsheet_id_from_config_json("config.json")?,
         };
@@ -153,61 +171,59 @@ impl Config {
                 }),
                 None,
             ),
-            (None, _) => (None, Some("no sheets-credentials.json".to_owned())),
+            (None, _) => (None, Some(format!("no {}", CREDENTIALS.default))),
             (Some(_), None) => (
                 None,
-                Some(
-                    "no spreadsheet id (set SHEETS_SPREADSHEET_ID or spreadsheetId in config.json)"
-                        .to_owned(),
-                ),
+                Some(format!(
+                    "no spreadsheet id (set {} or spreadsheetId in config.json)",
+                    SPREADSHEET_ID.name
+                )),
             ),
         };
-        let zone = env.string("SHEETS_TIME_ZONE", "Asia/Jakarta");
+        let zone = env.string(TIME_ZONE);
         let time_zone: Tz = zone.parse().map_err(|_| {
             ConfigError::new(
-                "SHEETS_TIME_ZONE",
+                TIME_ZONE.name,
                 &zone,
                 "expected an IANA time zone like Asia/Jakarta",
             )
         })?;
-        let tab = env.string("SHEETS_TAB", "Log");
+        let tab = env.string(TAB);
         if tab.len() > 100
             || tab
                 .chars()
                 .any(|c| matches!(c, '[' | ']' | '*' | '?' | '/' | '\\' | ':'))
         {
             return Err(ConfigError::new(
-                "SHEETS_TAB",
+                TAB.name,
                 &tab,
                 "a tab name has at most 100 characters and none of [ ] * ? / \\ :",
             ));
         }
-        let batch_size: usize = env.parse("SHEETS_BATCH_SIZE", 100)?;
+        let batch_size: usize = env.value(BATCH_SIZE)?;
         if !(1..=10_000).contains(&batch_size) {
             return Err(ConfigError::new(
-                "SHEETS_BATCH_SIZE",
+                BATCH_SIZE.name,
                 &batch_size.to_string(),
                 "must be between 1 and 10000",
             ));
         }
-        let retention_days: u64 = env.parse("SHEETS_OUTBOX_RETENTION_DAYS", 30)?;
+        let retention_days: u64 = env.value(OUTBOX_RETENTION_DAYS)?;
         Ok(Self {
-            addr: env.addr("SHEETS_ADDR", "127.0.0.1:50053")?,
-            data_dir: PathBuf::from(env.string("SHEETS_DATA_DIR", "data/sheets-logger")),
+            addr: env.addr(ADDR)?,
+            data_dir: PathBuf::from(env.string(DATA_DIR)),
             target,
             disabled_reason,
             tab,
             time_zone,
-            full_recipient: env.bool("SHEETS_FULL_RECIPIENT", false)?,
-            include_message: env.bool("SHEETS_INCLUDE_MESSAGE", false)?,
+            full_recipient: env.bool(FULL_RECIPIENT)?,
+            include_message: env.bool(INCLUDE_MESSAGE)?,
             batch_size,
-            batch_max_age: env.millis("SHEETS_BATCH_MAX_AGE_MS", Duration::from_secs(2))?,
-            retry_max: env
-                .secs("SHEETS_RETRY_MAX_SECS", Duration::from_secs(300))?
-                .max(Duration::from_secs(1)),
+            batch_max_age: env.millis(BATCH_MAX_AGE_MS)?,
+            retry_max: env.secs(RETRY_MAX_SECS)?.max(Duration::from_secs(1)),
             retention: (retention_days > 0)
                 .then(|| Duration::from_secs(retention_days * 24 * 3600)),
-            api_url: env.url("SHEETS_API_URL", "https://sheets.googleapis.com")?,
+            api_url: env.url(API_URL)?,
             internal_token: InternalToken::from_env(&env)?,
         })
     }
@@ -278,6 +294,16 @@ mod tests {
         assert_eq!(c.addr.port(), 50053);
         assert_eq!(c.time_zone, chrono_tz::Asia::Jakarta);
         assert_eq!(c.tab, "Log");
+    }
+
+    #[test]
+    fn the_defaults_in_help_are_the_ones_used() {
+        abtrack_proto::config::assert_defaults_are_used(
+            VARS,
+            &[CREDENTIALS, SPREADSHEET_ID],
+            &[],
+            |lookup| Config::from_lookup(lookup),
+        );
     }
 
     #[test]

@@ -7,43 +7,59 @@ use abtrack_proto::token::InternalToken;
 
 use crate::boundary::AllowedHost;
 
+/// Every variable status-web reads, in `--help` order. Each is a constant below that
+/// the parsing reads too, so `--help` shows the name and default in use.
 pub const VARS: &[Var] = &[
-    Var {
-        name: "STATUS_WEB_ADDR",
-        default: "127.0.0.1:8080",
-        help: "HTTP listen address",
-    },
-    Var {
-        name: "STATUS_WEB_DISPATCHER_URL",
-        default: "http://127.0.0.1:50051",
-        help: "the dispatcher's gRPC address",
-    },
-    Var {
-        name: "STATUS_WEB_GATEWAY_URL",
-        default: "http://127.0.0.1:50052",
-        help: "the wa-gateway's gRPC address",
-    },
-    Var {
-        name: "STATUS_WEB_LOGGER_URL",
-        default: "http://127.0.0.1:50053",
-        help: "the sheets-logger's gRPC address",
-    },
-    Var {
-        name: "STATUS_WEB_PASSWORD",
-        default: "",
-        help: "dashboard password (at least 8 characters); without it there is no login and STATUS_WEB_ADDR must be a loopback address",
-    },
-    Var {
-        name: "STATUS_WEB_ALLOWED_HOSTS",
-        default: "",
-        help: "more names the dashboard answers to, comma-separated (`notify.school.example`, `pc-tu:8080`): the names people type to reach it over the network or through a reverse proxy; loopback names and IP addresses on the listen port need none",
-    },
-    Var {
-        name: "STATUS_WEB_API_KEY",
-        default: "",
-        help: "key for API clients, sent as `Authorization: Bearer <key>` (at least 16 characters); only used with STATUS_WEB_PASSWORD",
-    },
+    ADDR,
+    DISPATCHER_URL,
+    GATEWAY_URL,
+    LOGGER_URL,
+    PASSWORD,
+    ALLOWED_HOSTS,
+    API_KEY,
 ];
+
+pub const ADDR: Var = Var {
+    name: "STATUS_WEB_ADDR",
+    default: "127.0.0.1:8080",
+    help: "HTTP listen address",
+};
+
+pub const DISPATCHER_URL: Var = Var {
+    name: "STATUS_WEB_DISPATCHER_URL",
+    default: "http://127.0.0.1:50051",
+    help: "the dispatcher's gRPC address",
+};
+
+pub const GATEWAY_URL: Var = Var {
+    name: "STATUS_WEB_GATEWAY_URL",
+    default: "http://127.0.0.1:50052",
+    help: "the wa-gateway's gRPC address",
+};
+
+pub const LOGGER_URL: Var = Var {
+    name: "STATUS_WEB_LOGGER_URL",
+    default: "http://127.0.0.1:50053",
+    help: "the sheets-logger's gRPC address",
+};
+
+pub const PASSWORD: Var = Var {
+    name: "STATUS_WEB_PASSWORD",
+    default: "",
+    help: "dashboard password (at least 8 characters); without it there is no login and STATUS_WEB_ADDR must be a loopback address",
+};
+
+pub const ALLOWED_HOSTS: Var = Var {
+    name: "STATUS_WEB_ALLOWED_HOSTS",
+    default: "",
+    help: "more names the dashboard answers to, comma-separated (`notify.school.example`, `pc-tu:8080`): the names people type to reach it over the network or through a reverse proxy; loopback names and IP addresses on the listen port need none",
+};
+
+pub const API_KEY: Var = Var {
+    name: "STATUS_WEB_API_KEY",
+    default: "",
+    help: "key for API clients, sent as `Authorization: Bearer <key>` (at least 16 characters); only used with STATUS_WEB_PASSWORD",
+};
 
 const MIN_PASSWORD: usize = 8;
 const MIN_API_KEY: usize = 16;
@@ -66,58 +82,63 @@ pub struct Config {
 impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env::new(lookup);
-        let addr = env.addr("STATUS_WEB_ADDR", "127.0.0.1:8080")?;
-        let password = env.get("STATUS_WEB_PASSWORD");
+        let addr = env.addr(ADDR)?;
+        let password = env.get(PASSWORD.name);
         if let Some(p) = &password
             && p.chars().count() < MIN_PASSWORD
         {
             return Err(ConfigError::new(
-                "STATUS_WEB_PASSWORD",
+                PASSWORD.name,
                 "****",
                 format!("must be at least {MIN_PASSWORD} characters"),
             ));
         }
-        let api_key = env.get("STATUS_WEB_API_KEY");
+        let api_key = env.get(API_KEY.name);
         if let Some(k) = &api_key
             && k.chars().count() < MIN_API_KEY
         {
             return Err(ConfigError::new(
-                "STATUS_WEB_API_KEY",
+                API_KEY.name,
                 "****",
                 format!("must be at least {MIN_API_KEY} characters"),
             ));
         }
         if api_key.is_some() && password.is_none() {
             return Err(ConfigError::new(
-                "STATUS_WEB_API_KEY",
+                API_KEY.name,
                 "****",
-                "needs STATUS_WEB_PASSWORD too: without a password there is no authentication at all",
+                format!(
+                    "needs {} too: without a password there is no authentication at all",
+                    PASSWORD.name
+                ),
             ));
         }
         if password.is_none() && !addr.ip().is_loopback() {
             return Err(ConfigError::new(
-                "STATUS_WEB_ADDR",
+                ADDR.name,
                 &addr.to_string(),
-                "without STATUS_WEB_PASSWORD the dashboard shows the WhatsApp QR code to anyone, so it only listens on loopback (127.0.0.1 or [::1]); set STATUS_WEB_PASSWORD",
+                format!(
+                    "without {password} the dashboard shows the WhatsApp QR code to anyone, so it only listens on loopback (127.0.0.1 or [::1]); set {password}",
+                    password = PASSWORD.name
+                ),
             ));
         }
         let allowed_hosts = env
-            .get("STATUS_WEB_ALLOWED_HOSTS")
-            .unwrap_or_default()
+            .string(ALLOWED_HOSTS)
             .split(',')
             .map(str::trim)
             .filter(|entry| !entry.is_empty())
             .map(|entry| {
                 AllowedHost::parse(entry)
-                    .map_err(|reason| ConfigError::new("STATUS_WEB_ALLOWED_HOSTS", entry, reason))
+                    .map_err(|reason| ConfigError::new(ALLOWED_HOSTS.name, entry, reason))
             })
             .collect::<Result<_, _>>()?;
         Ok(Self {
             addr,
             allowed_hosts,
-            dispatcher_url: env.url("STATUS_WEB_DISPATCHER_URL", "http://127.0.0.1:50051")?,
-            gateway_url: env.url("STATUS_WEB_GATEWAY_URL", "http://127.0.0.1:50052")?,
-            logger_url: env.url("STATUS_WEB_LOGGER_URL", "http://127.0.0.1:50053")?,
+            dispatcher_url: env.url(DISPATCHER_URL)?,
+            gateway_url: env.url(GATEWAY_URL)?,
+            logger_url: env.url(LOGGER_URL)?,
             password,
             api_key,
             internal_token: InternalToken::from_env(&env)?,
@@ -153,6 +174,13 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_defaults_in_help_are_the_ones_used() {
+        abtrack_proto::config::assert_defaults_are_used(VARS, &[], &[], |lookup| {
+            Config::from_lookup(lookup)
+        });
+    }
 
     #[test]
     fn defaults_and_errors() {

@@ -7,104 +7,146 @@ use std::time::Duration;
 use abtrack_proto::config::{self, ConfigError, Env, Var};
 use abtrack_proto::token::InternalToken;
 
+/// Every variable the gateway reads, in `--help` order. Each is a constant below
+/// that the parsing reads too, so `--help` shows the name and default in use.
 pub const VARS: &[Var] = &[
-    Var {
-        name: "WA_ADDR",
-        default: "127.0.0.1:50052",
-        help: "gRPC listen address",
-    },
-    Var {
-        name: "WA_MODE",
-        default: "whatsapp",
-        help: "whatsapp: the real WhatsApp session (linked by QR or pair code); dry-run: accept messages and append them to WA_DRY_RUN_FILE, nothing reaches WhatsApp",
-    },
-    Var {
-        name: "WA_DATA_DIR",
-        default: "data/wa-gateway",
-        help: "folder for the send log (job id -> message id) and the session",
-    },
-    Var {
-        name: "WA_SERVER_URL",
-        default: "wss://web.whatsapp.com/ws/chat",
-        help: "whatsapp mode: the WebSocket address of the WhatsApp server (tests point it at a local server)",
-    },
-    Var {
-        name: "WA_CLIENT_VERSION",
-        default: "",
-        help: "whatsapp mode: WhatsApp Web version to announce, e.g. 2.3000.1023456789; empty fetches the current one from web.whatsapp.com once a day",
-    },
-    Var {
-        name: "WA_RECONNECT_MIN_MS",
-        default: "1000",
-        help: "whatsapp mode: first reconnect delay; each failure doubles it, with random jitter",
-    },
-    Var {
-        name: "WA_RECONNECT_MAX_MS",
-        default: "60000",
-        help: "whatsapp mode: longest reconnect delay",
-    },
-    Var {
-        name: "WA_SERVER_ACK_TIMEOUT_MS",
-        default: "15000",
-        help: "whatsapp mode: how long a send waits for WhatsApp's server to acknowledge the message (and a number check for its answer); without an answer it is sent once more under the same message id, then the job fails with no_server_ack",
-    },
-    Var {
-        name: "WA_DELIVERY_TIMEOUT_SECS",
-        default: "3600",
-        help: "a sent message without a delivery receipt after this long is flagged on its job (deliveryOverdue) and counted on the dashboard; a later receipt still moves it on; 0: never flagged",
-    },
-    Var {
-        name: "WA_PRINT_QR",
-        default: "true",
-        help: "whatsapp mode: also print each QR code in the terminal (stderr) as a block to scan",
-    },
-    Var {
-        name: "WA_DRY_RUN_FILE",
-        default: "<WA_DATA_DIR>/dry-run.jsonl",
-        help: "dry-run mode: the JSONL file every accepted message is appended to",
-    },
-    Var {
-        name: "WA_DRY_RUN_NOT_ON_WHATSAPP",
-        default: "",
-        help: "dry-run mode: comma-separated numbers to report as not on WhatsApp",
-    },
-    Var {
-        name: "WA_DRY_RUN_RECEIPTS",
-        default: "false",
-        help: "dry-run mode: emit a delivery and a read receipt shortly after each message",
-    },
-    Var {
-        name: "WA_DRY_RUN_ANSWER_DELAY_MS",
-        default: "0",
-        help: "dry-run mode, crash tests only: wait this long after writing a message, before the send log records it as sent and before answering",
-    },
+    ADDR,
+    MODE,
+    DATA_DIR,
+    SERVER_URL,
+    CLIENT_VERSION,
+    RECONNECT_MIN_MS,
+    RECONNECT_MAX_MS,
+    SERVER_ACK_TIMEOUT_MS,
+    DELIVERY_TIMEOUT_SECS,
+    PRINT_QR,
+    DRY_RUN_FILE,
+    DRY_RUN_NOT_ON_WHATSAPP,
+    DRY_RUN_RECEIPTS,
+    DRY_RUN_ANSWER_DELAY_MS,
     config::COUNTRY_CODE,
-    Var {
-        name: "WA_MIN_INTERVAL_MS",
-        default: "3000",
-        help: "pacing: least time between two sends from this account (0 allowed)",
-    },
-    Var {
-        name: "WA_JITTER_MS",
-        default: "2000",
-        help: "pacing: random extra wait, up to this much, added to each interval (0 allowed)",
-    },
-    Var {
-        name: "WA_DAILY_CAP",
-        default: "0",
-        help: "pacing: most sends in any 24 hours; 0 means no cap",
-    },
-    Var {
-        name: "WA_ANSWER_DELAY_MS",
-        default: "0",
-        help: "crash tests only, both modes: wait this long after a message is sent and recorded in the send log, before answering the caller",
-    },
-    Var {
-        name: "WA_CHECK_CACHE_SECS",
-        default: "21600",
-        help: "how long an is-on-WhatsApp answer is reused",
-    },
+    MIN_INTERVAL_MS,
+    JITTER_MS,
+    DAILY_CAP,
+    ANSWER_DELAY_MS,
+    CHECK_CACHE_SECS,
 ];
+
+pub const ADDR: Var = Var {
+    name: "WA_ADDR",
+    default: "127.0.0.1:50052",
+    help: "gRPC listen address",
+};
+
+pub const MODE: Var = Var {
+    name: "WA_MODE",
+    default: "whatsapp",
+    help: "whatsapp: the real WhatsApp session (linked by QR or pair code); dry-run: accept messages and append them to WA_DRY_RUN_FILE, nothing reaches WhatsApp",
+};
+
+pub const DATA_DIR: Var = Var {
+    name: "WA_DATA_DIR",
+    default: "data/wa-gateway",
+    help: "folder for the send log (job id -> message id) and the session",
+};
+
+/// Unset: the library connects to its own address, which is the default shown.
+pub const SERVER_URL: Var = Var {
+    name: "WA_SERVER_URL",
+    default: whatsapp_rust::wacore::net::WHATSAPP_WEB_WS_URL,
+    help: "whatsapp mode: the WebSocket address of the WhatsApp server (tests point it at a local server)",
+};
+
+pub const CLIENT_VERSION: Var = Var {
+    name: "WA_CLIENT_VERSION",
+    default: "",
+    help: "whatsapp mode: WhatsApp Web version to announce, e.g. 2.3000.1023456789; empty fetches the current one from web.whatsapp.com once a day",
+};
+
+pub const RECONNECT_MIN_MS: Var = Var {
+    name: "WA_RECONNECT_MIN_MS",
+    default: "1000",
+    help: "whatsapp mode: first reconnect delay; each failure doubles it, with random jitter",
+};
+
+pub const RECONNECT_MAX_MS: Var = Var {
+    name: "WA_RECONNECT_MAX_MS",
+    default: "60000",
+    help: "whatsapp mode: longest reconnect delay",
+};
+
+pub const SERVER_ACK_TIMEOUT_MS: Var = Var {
+    name: "WA_SERVER_ACK_TIMEOUT_MS",
+    default: "15000",
+    help: "whatsapp mode: how long a send waits for WhatsApp's server to acknowledge the message (and a number check for its answer); without an answer it is sent once more under the same message id, then the job fails with no_server_ack",
+};
+
+pub const DELIVERY_TIMEOUT_SECS: Var = Var {
+    name: "WA_DELIVERY_TIMEOUT_SECS",
+    default: "3600",
+    help: "a sent message without a delivery receipt after this long is flagged on its job (deliveryOverdue) and counted on the dashboard; a later receipt still moves it on; 0: never flagged",
+};
+
+pub const PRINT_QR: Var = Var {
+    name: "WA_PRINT_QR",
+    default: "true",
+    help: "whatsapp mode: also print each QR code in the terminal (stderr) as a block to scan",
+};
+
+/// Unset: `dry-run.jsonl` in the data folder, worked out from [`DATA_DIR`].
+pub const DRY_RUN_FILE: Var = Var {
+    name: "WA_DRY_RUN_FILE",
+    default: "<WA_DATA_DIR>/dry-run.jsonl",
+    help: "dry-run mode: the JSONL file every accepted message is appended to",
+};
+
+pub const DRY_RUN_NOT_ON_WHATSAPP: Var = Var {
+    name: "WA_DRY_RUN_NOT_ON_WHATSAPP",
+    default: "",
+    help: "dry-run mode: comma-separated numbers to report as not on WhatsApp",
+};
+
+pub const DRY_RUN_RECEIPTS: Var = Var {
+    name: "WA_DRY_RUN_RECEIPTS",
+    default: "false",
+    help: "dry-run mode: emit a delivery and a read receipt shortly after each message",
+};
+
+pub const DRY_RUN_ANSWER_DELAY_MS: Var = Var {
+    name: "WA_DRY_RUN_ANSWER_DELAY_MS",
+    default: "0",
+    help: "dry-run mode, crash tests only: wait this long after writing a message, before the send log records it as sent and before answering",
+};
+
+pub const MIN_INTERVAL_MS: Var = Var {
+    name: "WA_MIN_INTERVAL_MS",
+    default: "3000",
+    help: "pacing: least time between two sends from this account (0 allowed)",
+};
+
+pub const JITTER_MS: Var = Var {
+    name: "WA_JITTER_MS",
+    default: "2000",
+    help: "pacing: random extra wait, up to this much, added to each interval (0 allowed)",
+};
+
+pub const DAILY_CAP: Var = Var {
+    name: "WA_DAILY_CAP",
+    default: "0",
+    help: "pacing: most sends in any 24 hours; 0 means no cap",
+};
+
+pub const ANSWER_DELAY_MS: Var = Var {
+    name: "WA_ANSWER_DELAY_MS",
+    default: "0",
+    help: "crash tests only, both modes: wait this long after a message is sent and recorded in the send log, before answering the caller",
+};
+
+pub const CHECK_CACHE_SECS: Var = Var {
+    name: "WA_CHECK_CACHE_SECS",
+    default: "21600",
+    help: "how long an is-on-WhatsApp answer is reused",
+};
 
 /// How the gateway talks to WhatsApp.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,105 +187,99 @@ pub struct Config {
 impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env::new(lookup);
-        let mode = match env.string("WA_MODE", "whatsapp").as_str() {
+        let mode = match env.string(MODE).as_str() {
             "whatsapp" => Mode::WhatsApp,
             "dry-run" => Mode::DryRun,
             other => {
                 return Err(ConfigError::new(
-                    "WA_MODE",
+                    MODE.name,
                     other,
                     "expected whatsapp or dry-run",
                 ));
             }
         };
-        let server_url = env.get("WA_SERVER_URL").filter(|s| !s.trim().is_empty());
+        let server_url = env.get(SERVER_URL.name);
         if let Some(url) = &server_url
             && !(url.starts_with("ws://") || url.starts_with("wss://"))
         {
             return Err(ConfigError::new(
-                "WA_SERVER_URL",
+                SERVER_URL.name,
                 url,
                 "expected a ws:// or wss:// address",
             ));
         }
-        let client_version = match env
-            .get("WA_CLIENT_VERSION")
-            .filter(|s| !s.trim().is_empty())
-        {
+        let client_version = match env.get(CLIENT_VERSION.name) {
             None => None,
             Some(raw) => Some(parse_version(&raw).ok_or_else(|| {
                 ConfigError::new(
-                    "WA_CLIENT_VERSION",
+                    CLIENT_VERSION.name,
                     &raw,
                     "expected three numbers separated by dots, e.g. 2.3000.1023456789",
                 )
             })?),
         };
-        let reconnect_min = env.millis("WA_RECONNECT_MIN_MS", Duration::from_secs(1))?;
-        let reconnect_max = env.millis("WA_RECONNECT_MAX_MS", Duration::from_secs(60))?;
+        let reconnect_min = env.millis(RECONNECT_MIN_MS)?;
+        let reconnect_max = env.millis(RECONNECT_MAX_MS)?;
         if reconnect_min.is_zero() {
             return Err(ConfigError::new(
-                "WA_RECONNECT_MIN_MS",
+                RECONNECT_MIN_MS.name,
                 "0",
                 "expected at least 1 millisecond",
             ));
         }
         if reconnect_max < reconnect_min {
             return Err(ConfigError::new(
-                "WA_RECONNECT_MAX_MS",
+                RECONNECT_MAX_MS.name,
                 &reconnect_max.as_millis().to_string(),
-                "must not be less than WA_RECONNECT_MIN_MS",
+                format!("must not be less than {}", RECONNECT_MIN_MS.name),
             ));
         }
-        let data_dir = PathBuf::from(env.string("WA_DATA_DIR", "data/wa-gateway"));
+        let data_dir = PathBuf::from(env.string(DATA_DIR));
         let dry_run_file = env
-            .get("WA_DRY_RUN_FILE")
+            .get(DRY_RUN_FILE.name)
             .map_or_else(|| data_dir.join("dry-run.jsonl"), PathBuf::from);
         let default_country_code = env.country_code()?;
         let not_on_whatsapp = env
-            .string("WA_DRY_RUN_NOT_ON_WHATSAPP", "")
+            .string(DRY_RUN_NOT_ON_WHATSAPP)
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(|s| {
                 abtrack_proto::normalize_recipient(s, &default_country_code)
                     .map(|jid| jid.to_string())
-                    .map_err(|e| ConfigError::new("WA_DRY_RUN_NOT_ON_WHATSAPP", s, e.to_string()))
+                    .map_err(|e| ConfigError::new(DRY_RUN_NOT_ON_WHATSAPP.name, s, e.to_string()))
             })
             .collect::<Result<_, _>>()?;
-        let server_ack_timeout = env.millis("WA_SERVER_ACK_TIMEOUT_MS", Duration::from_secs(15))?;
+        let server_ack_timeout = env.millis(SERVER_ACK_TIMEOUT_MS)?;
         if server_ack_timeout.is_zero() {
             return Err(ConfigError::new(
-                "WA_SERVER_ACK_TIMEOUT_MS",
+                SERVER_ACK_TIMEOUT_MS.name,
                 "0",
                 "must be above 0: a send waits for WhatsApp's answer",
             ));
         }
         Ok(Self {
-            addr: env.addr("WA_ADDR", "127.0.0.1:50052")?,
+            addr: env.addr(ADDR)?,
             mode,
             server_url,
             client_version,
             reconnect_min,
             reconnect_max,
             server_ack_timeout,
-            delivery_timeout: Some(
-                env.secs("WA_DELIVERY_TIMEOUT_SECS", Duration::from_secs(3600))?,
-            )
-            .filter(|t| !t.is_zero()),
-            print_qr: env.bool("WA_PRINT_QR", true)?,
+            delivery_timeout: Some(env.secs(DELIVERY_TIMEOUT_SECS)?).filter(|t| !t.is_zero()),
+            print_qr: env.bool(PRINT_QR)?,
             data_dir,
             dry_run_file,
             dry_run_not_on_whatsapp: not_on_whatsapp,
-            dry_run_receipts: env.bool("WA_DRY_RUN_RECEIPTS", false)?,
-            dry_run_answer_delay: env.millis("WA_DRY_RUN_ANSWER_DELAY_MS", Duration::ZERO)?,
+            dry_run_receipts: env.bool(DRY_RUN_RECEIPTS)?,
+            dry_run_answer_delay: env.millis(DRY_RUN_ANSWER_DELAY_MS)?,
             default_country_code,
-            min_interval: env.millis("WA_MIN_INTERVAL_MS", Duration::from_secs(3))?,
-            jitter: env.millis("WA_JITTER_MS", Duration::from_secs(2))?,
-            daily_cap: env.parse("WA_DAILY_CAP", 0)?,
-            check_cache_ttl: env.secs("WA_CHECK_CACHE_SECS", Duration::from_secs(6 * 3600))?,
+            min_interval: env.millis(MIN_INTERVAL_MS)?,
+            jitter: env.millis(JITTER_MS)?,
+            daily_cap: env.value(DAILY_CAP)?,
+            check_cache_ttl: env.secs(CHECK_CACHE_SECS)?,
             internal_token: InternalToken::from_env(&env)?,
-            answer_delay: env.millis("WA_ANSWER_DELAY_MS", Duration::ZERO)?,
+            answer_delay: env.millis(ANSWER_DELAY_MS)?,
         })
     }
 
@@ -307,6 +343,13 @@ mod tests {
         assert_eq!(c.daily_cap, 0);
         assert_eq!(c.answer_delay, Duration::ZERO);
         assert_eq!(c.dry_run_answer_delay, Duration::ZERO);
+    }
+
+    #[test]
+    fn the_defaults_in_help_are_the_ones_used() {
+        config::assert_defaults_are_used(VARS, &[SERVER_URL, DRY_RUN_FILE], &[], |lookup| {
+            Config::from_lookup(lookup)
+        });
     }
 
     #[test]
