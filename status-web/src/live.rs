@@ -130,8 +130,14 @@ async fn drop_ended_sessions(io: SocketIo, auth: Auth) {
     }
 }
 
+/// Pushes every snapshot change to the connected clients. With none connected nothing
+/// is drawn: a client that connects gets the snapshot of that moment.
 async fn broadcast(io: SocketIo, mut snapshot: watch::Receiver<Snapshot>, qr: QrCache) {
     while snapshot.changed().await.is_ok() {
+        if io.sockets().is_empty() {
+            snapshot.mark_unchanged();
+            continue;
+        }
         let value = payload(&snapshot.borrow_and_update(), &qr);
         if let Err(e) = io.emit(EVENT, &value).await {
             tracing::debug!(error = %e, "broadcast did not reach every client");
