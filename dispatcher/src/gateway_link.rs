@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use abtrack_proto::gateway::v1::{self as pb, gateway_client::GatewayClient};
+use abtrack_proto::retry::Backoff;
 use abtrack_proto::tasks::Tasks;
 use abtrack_proto::time::{from_timestamp, now_ms};
 use abtrack_proto::token::{TokenChannel, is_refused};
@@ -38,7 +39,7 @@ pub fn watch_gateway(
 }
 
 async fn run(mut client: GatewayClient<TokenChannel>, queue: Queue, tx: watch::Sender<Readiness>) {
-    let mut delay = RECONNECT_MIN;
+    let mut backoff = Backoff::new(RECONNECT_MIN, RECONNECT_MAX);
     loop {
         let mut refused = None;
         match client.watch(pb::WatchRequest {}).await {
@@ -48,7 +49,7 @@ async fn run(mut client: GatewayClient<TokenChannel>, queue: Queue, tx: watch::S
                 loop {
                     match stream.message().await {
                         Ok(Some(event)) => {
-                            delay = RECONNECT_MIN;
+                            backoff.reset();
                             handle(event, &tx, &queue).await;
                         }
                         Ok(None) => break,
@@ -70,8 +71,7 @@ async fn run(mut client: GatewayClient<TokenChannel>, queue: Queue, tx: watch::S
             None => "the WhatsApp gateway is not reachable".into(),
         };
         set(&tx, false, reason);
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(RECONNECT_MAX);
+        tokio::time::sleep(backoff.next_delay()).await;
     }
 }
 

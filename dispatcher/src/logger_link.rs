@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use abtrack_proto::logger::v1::{RecordRequest, sheets_logger_client::SheetsLoggerClient};
+use abtrack_proto::retry::Backoff;
 use abtrack_proto::tasks::Tasks;
 use abtrack_proto::time::{now_ms, to_timestamp};
 use abtrack_proto::token::{TokenChannel, is_refused};
@@ -18,6 +19,7 @@ use crate::queue::Store;
 const BATCH: usize = 100;
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const IDLE_CHECK: Duration = Duration::from_secs(5);
+const RETRY_MIN: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// Wakes the recorder when an outcome was written.
@@ -48,21 +50,21 @@ async fn run(
     queue: Arc<dyn Store>,
     wake: Arc<Notify>,
 ) {
-    let mut retry = Duration::from_millis(500);
+    let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
     loop {
         match record_batch(&mut client, queue.as_ref()).await {
             Ok(n) if n == BATCH => continue,
             Ok(_) => {
-                retry = Duration::from_millis(500);
+                backoff.reset();
                 tokio::select! {
                     () = wake.notified() => {},
                     () = tokio::time::sleep(IDLE_CHECK) => {},
                 }
             }
             Err(why) => {
+                let retry = backoff.next_delay();
                 tracing::warn!(error = %why, retry_ms = retry.as_millis() as u64, "cannot record outcomes; they are kept");
                 tokio::time::sleep(retry).await;
-                retry = (retry * 2).min(RETRY_MAX);
             }
         }
     }

@@ -6,6 +6,7 @@ pub mod health;
 pub mod message;
 pub mod phone;
 pub mod reason;
+pub mod retry;
 pub mod shutdown;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;

@@ -9,9 +9,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::Rng;
 use tokio::sync::{Notify, watch};
 
+use abtrack_proto::retry::Backoff;
 use abtrack_proto::time::now_ms;
 
 use crate::outbox::Outbox;
@@ -51,7 +51,7 @@ impl Flusher {
                 "an upload was interrupted; the sheet will be checked before sending again"
             );
         }
-        let mut retry = self.settings.retry_min;
+        let mut backoff = Backoff::new(self.settings.retry_min, self.settings.retry_max);
         loop {
             let backlog = self.outbox.backlog().await.unwrap_or(0);
             self.state
@@ -74,7 +74,7 @@ impl Flusher {
             }
             match self.flush_once(&mut tab_ready, &mut verify).await {
                 Ok(sent) => {
-                    retry = self.settings.retry_min;
+                    backoff.reset();
                     let backlog = self.outbox.backlog().await.unwrap_or(0);
                     let recovered = self.state.borrow().mode == Mode::Failing;
                     if recovered {
@@ -96,7 +96,7 @@ impl Flusher {
                     if operator {
                         tab_ready = false;
                     }
-                    let wait = jittered(retry);
+                    let wait = backoff.next_delay();
                     let message = if operator {
                         format!("{error}. Rows are kept and sent once this is fixed.")
                     } else {
@@ -116,7 +116,6 @@ impl Flusher {
                         s.last_error = message;
                     });
                     tokio::time::sleep(wait).await;
-                    retry = (retry * 2).min(self.settings.retry_max);
                 }
             }
         }
@@ -191,10 +190,4 @@ impl Flusher {
             }
         }
     }
-}
-
-/// Between half and all of `delay`.
-fn jittered(delay: Duration) -> Duration {
-    let half = delay / 2;
-    half + Duration::from_millis(rand::rng().random_range(0..=half.as_millis() as u64))
 }

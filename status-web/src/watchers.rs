@@ -1,5 +1,5 @@
 //! Keeps the snapshot current: one subscription per service's `Watch` stream,
-//! reopened with backoff whenever the service restarts.
+//! reopened with jittered backoff whenever the service restarts.
 
 use std::future::Future;
 use std::time::Duration;
@@ -10,6 +10,7 @@ use tonic::{Request, Status, Streaming};
 use abtrack_proto::dispatcher::v1::{self as dpb, dispatcher_client::DispatcherClient};
 use abtrack_proto::gateway::v1::{self as gpb, gateway_client::GatewayClient};
 use abtrack_proto::logger::v1::{self as lpb, sheets_logger_client::SheetsLoggerClient};
+use abtrack_proto::retry::Backoff;
 use abtrack_proto::tasks::Tasks;
 use abtrack_proto::time::now_ms;
 use abtrack_proto::token::{TokenChannel, is_refused};
@@ -100,7 +101,7 @@ async fn keep_watching<T, Open, Fut>(
     Open: Fn() -> Fut,
     Fut: Future<Output = Result<Streaming<T>, Status>>,
 {
-    let mut delay = RECONNECT_MIN;
+    let mut backoff = Backoff::new(RECONNECT_MIN, RECONNECT_MAX);
     loop {
         let failure = match open().await {
             Ok(mut stream) => {
@@ -108,7 +109,7 @@ async fn keep_watching<T, Open, Fut>(
                 snapshot.send_modify(|s| {
                     s.set_up(service, true, None, now_ms());
                 });
-                delay = RECONNECT_MIN;
+                backoff.reset();
                 loop {
                     match stream.message().await {
                         Ok(Some(message)) => snapshot.send_modify(|s| apply(s, message)),
@@ -135,7 +136,6 @@ async fn keep_watching<T, Open, Fut>(
                 changed
             }
         });
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(RECONNECT_MAX);
+        tokio::time::sleep(backoff.next_delay()).await;
     }
 }

@@ -1,60 +1,13 @@
 //! Reconnect delays: exponential from a floor to a cap, with random jitter so many
-//! gateways that lost the same network do not come back in step.
+//! gateways that lost the same network do not come back in step. The supervisor's
+//! name for the shared backoff; the tests pin what the supervisor relies on.
 
-use std::time::Duration;
-
-use rand::Rng;
-
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    min: Duration,
-    max: Duration,
-    failures: u32,
-}
-
-impl Backoff {
-    pub fn new(min: Duration, max: Duration) -> Self {
-        Self {
-            min,
-            max: max.max(min),
-            failures: 0,
-        }
-    }
-
-    /// The delay before the next attempt: the ceiling `min * 2^failures` (capped at
-    /// `max`), of which the upper half is random ("equal jitter"), never below `min`.
-    /// Each delay is thus at least the previous ceiling, so delays grow until they
-    /// reach the cap.
-    pub fn next_delay(&mut self) -> Duration {
-        let ceiling = self.ceiling();
-        self.failures = self.failures.saturating_add(1);
-        let half = ceiling / 2;
-        let jitter_ms = half.as_millis() as u64;
-        let extra = if jitter_ms == 0 {
-            0
-        } else {
-            rand::rng().random_range(0..=jitter_ms)
-        };
-        ((ceiling - half) + Duration::from_millis(extra)).max(self.min)
-    }
-
-    /// Called after a connection that worked: the next failure starts from `min`.
-    pub fn reset(&mut self) {
-        self.failures = 0;
-    }
-
-    pub fn max(&self) -> Duration {
-        self.max
-    }
-
-    fn ceiling(&self) -> Duration {
-        let factor = 2u32.saturating_pow(self.failures.min(31));
-        self.min.saturating_mul(factor).min(self.max)
-    }
-}
+pub use abtrack_proto::retry::Backoff;
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use abtrack_proto::retry::Backoff;
+use backon::Retryable;
 use firestore::gcloud_sdk::HeaderMap;
 use firestore::gcloud_sdk::google_cloud_auth::credentials::{
     CacheableResource, Credentials, CredentialsProvider, EntityTag,
@@ -15,6 +17,9 @@ use http::{Extensions, HeaderValue, header::AUTHORIZATION};
 
 use crate::config::FirestoreSettings;
 use crate::error::{Error, Result};
+
+const RETRY_MIN: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
 struct EmulatorToken {
@@ -69,17 +74,15 @@ pub async fn connect(settings: &FirestoreSettings) -> Result<FirestoreDb> {
     db.map_err(|e| Error::Firestore(format!("cannot connect to Firestore: {e}")))
 }
 
-/// Connects, retrying with a growing pause until it succeeds.
+/// Connects, retrying with a growing, jittered pause until it succeeds.
 pub async fn connect_with_retry(settings: &FirestoreSettings) -> FirestoreDb {
-    let mut pause = Duration::from_millis(200);
-    loop {
-        match connect(settings).await {
-            Ok(db) => return db,
-            Err(e) => {
-                tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "Firestore not reachable yet");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(10));
-            }
-        }
-    }
+    let pauses = Backoff::new(RETRY_MIN, RETRY_MAX).delays();
+    let connected = (|| connect(settings))
+        .retry(pauses)
+        .notify(|e, pause| {
+            tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "Firestore not reachable yet");
+        })
+        .await;
+    // The pauses never run out, so the last error is never handed back.
+    connected.expect("connect retries until it succeeds")
 }

@@ -1,8 +1,9 @@
 //! Real-time pickup: a Firestore listen stream on `status == "pending"` wakes the
 //! worker the moment a job document is written. While the stream is down, a periodic
 //! wake-up makes the worker query the queue instead (the fallback), and the stream is
-//! opened again with a growing pause until it holds.
+//! opened again with a growing, jittered pause until it holds.
 
+use abtrack_proto::retry::Backoff;
 use abtrack_proto::tasks::Tasks;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -60,9 +61,15 @@ async fn fallback(wake: Arc<Notify>, health: ListenHealth, every: Duration) {
 }
 
 async fn listen_loop(queue: FirestoreQueue, wake: Arc<Notify>, health: ListenHealth) {
-    let mut pause = RETRY_MIN;
+    let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
     loop {
-        match listen_once(&queue, &wake, &health).await {
+        let ended = listen_once(&queue, &wake, &health).await;
+        // A stream that went live was a success: the next pause starts short again.
+        if health.is_up() {
+            backoff.reset();
+        }
+        let pause = backoff.next_delay();
+        match ended {
             Ok(()) => tracing::warn!("Firestore listen stream ended; reopening it"),
             Err(status) => tracing::warn!(
                 code = ?status.code(),
@@ -71,14 +78,10 @@ async fn listen_loop(queue: FirestoreQueue, wake: Arc<Notify>, health: ListenHea
                 "Firestore listen stream broke; pending jobs are queried periodically until it is back"
             ),
         }
-        if health.is_up() {
-            pause = RETRY_MIN;
-        }
         health.set(false);
         // Whatever was written while the stream was down is looked for at once.
         wake.notify_one();
         tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(RETRY_MAX);
     }
 }
 
