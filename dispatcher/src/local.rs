@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use abtrack_proto::sqlite::Db;
+use abtrack_proto::sqlite::{Db, Durability};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Params, Row, TransactionBehavior, params};
 
@@ -67,8 +67,16 @@ impl LocalQueue {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        self.with_at(Durability::Disk, f).await
+    }
+
+    async fn with_at<T: Send + 'static>(
+        &self,
+        durability: Durability,
+        f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         self.db
-            .call(f)
+            .call_at(durability, f)
             .await
             .map_err(|e| Error::Internal(format!("queue task failed: {e}")))?
     }
@@ -107,11 +115,8 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
 
 fn get_job(conn: &Connection, id: &str) -> Result<Option<Job>> {
     Ok(conn
-        .query_row(
-            &format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"),
-            [id],
-            job_from_row,
-        )
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"))?
+        .query_row([id], job_from_row)
         .optional()?)
 }
 
@@ -189,11 +194,11 @@ impl Store for LocalQueue {
                 });
             }
             let id = job.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO jobs (id, to_input, message, status, send_at, created_at, updated_at)
                  VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?5)",
-                params![id, job.to, job.message, job.send_at, now],
-            )?;
+            )?
+            .execute(params![id, job.to, job.message, job.send_at, now])?;
             let created = get_job(&tx, &id)?
                 .ok_or_else(|| Error::Internal("inserted job vanished".into()))?;
             tx.commit()?;
@@ -205,9 +210,13 @@ impl Store for LocalQueue {
         .await
     }
 
+    /// The lease is written to the log only ([`Durability::Log`]): should a power
+    /// loss undo it, the job is pending again, and the gateway's send log (on the disk
+    /// before anything is sent) keeps a second lease from sending it twice. The outcome
+    /// that follows is written to the disk, and takes the lease with it.
     async fn lease_next(&self, lease: &Event, now: i64, rules: &Rules) -> Result<Vec<Change>> {
         let (lease, rules) = (lease.clone(), *rules);
-        self.with(move |conn| {
+        self.with_at(Durability::Log, move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let candidates = select(
                 &tx,
@@ -301,7 +310,7 @@ impl Store for LocalQueue {
             let sql = format!(
                 "SELECT {COLUMNS} FROM jobs {filter} ORDER BY updated_at DESC, rowid DESC LIMIT {limit}"
             );
-            let mut stmt = conn.prepare(&sql)?;
+            let mut stmt = conn.prepare_cached(&sql)?;
             let jobs = stmt
                 .query_map(rusqlite::params_from_iter(statuses.iter()), job_from_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -312,7 +321,8 @@ impl Store for LocalQueue {
 
     async fn counts(&self) -> Result<Counts> {
         self.with(|conn| {
-            let mut stmt = conn.prepare("SELECT status, COUNT(*) FROM jobs GROUP BY status")?;
+            let mut stmt =
+                conn.prepare_cached("SELECT status, COUNT(*) FROM jobs GROUP BY status")?;
             let mut counts = Counts::default();
             let rows = stmt.query_map([], |row| {
                 Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
@@ -323,11 +333,11 @@ impl Store for LocalQueue {
                     counts.add(status, n as u64);
                 }
             }
-            let overdue: i64 = conn.query_row(
-                "SELECT COUNT(*) FROM jobs WHERE status = 'sent' AND delivery_overdue = 1",
-                [],
-                |row| row.get(0),
-            )?;
+            let overdue: i64 = conn
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM jobs WHERE status = 'sent' AND delivery_overdue = 1",
+                )?
+                .query_row([], |row| row.get(0))?;
             counts.delivery_overdue = overdue as u64;
             Ok(counts)
         })
@@ -336,10 +346,9 @@ impl Store for LocalQueue {
 
     async fn next_due_at(&self, now: i64) -> Result<Option<i64>> {
         self.with(move |conn| {
-            Ok(conn.query_row(
-                "SELECT MIN(MAX(COALESCE(send_at, 0), COALESCE(next_attempt_at, 0))) FROM jobs
-                 WHERE status = 'pending' AND MAX(COALESCE(send_at, 0), COALESCE(next_attempt_at, 0)) > ?1",
-                [now],
+            Ok(conn.prepare_cached("SELECT MIN(MAX(COALESCE(send_at, 0), COALESCE(next_attempt_at, 0))) FROM jobs
+                 WHERE status = 'pending' AND MAX(COALESCE(send_at, 0), COALESCE(next_attempt_at, 0)) > ?1")?
+    .query_row([now],
                 |row| row.get::<_, Option<i64>>(0),
             )?)
         })
@@ -353,7 +362,7 @@ impl Store for LocalQueue {
                  WHERE status IN ('sent', 'delivered', 'read', 'failed') AND logged_at IS NULL
                  ORDER BY updated_at LIMIT {limit}"
             );
-            let mut stmt = conn.prepare(&sql)?;
+            let mut stmt = conn.prepare_cached(&sql)?;
             let jobs = stmt
                 .query_map([], job_from_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -362,13 +371,15 @@ impl Store for LocalQueue {
         .await
     }
 
+    /// Written to the log only: should a power loss undo the mark, the outcome is
+    /// handed to the logger again, which keeps one row per job, status and time.
     async fn mark_logged(&self, id: &str, updated_at: i64, now: i64) -> Result<()> {
         let id = id.to_owned();
-        self.with(move |conn| {
-            conn.execute(
+        self.with_at(Durability::Log, move |conn| {
+            conn.prepare_cached(
                 "UPDATE jobs SET logged_at = ?3 WHERE id = ?1 AND updated_at = ?2",
-                params![id, updated_at, now],
-            )?;
+            )?
+            .execute(params![id, updated_at, now])?;
             Ok(())
         })
         .await

@@ -1,11 +1,41 @@
 //! A SQLite database kept durable (WAL, `synchronous = FULL`) and used without
-//! blocking the async runtime: every call runs on the blocking pool.
+//! blocking the async runtime: every call runs on the blocking pool. A write that a
+//! later one makes good again may ask for less ([`Durability::Log`]).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::Connection;
+
+/// How far a write must have reached when its commit returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// The disk (`synchronous = FULL`, every write's default): kept through a power
+    /// loss.
+    Disk,
+    /// The write-ahead log, not yet synced (`synchronous = NORMAL`): kept through a
+    /// crash of the process, and made durable by the next `Disk` write, which syncs the
+    /// log in order; a power loss or a crash of the machine may undo it. For writes
+    /// whose loss only repeats work that is safe to repeat.
+    Log,
+}
+
+/// Runs `f` with the connection's commits at `durability`, then puts `Disk` back, also
+/// when `f` failed.
+pub fn at<T>(
+    conn: &mut Connection,
+    durability: Durability,
+    f: impl FnOnce(&mut Connection) -> T,
+) -> rusqlite::Result<T> {
+    if durability == Durability::Disk {
+        return Ok(f(conn));
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    let result = f(conn);
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(result)
+}
 
 #[derive(Clone)]
 pub struct Db {
@@ -20,6 +50,8 @@ impl Db {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(busy_timeout)?;
+        // Room for every statement a store runs, so none is parsed twice.
+        conn.set_prepared_statement_cache_capacity(64);
         conn.execute_batch(schema)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
@@ -74,6 +106,20 @@ impl Db {
         .await
         .map_err(|e| e.to_string())
     }
+
+    /// [`Db::call`] with the commits of `f` at `durability`.
+    pub async fn call_at<T, E>(
+        &self,
+        durability: Durability,
+        f: impl FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+    ) -> Result<Result<T, E>, String>
+    where
+        T: Send + 'static,
+        E: From<rusqlite::Error> + Send + 'static,
+    {
+        self.call(move |conn| at(conn, durability, f).map_err(E::from).and_then(|r| r))
+            .await
+    }
 }
 
 #[cfg(test)]
@@ -105,5 +151,36 @@ mod tests {
             .query_row("SELECT b FROM t", [], |r| r.get(0))
             .unwrap();
         assert_eq!(b, 7);
+    }
+
+    fn synchronous(conn: &Connection) -> i64 {
+        conn.query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_log_write_syncs_less_and_puts_the_disk_back_also_when_it_fails() {
+        const NORMAL: i64 = 1;
+        const FULL: i64 = 2;
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(
+            &dir.path().join("d.sqlite3"),
+            Duration::from_secs(1),
+            "CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY);",
+        )
+        .unwrap();
+        let mut conn = db.conn.lock().unwrap();
+        assert_eq!(synchronous(&conn), FULL);
+        let during = at(&mut conn, Durability::Log, |c| synchronous(c)).unwrap();
+        assert_eq!(during, NORMAL);
+        assert_eq!(synchronous(&conn), FULL);
+        let failed = at(&mut conn, Durability::Log, |c| {
+            c.execute("INSERT INTO missing VALUES (1)", [])
+        })
+        .unwrap();
+        assert!(failed.is_err());
+        assert_eq!(synchronous(&conn), FULL);
+        let disk = at(&mut conn, Durability::Disk, |c| synchronous(c)).unwrap();
+        assert_eq!(disk, FULL);
     }
 }

@@ -91,23 +91,20 @@ impl Outbox {
     pub async fn insert(&self, record: Record, now: i64) -> Result<(u64, bool)> {
         self.with(move |conn| {
             let tx = conn.transaction()?;
-            let existing: Option<i64> = tx
-                .query_row(
-                    "SELECT seq FROM outbox WHERE job_id = ?1 AND status = ?2 AND occurred_at = ?3
+            let existing: Option<i64> = tx.prepare_cached("SELECT seq FROM outbox WHERE job_id = ?1 AND status = ?2 AND occurred_at = ?3
                      UNION ALL
-                     SELECT seq FROM written WHERE job_id = ?1 AND status = ?2 AND occurred_at = ?3",
-                    params![record.job_id, record.status, record.occurred_at],
+                     SELECT seq FROM written WHERE job_id = ?1 AND status = ?2 AND occurred_at = ?3")?
+    .query_row(params![record.job_id, record.status, record.occurred_at],
                     |row| row.get(0),
                 )
                 .optional()?;
             if let Some(seq) = existing {
                 return Ok((seq as u64, true));
             }
-            tx.execute(
-                "INSERT INTO outbox (job_id, status, recipient, attempts, message_id, error_code,
+            tx.prepare_cached("INSERT INTO outbox (job_id, status, recipient, attempts, message_id, error_code,
                     error_message, message, occurred_at, recorded_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")?
+    .execute(params![
                     record.job_id,
                     record.status,
                     record.recipient,
@@ -130,7 +127,7 @@ impl Outbox {
     /// The oldest `limit` records, in the order they were recorded.
     pub async fn oldest(&self, limit: usize) -> Result<Vec<(u64, Record)>> {
         self.with(move |conn| {
-            let mut stmt = conn.prepare(
+            let mut stmt = conn.prepare_cached(
                 "SELECT seq, job_id, status, recipient, attempts, message_id, error_code, error_message,
                     message, occurred_at
                  FROM outbox ORDER BY seq LIMIT ?1",
@@ -159,12 +156,9 @@ impl Outbox {
     /// The time the oldest record was recorded, if any.
     pub async fn oldest_recorded_at(&self) -> Result<Option<i64>> {
         self.with(|conn| {
-            conn.query_row(
-                "SELECT recorded_at FROM outbox ORDER BY seq LIMIT 1",
-                [],
-                |row| row.get(0),
-            )
-            .optional()
+            conn.prepare_cached("SELECT recorded_at FROM outbox ORDER BY seq LIMIT 1")?
+                .query_row([], |row| row.get(0))
+                .optional()
         })
         .await
     }
@@ -175,21 +169,20 @@ impl Outbox {
         self.with(move |conn| {
             let tx = conn.transaction()?;
             {
-                let mut remember = tx.prepare(
+                let mut remember = tx.prepare_cached(
                     "INSERT OR IGNORE INTO written (job_id, status, occurred_at, seq, written_at)
                      SELECT job_id, status, occurred_at, seq, ?2 FROM outbox WHERE seq = ?1",
                 )?;
-                let mut delete = tx.prepare("DELETE FROM outbox WHERE seq = ?1")?;
+                let mut delete = tx.prepare_cached("DELETE FROM outbox WHERE seq = ?1")?;
                 for seq in seqs {
                     remember.execute(params![seq as i64, now])?;
                     delete.execute([seq as i64])?;
                 }
             }
-            tx.execute(
-                "DELETE FROM written WHERE written_at < ?1",
-                [now - WRITTEN_KEPT_MS],
-            )?;
-            tx.execute("DELETE FROM meta WHERE key = 'in_flight'", [])?;
+            tx.prepare_cached("DELETE FROM written WHERE written_at < ?1")?
+                .execute([now - WRITTEN_KEPT_MS])?;
+            tx.prepare_cached("DELETE FROM meta WHERE key = 'in_flight'")?
+                .execute([])?;
             tx.commit()
         })
         .await
@@ -200,12 +193,13 @@ impl Outbox {
     pub async fn set_in_flight(&self, in_flight: bool) -> Result<()> {
         self.with(move |conn| {
             if in_flight {
-                conn.execute(
+                conn.prepare_cached(
                     "INSERT OR REPLACE INTO meta (key, value) VALUES ('in_flight', '1')",
-                    [],
-                )?;
+                )?
+                .execute([])?;
             } else {
-                conn.execute("DELETE FROM meta WHERE key = 'in_flight'", [])?;
+                conn.prepare_cached("DELETE FROM meta WHERE key = 'in_flight'")?
+                    .execute([])?;
             }
             Ok(())
         })
@@ -214,7 +208,8 @@ impl Outbox {
 
     pub async fn in_flight(&self) -> Result<bool> {
         self.with(|conn| {
-            conn.query_row("SELECT 1 FROM meta WHERE key = 'in_flight'", [], |_| Ok(()))
+            conn.prepare_cached("SELECT 1 FROM meta WHERE key = 'in_flight'")?
+                .query_row([], |_| Ok(()))
                 .optional()
                 .map(|found| found.is_some())
         })
@@ -224,17 +219,19 @@ impl Outbox {
     /// Removes records recorded before `before` (ms since the epoch); used only while
     /// Sheets logging is off, so the outbox does not grow without end.
     pub async fn prune_recorded_before(&self, before: i64) -> Result<u64> {
-        self.with(move |conn| conn.execute("DELETE FROM outbox WHERE recorded_at < ?1", [before]))
-            .await
-            .map(|n| n as u64)
+        self.with(move |conn| {
+            conn.prepare_cached("DELETE FROM outbox WHERE recorded_at < ?1")?
+                .execute([before])
+        })
+        .await
+        .map(|n| n as u64)
     }
 
     /// Records not yet acknowledged by Google Sheets.
     pub async fn backlog(&self) -> Result<u64> {
         self.with(|conn| {
-            conn.query_row("SELECT COUNT(*) FROM outbox", [], |row| {
-                row.get::<_, i64>(0)
-            })
+            conn.prepare_cached("SELECT COUNT(*) FROM outbox")?
+                .query_row([], |row| row.get::<_, i64>(0))
         })
         .await
         .map(|n| n as u64)

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use abtrack_proto::sqlite::Db;
+use abtrack_proto::sqlite::{Db, Durability};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{Error, Result};
@@ -68,10 +68,10 @@ impl SendLog {
     pub async fn mark_delivered(&self, message_id: &str, at: i64) -> Result<()> {
         let message_id = message_id.to_owned();
         self.with(move |conn| {
-            conn.execute(
+            conn.prepare_cached(
                 "UPDATE sends SET delivered_at = COALESCE(delivered_at, ?2) WHERE message_id = ?1",
-                params![message_id, at],
-            )
+            )?
+            .execute(params![message_id, at])
         })
         .await?;
         Ok(())
@@ -81,7 +81,7 @@ impl SendLog {
     /// reported yet; marks them reported at `now`, so each is reported once.
     pub async fn take_overdue(&self, sent_before: i64, now: i64) -> Result<Vec<Overdue>> {
         self.with(move |conn| {
-            let mut stmt = conn.prepare(
+            let mut stmt = conn.prepare_cached(
                 "UPDATE sends SET overdue_at = ?2
                  WHERE sent_at IS NOT NULL AND sent_at < ?1
                    AND delivered_at IS NULL AND overdue_at IS NULL
@@ -104,8 +104,16 @@ impl SendLog {
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T> {
+        self.with_at(Durability::Disk, f).await
+    }
+
+    async fn with_at<T: Send + 'static>(
+        &self,
+        durability: Durability,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T> {
         self.db
-            .call(move |conn| f(conn))
+            .call_at(durability, move |conn| f(conn))
             .await
             .map_err(|e| Error::Internal(format!("send log task failed: {e}")))?
             .map_err(Error::from)
@@ -114,9 +122,8 @@ impl SendLog {
     pub async fn get(&self, job_id: &str) -> Result<Option<Entry>> {
         let job_id = job_id.to_owned();
         self.with(move |conn| {
-            conn.query_row(
-                "SELECT job_id, message_id, recipient, sent_at, recipient_lid FROM sends WHERE job_id = ?1",
-                [job_id],
+            conn.prepare_cached("SELECT job_id, message_id, recipient, sent_at, recipient_lid FROM sends WHERE job_id = ?1")?
+    .query_row([job_id],
                 row_to_entry,
             )
             .optional()
@@ -128,11 +135,10 @@ impl SendLog {
     pub async fn has_sent_to(&self, recipient: &str) -> Result<bool> {
         let recipient = recipient.to_owned();
         self.with(move |conn| {
-            conn.query_row(
+            conn.prepare_cached(
                 "SELECT EXISTS (SELECT 1 FROM sends WHERE recipient = ?1 AND sent_at IS NOT NULL)",
-                [recipient],
-                |row| row.get(0),
-            )
+            )?
+            .query_row([recipient], |row| row.get(0))
         })
         .await
     }
@@ -140,9 +146,8 @@ impl SendLog {
     pub async fn by_message_id(&self, message_id: &str) -> Result<Option<Entry>> {
         let message_id = message_id.to_owned();
         self.with(move |conn| {
-            conn.query_row(
-                "SELECT job_id, message_id, recipient, sent_at, recipient_lid FROM sends WHERE message_id = ?1",
-                [message_id],
+            conn.prepare_cached("SELECT job_id, message_id, recipient, sent_at, recipient_lid FROM sends WHERE message_id = ?1")?
+    .query_row([message_id],
                 row_to_entry,
             )
             .optional()
@@ -154,10 +159,9 @@ impl SendLog {
     pub async fn write_intent(&self, entry: &Entry, now: i64) -> Result<()> {
         let e = entry.clone();
         self.with(move |conn| {
-            conn.execute(
-                "INSERT INTO sends (job_id, message_id, recipient, created_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (job_id) DO NOTHING",
-                params![e.job_id, e.message_id, e.recipient, now],
+            conn.prepare_cached("INSERT INTO sends (job_id, message_id, recipient, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (job_id) DO NOTHING")?
+    .execute(params![e.job_id, e.message_id, e.recipient, now],
             )
         })
         .await?;
@@ -168,8 +172,8 @@ impl SendLog {
     /// memory of the last 24 hours survives a restart.
     pub async fn sent_since(&self, since: i64) -> Result<Vec<i64>> {
         self.with(move |conn| {
-            let mut stmt =
-                conn.prepare("SELECT sent_at FROM sends WHERE sent_at >= ?1 ORDER BY sent_at")?;
+            let mut stmt = conn
+                .prepare_cached("SELECT sent_at FROM sends WHERE sent_at >= ?1 ORDER BY sent_at")?;
             let times = stmt
                 .query_map([since], |row| row.get(0))?
                 .collect::<rusqlite::Result<Vec<i64>>>()?;
@@ -180,6 +184,10 @@ impl SendLog {
 
     /// Records that `job_id` went out at `sent_at`, to the recipient's LID if
     /// WhatsApp addresses the recipient by one.
+    ///
+    /// Written to the log only ([`Durability::Log`]): the intent before it is on the
+    /// disk, and should a power loss undo this mark, a retry sends again under the same
+    /// message id, as after any crash between the send and the mark.
     pub async fn mark_sent(
         &self,
         job_id: &str,
@@ -188,12 +196,12 @@ impl SendLog {
     ) -> Result<()> {
         let job_id = job_id.to_owned();
         let recipient_lid = recipient_lid.map(str::to_owned);
-        self.with(move |conn| {
-            conn.execute(
+        self.with_at(Durability::Log, move |conn| {
+            conn.prepare_cached(
                 "UPDATE sends SET sent_at = ?2, recipient_lid = ?3
                  WHERE job_id = ?1 AND sent_at IS NULL",
-                params![job_id, sent_at, recipient_lid],
-            )
+            )?
+            .execute(params![job_id, sent_at, recipient_lid])
         })
         .await?;
         Ok(())
