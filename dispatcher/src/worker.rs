@@ -1,6 +1,7 @@
 //! The worker loop: one job in flight per gateway. Leases the next due job, sends it
-//! through the gateway with a deadline shorter than the lease, and records the outcome;
-//! waits while the queue is paused or the gateway is not ready.
+//! through the gateway with a deadline shorter than the lease, and records the outcome
+//! while the next job is sent; waits while the queue is paused or the gateway is not
+//! ready.
 
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use tokio::sync::watch;
 
 use abtrack_proto::gateway::v1::{SendRequest, gateway_client::GatewayClient};
 use abtrack_proto::mask_phone;
+use abtrack_proto::retry::Backoff;
 use abtrack_proto::tasks::CancellationToken;
 use abtrack_proto::time::{from_timestamp, now_ms};
 use abtrack_proto::token::TokenChannel;
@@ -44,55 +46,82 @@ const NOT_READY_MIN: Duration = Duration::from_millis(500);
 const NOT_READY_MAX: Duration = Duration::from_secs(30);
 
 impl Worker {
-    /// Runs until `stop` is cancelled; the job in flight is finished first.
+    /// Runs until `stop` is cancelled; the job in flight is finished and its outcome
+    /// written first.
+    ///
+    /// The next job is leased as soon as the gateway has answered, and sent while the
+    /// outcome before it is written: the outcome's sync to disk overlaps with the
+    /// gateway's work instead of adding to every job. At most one outcome waits, and it
+    /// is written before the worker idles, holds back or stops.
     pub async fn run(mut self, stop: CancellationToken) {
-        let mut hold_back = NOT_READY_MIN;
+        let mut hold_back = Backoff::new(NOT_READY_MIN, NOT_READY_MAX);
+        let mut next: Option<Job> = None;
+        let mut unwritten: Option<(Job, Finish)> = None;
         loop {
-            if stop.is_cancelled() {
-                return;
-            }
-            if !self.can_send() {
+            let job = match next.take() {
+                Some(job) => job,
+                None => {
+                    if let Some((job, finish)) = unwritten.take() {
+                        self.record(&job, finish).await;
+                    }
+                    if stop.is_cancelled() {
+                        return;
+                    }
+                    if !self.can_send() {
+                        tokio::select! {
+                            _ = self.readiness.changed() => {},
+                            _ = self.paused.changed() => {},
+                            () = stop.cancelled() => {},
+                        }
+                        continue;
+                    }
+                    match self.lease().await {
+                        Ok(Some(job)) => job,
+                        Ok(None) => {
+                            self.idle(&stop).await;
+                            continue;
+                        }
+                        Err(()) => {
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            continue;
+                        }
+                    }
+                }
+            };
+            let previous = async {
+                if let Some((job, finish)) = unwritten.take() {
+                    self.record(&job, finish).await;
+                }
+            };
+            let ((), (finish, gateway_ok)) = tokio::join!(previous, self.send(&job));
+            if !gateway_ok {
+                self.record(&job, finish).await;
                 tokio::select! {
-                    _ = self.readiness.changed() => {},
-                    _ = self.paused.changed() => {},
+                    () = tokio::time::sleep(hold_back.next_delay()) => {},
                     () = stop.cancelled() => {},
                 }
                 continue;
             }
-            let now = now_ms();
-            let lease_until = now + self.settings.lease.as_millis() as i64;
-            let job = match self
-                .queue
-                .lease_next(&self.settings.owner, now, lease_until)
-                .await
-            {
-                Ok(job) => job,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot lease a job");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-            };
-            let Some(job) = job else {
-                self.idle(&stop).await;
-                continue;
-            };
-            match self.process(job).await {
-                Some(true) => hold_back = NOT_READY_MIN,
-                Some(false) => {
-                    tokio::select! {
-                        () = tokio::time::sleep(hold_back) => {},
-                        () = stop.cancelled() => {},
-                    }
-                    hold_back = (hold_back * 2).min(NOT_READY_MAX);
-                }
-                None => {}
+            hold_back.reset();
+            if self.can_send() && !stop.is_cancelled() {
+                next = self.lease().await.unwrap_or_default();
             }
+            unwritten = Some((job, finish));
         }
     }
 
     fn can_send(&self) -> bool {
         !*self.paused.borrow() && self.readiness.borrow().ready
+    }
+
+    /// Leases the oldest due job; `Err` when the queue cannot be read (logged).
+    async fn lease(&self) -> Result<Option<Job>, ()> {
+        let now = now_ms();
+        let lease_until = now + self.settings.lease.as_millis() as i64;
+        self.queue
+            .lease_next(&self.settings.owner, now, lease_until)
+            .await
+            .map_err(|e| tracing::error!(error = %e, "cannot lease a job"))
     }
 
     /// Sleeps until a job may be due: woken by an enqueue, the next scheduled job, a
@@ -112,9 +141,9 @@ impl Worker {
         }
     }
 
-    /// Sends one leased job and records the outcome. `Some(false)` when the gateway
-    /// could not take it and the worker should hold back.
-    async fn process(&self, job: Job) -> Option<bool> {
+    /// Sends one leased job through the gateway and says how it ended, and whether the
+    /// gateway could take it (`false`: the worker should hold back).
+    async fn send(&self, job: &Job) -> (Finish, bool) {
         let s = &self.settings;
         let mut request = tonic::Request::new(SendRequest {
             job_id: job.id.clone(),
@@ -160,7 +189,12 @@ impl Worker {
                 },
             },
         };
-        match self.write_outcome(&job, finish.clone()).await {
+        (finish, gateway_ok)
+    }
+
+    /// Writes a sent job's outcome and logs it.
+    async fn record(&self, job: &Job, finish: Finish) {
+        match self.write_outcome(job, finish.clone()).await {
             Ok(Some(written)) => log_outcome(&written, &finish),
             Ok(None) => tracing::warn!(
                 job_id = %job.id,
@@ -172,7 +206,6 @@ impl Worker {
                 "cannot write the outcome; the lease will expire and the job will be retried"
             ),
         }
-        Some(gateway_ok)
     }
 
     /// Writes the outcome, trying again while the queue's store is unreachable (a
@@ -180,17 +213,17 @@ impl Worker {
     async fn write_outcome(&self, job: &Job, finish: Finish) -> crate::error::Result<Option<Job>> {
         let owner = &self.settings.owner;
         let deadline = job.lease_expires_at.unwrap_or(0);
-        let mut pause = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         loop {
-            match self
+            let result = self
                 .queue
                 .finish(&job.id, owner, finish.clone(), now_ms())
-                .await
-            {
+                .await;
+            let pause = backoff.next_delay();
+            match result {
                 Err(e) if now_ms() + (pause.as_millis() as i64) < deadline => {
                     tracing::warn!(job_id = %job.id, error = %e, "cannot write the outcome yet; trying again");
                     tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(2));
                 }
                 result => return result,
             }

@@ -466,6 +466,58 @@ async fn an_operator_pause_holds_jobs_until_resume() {
     assert_eq!(list.jobs.len(), 1);
 }
 
+/// The worker leases the next job as soon as the gateway answered and writes the
+/// outcome before it while that job is sent: on the `Watch` stream each job of a
+/// backlog is `processing` before the one ahead of it is `sent`, and the last outcome
+/// is written although no job follows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_job_is_sent_while_the_outcome_before_it_is_written() {
+    let h = Harness::start().await;
+    let mut client = h.dispatcher.clone();
+    client.pause(dpb::PauseRequest {}).await.unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(h.enqueue("ok").await);
+    }
+    let mut events = client
+        .watch(dpb::WatchRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    client.resume(dpb::ResumeRequest {}).await.unwrap();
+    let mut seen: Vec<(String, i32)> = Vec::new();
+    let all_sent = |seen: &[(String, i32)]| {
+        ids.iter()
+            .all(|id| seen.contains(&(id.clone(), dpb::JobStatus::Sent as i32)))
+    };
+    while !all_sent(&seen) {
+        let event = tokio::time::timeout(Duration::from_secs(20), events.message())
+            .await
+            .expect("every job sent within 20 s")
+            .unwrap()
+            .expect("the stream stays open");
+        if let Some(dpb::dispatcher_event::Event::Job(job)) = event.event {
+            seen.push((job.id, job.status));
+        }
+    }
+    let at = |id: &str, status: dpb::JobStatus| {
+        seen.iter()
+            .position(|(i, s)| i == id && *s == status as i32)
+            .unwrap_or_else(|| panic!("{id} {status:?} in {seen:?}"))
+    };
+    for pair in ids.windows(2) {
+        assert!(
+            at(&pair[1], dpb::JobStatus::Processing) < at(&pair[0], dpb::JobStatus::Sent),
+            "{} leased before {} was written sent: {seen:?}",
+            pair[1],
+            pair[0]
+        );
+    }
+    for id in &ids {
+        assert_eq!(h.calls.lock().unwrap()[id], 1, "{id} sent once");
+    }
+}
+
 /// A job whose every send brings the gateway down ends failed after the maximum
 /// attempts, saying so, instead of being sent again ahead of every job behind it.
 pub(crate) async fn a_job_that_crashes_the_gateway_ends_failed(extra: Vec<(&'static str, String)>) {
