@@ -153,6 +153,12 @@ impl Emulator {
         self.store.lock().docs.len()
     }
 
+    /// Document writes applied since the emulator started (restarts and
+    /// [`Emulator::clear`] included): what Firestore would bill as writes.
+    pub fn writes(&self) -> u64 {
+        self.store.lock().writes
+    }
+
     /// Removes every document.
     pub fn clear(&self) {
         self.store.clear();

@@ -29,6 +29,8 @@ pub struct State {
     transactions: HashMap<Vec<u8>, Transaction>,
     last_time: (i64, i32),
     next_transaction: u64,
+    /// Document writes applied since the start, for benchmarks.
+    pub writes: u64,
 }
 
 /// The shared store: documents plus a counter that listeners watch for changes.
@@ -200,6 +202,7 @@ impl State {
                 }
             }
         }
+        self.writes += writes.len() as u64;
         Ok((commit_time, results))
     }
 }

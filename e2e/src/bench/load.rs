@@ -14,6 +14,7 @@ use super::procfs::{cpu_ticks, rss_kib, ticks_per_second};
 use super::watcher::Watcher;
 use crate::firestore_app::App;
 use crate::{Cluster, SERVICES};
+use abtrack_firestore_emulator::TestFirestore;
 
 /// How long the services are left alone after start before "idle" is measured.
 const IDLE_SETTLE: Duration = Duration::from_secs(1);
@@ -23,12 +24,12 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(20);
 const LOGGED_POLL: Duration = Duration::from_millis(5);
 
 /// Which queue the dispatcher uses.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub enum Backend<'a> {
     /// The embedded SQLite queue.
     Local,
-    /// Firestore, on the emulator at this `host:port`.
-    Firestore(&'a str),
+    /// Firestore, on this emulator.
+    Firestore(&'a TestFirestore),
 }
 
 /// One service's figures.
@@ -56,6 +57,9 @@ pub struct LoadRun {
     /// The four together, sampled at the same moment.
     pub idle_total_kib: u64,
     pub peak_total_kib: u64,
+    /// Document writes the emulator applied during the drain, when it is the built-in
+    /// one (it counts them).
+    pub store_writes: Option<u64>,
 }
 
 impl LoadRun {
@@ -160,14 +164,14 @@ pub async fn run(backend: Backend<'_>, jobs: usize) -> LoadRun {
     let collection = format!("bench-{}", now_ms());
     let cluster = match backend {
         Backend::Local => Cluster::start(&[]).await,
-        Backend::Firestore(host) => Cluster::start_firestore(host, &collection, &[]).await,
+        Backend::Firestore(f) => Cluster::start_firestore(&f.host, &collection, &[]).await,
     };
     let url = format!("http://127.0.0.1:{}", cluster.ports["dispatcher"]);
     let watcher = Watcher::start(&url).await;
     let mut control = DispatcherClient::connect(url.clone()).await.unwrap();
     let mut writer = match backend {
         Backend::Local => Writer::Local(control.clone()),
-        Backend::Firestore(host) => Writer::Firestore(App::connect(host, &collection).await),
+        Backend::Firestore(f) => Writer::Firestore(App::connect(&f.host, &collection).await),
     };
     let pids: Vec<u32> = SERVICES
         .iter()
@@ -206,6 +210,11 @@ pub async fn run(backend: Backend<'_>, jobs: usize) -> LoadRun {
     for n in 0..jobs {
         writer.write(&format!("tp-{n:05}")).await;
     }
+    let store_writes = || match backend {
+        Backend::Local => None,
+        Backend::Firestore(f) => f.builtin.as_ref().map(|e| e.writes()),
+    };
+    let writes_before = store_writes();
     let sampler = Sampler::start(pids.clone());
     let cpu_before: Vec<u64> = pids.iter().map(|p| cpu_ticks(*p).unwrap_or(0)).collect();
     let started = Instant::now();
@@ -227,6 +236,7 @@ pub async fn run(backend: Backend<'_>, jobs: usize) -> LoadRun {
         tokio::time::sleep(LOGGED_POLL).await;
     }
     let drain = started.elapsed();
+    let writes_after = store_writes();
     let cpu_after: Vec<u64> = pids.iter().map(|p| cpu_ticks(*p).unwrap_or(0)).collect();
     let (peaks, peak_total) = sampler.finish().await;
     let ms_per_tick = 1000.0 / ticks_per_second() as f64;
@@ -251,5 +261,6 @@ pub async fn run(backend: Backend<'_>, jobs: usize) -> LoadRun {
         services,
         idle_total_kib: idle.iter().sum(),
         peak_total_kib: peak_total,
+        store_writes: writes_before.zip(writes_after).map(|(b, a)| a - b),
     }
 }

@@ -26,8 +26,8 @@ pub use startup::Startup;
 /// one more write, made before the clock starts.
 pub const WRITES_PER_JOB: usize = 3;
 
-/// The fewest writes the raw store rates are measured over.
-const MIN_RAW_WRITES: usize = 200;
+/// The fewest jobs the stores' own rates are measured over.
+const MIN_STORE_JOBS: usize = 200;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -77,14 +77,14 @@ pub async fn run(options: &Options) -> Report {
     eprintln!("local queue: {jobs} jobs one at a time, then a backlog of {jobs}...");
     let local = load::run(Backend::Local, jobs).await;
     eprintln!("Firestore queue: {jobs} jobs one at a time, then a backlog of {jobs}...");
-    let fs = load::run(Backend::Firestore(&firestore.host), jobs).await;
+    let fs = load::run(Backend::Firestore(&firestore), jobs).await;
     if let Some(emulator) = &firestore.builtin {
         emulator.clear();
     }
-    let raw = jobs.max(MIN_RAW_WRITES);
-    eprintln!("raw conditional writes, {raw} each...");
-    let sqlite_rate = store_rate::sqlite_writes_per_second(raw).await;
-    let emulator_rate = store_rate::emulator_writes_per_second(&firestore.host, raw).await;
+    let store_jobs = jobs.max(MIN_STORE_JOBS);
+    eprintln!("the queue stores alone, {store_jobs} jobs each...");
+    let sqlite_rate = store_rate::sqlite_jobs_per_second(store_jobs).await;
+    let emulator_rate = store_rate::emulator_jobs_per_second(&firestore.host, store_jobs).await;
     let chromium = match options.chromium_settle {
         Some(settle) => {
             eprintln!("headless Chromium...");
@@ -102,13 +102,13 @@ pub async fn run(options: &Options) -> Report {
     Report {
         jobs,
         binaries,
-        raw_writes: raw,
+        store_jobs,
         emulator,
         startups,
         local,
         firestore: fs,
-        sqlite_writes_per_s: sqlite_rate,
-        emulator_writes_per_s: emulator_rate,
+        sqlite_jobs_per_s: sqlite_rate,
+        emulator_jobs_per_s: emulator_rate,
         chromium,
     }
 }
