@@ -114,4 +114,14 @@ mod tests {
         let b = Backoff::new(Duration::ZERO, Duration::ZERO);
         assert!(b.delays().take(5).all(|d| d.is_zero()));
     }
+
+    #[test]
+    fn each_delay_is_at_least_the_previous_ceiling_until_the_cap() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(1600));
+        let delays: Vec<_> = (0..5).map(|_| b.next_delay()).collect();
+        for (i, pair) in delays.windows(2).enumerate() {
+            let ceiling = Duration::from_millis(100 << i);
+            assert!(pair[1] >= ceiling, "{delays:?}");
+        }
+    }
 }

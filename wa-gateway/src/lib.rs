@@ -2,7 +2,6 @@
 //! it, paced per account and idempotent on the job id.
 #![forbid(unsafe_code)]
 
-pub mod backoff;
 pub mod config;
 pub mod dry_run;
 pub mod error;

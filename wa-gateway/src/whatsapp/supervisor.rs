@@ -23,8 +23,8 @@ use abtrack_proto::time::now_ms;
 use super::mapping::{End, Step, map_event};
 use super::session::SessionDir;
 use super::{Command, MODE, WhatsAppSettings};
-use crate::backoff::Backoff;
 use crate::messenger::{ConnectionState, MessengerEvent, Status};
+use abtrack_proto::retry::Backoff;
 
 /// How long a clean disconnect may take when the gateway stops.
 const STOP_GRACE: Duration = Duration::from_secs(5);
