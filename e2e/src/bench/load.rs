@@ -98,6 +98,19 @@ impl Writer {
         }
     }
 
+    /// Waits (at most 60 s) until the logger has acknowledged every finished job's
+    /// outcome.
+    async fn wait_all_logged(&self, cluster: &Cluster) {
+        let logged_by = Instant::now() + Duration::from_secs(60);
+        while !self.all_logged(cluster).await {
+            assert!(
+                Instant::now() < logged_by,
+                "every outcome reached the logger"
+            );
+            tokio::time::sleep(LOGGED_POLL).await;
+        }
+    }
+
     /// Whether every finished job's outcome has been acknowledged by the logger.
     async fn all_logged(&self, cluster: &Cluster) -> bool {
         match self {
@@ -204,6 +217,8 @@ pub async fn run(backend: Backend<'_>, jobs: usize) -> LoadRun {
         })
         .collect();
     latency_ms.sort_unstable();
+    // The logger's marks of these outcomes are not the backlog's writes.
+    writer.wait_all_logged(&cluster).await;
 
     // Throughput: a backlog written while the queue is paused, then drained.
     control.pause(pb::PauseRequest {}).await.unwrap();
@@ -227,14 +242,7 @@ pub async fn run(backend: Backend<'_>, jobs: usize) -> LoadRun {
             |s| s.sent_with_prefix("tp-") == jobs || s.counts_sent >= 2 * jobs as u64,
         )
         .await;
-    let logged_by = Instant::now() + Duration::from_secs(60);
-    while !writer.all_logged(&cluster).await {
-        assert!(
-            Instant::now() < logged_by,
-            "every outcome reached the logger"
-        );
-        tokio::time::sleep(LOGGED_POLL).await;
-    }
+    writer.wait_all_logged(&cluster).await;
     let drain = started.elapsed();
     let writes_after = store_writes();
     let cpu_after: Vec<u64> = pids.iter().map(|p| cpu_ticks(*p).unwrap_or(0)).collect();
