@@ -57,6 +57,9 @@ impl Worker {
         let mut hold_back = Backoff::new(NOT_READY_MIN, NOT_READY_MAX);
         let mut next: Option<Job> = None;
         let mut unwritten: Option<(Job, Finish)> = None;
+        // The lease after the last answer found nothing: idle without asking again (an
+        // enqueue meanwhile leaves its wake-up for the idle wait).
+        let mut found_nothing = false;
         loop {
             let job = match next.take() {
                 Some(job) => job,
@@ -73,6 +76,10 @@ impl Worker {
                             _ = self.paused.changed() => {},
                             () = stop.cancelled() => {},
                         }
+                        continue;
+                    }
+                    if std::mem::take(&mut found_nothing) {
+                        self.idle(&stop).await;
                         continue;
                     }
                     match self.lease().await {
@@ -103,8 +110,12 @@ impl Worker {
                 continue;
             }
             hold_back.reset();
-            if self.can_send() && !stop.is_cancelled() {
-                next = self.lease().await.unwrap_or_default();
+            if self.can_send()
+                && !stop.is_cancelled()
+                && let Ok(job) = self.lease().await
+            {
+                found_nothing = job.is_none();
+                next = job;
             }
             unwritten = Some((job, finish));
         }
