@@ -33,11 +33,7 @@ pub const VARS: &[Var] = &[
     POLL_INTERVAL_SECS,
 ];
 
-pub const ADDR: Var = Var {
-    name: "DISPATCHER_ADDR",
-    default: "127.0.0.1:50051",
-    help: "gRPC listen address",
-};
+pub const ADDR: Var = abtrack_proto::addrs::DISPATCHER_ADDR;
 
 pub const QUEUE: Var = Var {
     name: "QUEUE",
@@ -89,17 +85,9 @@ pub const DATA_DIR: Var = Var {
     help: "folder for the local queue and the pause switch",
 };
 
-pub const GATEWAY_URL: Var = Var {
-    name: "DISPATCHER_GATEWAY_URL",
-    default: "http://127.0.0.1:50052",
-    help: "the wa-gateway's gRPC address",
-};
+pub const GATEWAY_URL: Var = abtrack_proto::addrs::DISPATCHER_GATEWAY_URL;
 
-pub const LOGGER_URL: Var = Var {
-    name: "DISPATCHER_LOGGER_URL",
-    default: "http://127.0.0.1:50053",
-    help: "the sheets-logger's gRPC address",
-};
+pub const LOGGER_URL: Var = abtrack_proto::addrs::DISPATCHER_LOGGER_URL;
 
 /// Unset: the host name and the process id, worked out at start.
 pub const ID: Var = Var {

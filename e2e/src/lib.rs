@@ -97,7 +97,8 @@ pub fn write_benchmark_section(name: &str, body: &str) {
     std::fs::write(&path, text).expect("BENCHMARKS.md is writable");
 }
 
-fn free_port() -> u16 {
+/// A loopback port free at the time of asking.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -1,4 +1,5 @@
-//! The shutdown signal every service waits on: Ctrl-C, or SIGTERM on Unix.
+//! The shutdown signal every service waits on: Ctrl-C, SIGTERM on Unix, Ctrl-Break
+//! or the console window closing on Windows.
 
 use std::future::Future;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use crate::tasks::Tasks;
 /// How long a service may take to finish in-flight work after the signal.
 pub const GRACE_PERIOD: Duration = Duration::from_secs(10);
 
-/// Resolves on the first Ctrl-C or SIGTERM.
+/// Resolves on the first Ctrl-C, SIGTERM (Unix), Ctrl-Break or close event (Windows).
 pub async fn shutdown_signal() {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
@@ -24,7 +25,22 @@ pub async fn shutdown_signal() {
             Err(_) => std::future::pending::<()>().await,
         }
     };
-    #[cfg(not(unix))]
+    // Windows: Ctrl-Break, and the console window closing (every process of the
+    // window is told; it has a few seconds before it is ended).
+    #[cfg(windows)]
+    let terminate = async {
+        use tokio::signal::windows::{ctrl_break, ctrl_close};
+        match (ctrl_break(), ctrl_close()) {
+            (Ok(mut brk), Ok(mut close)) => {
+                tokio::select! {
+                    _ = brk.recv() => {}
+                    _ = close.recv() => {}
+                }
+            }
+            _ => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(any(unix, windows)))]
     let terminate = std::future::pending::<()>();
     tokio::select! {
         () = ctrl_c => {},

@@ -32,11 +32,7 @@ pub const VARS: &[Var] = &[
     API_URL,
 ];
 
-pub const ADDR: Var = Var {
-    name: "SHEETS_ADDR",
-    default: "127.0.0.1:50053",
-    help: "gRPC listen address",
-};
+pub const ADDR: Var = abtrack_proto::addrs::SHEETS_ADDR;
 
 pub const DATA_DIR: Var = Var {
     name: "SHEETS_DATA_DIR",

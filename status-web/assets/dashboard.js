@@ -17,6 +17,8 @@
       flowing: "Pesan sedang dikirim.", waiting: "Menunggu: ",
       up: "berjalan", down: "tidak terjangkau", refused: "token internal ditolak",
       svc_dispatcher: "Dispatcher (antrean)", svc_gateway: "Gateway WhatsApp", svc_logger: "Logger Sheets",
+      restarted: "{name} dimulai ulang {n}×", restart_last: "terakhir: {why}", exit_code: "kode keluar {c}",
+      no_restarts: "Tidak ada layanan yang dimulai ulang sejak {t}.", no_restarts_plain: "Tidak ada layanan yang dimulai ulang.",
       backlog: "belum terunggah: ", qr_expires: "Kode berganti dalam {s} detik", qr_expired: "Menunggu kode baru…",
       pending: "menunggu", processing: "diproses", sent: "terkirim", delivered: "diterima", read: "dibaca", failed: "gagal",
       c_pending: "Menunggu", c_processing: "Diproses", c_sent: "Terkirim", c_delivered: "Diterima", c_read: "Dibaca", c_failed: "Gagal",
@@ -55,6 +57,8 @@
       flowing: "Messages are being sent.", waiting: "Waiting: ",
       up: "running", down: "unreachable", refused: "internal token refused",
       svc_dispatcher: "Dispatcher (queue)", svc_gateway: "WhatsApp gateway", svc_logger: "Sheets logger",
+      restarted: "{name} restarted {n}×", restart_last: "last: {why}", exit_code: "exit code {c}",
+      no_restarts: "No service restarted since {t}.", no_restarts_plain: "No service restarted.",
       backlog: "not yet uploaded: ", qr_expires: "Code changes in {s} s", qr_expired: "Waiting for a new code…",
       pending: "pending", processing: "processing", sent: "sent", delivered: "delivered", read: "read", failed: "failed",
       c_pending: "Pending", c_processing: "Processing", c_sent: "Sent", c_delivered: "Delivered", c_read: "Read", c_failed: "Failed",
@@ -140,6 +144,7 @@
       if (!h.up && h.error) li.append(el("span", " " + h.error, "muted"));
       list.append(li);
     }
+    renderRestarts(s.launcher);
     const lg = s.logger;
     $("logger-state").textContent = t("lg_" + lg.state); $("logger-state").className = "pill " + tone(lg.state);
     $("logger-backlog").textContent = t("backlog") + lg.backlog;
@@ -162,6 +167,28 @@
       tr.append(act); body.append(tr);
     }
     $("jobs-empty").hidden = s.recentJobs.length > 0;
+  }
+
+  // The launcher's record of restarts (absent without a launcher): a line per
+  // service it restarted, or one quiet line when it restarted none.
+  function renderRestarts(launcher) {
+    const list = $("restart-list"); list.replaceChildren();
+    list.hidden = !launcher;
+    if (!launcher) return;
+    const restarted = launcher.services.filter((r) => r.restarts > 0);
+    for (const r of restarted) {
+      const why = r.lastExit || (r.lastExitCode != null ? t("exit_code").replace("{c}", String(r.lastExitCode)) : "");
+      const li = el("li", [
+        t("restarted").replace("{name}", r.name).replace("{n}", String(r.restarts)),
+        why ? t("restart_last").replace("{why}", why) : "",
+        time(r.lastRestartAt),
+      ].filter(Boolean).join(" · "), "restart");
+      li.dataset.service = r.name;
+      list.append(li);
+    }
+    if (!restarted.length) {
+      list.append(el("li", launcher.startedAt ? t("no_restarts").replace("{t}", time(launcher.startedAt)) : t("no_restarts_plain"), "no-restarts muted"));
+    }
   }
 
   function tick() {

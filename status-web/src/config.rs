@@ -1,6 +1,7 @@
 //! status-web's configuration, read from `STATUS_WEB_*` environment variables.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use abtrack_proto::config::{ConfigError, Env, Var};
 use abtrack_proto::token::InternalToken;
@@ -17,31 +18,16 @@ pub const VARS: &[Var] = &[
     PASSWORD,
     ALLOWED_HOSTS,
     API_KEY,
+    LAUNCHER_FILE,
 ];
 
-pub const ADDR: Var = Var {
-    name: "STATUS_WEB_ADDR",
-    default: "127.0.0.1:8080",
-    help: "HTTP listen address",
-};
+pub const ADDR: Var = abtrack_proto::addrs::STATUS_WEB_ADDR;
 
-pub const DISPATCHER_URL: Var = Var {
-    name: "STATUS_WEB_DISPATCHER_URL",
-    default: "http://127.0.0.1:50051",
-    help: "the dispatcher's gRPC address",
-};
+pub const DISPATCHER_URL: Var = abtrack_proto::addrs::STATUS_WEB_DISPATCHER_URL;
 
-pub const GATEWAY_URL: Var = Var {
-    name: "STATUS_WEB_GATEWAY_URL",
-    default: "http://127.0.0.1:50052",
-    help: "the wa-gateway's gRPC address",
-};
+pub const GATEWAY_URL: Var = abtrack_proto::addrs::STATUS_WEB_GATEWAY_URL;
 
-pub const LOGGER_URL: Var = Var {
-    name: "STATUS_WEB_LOGGER_URL",
-    default: "http://127.0.0.1:50053",
-    help: "the sheets-logger's gRPC address",
-};
+pub const LOGGER_URL: Var = abtrack_proto::addrs::STATUS_WEB_LOGGER_URL;
 
 pub const PASSWORD: Var = Var {
     name: "STATUS_WEB_PASSWORD",
@@ -61,6 +47,8 @@ pub const API_KEY: Var = Var {
     help: "key for API clients, sent as `Authorization: Bearer <key>` (at least 16 characters); only used with STATUS_WEB_PASSWORD",
 };
 
+pub const LAUNCHER_FILE: Var = abtrack_proto::addrs::LAUNCHER_FILE;
+
 const MIN_PASSWORD: usize = 8;
 const MIN_API_KEY: usize = 16;
 
@@ -77,6 +65,8 @@ pub struct Config {
     pub allowed_hosts: Vec<AllowedHost>,
     /// Sent to the three gRPC services.
     pub internal_token: Option<InternalToken>,
+    /// The launcher's record of restarts, read every 2 s; `None`: no launcher.
+    pub launcher_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -142,6 +132,9 @@ impl Config {
             password,
             api_key,
             internal_token: InternalToken::from_env(&env)?,
+            launcher_file: Some(env.string(LAUNCHER_FILE))
+                .filter(|path| !path.is_empty())
+                .map(PathBuf::from),
         })
     }
 
@@ -159,6 +152,10 @@ impl Config {
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join(","),
+            launcher_file = %self
+                .launcher_file
+                .as_ref()
+                .map_or_else(|| "(none)".into(), |p| p.display().to_string()),
             "configuration"
         );
         abtrack_proto::token::log_startup(self.internal_token.as_ref(), None);
@@ -189,6 +186,19 @@ mod tests {
         let err = Config::from_lookup(|k| (k == "STATUS_WEB_GATEWAY_URL").then(|| "nope".into()))
             .unwrap_err();
         assert_eq!(err.name, "STATUS_WEB_GATEWAY_URL");
+    }
+
+    #[test]
+    fn the_launcher_file_is_optional() {
+        assert_eq!(with(&[]).unwrap().launcher_file, None);
+        assert_eq!(
+            with(&[("STATUS_WEB_LAUNCHER_FILE", "  ")])
+                .unwrap()
+                .launcher_file,
+            None
+        );
+        let c = with(&[("STATUS_WEB_LAUNCHER_FILE", "data/launcher.json")]).unwrap();
+        assert_eq!(c.launcher_file, Some(PathBuf::from("data/launcher.json")));
     }
 
     fn with(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {

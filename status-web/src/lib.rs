@@ -12,6 +12,7 @@ pub mod error;
 pub mod i18n;
 pub mod live;
 pub mod metrics;
+pub mod restarts;
 pub mod snapshot;
 pub mod watchers;
 
@@ -54,7 +55,7 @@ pub struct AppState {
     pub snapshot: watch::Receiver<Snapshot>,
     pub dispatcher: DispatcherClient<TokenChannel>,
     pub gateway: GatewayClient<TokenChannel>,
-    /// The service's tasks: the live feed's, the watchers'.
+    /// The service's tasks: the live feed's, the watchers', the launcher file's reader.
     pub tasks: Tasks,
 }
 
@@ -119,6 +120,9 @@ pub async fn run(
     let gateway = GatewayClient::new(channel(&config.gateway_url)?);
     let logger = SheetsLoggerClient::new(channel(&config.logger_url)?);
     let (snapshot_tx, snapshot) = watch::channel(Snapshot::default());
+    if let Some(path) = &config.launcher_file {
+        restarts::start(path.clone(), snapshot_tx.clone(), &tasks);
+    }
     watchers::start(
         snapshot_tx,
         dispatcher.clone(),

@@ -131,6 +131,23 @@ pub fn render(s: &Snapshot) -> String {
             u8::from(services.logger.up)
         ),
     );
+    if let Some(launcher) = &s.launcher {
+        let mut restarts = String::new();
+        for service in &launcher.services {
+            let _ = writeln!(
+                restarts,
+                "abtrack_service_restarts{{service=\"{}\"}} {}",
+                escape(&service.name),
+                service.restarts
+            );
+        }
+        add(
+            "abtrack_service_restarts",
+            "gauge",
+            "Times the launcher restarted the service since the launcher started (STATUS_WEB_LAUNCHER_FILE).",
+            restarts,
+        );
+    }
     out
 }
 
@@ -190,5 +207,33 @@ mod tests {
         assert!(text.contains("abtrack_gateway_state{state=\"waiting_for_qr\"} 0\n"));
         assert!(text.contains("abtrack_service_up{service=\"sheets-logger\"} 1\n"));
         assert!(text.contains("abtrack_service_up{service=\"dispatcher\"} 0\n"));
+    }
+
+    #[test]
+    fn restarts_only_with_a_launcher_record() {
+        use crate::snapshot::{LauncherView, ServiceRestartsView};
+        let mut s = Snapshot::default();
+        assert!(!render(&s).contains("abtrack_service_restarts"));
+        let service = |name: &str, restarts| ServiceRestartsView {
+            name: name.into(),
+            restarts,
+            last_exit: None,
+            last_exit_code: None,
+            last_restart_at: None,
+        };
+        s.launcher = Some(LauncherView {
+            started_at: None,
+            services: vec![service("wa-gateway", 2), service("odd\"name\\", 0)],
+        });
+        let text = render(&s);
+        assert!(
+            text.contains(
+                "# HELP abtrack_service_restarts Times the launcher restarted the service"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE abtrack_service_restarts gauge\n"));
+        assert!(text.contains("abtrack_service_restarts{service=\"wa-gateway\"} 2\n"));
+        assert!(text.contains("abtrack_service_restarts{service=\"odd\\\"name\\\\\"} 0\n"));
     }
 }

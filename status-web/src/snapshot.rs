@@ -260,6 +260,32 @@ impl JobView {
     }
 }
 
+/// What the launcher (`abtrack-notify`) recorded of the services it runs, read from
+/// its file by [`crate::restarts`].
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct LauncherView {
+    /// When the launcher started.
+    pub started_at: Option<String>,
+    /// In the launcher's order.
+    pub services: Vec<ServiceRestartsView>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceRestartsView {
+    /// The service's binary name, e.g. `wa-gateway`.
+    pub name: String,
+    /// How many times the launcher restarted it.
+    pub restarts: u64,
+    /// How its last run ended, in the launcher's words: `exit code 1`, `killed by
+    /// signal 9`.
+    pub last_exit: Option<String>,
+    /// The exit code of its last run, when it had one.
+    pub last_exit_code: Option<i64>,
+    pub last_restart_at: Option<String>,
+}
+
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Snapshot {
@@ -269,6 +295,10 @@ pub struct Snapshot {
     pub logger: LoggerView,
     /// Most recently changed first.
     pub recent_jobs: VecDeque<JobView>,
+    /// The launcher's record of service restarts (`STATUS_WEB_LAUNCHER_FILE`); absent
+    /// without a launcher or while its file is missing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub launcher: Option<LauncherView>,
     /// Counted from the job events seen since start, for `/metrics`.
     #[serde(skip)]
     pub stats: Stats,
@@ -517,5 +547,40 @@ mod tests {
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["services"]["logger"]["state"], "down");
         assert_eq!(json["services"]["dispatcher"]["state"], "unknown");
+    }
+
+    #[test]
+    fn the_launcher_is_absent_without_a_record_and_camel_case_with_one() {
+        let mut s = Snapshot::default();
+        let json = serde_json::to_value(&s).unwrap();
+        assert!(json.get("launcher").is_none(), "{json}");
+        s.launcher = Some(LauncherView {
+            started_at: Some("2026-12-01T23:30:00.000Z".into()),
+            services: vec![ServiceRestartsView {
+                name: "wa-gateway".into(),
+                restarts: 2,
+                last_exit: Some("killed by signal 9".into()),
+                last_exit_code: None,
+                last_restart_at: Some("2026-12-01T23:31:02.000Z".into()),
+            }],
+        });
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(
+            json["launcher"],
+            serde_json::json!({
+                "startedAt": "2026-12-01T23:30:00.000Z",
+                "services": [{
+                    "name": "wa-gateway",
+                    "restarts": 2,
+                    "lastExit": "killed by signal 9",
+                    "lastExitCode": null,
+                    "lastRestartAt": "2026-12-01T23:31:02.000Z"
+                }]
+            })
+        );
+        // The other fields are as before.
+        for field in ["services", "gateway", "queue", "logger", "recentJobs"] {
+            assert!(json.get(field).is_some(), "{field} in {json}");
+        }
     }
 }

@@ -32,11 +32,7 @@ pub const VARS: &[Var] = &[
     CHECK_CACHE_SECS,
 ];
 
-pub const ADDR: Var = Var {
-    name: "WA_ADDR",
-    default: "127.0.0.1:50052",
-    help: "gRPC listen address",
-};
+pub const ADDR: Var = abtrack_proto::addrs::WA_ADDR;
 
 pub const MODE: Var = Var {
     name: "WA_MODE",

@@ -10,3 +10,4 @@ mod internal_token;
 mod package;
 mod resilience;
 mod sheets;
+mod start;

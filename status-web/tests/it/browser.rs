@@ -15,6 +15,9 @@ use crate::harness::{API_KEY, PAIR_CODE, PASSWORD, System, state};
 
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// What the launcher writes after restarting two services.
+const LAUNCHER_RECORD: &str = include_str!("../fixtures/restarts.json");
+
 fn js_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/js");
     assert!(
@@ -216,6 +219,20 @@ async fn the_dashboard_in_chromium_links_sends_and_retries() {
                     && arg.contains("other contacts keep going"),
                 "{arg}"
             ),
+            "launcher" => {
+                system.write_launcher_file(LAUNCHER_RECORD.as_bytes());
+                stdin.write_all(b"go\n").await.unwrap();
+            }
+            "restarts" => assert!(
+                arg.starts_with("wa-gateway restarted 2× · last: killed by signal 9 · ")
+                    && arg.contains("2026"),
+                "{arg}"
+            ),
+            "restarts-id" => assert!(
+                arg.starts_with("wa-gateway dimulai ulang 2× · terakhir: killed by signal 9 · ")
+                    && arg.contains("2026"),
+                "{arg}"
+            ),
             "done" => break,
             other => assert_eq!(other, "qr-rotated", "unexpected step"),
         }
@@ -236,6 +253,9 @@ async fn the_dashboard_in_chromium_links_sends_and_retries() {
             "reset",
             "time-lock",
             "new-chats",
+            "launcher",
+            "restarts",
+            "restarts-id",
             "done"
         ]
     );

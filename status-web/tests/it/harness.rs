@@ -17,6 +17,8 @@ use abtrack_proto::gateway::v1::{self as gpb, gateway_server::GatewayServer};
 pub const PASSWORD: &str = "correct horse battery";
 pub const API_KEY: &str = "test-api-key-0123456789";
 pub const PAIR_CODE: &str = "ABCD-EFGH";
+/// The launcher's record of restarts, in the system's folder.
+const LAUNCHER_FILE: &str = "launcher-restarts.json";
 
 /// A gateway that replays its event log to every Watch subscriber, then follows
 /// it. Sends succeed, except that a message `fail-once` is refused as invalid the
@@ -112,7 +114,8 @@ pub struct System {
     pub base: String,
     events: watch::Sender<Vec<gpb::GatewayEvent>>,
     pub logouts: Arc<Mutex<u32>>,
-    _dir: tempfile::TempDir,
+    /// The services' data, and the launcher's record of restarts.
+    dir: tempfile::TempDir,
     _stops: Vec<oneshot::Sender<()>>,
 }
 
@@ -219,10 +222,15 @@ impl System {
         tokio::spawn(abtrack_dispatcher::run(config, dl, stopper(&mut stops)));
 
         let (sl, base) = listener().await;
+        // As the launcher sets it; the file only exists once a test writes it.
         let mut env: HashMap<&str, String> = HashMap::from([
             ("STATUS_WEB_DISPATCHER_URL", dispatcher_url),
             ("STATUS_WEB_GATEWAY_URL", gateway_url),
             ("STATUS_WEB_LOGGER_URL", logger_url),
+            (
+                "STATUS_WEB_LAUNCHER_FILE",
+                dir.path().join(LAUNCHER_FILE).display().to_string(),
+            ),
         ]);
         if login == Login::Password {
             env.insert("STATUS_WEB_PASSWORD", PASSWORD.into());
@@ -235,7 +243,7 @@ impl System {
             base,
             events,
             logouts,
-            _dir: dir,
+            dir,
             _stops: stops,
         };
         system
@@ -261,6 +269,19 @@ impl System {
                 expires_at: Some(abtrack_proto::time::to_timestamp(expires)),
             })),
         });
+    }
+
+    /// Replaces the launcher's record of restarts as the launcher does: written
+    /// beside it, then renamed over it.
+    pub fn write_launcher_file(&self, content: &[u8]) {
+        let path = self.dir.path().join(LAUNCHER_FILE);
+        let partial = self.dir.path().join(format!("{LAUNCHER_FILE}.partial"));
+        std::fs::write(&partial, content).unwrap();
+        std::fs::rename(&partial, path).unwrap();
+    }
+
+    pub fn remove_launcher_file(&self) {
+        std::fs::remove_file(self.dir.path().join(LAUNCHER_FILE)).unwrap();
     }
 
     pub fn url(&self, path: &str) -> String {

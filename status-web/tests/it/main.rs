@@ -1,9 +1,11 @@
 //! Integration tests of status-web: the whole server (`run`) with a real dispatcher
 //! and logger and a scripted gateway, reached by HTTP clients, the official
-//! socket.io-client and headless Chromium, with a password and without.
+//! socket.io-client and headless Chromium, with a password and without, and the
+//! launcher's record of restarts.
 
 mod access;
 mod boundary;
 mod browser;
 mod harness;
+mod launcher;
 mod tasks;

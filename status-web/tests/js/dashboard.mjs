@@ -1,6 +1,7 @@
 // Drives the dashboard in headless Chromium (Debian's /usr/bin/chromium through
 // playwright-core): logs in, sees the QR code appear, watches a job go from
-// pending to sent, retries a failed job, and saves screenshots.
+// pending to sent, retries a failed job, shows the launcher's restarts, and saves
+// screenshots.
 // Env: BASE, PASSWORD, ARTIFACTS (folder for the screenshots), CHROMIUM (optional).
 // Talks to the test that runs it: prints `STEP <name> [arg]` and, where the test
 // has to act (emit a QR code, connect the gateway), waits for a line on stdin.
@@ -96,6 +97,14 @@ async function main() {
   await step("time-lock", await page.textContent("#time-lock"));
   await page.waitForSelector("#new-chats:not([hidden])");
   await step("new-chats", await page.textContent("#new-chats"));
+  // Without the launcher's record the Services card shows no restarts; once the
+  // launcher writes it, a line per restarted service.
+  if (await page.isVisible("#restart-list")) throw new Error("restarts shown without a launcher record");
+  await step("launcher", "", true);
+  const restart = '#restart-list li.restart[data-service="wa-gateway"]';
+  await page.waitForSelector(restart);
+  if (await page.locator("#restart-list li.restart").count() !== 2) throw new Error("not one line per restarted service");
+  await step("restarts", await page.textContent(restart));
 
   await page.screenshot({ path: join(ARTIFACTS, "dashboard.png"), fullPage: true });
   await noViolations("the dashboard");
@@ -103,6 +112,7 @@ async function main() {
   await page.goto(BASE + "/?lang=id");
   await page.waitForSelector("#live[data-state=on]");
   await page.waitForSelector("#jobs tbody tr");
+  await step("restarts-id", await page.textContent(restart));
   await page.screenshot({ path: join(ARTIFACTS, "dashboard-phone.png"), fullPage: true });
   await noViolations("the dashboard on a phone");
   await step("done");
