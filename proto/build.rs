@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "abtrack/dispatcher/v1/dispatcher.proto",
         "abtrack/gateway/v1/gateway.proto",
         "abtrack/logger/v1/logger.proto",
+        "abtrack/notices/v1/notices.proto",
     ];
     let descriptors = protox::compile(files, ["proto"])?;
     tonic_prost_build::configure()

@@ -137,6 +137,10 @@ pub async fn run(
         .add_service(abtrack_proto::token::require(
             DispatcherServer::new(service),
             config.internal_token.as_ref(),
+        ))
+        .add_service(abtrack_proto::notice::server(
+            [config.data_dir.clone()],
+            config.internal_token.as_ref(),
         ));
     tracing::info!(addr = %listener.local_addr()?, "dispatcher listening");
     // A job in flight that does not finish within the grace period keeps its lease,

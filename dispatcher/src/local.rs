@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use abtrack_proto::sqlite::{Db, Durability};
+use abtrack_proto::sqlite::{Db, Durability, SetAside};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Params, Row, TransactionBehavior, params};
 
@@ -20,11 +20,14 @@ const COLUMNS: &str = "id, to_input, message, status, attempts, lease_owner, lea
 #[derive(Clone)]
 pub struct LocalQueue {
     db: Db,
+    set_aside: Option<SetAside>,
 }
 
 impl LocalQueue {
+    /// Opens (or creates) the queue at `path`; a damaged file is moved aside and its
+    /// readable jobs carried over into a fresh one.
     pub fn open(path: &Path) -> Result<Self> {
-        let db = Db::open(
+        let (db, set_aside) = Db::open_healing(
             path,
             std::time::Duration::from_secs(10),
             "CREATE TABLE IF NOT EXISTS jobs (
@@ -52,15 +55,25 @@ impl LocalQueue {
             CREATE INDEX IF NOT EXISTS jobs_by_update ON jobs (updated_at);
             CREATE INDEX IF NOT EXISTS jobs_unlogged ON jobs (updated_at)
                 WHERE logged_at IS NULL AND status IN ('sent', 'delivered', 'read', 'failed');",
+            |db| {
+                db.ensure_column(
+                    "jobs",
+                    "delivery_overdue",
+                    "INTEGER NOT NULL DEFAULT 0",
+                    None,
+                )?;
+                db.ensure_column("jobs", "recipient_lid", "TEXT", None)?;
+                Ok(())
+            },
+            &["jobs"],
         )?;
-        db.ensure_column(
-            "jobs",
-            "delivery_overdue",
-            "INTEGER NOT NULL DEFAULT 0",
-            None,
-        )?;
-        db.ensure_column("jobs", "recipient_lid", "TEXT", None)?;
-        Ok(Self { db })
+        Ok(Self { db, set_aside })
+    }
+
+    /// The damaged file this queue replaced at start, if any: its jobs that could
+    /// still be read were carried over.
+    pub fn set_aside(&self) -> Option<&SetAside> {
+        self.set_aside.as_ref()
     }
 
     async fn with<T: Send + 'static>(

@@ -297,6 +297,26 @@ impl Cluster {
         }
     }
 
+    /// Stops one service with SIGTERM, as an operator's Ctrl-C would, and waits until
+    /// it has exited (at most 20 s, then SIGKILL).
+    pub fn stop(&mut self, name: &str) {
+        let Some(mut child) = self.children.remove(name) else {
+            return;
+        };
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     /// The port of a service by name, or of a dispatcher from
     /// [`Cluster::spawn_dispatcher`].
     fn port(&self, name: &str) -> u16 {

@@ -33,6 +33,11 @@ pub fn spawn(
     // the console window (or killing the launcher) leaves none behind.
     #[cfg(windows)]
     command.wrap(process_wrap::tokio::JobObject);
+    // Its own process group: a Ctrl-C in the terminal reaches the launcher only, so a
+    // service never stops (and is started again) before the launcher knows it is
+    // stopping everything.
+    #[cfg(unix)]
+    command.wrap(process_wrap::tokio::ProcessGroup::leader());
     command.wrap(KillOnDrop);
     let mut child = command.spawn()?;
     if let Some(out) = child.stdout().take() {

@@ -184,6 +184,9 @@ impl Keeper {
             let Some(exit) = self.watch(&mut child, restarts).await else {
                 return;
             };
+            if self.stopped_by_console(&exit).await {
+                return;
+            }
             if exit.code == Some(EXIT_USAGE) {
                 let _ = self.events.send(Event::ConfigurationError { name });
                 return;
@@ -238,6 +241,21 @@ impl Keeper {
                 }
             }
         }
+    }
+
+    /// Windows sends Ctrl-C and the close event to every process of the console: a
+    /// service that exited 0 was told to stop, as the launcher was, so it waits a
+    /// moment for the launcher's own stop instead of starting the service again. On
+    /// Unix the services have their own process group, and an exit is never that.
+    async fn stopped_by_console(&self, exit: &Exit) -> bool {
+        if cfg!(windows) && exit.code == Some(0) {
+            let wait = tokio::time::sleep(Duration::from_secs(5));
+            return tokio::select! {
+                () = self.stopping.cancelled() => true,
+                () = wait => false,
+            };
+        }
+        false
     }
 
     async fn wait_healthy(&self) {

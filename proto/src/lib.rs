@@ -5,6 +5,7 @@ pub mod addrs;
 pub mod config;
 pub mod health;
 pub mod message;
+pub mod notice;
 pub mod phone;
 pub mod reason;
 pub mod retry;
@@ -30,6 +31,14 @@ pub mod gateway {
     #[allow(clippy::all, missing_docs)]
     pub mod v1 {
         tonic::include_proto!("abtrack.gateway.v1");
+    }
+}
+
+/// The operator's notices every gRPC service serves (`abtrack.notices.v1`).
+pub mod notices {
+    #[allow(clippy::all, missing_docs)]
+    pub mod v1 {
+        tonic::include_proto!("abtrack.notices.v1");
     }
 }
 

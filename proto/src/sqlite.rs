@@ -2,11 +2,11 @@
 //! blocking the async runtime: every call runs on the blocking pool. A write that a
 //! later one makes good again may ask for less ([`Durability::Log`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 /// How far a write must have reached when its commit returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +37,64 @@ pub fn at<T>(
     Ok(result)
 }
 
+/// A data file that could not be used at start, kept aside: the store started with
+/// a fresh file and carried over what could still be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetAside {
+    /// Where the file was.
+    pub file: PathBuf,
+    /// Where it is now: `damaged/<UTC time>/` beside it, with its `-wal` and `-shm`.
+    pub kept_at: PathBuf,
+    /// What was wrong, in SQLite's words.
+    pub reason: String,
+    /// Rows read from the damaged file into the fresh one ([`Db::carry_over`]).
+    pub carried_over: usize,
+}
+
+impl SetAside {
+    /// The one line that says what happened.
+    fn log(&self) {
+        tracing::error!(
+            file = %self.file.display(),
+            kept_at = %self.kept_at.display(),
+            reason = %self.reason,
+            carried_over = self.carried_over,
+            "a data file could not be read at start: it was moved aside (nothing was deleted), and a fresh one started with the rows that could still be read"
+        );
+    }
+}
+
+/// Whether an error says the file is not a usable database: damaged, or not one at
+/// all (overwritten, truncated). Other errors (a full disk, no permission) are not
+/// the file's fault and are not healed by moving it.
+fn is_damage(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt)
+    )
+}
+
+/// Moves `file` and its `-wal` and `-shm` companions into a new
+/// `damaged/<UTC time>/` folder beside it; answers the file's new path.
+fn set_aside(file: &Path) -> std::io::Result<PathBuf> {
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+    let kept = dir.join(crate::notice::FOLDER).join(stamp.to_string());
+    std::fs::create_dir_all(&kept)?;
+    let name = file.file_name().unwrap_or_default();
+    for suffix in ["", "-wal", "-shm"] {
+        let mut from = file.as_os_str().to_owned();
+        from.push(suffix);
+        let mut to = name.to_owned();
+        to.push(suffix);
+        match std::fs::rename(&from, kept.join(&to)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(kept.join(name))
+}
+
 #[derive(Clone)]
 pub struct Db {
     conn: Arc<Mutex<Connection>>,
@@ -47,6 +105,143 @@ impl Db {
     /// idempotent (`CREATE ... IF NOT EXISTS`).
     pub fn open(path: &Path, busy_timeout: Duration, schema: &str) -> rusqlite::Result<Self> {
         let conn = Connection::open(path)?;
+        Self::prepare(conn, busy_timeout, schema)
+    }
+
+    /// [`Db::open`] then `migrate`, healing a damaged file: one that is not a
+    /// database, or fails SQLite's quick check, is moved aside
+    /// ([`SetAside::kept_at`]), a fresh one is opened and migrated, and the rows of
+    /// `tables` that can still be read are carried over into it. Never deletes a file.
+    pub fn open_healing(
+        path: &Path,
+        busy_timeout: Duration,
+        schema: &str,
+        migrate: impl FnOnce(&Db) -> rusqlite::Result<()>,
+        tables: &[&str],
+    ) -> rusqlite::Result<(Self, Option<SetAside>)> {
+        let reason = match Self::open(path, busy_timeout, schema) {
+            Ok(db) => match db.quick_check() {
+                Ok(()) => {
+                    migrate(&db)?;
+                    return Ok((db, None));
+                }
+                Err(reason) => {
+                    drop(db);
+                    reason
+                }
+            },
+            Err(e) if is_damage(&e) => e.to_string(),
+            Err(e) => return Err(e),
+        };
+        let kept_at = set_aside(path).map_err(|e| {
+            rusqlite::Error::ToSqlConversionFailure(
+                format!(
+                    "{} is damaged ({reason}) and cannot be moved aside: {e}",
+                    path.display()
+                )
+                .into(),
+            )
+        })?;
+        let db = Self::open(path, busy_timeout, schema)?;
+        migrate(&db)?;
+        let carried_over = tables.iter().map(|t| db.carry_over(&kept_at, t)).sum();
+        let set_aside = SetAside {
+            file: path.to_owned(),
+            kept_at,
+            reason,
+            carried_over,
+        };
+        set_aside.log();
+        let notice = crate::notice::write(
+            path,
+            &set_aside.kept_at,
+            &set_aside.reason,
+            carried_over as u64,
+        );
+        if let Err(e) = notice {
+            tracing::warn!(error = %e, "cannot record the dashboard's notice of the damaged file");
+        }
+        Ok((db, Some(set_aside)))
+    }
+
+    /// SQLite's quick check of the whole file: `Err` with its first complaint.
+    fn quick_check(&self) -> Result<(), String> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let answer: rusqlite::Result<String> =
+            conn.query_row("PRAGMA quick_check(1)", [], |row| row.get(0));
+        match answer {
+            Ok(ok) if ok == "ok" => Ok(()),
+            Ok(complaint) => Err(complaint),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Copies every row of `table` that can still be read from the damaged file
+    /// `damaged` into this store (rows already here are kept); answers how many were
+    /// copied. A damaged page ends a scan, so the table is read from both ends.
+    pub fn carry_over(&self, damaged: &Path, table: &str) -> usize {
+        let Ok(old) = Connection::open_with_flags(damaged, OpenFlags::SQLITE_OPEN_READ_ONLY) else {
+            return 0;
+        };
+        let mut rows: std::collections::BTreeMap<i64, Vec<rusqlite::types::Value>> =
+            Default::default();
+        let mut columns = Vec::new();
+        for order in ["ASC", "DESC"] {
+            let sql = format!("SELECT rowid, * FROM {table} ORDER BY rowid {order}");
+            let Ok(mut statement) = old.prepare(&sql) else {
+                return 0;
+            };
+            columns = statement
+                .column_names()
+                .iter()
+                .skip(1)
+                .map(|c| (*c).to_owned())
+                .collect();
+            let Ok(mut found) = statement.query([]) else {
+                continue;
+            };
+            while let Ok(Some(row)) = found.next() {
+                let Ok(rowid) = row.get::<_, i64>(0) else {
+                    break;
+                };
+                let values: rusqlite::Result<Vec<rusqlite::types::Value>> =
+                    (1..=columns.len()).map(|i| row.get(i)).collect();
+                match values {
+                    Ok(values) => {
+                        rows.insert(rowid, values);
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        if columns.is_empty() || rows.is_empty() {
+            return 0;
+        }
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let placeholders = vec!["?"; columns.len()].join(", ");
+        let quoted: Vec<String> = columns.iter().map(|c| format!("\"{c}\"")).collect();
+        let sql = format!(
+            "INSERT OR IGNORE INTO {table} ({}) VALUES ({placeholders})",
+            quoted.join(", ")
+        );
+        let Ok(tx) = conn.unchecked_transaction() else {
+            return 0;
+        };
+        let mut copied = 0;
+        if let Ok(mut insert) = tx.prepare(&sql) {
+            for values in rows.values() {
+                if let Ok(n) = insert.execute(rusqlite::params_from_iter(values.iter())) {
+                    copied += n;
+                }
+            }
+        }
+        if tx.commit().is_err() {
+            return 0;
+        }
+        copied
+    }
+
+    fn prepare(conn: Connection, busy_timeout: Duration, schema: &str) -> rusqlite::Result<Self> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(busy_timeout)?;
@@ -125,6 +320,117 @@ impl Db {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS t (id TEXT PRIMARY KEY, v TEXT NOT NULL);";
+
+    fn rows(db: &Db) -> Vec<(String, String)> {
+        let conn = db.conn.lock().unwrap();
+        let mut statement = conn.prepare("SELECT id, v FROM t ORDER BY id").unwrap();
+        statement
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    fn fill(path: &Path, n: usize) -> Vec<(String, String)> {
+        let db = Db::open(path, Duration::from_secs(1), SCHEMA).unwrap();
+        {
+            let conn = db.conn.lock().unwrap();
+            let tx = conn.unchecked_transaction().unwrap();
+            for i in 0..n {
+                tx.execute(
+                    "INSERT INTO t (id, v) VALUES (?1, ?2)",
+                    (format!("job-{i:05}"), format!("{i}-").repeat(40)),
+                )
+                .unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let all = rows(&db);
+        drop(db);
+        all
+    }
+
+    #[test]
+    fn a_file_of_random_bytes_is_kept_aside_and_a_fresh_store_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("queue.sqlite3");
+        let garbage: Vec<u8> = (0..10_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        std::fs::write(&path, &garbage).unwrap();
+
+        let (db, set_aside) =
+            Db::open_healing(&path, Duration::from_secs(1), SCHEMA, |_| Ok(()), &["t"]).unwrap();
+        let set_aside = set_aside.expect("the file was damaged");
+        assert_eq!(set_aside.file, path);
+        assert!(
+            set_aside.reason.contains("not a database"),
+            "{}",
+            set_aside.reason
+        );
+        assert_eq!(
+            std::fs::read(&set_aside.kept_at).unwrap(),
+            garbage,
+            "kept as it was"
+        );
+        assert_eq!(
+            set_aside.kept_at.parent().unwrap().parent().unwrap(),
+            dir.path().join("damaged")
+        );
+        assert_eq!(set_aside.carried_over, 0);
+        assert!(rows(&db).is_empty());
+        drop(db);
+
+        // The fresh store is a store like any other: opened again, nothing is moved.
+        let (_, again) =
+            Db::open_healing(&path, Duration::from_secs(1), SCHEMA, |_| Ok(()), &["t"]).unwrap();
+        assert_eq!(again, None);
+    }
+
+    #[test]
+    fn the_readable_rows_of_a_damaged_file_are_carried_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("queue.sqlite3");
+        let all = fill(&path, 3000);
+        // Garbage over one page in the middle of the file.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let page = 4096;
+        let middle = bytes.len() / page / 2 * page;
+        for b in &mut bytes[middle..middle + page] {
+            *b = 0xA5;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+
+        let (db, set_aside) =
+            Db::open_healing(&path, Duration::from_secs(1), SCHEMA, |_| Ok(()), &["t"]).unwrap();
+        let set_aside = set_aside.expect("the quick check found the damage");
+        let carried = set_aside.carried_over;
+        let recovered = rows(&db);
+        assert_eq!(carried, recovered.len());
+        assert!(
+            carried > all.len() / 2,
+            "most rows are readable: {carried} of {}",
+            all.len()
+        );
+        assert!(carried < all.len(), "one page of rows is lost: {carried}");
+        for row in &recovered {
+            assert!(all.contains(row), "{row:?} is a row as it was written");
+        }
+    }
+
+    #[test]
+    fn a_sound_file_is_left_where_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("queue.sqlite3");
+        let all = fill(&path, 10);
+        let (db, set_aside) =
+            Db::open_healing(&path, Duration::from_secs(1), SCHEMA, |_| Ok(()), &["t"]).unwrap();
+        assert_eq!(set_aside, None);
+        assert_eq!(rows(&db), all);
+        assert!(!dir.path().join("damaged").exists());
+    }
 
     #[test]
     fn a_missing_column_is_added_once_and_backfilled() {

@@ -88,6 +88,10 @@ pub async fn run(
         .add_service(abtrack_proto::token::require(
             SheetsLoggerServer::new(service),
             config.internal_token.as_ref(),
+        ))
+        .add_service(abtrack_proto::notice::server(
+            [config.data_dir.clone()],
+            config.internal_token.as_ref(),
         ));
     abtrack_proto::shutdown::serve_grpc(router, listener, shutdown, tasks.clone()).await;
     abtrack_proto::shutdown::stop_tasks(&tasks).await;

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use abtrack_proto::sqlite::Db;
+use abtrack_proto::sqlite::{Db, SetAside};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{Error, Result};
@@ -36,11 +36,14 @@ pub struct Record {
 #[derive(Clone)]
 pub struct Outbox {
     db: Db,
+    set_aside: Option<SetAside>,
 }
 
 impl Outbox {
+    /// Opens (or creates) the outbox at `path`; a damaged file is moved aside and
+    /// its readable records carried over into a fresh one.
     pub fn open(path: &Path) -> Result<Self> {
-        let db = Db::open(
+        let (db, set_aside) = Db::open_healing(
             path,
             std::time::Duration::from_secs(5),
             "CREATE TABLE IF NOT EXISTS outbox (
@@ -70,8 +73,15 @@ impl Outbox {
                 PRIMARY KEY (job_id, status, occurred_at)
             );
             CREATE INDEX IF NOT EXISTS written_by_age ON written (written_at);",
+            |_| Ok(()),
+            &["outbox", "meta", "written"],
         )?;
-        Ok(Self { db })
+        Ok(Self { db, set_aside })
+    }
+
+    /// The damaged file this outbox replaced at start, if any.
+    pub fn set_aside(&self) -> Option<&SetAside> {
+        self.set_aside.as_ref()
     }
 
     async fn with<T: Send + 'static>(

@@ -26,6 +26,9 @@
       lg_disabled: "nonaktif", lg_ok: "baik", lg_failing: "gagal", lg_unknown: "tidak diketahui",
       new_chats: "Chat baru: {u} dari {n} terpakai, diperbarui {t}.",
       new_chats_full: "Jatah chat baru habis ({u} dari {n}) sampai {t}. Pesan ke orang yang belum pernah menerima pesan dari nomor ini menunggu sampai saat itu lalu terkirim sendiri; pesan ke kontak lain tetap terkirim.",
+      notice: "{service}: Berkas data tidak dapat dibaca saat mulai. Berkas dipindahkan ke {keptAt} (tidak ada yang dihapus) dan berkas baru dimulai; {n} catatan dibawa.",
+      notice_one: "{service}: Berkas data tidak dapat dibaca saat mulai. Berkas dipindahkan ke {keptAt} (tidak ada yang dihapus) dan berkas baru dimulai; {n} catatan dibawa.",
+      dismiss: "Tutup",
       time_lock: "WhatsApp membatasi chat baru dari nomor ini sampai {t}. Pesan ke orang tua yang belum pernah mengirim pesan ke sekolah menunggu sampai saat itu lalu terkirim sendiri; pesan ke kontak lain tetap terkirim. Agar tidak terulang: minta orang tua menyimpan nomor sekolah dan mengirim satu pesan, dan kirim lebih pelan (WA_MIN_INTERVAL_MS, WA_DAILY_CAP).",
       st: {
         unknown: ["belum terjangkau", "Gateway WhatsApp belum terjangkau. Pastikan layanan wa-gateway berjalan."],
@@ -66,6 +69,9 @@
       lg_disabled: "disabled", lg_ok: "ok", lg_failing: "failing", lg_unknown: "unknown",
       new_chats: "New chats: {u} of {n} used, renewed {t}.",
       new_chats_full: "The new-chat quota is used up ({u} of {n}) until {t}. Messages to people who never got one from this number wait until then and go out by themselves; messages to other contacts keep going.",
+      notice: "{service}: a data file could not be read at start. It was moved aside to {keptAt} (nothing was deleted) and a fresh one started; {n} records were carried over.",
+      notice_one: "{service}: a data file could not be read at start. It was moved aside to {keptAt} (nothing was deleted) and a fresh one started; {n} record was carried over.",
+      dismiss: "Dismiss",
       time_lock: "WhatsApp limits new chats from this number until {t}. Messages to parents who never wrote to the school wait until then and go out by themselves; messages to other contacts keep going. To avoid it: ask parents to save the school's number and send it one message, and send more slowly (WA_MIN_INTERVAL_MS, WA_DAILY_CAP).",
       st: {
         unknown: ["not reached yet", "The WhatsApp gateway has not been reached yet. Check that the wa-gateway service is running."],
@@ -87,6 +93,8 @@
   const lang = document.body.dataset.lang === "en" ? "en" : "id";
   const t = (k) => T[lang][k] || k;
   const $ = (id) => document.getElementById(id);
+  // Fills `{name}` placeholders in one pass, so a value is never read as a pattern.
+  const fill = (text, vars) => text.replace(/\{(\w+)\}/g, (m, k) => (k in vars ? String(vars[k]) : m));
   const el = (tag, text, cls) => { const e = document.createElement(tag); if (text != null) e.textContent = text; if (cls) e.className = cls; return e; };
   document.querySelectorAll("[data-t]").forEach((e) => { e.textContent = t(e.dataset.t); });
   if (document.body.dataset.auth !== "true") $("logout-form").hidden = true;
@@ -98,6 +106,7 @@
 
   function render(s) {
     state = s;
+    renderNotices(s.notices || []);
     const g = s.gateway;
     const status = s.services.gateway.up ? g.status
       : (s.services.gateway.state === REFUSED ? "refused" : (g.status === "unknown" ? "unknown" : "down"));
@@ -188,6 +197,38 @@
     }
     if (!restarted.length) {
       list.append(el("li", launcher.startedAt ? t("no_restarts").replace("{t}", time(launcher.startedAt)) : t("no_restarts_plain"), "no-restarts muted"));
+    }
+  }
+
+  // The services' notices, oldest first: what happened, where the file is kept, and
+  // a button that dismisses it. The banner is hidden when there are none.
+  function renderNotices(notices) {
+    const box = $("notices"), list = $("notice-list");
+    list.replaceChildren();
+    box.hidden = notices.length === 0;
+    for (const n of notices) {
+      const li = el("li"); li.dataset.service = n.service; li.dataset.id = n.id;
+      const body = el("div", null, "notice-body");
+      const text = el("p", fill(t(n.carriedOver === 1 ? "notice_one" : "notice"), { service: n.service, keptAt: n.keptAt, n: n.carriedOver }) + " ", "notice-text");
+      text.append(el("span", time(n.at), "muted"));
+      body.append(text);
+      if (n.reason) body.append(el("p", (n.file ? n.file + ": " : "") + n.reason, "muted notice-reason"));
+      let result = null;
+      const b = el("button", t("dismiss"), "small notice-dismiss"); b.type = "button";
+      b.addEventListener("click", async () => {
+        b.disabled = true;
+        try {
+          await api("POST", "/api/notices/dismiss", { service: n.service, id: n.id });
+          li.remove();
+          box.hidden = list.children.length === 0;
+        } catch (err) {
+          b.disabled = false;
+          if (!result) { result = el("p", "", "result error"); body.append(result); }
+          result.textContent = err.message;
+        }
+      });
+      li.append(body, b);
+      list.append(li);
     }
   }
 

@@ -1,4 +1,5 @@
-//! The REST API: status, jobs, enqueueing, retry, pause and resume.
+//! The REST API: status, jobs, enqueueing, retry, pause and resume, the gateway's
+//! pairing and session reset, and dismissing the services' notices.
 
 use std::time::Duration;
 
@@ -52,12 +53,7 @@ pub async fn enqueue(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    // An oversized or broken body gets the same JSON error shape as a bad field.
-    let body = body.map_err(|rejection| ApiError {
-        status: rejection.status(),
-        field: None,
-        message: format!("body: {}", rejection.body_text().to_lowercase()),
-    })?;
+    let body = body.map_err(body_error)?;
     let enqueue = parse_message(&body)?;
     let mut client = state.dispatcher.clone();
     let response = client
@@ -73,6 +69,15 @@ pub async fn enqueue(
         StatusCode::OK
     };
     Ok((code, Json(JobView::from_pb(&job, false))))
+}
+
+/// An oversized or broken body gets the same JSON error shape as a bad field.
+fn body_error(rejection: BytesRejection) -> ApiError {
+    ApiError {
+        status: rejection.status(),
+        field: None,
+        message: format!("body: {}", rejection.body_text().to_lowercase()),
+    }
 }
 
 /// Turns a request body into an enqueue request; every error names its field.
@@ -306,6 +311,55 @@ pub async fn reset_session(State(state): State<AppState>) -> Result<impl IntoRes
     Ok(Json(json!({ "reset": true })))
 }
 
+/// `POST /api/notices/dismiss`: `{"service": "wa-gateway", "id": "..."}`; answers
+/// `{"dismissed": true}` once the snapshot no longer shows the notice.
+pub async fn dismiss_notice(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let body = body.map_err(body_error)?;
+    let (service, id) = parse_dismiss(&body)?;
+    state
+        .notices
+        .dismiss(service, id.clone())
+        .await
+        .map_err(|status| {
+            if status.code() == tonic::Code::NotFound {
+                ApiError::not_found(format!("no notice {id:?} on the {}", service.name()))
+            } else {
+                ApiError::from_service(service, status)
+            }
+        })?;
+    Ok(Json(json!({ "dismissed": true })))
+}
+
+/// Reads `{"service": "...", "id": "..."}`; other fields are ignored.
+pub fn parse_dismiss(body: &[u8]) -> Result<(Service, String), ApiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(None, format!("body is not valid JSON: {e}")))?;
+    let Value::Object(object) = value else {
+        return Err(ApiError::bad_request(
+            None,
+            "body must be a JSON object with \"service\" and \"id\"",
+        ));
+    };
+    let name = required_string(&object, "service")?;
+    let service = Service::from_name(&name).ok_or_else(|| {
+        ApiError::bad_request(
+            Some("service"),
+            format!(
+                "service: unknown service {name:?}; use {}",
+                Service::ALL.map(Service::name).join(", ")
+            ),
+        )
+    })?;
+    let id = required_string(&object, "id")?;
+    if id.trim().is_empty() {
+        return Err(ApiError::bad_request(Some("id"), "id: is required"));
+    }
+    Ok((service, id))
+}
+
 pub async fn not_found() -> ApiError {
     ApiError::not_found("no such route; see GET /api/status, /api/jobs, POST /api/messages")
 }
@@ -402,6 +456,51 @@ mod tests {
         assert_eq!(field_of("[1, 2]"), None);
         let err = parse_message(br#"{"to": true, "message": "x"}"#).unwrap_err();
         assert_eq!(err.message, "to: must be a string, not a boolean");
+    }
+
+    #[test]
+    fn dismissals_name_the_field_at_fault() {
+        let field = |body: &str| parse_dismiss(body.as_bytes()).unwrap_err().field;
+        assert_eq!(
+            parse_dismiss(
+                br#"{"service": "wa-gateway", "id": "20261201T010203.004Z", "extra": 1}"#
+            )
+            .unwrap(),
+            (Service::Gateway, "20261201T010203.004Z".to_owned())
+        );
+        for (name, service) in [
+            ("dispatcher", Service::Dispatcher),
+            ("sheets-logger", Service::Logger),
+        ] {
+            let body = json!({"service": name, "id": "x"}).to_string();
+            assert_eq!(parse_dismiss(body.as_bytes()).unwrap().0, service);
+        }
+        for bad in [
+            r#"{"id": "x"}"#,
+            r#"{"service": "gateway", "id": "x"}"#,
+            r#"{"service": "WA-GATEWAY", "id": "x"}"#,
+            r#"{"service": 3, "id": "x"}"#,
+            r#"{"service": "", "id": ""}"#,
+        ] {
+            assert_eq!(field(bad).as_deref(), Some("service"), "{bad}");
+        }
+        for bad in [
+            r#"{"service": "dispatcher"}"#,
+            r#"{"service": "dispatcher", "id": ""}"#,
+            r#"{"service": "dispatcher", "id": "  "}"#,
+            r#"{"service": "dispatcher", "id": null}"#,
+            r#"{"service": "dispatcher", "id": 7}"#,
+        ] {
+            assert_eq!(field(bad).as_deref(), Some("id"), "{bad}");
+        }
+        assert_eq!(field("not json"), None);
+        assert_eq!(field(r#"["dispatcher", "x"]"#), None);
+        let err = parse_dismiss(br#"{"service": "whatsapp", "id": "x"}"#).unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            err.message,
+            "service: unknown service \"whatsapp\"; use dispatcher, wa-gateway, sheets-logger"
+        );
     }
 
     #[test]

@@ -576,11 +576,13 @@ mod tests {
             vec![host, ("content-type", "multipart/form-data; boundary=x")],
             vec![host, ("content-type", "application/jsonx")],
         ] {
-            assert_eq!(
-                judge(&b, Method::POST, "/api/gateway/logout", &pairs),
-                Err(Refusal::NotJson),
-                "{pairs:?}"
-            );
+            for path in ["/api/gateway/logout", "/api/notices/dismiss"] {
+                assert_eq!(
+                    judge(&b, Method::POST, path, &pairs),
+                    Err(Refusal::NotJson),
+                    "{path} {pairs:?}"
+                );
+            }
         }
         // Reads, the login form and the Socket.IO transport keep their own types.
         assert_eq!(judge(&b, Method::GET, "/api/status", &[host]), Ok(()));

@@ -12,6 +12,7 @@ pub mod error;
 pub mod i18n;
 pub mod live;
 pub mod metrics;
+pub mod notices;
 pub mod restarts;
 pub mod snapshot;
 pub mod watchers;
@@ -33,6 +34,7 @@ use abtrack_proto::token::{TokenChannel, with_token};
 use abtrack_proto::dispatcher::v1::dispatcher_client::DispatcherClient;
 use abtrack_proto::gateway::v1::gateway_client::GatewayClient;
 use abtrack_proto::logger::v1::sheets_logger_client::SheetsLoggerClient;
+use abtrack_proto::notices::v1::notices_client::NoticesClient;
 
 pub use config::Config;
 
@@ -55,7 +57,9 @@ pub struct AppState {
     pub snapshot: watch::Receiver<Snapshot>,
     pub dispatcher: DispatcherClient<TokenChannel>,
     pub gateway: GatewayClient<TokenChannel>,
-    /// The service's tasks: the live feed's, the watchers', the launcher file's reader.
+    /// The three services' notices, and what lists them into the snapshot.
+    pub notices: notices::Notices,
+    /// The service's tasks: the live feed's, the watchers', the launcher file's reader, the notices' poller.
     pub tasks: Tasks,
 }
 
@@ -94,6 +98,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/jobs/{id}/retry", post(api::retry_job))
         .route("/api/queue/pause", post(api::pause))
         .route("/api/queue/resume", post(api::resume))
+        .route("/api/notices/dismiss", post(api::dismiss_notice))
         .fallback(api::not_found)
         .layer(socket_layer)
         .layer(axum::middleware::from_fn_with_state(
@@ -116,13 +121,24 @@ pub async fn run(
     let tasks = Tasks::new();
     let token = config.internal_token.as_ref();
     let channel = |url: &str| Ok::<_, Error>(with_token(lazy_channel(url, &tasks)?, token));
-    let dispatcher = DispatcherClient::new(channel(&config.dispatcher_url)?);
-    let gateway = GatewayClient::new(channel(&config.gateway_url)?);
-    let logger = SheetsLoggerClient::new(channel(&config.logger_url)?);
+    // One channel per service, shared by its clients.
+    let dispatcher_channel = channel(&config.dispatcher_url)?;
+    let gateway_channel = channel(&config.gateway_url)?;
+    let logger_channel = channel(&config.logger_url)?;
+    let dispatcher = DispatcherClient::new(dispatcher_channel.clone());
+    let gateway = GatewayClient::new(gateway_channel.clone());
+    let logger = SheetsLoggerClient::new(logger_channel.clone());
     let (snapshot_tx, snapshot) = watch::channel(Snapshot::default());
     if let Some(path) = &config.launcher_file {
         restarts::start(path.clone(), snapshot_tx.clone(), &tasks);
     }
+    let notices = notices::Notices::new(
+        snapshot_tx.clone(),
+        NoticesClient::new(dispatcher_channel),
+        NoticesClient::new(gateway_channel),
+        NoticesClient::new(logger_channel),
+    );
+    notices::start(notices.clone(), &tasks);
     watchers::start(
         snapshot_tx,
         dispatcher.clone(),
@@ -137,6 +153,7 @@ pub async fn run(
         snapshot,
         dispatcher,
         gateway,
+        notices,
         tasks: tasks.clone(),
     });
     tracing::info!(%addr, "status-web listening: open http://{addr}/ for the dashboard");

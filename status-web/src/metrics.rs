@@ -9,7 +9,7 @@ use axum::response::IntoResponse;
 use abtrack_proto::gateway::v1::ConnectionStatus;
 
 use crate::AppState;
-use crate::snapshot::{PICKUP_BUCKETS, Snapshot};
+use crate::snapshot::{PICKUP_BUCKETS, Service, Snapshot};
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let text = render(&state.snapshot.borrow());
@@ -131,6 +131,22 @@ pub fn render(s: &Snapshot) -> String {
             u8::from(services.logger.up)
         ),
     );
+    let mut notices = String::new();
+    // Every service, so the gauge has a stable set of series.
+    for service in Service::ALL.map(Service::name) {
+        let open = s.notices.iter().filter(|n| n.service == service).count();
+        let _ = writeln!(
+            notices,
+            "abtrack_notices{{service=\"{}\"}} {open}",
+            escape(service)
+        );
+    }
+    add(
+        "abtrack_notices",
+        "gauge",
+        "Notices the service shows until an operator dismisses them (a data file moved aside at start).",
+        notices,
+    );
     if let Some(launcher) = &s.launcher {
         let mut restarts = String::new();
         for service in &launcher.services {
@@ -207,6 +223,37 @@ mod tests {
         assert!(text.contains("abtrack_gateway_state{state=\"waiting_for_qr\"} 0\n"));
         assert!(text.contains("abtrack_service_up{service=\"sheets-logger\"} 1\n"));
         assert!(text.contains("abtrack_service_up{service=\"dispatcher\"} 0\n"));
+    }
+
+    #[test]
+    fn notices_are_counted_per_service_always_all_three() {
+        use abtrack_proto::notices::v1 as pb;
+        let mut s = Snapshot::default();
+        let text = render(&s);
+        assert!(text.contains("# TYPE abtrack_notices gauge\n"), "{text}");
+        for service in ["dispatcher", "wa-gateway", "sheets-logger"] {
+            assert!(text.contains(&format!("abtrack_notices{{service=\"{service}\"}} 0\n")));
+        }
+        for (service, id) in [
+            (Service::Logger, "a"),
+            (Service::Logger, "b"),
+            (Service::Dispatcher, "c"),
+        ] {
+            s.notices.push(crate::notices::view(
+                service,
+                pb::Notice {
+                    id: id.into(),
+                    ..Default::default()
+                },
+            ));
+        }
+        let text = render(&s);
+        assert!(
+            text.contains("abtrack_notices{service=\"sheets-logger\"} 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("abtrack_notices{service=\"dispatcher\"} 1\n"));
+        assert!(text.contains("abtrack_notices{service=\"wa-gateway\"} 0\n"));
     }
 
     #[test]

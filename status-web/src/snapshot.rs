@@ -23,6 +23,14 @@ pub enum Service {
 }
 
 impl Service {
+    /// The three services status-web watches, in the order it shows them.
+    pub const ALL: [Service; 3] = [Service::Dispatcher, Service::Gateway, Service::Logger];
+
+    /// The service by its binary name ([`Service::name`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+
     /// The service's binary name.
     pub fn name(self) -> &'static str {
         match self {
@@ -286,6 +294,31 @@ pub struct ServiceRestartsView {
     pub last_restart_at: Option<String>,
 }
 
+/// A notice a service shows until an operator dismisses it (today: a data file that
+/// could not be read at start, moved aside, and a fresh one started), as
+/// [`crate::notices`] lists it from the service's `Notices` service.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct NoticeView {
+    /// The service's binary name ([`Service::name`]).
+    pub service: &'static str,
+    /// Unique within the service.
+    pub id: String,
+    /// The file that could not be read, as the service names it.
+    pub file: String,
+    /// Where that file is kept now (nothing is deleted).
+    pub kept_at: String,
+    /// What was wrong, in SQLite's words.
+    pub reason: String,
+    /// Rows read from the damaged file into the fresh one.
+    pub carried_over: u64,
+    /// When the service moved the file aside.
+    pub at: Option<String>,
+    /// `at` in milliseconds, to order by.
+    #[serde(skip)]
+    pub at_ms: Option<i64>,
+}
+
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Snapshot {
@@ -295,6 +328,9 @@ pub struct Snapshot {
     pub logger: LoggerView,
     /// Most recently changed first.
     pub recent_jobs: VecDeque<JobView>,
+    /// The notices of the three services not yet dismissed, oldest first; a service
+    /// that cannot be asked keeps the ones last listed.
+    pub notices: Vec<NoticeView>,
     /// The launcher's record of service restarts (`STATUS_WEB_LAUNCHER_FILE`); absent
     /// without a launcher or while its file is missing.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -270,7 +270,7 @@ impl Inner {
             None => {
                 let entry = Entry {
                     job_id: job_id.clone(),
-                    message_id: new_message_id(),
+                    message_id: message_id_for(&job_id, &to, &text),
                     recipient: to.to_string(),
                     sent_at: None,
                     recipient_lid: None,
@@ -351,10 +351,20 @@ impl Inner {
     }
 }
 
-/// A message id in the shape WhatsApp Web uses (`3EB0` and upper-case hex).
-fn new_message_id() -> String {
-    let hex = uuid::Uuid::new_v4().simple().to_string().to_uppercase();
-    format!("3EB0{}", &hex[..16])
+/// The message id of a job, in the shape WhatsApp Web uses (`3EB0` and 16 upper-case
+/// hex digits): derived from the job id, the recipient and the text, so a job sent
+/// again after its send log was lost is the same message to WhatsApp, not a second
+/// one; a job id reused for another message gets another id.
+fn message_id_for(job_id: &str, to: &Jid, text: &str) -> String {
+    use sha2::{Digest as _, Sha256};
+    let mut hash = Sha256::new();
+    for part in [job_id, &to.to_string(), text] {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part.as_bytes());
+    }
+    let digest = hash.finalize();
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02X}")).collect();
+    format!("3EB0{hex}")
 }
 
 async fn forward_events(inner: Arc<Inner>) {

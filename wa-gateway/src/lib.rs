@@ -115,6 +115,10 @@ pub async fn run(
         .add_service(abtrack_proto::token::require(
             GatewayServer::new(grpc::GatewayService::new(gateway.clone())),
             config.internal_token.as_ref(),
+        ))
+        .add_service(abtrack_proto::notice::server(
+            [config.data_dir.clone()],
+            config.internal_token.as_ref(),
         ));
     abtrack_proto::shutdown::serve_grpc(router, listener, shutdown, tasks.clone()).await;
     // Sends still waiting for WhatsApp's answer finish on the connection first; then

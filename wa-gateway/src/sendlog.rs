@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use abtrack_proto::sqlite::{Db, Durability};
+use abtrack_proto::sqlite::{Db, Durability, SetAside};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{Error, Result};
@@ -32,12 +32,13 @@ pub struct Overdue {
 #[derive(Clone)]
 pub struct SendLog {
     db: Db,
+    set_aside: Option<SetAside>,
 }
 
 impl SendLog {
     /// Opens (or creates) the log at `path`.
     pub fn open(path: &Path) -> Result<Self> {
-        let db = Db::open(
+        let (db, set_aside) = Db::open_healing(
             path,
             std::time::Duration::from_secs(5),
             "CREATE TABLE IF NOT EXISTS sends (
@@ -50,18 +51,27 @@ impl SendLog {
             -- Whether a recipient was written to before (a new chat or not), per send.
             CREATE INDEX IF NOT EXISTS sends_by_recipient ON sends (recipient)
                 WHERE sent_at IS NOT NULL;",
+            |db| {
+                // Delivery tracking came later: messages sent before it are not
+                // reported overdue.
+                db.ensure_column("sends", "delivered_at", "INTEGER", None)?;
+                db.ensure_column(
+                    "sends",
+                    "overdue_at",
+                    "INTEGER",
+                    Some("UPDATE sends SET overdue_at = sent_at WHERE sent_at IS NOT NULL;"),
+                )?;
+                db.ensure_column("sends", "recipient_lid", "TEXT", None)?;
+                Ok(())
+            },
+            &["sends"],
         )?;
-        // Delivery tracking came later: messages sent before it are not reported
-        // overdue.
-        db.ensure_column("sends", "delivered_at", "INTEGER", None)?;
-        db.ensure_column(
-            "sends",
-            "overdue_at",
-            "INTEGER",
-            Some("UPDATE sends SET overdue_at = sent_at WHERE sent_at IS NOT NULL;"),
-        )?;
-        db.ensure_column("sends", "recipient_lid", "TEXT", None)?;
-        Ok(Self { db })
+        Ok(Self { db, set_aside })
+    }
+
+    /// The damaged file this log replaced at start, if any.
+    pub fn set_aside(&self) -> Option<&SetAside> {
+        self.set_aside.as_ref()
     }
 
     /// Notes that a receipt (delivered or read) came for `message_id`.

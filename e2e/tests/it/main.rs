@@ -3,6 +3,7 @@
 mod bad_input;
 mod bench;
 mod chaos;
+mod damaged;
 mod firestore;
 mod flow;
 mod gateway_crash;

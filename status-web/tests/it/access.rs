@@ -44,6 +44,7 @@ async fn anonymous_requests_get_401_or_the_login_page_and_never_data() {
         (Method::POST, "/api/queue/resume"),
         (Method::POST, "/api/gateway/pair-code"),
         (Method::POST, "/api/gateway/logout"),
+        (Method::POST, "/api/notices/dismiss"),
         (Method::POST, "/logout"),
         (Method::GET, "/no/such/route"),
         (Method::GET, "/socket.io/?EIO=4&transport=polling"),

@@ -1,6 +1,7 @@
 //! The browser boundary, with and without a password: a page from another origin
-//! in headless Chromium drives nothing and reads nothing; a foreign `Host` gets no
-//! data; the dashboard itself, clients without `Origin` and the API key still work.
+//! in headless Chromium drives nothing (no reset, no message, no pause, no notice
+//! dismissed) and reads nothing; a foreign `Host` gets no data; the dashboard itself,
+//! clients without `Origin` and the API key still work.
 
 use std::time::Duration;
 
@@ -11,6 +12,18 @@ use tokio::io::AsyncWriteExt;
 
 use crate::browser::{Conversation, STEP_TIMEOUT, converse, finish, node};
 use crate::harness::{API_KEY, Login, System};
+
+/// The dispatcher's notice another page would like to dismiss.
+const NOTICE_ID: &str = "20261201T010203.004Z";
+
+/// What a request to `path` carries: the body that would do something there.
+fn body_for(path: &str, message: &str) -> String {
+    if path == "/api/notices/dismiss" {
+        json!({"service": "dispatcher", "id": NOTICE_ID}).to_string()
+    } else {
+        json!({"to": "081234567890", "message": message}).to_string()
+    }
+}
 
 /// A client as an application's server or curl is: no `Origin`, no cookies.
 struct Plain {
@@ -48,12 +61,16 @@ async fn jobs(system: &System, plain: &Plain) -> Vec<Value> {
     list["jobs"].as_array().unwrap().clone()
 }
 
-/// The system with a QR code waiting to be scanned: what another page wants most.
+/// The system with a QR code waiting to be scanned (what another page wants most)
+/// and a notice of the dispatcher's (one it would like to hide).
 async fn with_a_qr_code(login: Login, code: &str) -> System {
     let system = System::start_with(login).await;
     system.emit_qr(code, Duration::from_secs(120));
+    system.write_notice("dispatcher", NOTICE_ID, "queue.sqlite3", 1);
     system
-        .wait_for_status("the QR code", |s| s["gateway"]["qrAvailable"] == true)
+        .wait_for_status("the QR code and the notice", |s| {
+            s["gateway"]["qrAvailable"] == true && s["notices"][0]["id"] == NOTICE_ID
+        })
         .await;
     system
 }
@@ -65,6 +82,18 @@ async fn untouched(system: &System, plain: &Plain) {
     assert_eq!(status["queue"]["paused"], false, "the queue was paused");
     assert_eq!(status["gateway"]["qrAvailable"], true);
     assert_eq!(
+        status["notices"][0]["id"], NOTICE_ID,
+        "the notice was dismissed"
+    );
+    let notice = system
+        .data_dir("dispatcher")
+        .join("damaged")
+        .join(NOTICE_ID);
+    assert!(
+        !notice.join("dismissed").exists(),
+        "the notice was dismissed"
+    );
+    assert_eq!(
         jobs(system, plain).await,
         Vec::<Value>::new(),
         "a job was enqueued"
@@ -75,6 +104,7 @@ async fn another_page_drives_nothing(login: Login) {
     let system = with_a_qr_code(login, "2@CROSS-SITE-SECRET").await;
     let plain = Plain::new(login);
     let mut script = node("crosssite.mjs", &system);
+    script.env("NOTICE", NOTICE_ID);
     if login == Login::Open {
         script.env_remove("PASSWORD");
     }
@@ -113,6 +143,7 @@ async fn another_page_drives_nothing(login: Login) {
         "FORM /api/gateway/logout status=403",
         "FORM /api/messages status=403",
         "FORM /api/queue/pause status=403",
+        "FORM /api/notices/dismiss status=403",
         "DASHBOARD qr shown",
         "DASHBOARD websocket frames=some",
         "DASHBOARD csp violations=0",
@@ -202,6 +233,7 @@ async fn clients_without_a_browser_keep_working(login: Login) {
         (Method::POST, "/api/messages"),
         (Method::POST, "/api/queue/pause"),
         (Method::POST, "/api/gateway/logout"),
+        (Method::POST, "/api/notices/dismiss"),
     ];
     for host in [
         format!("evil.example:{port}"),
@@ -213,7 +245,7 @@ async fn clients_without_a_browser_keep_working(login: Login) {
                 .request(method.clone(), system.url(path))
                 .header(header::HOST, &host)
                 .header(header::CONTENT_TYPE, "application/json")
-                .body(r#"{"to": "081234567890", "message": "rebound"}"#)
+                .body(body_for(path, "rebound"))
                 .send()
                 .await
                 .unwrap();
@@ -248,7 +280,7 @@ async fn clients_without_a_browser_keep_working(login: Login) {
             .request(method.clone(), system.url(path))
             .header(header::ORIGIN, "http://evil.example")
             .header(header::CONTENT_TYPE, "application/json")
-            .body("{}")
+            .body(body_for(path, "cross-origin"))
             .send()
             .await
             .unwrap();
@@ -277,10 +309,12 @@ async fn clients_without_a_browser_keep_working(login: Login) {
             Some("application/x-www-form-urlencoded"),
         ),
         ("/api/gateway/logout", Some("text/plain")),
+        ("/api/notices/dismiss", Some("text/plain")),
+        ("/api/notices/dismiss", None),
     ] {
         let mut request = plain
             .request(Method::POST, system.url(path))
-            .body(r#"{"to": "081234567890", "message": "plain"}"#);
+            .body(body_for(path, "plain"));
         if let Some(content_type) = content_type {
             request = request.header(header::CONTENT_TYPE, content_type);
         }

@@ -146,6 +146,18 @@ async fn the_dashboard_in_chromium_links_sends_and_retries() {
                 .unwrap()
         }
     };
+    let status = || async {
+        http.get(system.url("/api/status"))
+            .bearer_auth(API_KEY)
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    };
+    // The folders the dispatcher's and the logger's damaged files were moved to.
+    let mut kept = Vec::new();
     let mut steps = Vec::new();
     loop {
         let line = tokio::time::timeout(STEP_TIMEOUT, lines.next_line())
@@ -233,6 +245,62 @@ async fn the_dashboard_in_chromium_links_sends_and_retries() {
                     && arg.contains("2026"),
                 "{arg}"
             ),
+            "notices" => {
+                kept.push(system.write_notice(
+                    "dispatcher",
+                    "20261201T010203.004Z",
+                    "queue.sqlite3",
+                    3,
+                ));
+                kept.push(system.write_notice(
+                    "logger",
+                    "20261201T010204.000Z",
+                    "outbox.sqlite3",
+                    1,
+                ));
+                stdin.write_all(b"go\n").await.unwrap();
+            }
+            "notice" => {
+                let expected = format!(
+                    "dispatcher: a data file could not be read at start. It was moved aside to {} (nothing was deleted) and a fresh one started; 3 records were carried over. ",
+                    kept[0].join("queue.sqlite3").display()
+                );
+                assert!(
+                    arg.starts_with(&expected) && arg.len() > expected.len(),
+                    "{arg}"
+                );
+            }
+            "notice-one" => assert!(
+                arg.starts_with("sheets-logger: a data file could not be read at start.")
+                    && arg.contains("; 1 record was carried over. "),
+                "{arg}"
+            ),
+            "notice-dismissed" => {
+                let notices = status().await["notices"].clone();
+                assert_eq!(notices.as_array().unwrap().len(), 1, "{notices}");
+                assert_eq!(notices[0]["service"], "sheets-logger", "{notices}");
+                assert!(kept[0].join("dismissed").is_file());
+                assert!(
+                    kept[0].join("queue.sqlite3").is_file(),
+                    "nothing is deleted"
+                );
+                stdin.write_all(b"go\n").await.unwrap();
+            }
+            "notice-id" => {
+                let expected = format!(
+                    "sheets-logger: Berkas data tidak dapat dibaca saat mulai. Berkas dipindahkan ke {} (tidak ada yang dihapus) dan berkas baru dimulai; 1 catatan dibawa. ",
+                    kept[1].join("outbox.sqlite3").display()
+                );
+                assert!(arg.starts_with(&expected), "{arg}");
+            }
+            "notices-gone" => {
+                assert_eq!(status().await["notices"], serde_json::json!([]));
+                assert!(
+                    kept[1].join("outbox.sqlite3").is_file(),
+                    "nothing is deleted"
+                );
+                stdin.write_all(b"go\n").await.unwrap();
+            }
             "done" => break,
             other => assert_eq!(other, "qr-rotated", "unexpected step"),
         }
@@ -255,7 +323,13 @@ async fn the_dashboard_in_chromium_links_sends_and_retries() {
             "new-chats",
             "launcher",
             "restarts",
+            "notices",
+            "notice",
+            "notice-one",
+            "notice-dismissed",
             "restarts-id",
+            "notice-id",
+            "notices-gone",
             "done"
         ]
     );

@@ -3,6 +3,7 @@
 //! no-password mode of a dashboard on the operator's own PC.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -280,12 +281,53 @@ impl System {
         std::fs::rename(&partial, path).unwrap();
     }
 
+    /// The data folder of a service the system runs for real: `dispatcher` or
+    /// `logger`.
+    pub fn data_dir(&self, service: &str) -> PathBuf {
+        assert!(
+            ["dispatcher", "logger"].contains(&service),
+            "no data folder for {service}"
+        );
+        self.dir.path().join(service)
+    }
+
+    /// Does what a service does when its data file `name` cannot be read at start:
+    /// moves it to `damaged/<id>/` (here: writes a broken file there) and records the
+    /// notice beside it. Returns that folder.
+    pub fn write_notice(&self, service: &str, id: &str, name: &str, carried_over: u64) -> PathBuf {
+        let data = self.data_dir(service);
+        let folder = data.join(abtrack_proto::notice::FOLDER).join(id);
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join(name), b"not a database").unwrap();
+        abtrack_proto::notice::write(
+            &data.join(name),
+            &folder.join(name),
+            "file is not a database",
+            carried_over,
+        )
+        .unwrap();
+        folder
+    }
+
     pub fn remove_launcher_file(&self) {
         std::fs::remove_file(self.dir.path().join(LAUNCHER_FILE)).unwrap();
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// `GET /metrics` with the API key.
+    pub async fn metrics(&self) -> String {
+        reqwest::Client::new()
+            .get(self.url("/metrics"))
+            .bearer_auth(API_KEY)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     /// Polls `GET /api/status` (with the API key) until `ready` holds, for at most 20 s.

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::harness::{API_KEY, System};
+use crate::harness::System;
 
 const RECORD: &str = r#"{
   "startedAt": "2026-12-01T23:30:00Z",
@@ -16,18 +16,6 @@ const RECORD: &str = r#"{
     {"name": "status-web", "restarts": 1, "lastExit": "exit code 1", "lastExitCode": 1, "lastRestartAt": "2026-12-01T23:40:00Z"}
   ]
 }"#;
-
-async fn metrics(system: &System) -> String {
-    reqwest::Client::new()
-        .get(system.url("/metrics"))
-        .bearer_auth(API_KEY)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
 
 fn restarts_of(status: &Value, name: &str) -> Option<u64> {
     status["launcher"]["services"]
@@ -44,7 +32,7 @@ async fn the_launchers_restarts_reach_the_status_and_the_metrics() {
     // No file yet: no launcher field, no restart series.
     let status = system.wait_for_status("the first status", |_| true).await;
     assert!(status.get("launcher").is_none(), "{status}");
-    assert!(!metrics(&system).await.contains("abtrack_service_restarts"));
+    assert!(!system.metrics().await.contains("abtrack_service_restarts"));
 
     system.write_launcher_file(RECORD.as_bytes());
     let status = system
@@ -64,7 +52,7 @@ async fn the_launchers_restarts_reach_the_status_and_the_metrics() {
     );
     // The rest of the snapshot is as before.
     assert_eq!(status["services"]["gateway"]["up"], true);
-    let text = metrics(&system).await;
+    let text = system.metrics().await;
     for line in [
         "# TYPE abtrack_service_restarts gauge",
         "abtrack_service_restarts{service=\"wa-gateway\"} 2\n",
@@ -92,7 +80,8 @@ async fn the_launchers_restarts_reach_the_status_and_the_metrics() {
         .await;
     assert_eq!(restarts_of(&status, "status-web"), Some(1));
     assert!(
-        metrics(&system)
+        system
+            .metrics()
             .await
             .contains("abtrack_service_restarts{service=\"wa-gateway\"} 3\n")
     );
@@ -102,5 +91,5 @@ async fn the_launchers_restarts_reach_the_status_and_the_metrics() {
     system
         .wait_for_status("no launcher", |s| s.get("launcher").is_none())
         .await;
-    assert!(!metrics(&system).await.contains("abtrack_service_restarts"));
+    assert!(!system.metrics().await.contains("abtrack_service_restarts"));
 }

@@ -1,11 +1,12 @@
 //! Integration tests of status-web: the whole server (`run`) with a real dispatcher
 //! and logger and a scripted gateway, reached by HTTP clients, the official
-//! socket.io-client and headless Chromium, with a password and without, and the
-//! launcher's record of restarts.
+//! socket.io-client and headless Chromium, with a password and without; the
+//! launcher's record of restarts; the services' notices.
 
 mod access;
 mod boundary;
 mod browser;
 mod harness;
 mod launcher;
+mod notices;
 mod tasks;

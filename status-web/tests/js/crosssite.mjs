@@ -1,13 +1,14 @@
 // Another web page against the dashboard, in headless Chromium (Debian's
 // /usr/bin/chromium through playwright-core). A page served from another loopback
-// port tries to reset the WhatsApp session, enqueue a message and pause the queue
-// (fetch with text/plain and JSON, and HTML form posts), to open the live feed (the
+// port tries to reset the WhatsApp session, enqueue a message, pause the queue and
+// dismiss the dispatcher's notice (fetch with text/plain and JSON, and HTML form posts), to open the live feed (the
 // official socket.io-client over WebSocket and over polling, and a raw WebSocket),
 // to read the status, and to frame the dashboard. Then the dashboard itself, in the
 // same browser, still works, with no Content-Security-Policy violation.
 // Env: BASE (http://127.0.0.1:port), PASSWORD (password mode: the browser logs in
 // first, so its session cookie goes along with every attack, as the ports make the
-// two pages same-site), CHROMIUM (optional).
+// two pages same-site), NOTICE (the id of the dispatcher's notice), CHROMIUM
+// (optional).
 // Talks to the test that runs it: prints `RESULT <what>` for each attempt and
 // `STEP <name> [arg]`; at `STEP attacked` it waits for a line on stdin while the test
 // checks that nothing happened.
@@ -18,12 +19,16 @@ import { launch, step, violations } from "./browser.mjs";
 const BASE = process.env.BASE;
 const PASSWORD = process.env.PASSWORD || "";
 const SOCKET_IO = readFileSync(new URL("./node_modules/socket.io-client/dist/socket.io.min.js", import.meta.url));
-const TARGETS = ["/api/gateway/logout", "/api/messages", "/api/queue/pause"];
+const NOTICE = process.env.NOTICE || "";
+const TARGETS = ["/api/gateway/logout", "/api/messages", "/api/queue/pause", "/api/notices/dismiss"];
+// What each target is sent: the body that would do something there.
+const BODIES = Object.fromEntries(TARGETS.map((path) => [path, path === "/api/notices/dismiss"
+  ? JSON.stringify({ service: "dispatcher", id: NOTICE })
+  : JSON.stringify({ to: "081234567890", message: "sent by another page" })]));
 // What the other page runs: every attempt is written down, none is trusted to fail.
-function attack([base, targets]) {
+function attack([base, targets, bodies]) {
   const results = [];
   const note = (line) => results.push(line);
-  const body = JSON.stringify({ to: "081234567890", message: "sent by another page" });
   async function attempt(name, path, init) {
     try {
       const r = await fetch(base + path, init);
@@ -55,6 +60,7 @@ function attack([base, targets]) {
   }
   return (async () => {
     for (const path of targets) {
+      const body = bodies[path];
       await attempt(`FETCH text/plain ${path}`, path, {
         method: "POST", mode: "no-cors", credentials: "include", headers: { "Content-Type": "text/plain" }, body,
       });
@@ -81,11 +87,14 @@ function attackPage(base) {
 }
 
 // A top-level form post of a JSON-looking body, as a page can send it with no script
-// at all (the enctype text/plain trick).
+// at all (the enctype text/plain trick: the body is `name=value`).
 function formPage(base, path) {
+  const name = path === "/api/notices/dismiss"
+    ? `{"service":"dispatcher","id":"${NOTICE}","pad":"`
+    : `{"to":"081234567890","message":"sent by a form","id":"`;
   return `<!doctype html><html><head><meta charset="utf-8"></head><body>
 <form id="f" method="POST" action="${base}${path}" enctype="text/plain">
-<input type="hidden" name='{"to":"081234567890","message":"sent by a form","id":"' value='"}'>
+<input type="hidden" name='${name}' value='"}'>
 </form><script>document.getElementById("f").submit();</script></body></html>`;
 }
 
@@ -120,7 +129,7 @@ async function main() {
 
   console.log(`RESULT other page at ${OTHER}`);
   await page.goto(OTHER + "/");
-  const results = await page.evaluate(attack, [BASE, TARGETS]);
+  const results = await page.evaluate(attack, [BASE, TARGETS, BODIES]);
   for (const line of results) console.log("RESULT " + line);
 
   const framed = page.frames().find((f) => f !== page.mainFrame());

@@ -1,7 +1,7 @@
 // Drives the dashboard in headless Chromium (Debian's /usr/bin/chromium through
 // playwright-core): logs in, sees the QR code appear, watches a job go from
-// pending to sent, retries a failed job, shows the launcher's restarts, and saves
-// screenshots.
+// pending to sent, retries a failed job, shows the launcher's restarts, shows the
+// services' notices and dismisses them, and saves screenshots.
 // Env: BASE, PASSWORD, ARTIFACTS (folder for the screenshots), CHROMIUM (optional).
 // Talks to the test that runs it: prints `STEP <name> [arg]` and, where the test
 // has to act (emit a QR code, connect the gateway), waits for a line on stdin.
@@ -106,15 +106,38 @@ async function main() {
   if (await page.locator("#restart-list li.restart").count() !== 2) throw new Error("not one line per restarted service");
   await step("restarts", await page.textContent(restart));
 
+  // No notice, no banner; once the dispatcher and the logger each moved a damaged
+  // file aside, one entry each, oldest first.
+  if (await page.isVisible("#notices")) throw new Error("a notice banner without notices");
+  await step("notices", "", true);
+  await page.waitForFunction(() => document.querySelectorAll("#notice-list li").length === 2);
+  const services = await page.$$eval("#notice-list li", (items) => items.map((li) => li.dataset.service));
+  if (services.join() !== "dispatcher,sheets-logger") throw new Error("notices out of order: " + services);
+  const dispatcherNotice = '#notice-list li[data-service="dispatcher"]';
+  const loggerNotice = '#notice-list li[data-service="sheets-logger"]';
+  if (await page.textContent(dispatcherNotice + " button") !== "Dismiss") throw new Error("no Dismiss button");
+  await step("notice", await page.textContent(dispatcherNotice + " .notice-text"));
+  await step("notice-one", await page.textContent(loggerNotice + " .notice-text"));
+
   await page.screenshot({ path: join(ARTIFACTS, "dashboard.png"), fullPage: true });
   await noViolations("the dashboard");
+  await page.click(dispatcherNotice + " button.notice-dismiss");
+  await page.waitForSelector(dispatcherNotice, { state: "detached" });
+  if (!await page.isVisible(loggerNotice)) throw new Error("the other notice went too");
+  await step("notice-dismissed", "", true);
   await page.setViewportSize({ width: 390, height: 844 });
   await page.goto(BASE + "/?lang=id");
   await page.waitForSelector("#live[data-state=on]");
   await page.waitForSelector("#jobs tbody tr");
   await step("restarts-id", await page.textContent(restart));
+  await page.waitForSelector(loggerNotice);
+  if (await page.textContent(loggerNotice + " button") !== "Tutup") throw new Error("no Tutup button");
+  await step("notice-id", await page.textContent(loggerNotice + " .notice-text"));
   await page.screenshot({ path: join(ARTIFACTS, "dashboard-phone.png"), fullPage: true });
   await noViolations("the dashboard on a phone");
+  await page.click(loggerNotice + " button.notice-dismiss");
+  await page.waitForSelector("#notices", { state: "hidden" });
+  await step("notices-gone", "", true);
   await step("done");
 }
 

@@ -127,6 +127,63 @@ async fn an_intent_without_an_outcome_is_resent_under_the_same_message_id() {
 }
 
 #[tokio::test]
+async fn a_job_sent_again_after_its_send_log_was_lost_keeps_its_message_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = {
+        let gw = TestGateway::start(dir.path(), Options::default()).await;
+        let mut client = gw.client.clone();
+        client
+            .send(send("job-lost", "0812-3456-7890", "Halo", LONG))
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    // The send log is damaged while the gateway is stopped: once it has closed the
+    // log (its write-ahead log folded in and removed).
+    let log = dir.path().join("sends.sqlite3");
+    let wal = dir.path().join("sends.sqlite3-wal");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while wal.exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the gateway did not close its log"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let garbage: Vec<u8> = (0..8192u32).map(|i| (i * 31 % 251) as u8).collect();
+    std::fs::write(&log, &garbage).unwrap();
+
+    let gw = TestGateway::start(dir.path(), Options::default()).await;
+    let kept: Vec<_> = std::fs::read_dir(dir.path().join("damaged"))
+        .expect("the damaged log was kept aside")
+        .map(|e| e.unwrap().path().join("sends.sqlite3"))
+        .collect();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(std::fs::read(&kept[0]).unwrap(), garbage);
+
+    // The gateway no longer knows the job was sent: it sends it again, under the
+    // same message id, which the messenger (as WhatsApp) takes as the same message.
+    let mut client = gw.client.clone();
+    let again = client
+        .send(send("job-lost", "0812-3456-7890", "Halo", LONG))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!again.duplicate);
+    assert_eq!(again.message_id, first.message_id);
+    assert_eq!(gw.sent_job_ids(), ["job-lost"]);
+
+    // Another job, or the same id reused for another text, is another message.
+    let other = client
+        .send(send("job-other", "0812-3456-7890", "Halo", LONG))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_ne!(other.message_id, first.message_id);
+    assert!(other.message_id.starts_with("3EB0") && other.message_id.len() == 20);
+}
+
+#[tokio::test]
 async fn status_codes_say_what_went_wrong() {
     let dir = tempfile::tempdir().unwrap();
     let gw = TestGateway::start(
