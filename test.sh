@@ -40,4 +40,5 @@ cargo test --workspace --locked "$@"
 # started again, nothing left after Ctrl-C (e2e/src/bin/wine_smoke.rs).
 cargo build --locked --target x86_64-pc-windows-gnu -p abtrack-launcher \
   -p abtrack-dispatcher -p abtrack-wa-gateway -p abtrack-sheets-logger -p abtrack-status-web
-cargo run --locked -p abtrack-e2e --bin wine-smoke -- target/x86_64-pc-windows-gnu/debug
+# wine-smoke was built with the other binaries above.
+./target/debug/wine-smoke target/x86_64-pc-windows-gnu/debug
