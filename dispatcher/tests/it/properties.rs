@@ -35,8 +35,10 @@ fn phone() -> impl Strategy<Value = String> {
 
 /// A message a person could send: some visible character among anything else.
 fn message() -> impl Strategy<Value = String> {
-    (any_text(), "[\\p{L}\\p{N}\\p{So}]", any_text())
-        .prop_map(|(a, visible, b)| format!("{a}{visible}{b}"))
+    // A letter, digit or symbol, but not the Hangul fillers: letters by category that
+    // take no space on a screen, which the message rule counts as invisible.
+    let visible = "[[\\p{L}\\p{N}\\p{So}]--[\\x{115F}\\x{1160}\\x{3164}\\x{FFA0}]]";
+    (any_text(), visible, any_text()).prop_map(|(a, visible, b)| format!("{a}{visible}{b}"))
 }
 
 proptest! {
