@@ -74,8 +74,11 @@ async fn prefix(name: &'static str, stream: impl AsyncRead + Unpin) {
             Ok(_) => {
                 let text = String::from_utf8_lossy(&line);
                 let text = text.trim_end_matches(['\n', '\r']);
-                // One locked write per line, so lines of two services never mix.
-                let _ = writeln!(std::io::stdout().lock(), "[{name}] {text}");
+                // Each line whole in one write, so lines of two services never mix.
+                let line = format!("[{name}] {text}\n");
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(line.as_bytes());
+                let _ = out.flush();
             }
         }
     }

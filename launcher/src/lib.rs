@@ -31,8 +31,17 @@ or when the window closes. Data goes to ./data.
 
 Environment (besides every service variable of docs/configuration.md):";
 
-fn say(message: impl std::fmt::Display) {
-    eprintln!("abtrack-notify: {message}");
+/// One line of the launcher's own, written whole in one call, so that a service's
+/// line printed at the same moment never lands inside it.
+pub(crate) fn say(message: impl std::fmt::Display) {
+    write_whole(&format!("abtrack-notify: {message}\n"));
+}
+
+fn write_whole(text: &str) {
+    use std::io::Write as _;
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(text.as_bytes());
+    let _ = err.flush();
 }
 
 fn usage() -> String {
@@ -185,7 +194,7 @@ fn announce(plan: &Plan) {
         "  Press Ctrl-C to stop all four services.".into()
     });
     lines.push(String::new());
-    eprintln!("{}", lines.join("\n"));
+    write_whole(&(lines.join("\n") + "\n"));
     if plan.open_browser && can_open_browser() {
         let _ = opener::open_browser(&plan.dashboard);
     }

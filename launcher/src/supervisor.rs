@@ -142,10 +142,10 @@ impl Supervisor {
 fn write_record(book: &Mutex<Record>, path: &std::path::Path) {
     let record = book.lock().unwrap_or_else(|e| e.into_inner()).clone();
     if let Err(e) = record.write(path) {
-        eprintln!(
-            "abtrack-notify: cannot write {} (the dashboard's restart counts): {e}",
+        crate::say(format!(
+            "cannot write {} (the dashboard's restart counts): {e}",
             path.display()
-        );
+        ));
     }
 }
 
