@@ -410,6 +410,10 @@ async fn send_one(http: &reqwest::Client, base: &str, id: &str, folder: &Folder)
     wait_sent(http, base, &ids, Duration::from_secs(30), || folder.log()).await;
 }
 
+async fn get_json(http: &reqwest::Client, url: &str) -> Json {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 /// Waits until every job of `ids` is `sent` (at most `limit`).
 async fn wait_sent(
     http: &reqwest::Client,
@@ -421,14 +425,7 @@ async fn wait_sent(
     let deadline = tokio::time::Instant::now() + limit;
     for id in ids {
         loop {
-            let job: Json = http
-                .get(format!("{base}/api/jobs/{id}"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let job = get_json(http, &format!("{base}/api/jobs/{id}")).await;
             if job["status"] == "sent" {
                 break;
             }
@@ -497,14 +494,7 @@ async fn a_killed_service_is_started_again_and_the_others_are_left_alone() {
     // The dashboard shows each service's restart.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let status: Json = http
-            .get(format!("{base}/api/status"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let status = get_json(&http, &format!("{base}/api/status")).await;
         let services = status["launcher"]["services"]
             .as_array()
             .cloned()
