@@ -24,8 +24,24 @@ pub enum Error {
     Internal(String),
 }
 
+impl abtrack_proto::sqlite::StoreError for Error {
+    fn sqlite(&self) -> Option<&rusqlite::Error> {
+        match self {
+            Error::Storage(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
+        if let Error::Storage(e) = &error
+            && abtrack_proto::sqlite::is_disk_full(e)
+        {
+            return abtrack_proto::sqlite::disk_full_status(format!(
+                "the dispatcher's disk is full: the queue cannot store this ({e}); nothing was stored, try again once space is freed"
+            ));
+        }
         let code = match &error {
             Error::InvalidArgument(_) => Code::InvalidArgument,
             Error::NotFound(_) => Code::NotFound,

@@ -106,6 +106,13 @@ pub fn classify(status: &tonic::Status) -> Action {
             "unauthenticated",
             crate::gateway_link::refused_reason(status),
         )),
+        // The gateway's disk is full: it cannot record a send, so it sends nothing
+        // until space returns; the worker holds back as for a gateway that is down.
+        Code::ResourceExhausted
+            if abtrack_proto::reason::reason(status) == Some(abtrack_proto::reason::DISK_FULL) =>
+        {
+            Action::GatewayNotReady(error("disk_full"))
+        }
         Code::ResourceExhausted => Action::RateLimited {
             error: error("rate_limited"),
             retry_at: abtrack_proto::reason::retry_at_ms(status),
@@ -216,6 +223,13 @@ mod tests {
         assert_eq!(
             classify(&transient),
             Action::Transient(JobError::new("whatsapp_503", "503"))
+        );
+        // A full disk is not a rate limit: the gateway sends nothing until space
+        // returns, so the worker holds back.
+        let full = abtrack_proto::sqlite::disk_full_status("the gateway's disk is full");
+        assert_eq!(
+            classify(&full),
+            Action::GatewayNotReady(JobError::new("disk_full", "the gateway's disk is full"))
         );
     }
 

@@ -289,6 +289,13 @@ impl Cluster {
         self.children.get(name).map(Child::id)
     }
 
+    /// Whether the service started by this cluster is still running (not exited).
+    pub fn running(&mut self, name: &str) -> bool {
+        self.children
+            .get_mut(name)
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
     /// Kills one service with SIGKILL (no chance to clean up) and reaps it.
     pub fn kill(&mut self, name: &str) {
         if let Some(mut child) = self.children.remove(name) {

@@ -1,10 +1,16 @@
-//! The operator's notices: what a service tells the operator until they dismiss it,
-//! today a data file that could not be read at start and was moved aside. Each notice
-//! is a `notice.json` in the folder the file was moved to (`damaged/<UTC time>/`);
-//! dismissing it adds a `dismissed` file beside it. Nothing is deleted, and a notice
-//! outlives restarts.
+//! The operator's notices: what a service tells the operator.
+//!
+//! - A data file that could not be read at start and was moved aside, until they
+//!   dismiss it. Each is a `notice.json` in the folder the file was moved to
+//!   (`damaged/<UTC time>/`); dismissing it adds a `dismissed` file beside it.
+//!   Nothing is deleted, and the notice outlives restarts.
+//! - A disk too full to write a data file, while it lasts ([`disk_full`],
+//!   [`disk_writable`]). Kept in memory, since the disk cannot take it, and ended by
+//!   the next write that succeeds; it cannot be dismissed.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +44,41 @@ pub fn write(file: &Path, kept_at: &Path, reason: &str, carried_over: u64) -> st
     let folder = kept_at.parent().unwrap_or(Path::new("."));
     let json = serde_json::to_vec_pretty(&stored).map_err(std::io::Error::other)?;
     std::fs::write(folder.join(NOTICE), json)
+}
+
+/// The live notices of this process, by id.
+static LIVE: Mutex<BTreeMap<String, pb::Notice>> = Mutex::new(BTreeMap::new());
+
+fn disk_full_id(file: &Path) -> String {
+    let name = file.file_name().unwrap_or_default().to_string_lossy();
+    format!("disk-full-{name}")
+}
+
+/// Records that `file` cannot be written for lack of space; answers whether that is
+/// new (the caller logs it once).
+pub fn disk_full(file: &Path, reason: &str) -> bool {
+    let mut live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
+    let id = disk_full_id(file);
+    if live.contains_key(&id) {
+        return false;
+    }
+    let notice = pb::Notice {
+        id: id.clone(),
+        file: file.display().to_string(),
+        kept_at: String::new(),
+        reason: reason.to_owned(),
+        carried_over: 0,
+        at: Some(crate::time::to_timestamp(crate::time::now_ms())),
+        kind: pb::notice::Kind::DiskFull.into(),
+    };
+    live.insert(id, notice);
+    true
+}
+
+/// Records that `file` was written again; answers whether it had been full.
+pub fn disk_writable(file: &Path) -> bool {
+    let mut live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
+    live.remove(&disk_full_id(file)).is_some()
 }
 
 /// The notices of a service: those under the `damaged/` folder of each of its data
@@ -79,9 +120,16 @@ impl Board {
                     reason: stored.reason,
                     carried_over: stored.carried_over,
                     at: Some(crate::time::to_timestamp(stored.at_ms)),
+                    kind: pb::notice::Kind::SetAside.into(),
                 });
             }
         }
+        notices.extend(
+            LIVE.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .cloned(),
+        );
         notices.sort_by_key(|n| (n.at.map(|t| (t.seconds, t.nanos)), n.id.clone()));
         notices
     }
@@ -180,5 +228,33 @@ mod tests {
         assert!(board.dismiss("20261201T010203.004Z").unwrap());
         assert!(board.list().is_empty());
         assert!(kept.join("notice.json").exists(), "nothing is deleted");
+    }
+
+    #[test]
+    fn a_full_disk_is_a_notice_while_it_lasts_and_cannot_be_dismissed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a-full-disk-test.sqlite3");
+        let board = Board::new([dir.path().to_owned()]);
+        let mine = |board: &Board| {
+            board
+                .list()
+                .into_iter()
+                .filter(|n| n.file == file.display().to_string())
+                .collect::<Vec<_>>()
+        };
+
+        assert!(disk_full(&file, "database or disk is full"));
+        assert!(!disk_full(&file, "database or disk is full"), "said once");
+        let listed = mine(&board);
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].id, "disk-full-a-full-disk-test.sqlite3");
+        assert_eq!(listed[0].kind(), pb::notice::Kind::DiskFull);
+        assert!(listed[0].kept_at.is_empty());
+        assert!(!board.dismiss(&listed[0].id).unwrap());
+        assert_eq!(mine(&board).len(), 1);
+
+        assert!(disk_writable(&file));
+        assert!(!disk_writable(&file));
+        assert!(mine(&board).is_empty());
     }
 }

@@ -10,6 +10,10 @@ use tonic::metadata::MetadataValue;
 pub const REASON_KEY: &str = "x-abtrack-reason";
 /// The metadata key of the time to try again, in milliseconds since the epoch.
 pub const RETRY_AT_KEY: &str = "x-abtrack-retry-at";
+/// The reason of a write refused because the service's disk is full
+/// (`RESOURCE_EXHAUSTED`, gRPC's code for a full file system): nothing was stored,
+/// and the same request succeeds once space is freed.
+pub const DISK_FULL: &str = "disk_full";
 
 /// Adds `reason` (and, when known, the time to try again) to `status`.
 pub fn with_reason(mut status: Status, reason: &str, retry_at_ms: Option<i64>) -> Status {

@@ -1,6 +1,10 @@
 //! A SQLite database kept durable (WAL, `synchronous = FULL`) and used without
 //! blocking the async runtime: every call runs on the blocking pool. A write that a
 //! later one makes good again may ask for less ([`Durability::Log`]).
+//!
+//! A call that fails because the disk is full ([`is_disk_full`]) raises the service's
+//! live "disk full" notice and logs one line; the next call that writes ends both.
+//! The store itself refuses nothing: the caller's error says what was not stored.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -74,6 +78,55 @@ fn is_damage(error: &rusqlite::Error) -> bool {
     )
 }
 
+/// Whether `error` says the disk is full (`SQLITE_FULL`): the write was not stored,
+/// and nothing is wrong with the file. Also SQLite's answer once a database reaches
+/// its `max_page_count`.
+pub fn is_disk_full(error: &rusqlite::Error) -> bool {
+    error.sqlite_error_code() == Some(ErrorCode::DiskFull)
+}
+
+/// The gRPC answer for `error`, a write refused for lack of space, which `message`
+/// explains: `RESOURCE_EXHAUSTED` with the reason [`crate::reason::DISK_FULL`].
+pub fn disk_full_status(message: impl Into<String>) -> tonic::Status {
+    crate::reason::with_reason(
+        tonic::Status::resource_exhausted(message),
+        crate::reason::DISK_FULL,
+        None,
+    )
+}
+
+/// An error a store's call can end with, which may be SQLite's own: how [`Db::call`]
+/// sees a full disk whatever error type the store uses.
+pub trait StoreError {
+    /// The SQLite error this is, if it is one.
+    fn sqlite(&self) -> Option<&rusqlite::Error>;
+}
+
+impl StoreError for rusqlite::Error {
+    fn sqlite(&self) -> Option<&rusqlite::Error> {
+        Some(self)
+    }
+}
+
+/// Raises or ends the live "disk full" notice of `file` after a call: raised by a
+/// call that failed for lack of space, ended by one that wrote.
+fn note_space(file: &Path, full: Option<&rusqlite::Error>, wrote: bool) {
+    match full {
+        Some(error) if crate::notice::disk_full(file, &error.to_string()) => {
+            tracing::error!(
+                file = %file.display(),
+                error = %error,
+                "the disk is full: this data file cannot be written, so what it would store is refused until space is freed"
+            );
+        }
+        Some(_) => {}
+        None if wrote && crate::notice::disk_writable(file) => {
+            tracing::info!(file = %file.display(), "space returned: the data file is written again");
+        }
+        None => {}
+    }
+}
+
 /// Moves `file` and its `-wal` and `-shm` companions into a new
 /// `damaged/<UTC time>/` folder beside it; answers the file's new path.
 fn set_aside(file: &Path) -> std::io::Result<PathBuf> {
@@ -98,6 +151,7 @@ fn set_aside(file: &Path) -> std::io::Result<PathBuf> {
 #[derive(Clone)]
 pub struct Db {
     conn: Arc<Mutex<Connection>>,
+    path: Arc<Path>,
 }
 
 impl Db {
@@ -105,7 +159,7 @@ impl Db {
     /// idempotent (`CREATE ... IF NOT EXISTS`).
     pub fn open(path: &Path, busy_timeout: Duration, schema: &str) -> rusqlite::Result<Self> {
         let conn = Connection::open(path)?;
-        Self::prepare(conn, busy_timeout, schema)
+        Self::prepare(conn, path, busy_timeout, schema)
     }
 
     /// [`Db::open`] then `migrate`, healing a damaged file: one that is not a
@@ -241,7 +295,12 @@ impl Db {
         copied
     }
 
-    fn prepare(conn: Connection, busy_timeout: Duration, schema: &str) -> rusqlite::Result<Self> {
+    fn prepare(
+        conn: Connection,
+        path: &Path,
+        busy_timeout: Duration,
+        schema: &str,
+    ) -> rusqlite::Result<Self> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(busy_timeout)?;
@@ -250,6 +309,7 @@ impl Db {
         conn.execute_batch(schema)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            path: Arc::from(path),
         })
     }
 
@@ -284,19 +344,29 @@ impl Db {
     }
 
     /// Runs `f` with the connection on the blocking pool. The outer error says the
-    /// task itself failed (it panicked); the inner result is `f`'s own.
+    /// task itself failed (it panicked); the inner result is `f`'s own. A full disk
+    /// is noted (see the module's documentation).
     pub async fn call<T, E>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
     ) -> Result<Result<T, E>, String>
     where
         T: Send + 'static,
-        E: Send + 'static,
+        E: StoreError + Send + 'static,
     {
         let conn = Arc::clone(&self.conn);
+        let path = Arc::clone(&self.path);
         tokio::task::spawn_blocking(move || {
             let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            f(&mut conn)
+            let changes = conn.total_changes();
+            let result = f(&mut conn);
+            let full = result
+                .as_ref()
+                .err()
+                .and_then(StoreError::sqlite)
+                .filter(|e| is_disk_full(e));
+            note_space(&path, full, conn.total_changes() != changes);
+            result
         })
         .await
         .map_err(|e| e.to_string())
@@ -310,7 +380,7 @@ impl Db {
     ) -> Result<Result<T, E>, String>
     where
         T: Send + 'static,
-        E: From<rusqlite::Error> + Send + 'static,
+        E: From<rusqlite::Error> + StoreError + Send + 'static,
     {
         self.call(move |conn| at(conn, durability, f).map_err(E::from).and_then(|r| r))
             .await
@@ -488,5 +558,67 @@ mod tests {
         assert_eq!(synchronous(&conn), FULL);
         let disk = at(&mut conn, Durability::Disk, |c| synchronous(c)).unwrap();
         assert_eq!(disk, FULL);
+    }
+
+    #[tokio::test]
+    async fn a_full_store_refuses_the_write_says_so_once_and_recovers_when_space_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("full.sqlite3");
+        let db = Db::open(&path, Duration::from_secs(1), SCHEMA).unwrap();
+        let board = crate::notice::Board::new([dir.path().to_owned()]);
+        let disk_full = || {
+            board
+                .list()
+                .into_iter()
+                .any(|n| n.file == path.display().to_string())
+        };
+        let insert = |id: usize| {
+            db.call(move |conn| {
+                conn.execute(
+                    "INSERT INTO t (id, v) VALUES (?1, ?2)",
+                    (format!("job-{id}"), "x".repeat(2000)),
+                )
+            })
+        };
+        // SQLite's page limit stands in for the disk: past it, writes fail as on a
+        // full disk.
+        db.call(|conn| {
+            let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            conn.query_row(
+                &format!("PRAGMA max_page_count = {}", pages + 4),
+                [],
+                |_| Ok(()),
+            )
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        let mut stored = 0;
+        let refused = loop {
+            match insert(stored).await.unwrap() {
+                Ok(_) => stored += 1,
+                Err(e) => break e,
+            }
+            assert!(stored < 100, "the page limit never refused a write");
+        };
+        assert!(is_disk_full(&refused), "{refused:?}");
+        assert!(disk_full(), "a notice while the disk is full");
+        assert!(insert(stored).await.unwrap().is_err(), "still full");
+        assert_eq!(rows(&db).len(), stored, "nothing half-stored");
+
+        // A read does not end the notice, a write does.
+        assert_eq!(rows(&db).len(), stored);
+        db.call(|conn| conn.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0)))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(disk_full());
+        db.call(|conn| conn.query_row("PRAGMA max_page_count = 1000000", [], |_| Ok(())))
+            .await
+            .unwrap()
+            .unwrap();
+        insert(stored).await.unwrap().unwrap();
+        assert!(!disk_full(), "space returned");
+        assert_eq!(rows(&db).len(), stored + 1);
     }
 }

@@ -18,6 +18,13 @@ pub enum Error {
 
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
+        if let Error::Storage(e) = &error
+            && abtrack_proto::sqlite::is_disk_full(e)
+        {
+            return abtrack_proto::sqlite::disk_full_status(format!(
+                "the logger's disk is full: its outbox cannot store this outcome ({e}); nothing was stored, send it again once space is freed"
+            ));
+        }
         let code = match &error {
             Error::InvalidArgument(_) => Code::InvalidArgument,
             Error::Storage(_) | Error::Io(_) | Error::Internal(_) => Code::Internal,

@@ -28,6 +28,7 @@
       new_chats_full: "Jatah chat baru habis ({u} dari {n}) sampai {t}. Pesan ke orang yang belum pernah menerima pesan dari nomor ini menunggu sampai saat itu lalu terkirim sendiri; pesan ke kontak lain tetap terkirim.",
       notice: "{service}: Berkas data tidak dapat dibaca saat mulai. Berkas dipindahkan ke {keptAt} (tidak ada yang dihapus) dan berkas baru dimulai; {n} catatan dibawa.",
       notice_one: "{service}: Berkas data tidak dapat dibaca saat mulai. Berkas dipindahkan ke {keptAt} (tidak ada yang dihapus) dan berkas baru dimulai; {n} catatan dibawa.",
+      notice_disk_full: "{service}: Disk penuh. Berkas data tidak dapat ditulis, jadi yang tidak dapat disimpan ditolak. Kosongkan ruang disk; layanan pulih sendiri.",
       dismiss: "Tutup",
       time_lock: "WhatsApp membatasi chat baru dari nomor ini sampai {t}. Pesan ke orang tua yang belum pernah mengirim pesan ke sekolah menunggu sampai saat itu lalu terkirim sendiri; pesan ke kontak lain tetap terkirim. Agar tidak terulang: minta orang tua menyimpan nomor sekolah dan mengirim satu pesan, dan kirim lebih pelan (WA_MIN_INTERVAL_MS, WA_DAILY_CAP).",
       st: {
@@ -71,6 +72,7 @@
       new_chats_full: "The new-chat quota is used up ({u} of {n}) until {t}. Messages to people who never got one from this number wait until then and go out by themselves; messages to other contacts keep going.",
       notice: "{service}: a data file could not be read at start. It was moved aside to {keptAt} (nothing was deleted) and a fresh one started; {n} records were carried over.",
       notice_one: "{service}: a data file could not be read at start. It was moved aside to {keptAt} (nothing was deleted) and a fresh one started; {n} record was carried over.",
+      notice_disk_full: "{service}: disk full. A data file cannot be written, so what cannot be stored is refused. Free space on the disk; the service recovers by itself.",
       dismiss: "Dismiss",
       time_lock: "WhatsApp limits new chats from this number until {t}. Messages to parents who never wrote to the school wait until then and go out by themselves; messages to other contacts keep going. To avoid it: ask parents to save the school's number and send it one message, and send more slowly (WA_MIN_INTERVAL_MS, WA_DAILY_CAP).",
       st: {
@@ -201,7 +203,8 @@
   }
 
   // The services' notices, oldest first: what happened, where the file is kept, and
-  // a button that dismisses it. The banner is hidden when there are none.
+  // a button that dismisses it; a full disk has none, as it ends by itself. The
+  // banner is hidden when there are none.
   function renderNotices(notices) {
     const box = $("notices"), list = $("notice-list");
     list.replaceChildren();
@@ -209,10 +212,15 @@
     for (const n of notices) {
       const li = el("li"); li.dataset.service = n.service; li.dataset.id = n.id;
       const body = el("div", null, "notice-body");
-      const text = el("p", fill(t(n.carriedOver === 1 ? "notice_one" : "notice"), { service: n.service, keptAt: n.keptAt, n: n.carriedOver }) + " ", "notice-text");
+      const full = n.kind === "disk_full";
+      const key = full ? "notice_disk_full" : n.carriedOver === 1 ? "notice_one" : "notice";
+      const text = el("p", fill(t(key), { service: n.service, keptAt: n.keptAt, n: n.carriedOver }) + " ", "notice-text");
       text.append(el("span", time(n.at), "muted"));
       body.append(text);
       if (n.reason) body.append(el("p", (n.file ? n.file + ": " : "") + n.reason, "muted notice-reason"));
+      li.append(body);
+      list.append(li);
+      if (full) continue;
       let result = null;
       const b = el("button", t("dismiss"), "small notice-dismiss"); b.type = "button";
       b.addEventListener("click", async () => {
@@ -227,8 +235,7 @@
           result.textContent = err.message;
         }
       });
-      li.append(body, b);
-      list.append(li);
+      li.append(b);
     }
   }
 

@@ -73,6 +73,13 @@ impl From<tonic::Status> for ApiError {
             Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
             Code::NotFound => StatusCode::NOT_FOUND,
             Code::AlreadyExists | Code::FailedPrecondition | Code::Aborted => StatusCode::CONFLICT,
+            // The service's disk is full: nothing was stored (RFC 4918's 507).
+            Code::ResourceExhausted
+                if abtrack_proto::reason::reason(&status)
+                    == Some(abtrack_proto::reason::DISK_FULL) =>
+            {
+                StatusCode::INSUFFICIENT_STORAGE
+            }
             Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
             Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
@@ -124,5 +131,19 @@ mod tests {
         );
         let other = ApiError::from_service(Service::Gateway, tonic::Status::not_found("x: gone"));
         assert_eq!(other.status, StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn a_full_disk_is_insufficient_storage_and_a_rate_limit_too_many_requests() {
+        let full = abtrack_proto::reason::with_reason(
+            tonic::Status::resource_exhausted("the dispatcher's disk is full"),
+            abtrack_proto::reason::DISK_FULL,
+            None,
+        );
+        let err = ApiError::from(full);
+        assert_eq!(err.status, StatusCode::INSUFFICIENT_STORAGE);
+        assert_eq!(err.message, "the dispatcher's disk is full");
+        let limited = ApiError::from(tonic::Status::resource_exhausted("slow down"));
+        assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
     }
 }

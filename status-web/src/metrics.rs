@@ -132,20 +132,35 @@ pub fn render(s: &Snapshot) -> String {
         ),
     );
     let mut notices = String::new();
-    // Every service, so the gauge has a stable set of series.
+    let mut disk_full = String::new();
+    // Every service, so the gauges have a stable set of series.
     for service in Service::ALL.map(Service::name) {
-        let open = s.notices.iter().filter(|n| n.service == service).count();
+        let of_service = || s.notices.iter().filter(|n| n.service == service);
+        let open = of_service().count();
+        let full = of_service().any(|n| n.kind == "disk_full");
         let _ = writeln!(
             notices,
             "abtrack_notices{{service=\"{}\"}} {open}",
             escape(service)
         );
+        let _ = writeln!(
+            disk_full,
+            "abtrack_disk_full{{service=\"{}\"}} {}",
+            escape(service),
+            u8::from(full)
+        );
     }
     add(
         "abtrack_notices",
         "gauge",
-        "Notices the service shows until an operator dismisses them (a data file moved aside at start).",
+        "Notices the service shows: a data file moved aside at start (until an operator dismisses it), a full disk (while it lasts).",
         notices,
+    );
+    add(
+        "abtrack_disk_full",
+        "gauge",
+        "1 while the service cannot write a data file because its disk is full.",
+        disk_full,
     );
     if let Some(launcher) = &s.launcher {
         let mut restarts = String::new();
@@ -254,6 +269,22 @@ mod tests {
         );
         assert!(text.contains("abtrack_notices{service=\"dispatcher\"} 1\n"));
         assert!(text.contains("abtrack_notices{service=\"wa-gateway\"} 0\n"));
+        assert!(text.contains("abtrack_disk_full{service=\"wa-gateway\"} 0\n"));
+
+        s.notices.push(crate::notices::view(
+            Service::Gateway,
+            pb::Notice {
+                id: "disk-full-sends.sqlite3".into(),
+                kind: pb::notice::Kind::DiskFull.into(),
+                ..Default::default()
+            },
+        ));
+        let text = render(&s);
+        assert!(
+            text.contains("abtrack_disk_full{service=\"wa-gateway\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("abtrack_disk_full{service=\"dispatcher\"} 0\n"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The services' notices: what the dispatcher, the wa-gateway and the sheets-logger
-//! tell the operator until someone dismisses it (today: a data file that could not be
-//! read at start was moved aside and a fresh one started). Each service serves them
+//! tell the operator: a data file that could not be read at start was moved aside and
+//! a fresh one started (until someone dismisses it), or the disk is too full to write
+//! a data file (while that lasts). Each service serves them
 //! on `abtrack.notices.v1.Notices`; status-web lists them every [`POLL`] into the
 //! snapshot (`notices` in `GET /api/status`, the dashboard's banner, `/metrics`) and
 //! dismisses one for `POST /api/notices/dismiss`.
@@ -33,6 +34,10 @@ pub fn view(service: Service, notice: pb::Notice) -> NoticeView {
     let at_ms = notice.at.as_ref().map(from_timestamp);
     NoticeView {
         service: service.name(),
+        kind: match notice.kind() {
+            pb::notice::Kind::SetAside => "set_aside",
+            pb::notice::Kind::DiskFull => "disk_full",
+        },
         id: notice.id,
         file: notice.file,
         kept_at: notice.kept_at,
@@ -256,6 +261,7 @@ mod tests {
             reason: "file is not a database".into(),
             carried_over: 3,
             at: at_ms.map(to_timestamp),
+            kind: pb::notice::Kind::SetAside.into(),
         }
     }
 
@@ -279,6 +285,7 @@ mod tests {
             serde_json::json!([{
                 "service": "wa-gateway",
                 "id": "20261201T010203.004Z",
+                "kind": "set_aside",
                 "file": "/data/queue.sqlite3",
                 "keptAt": "/data/damaged/20261201T010203.004Z/queue.sqlite3",
                 "reason": "file is not a database",

@@ -304,9 +304,12 @@ pub struct NoticeView {
     pub service: &'static str,
     /// Unique within the service.
     pub id: String,
-    /// The file that could not be read, as the service names it.
+    /// `set_aside` (a damaged file moved aside, until dismissed) or `disk_full` (the
+    /// file cannot be written, while that lasts; not dismissable).
+    pub kind: &'static str,
+    /// The file that could not be read or written, as the service names it.
     pub file: String,
-    /// Where that file is kept now (nothing is deleted).
+    /// Where that file is kept now (nothing is deleted); empty for `disk_full`.
     pub kept_at: String,
     /// What was wrong, in SQLite's words.
     pub reason: String,

@@ -60,6 +60,13 @@ pub enum Error {
 
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
+        if let Error::Storage(e) = &error
+            && abtrack_proto::sqlite::is_disk_full(e)
+        {
+            return abtrack_proto::sqlite::disk_full_status(format!(
+                "the gateway's disk is full: its send log cannot record the message ({e}), so it was not sent; it is sent once space is freed"
+            ));
+        }
         let code = match &error {
             Error::InvalidArgument(_) => Code::InvalidArgument,
             Error::NotOnWhatsApp(_) => Code::NotFound,

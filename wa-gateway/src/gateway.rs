@@ -293,9 +293,16 @@ impl Inner {
         // under the same message id.
         let accepted = self.messenger.send_text(&message).await?;
         let sent_at = accepted.at;
-        self.log
+        // The message is out: the answer says so even when the mark cannot be written
+        // (a full disk). Without the mark, a retry would send again under the same
+        // message id, as after a crash before it.
+        if let Err(e) = self
+            .log
             .mark_sent(&job_id, sent_at, recipient_lid.as_deref())
-            .await?;
+            .await
+        {
+            tracing::error!(job_id = %job_id, error = %e, "the message was sent but the send log cannot record it");
+        }
         tracing::info!(
             job_id = %job_id,
             message_id = %entry.message_id,

@@ -4,6 +4,7 @@ mod bad_input;
 mod bench;
 mod chaos;
 mod damaged;
+mod disk_full;
 mod firestore;
 mod flow;
 mod gateway_crash;
