@@ -85,8 +85,8 @@ pub fn is_disk_full(error: &rusqlite::Error) -> bool {
     error.sqlite_error_code() == Some(ErrorCode::DiskFull)
 }
 
-/// The gRPC answer for `error`, a write refused for lack of space, which `message`
-/// explains: `RESOURCE_EXHAUSTED` with the reason [`crate::reason::DISK_FULL`].
+/// The gRPC answer for a write refused for lack of space, which `message` explains:
+/// `RESOURCE_EXHAUSTED` with the reason [`crate::reason::DISK_FULL`].
 pub fn disk_full_status(message: impl Into<String>) -> tonic::Status {
     crate::reason::with_reason(
         tonic::Status::resource_exhausted(message),
