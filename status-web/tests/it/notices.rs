@@ -100,6 +100,7 @@ async fn a_notice_shows_until_it_is_dismissed_and_its_files_stay() {
         json!({
             "service": "sheets-logger",
             "id": OUTBOX_ID,
+            "kind": "set_aside",
             "file": logger.join("outbox.sqlite3").display().to_string(),
             "keptAt": outbox.join("outbox.sqlite3").display().to_string(),
             "reason": "database disk image is malformed",
@@ -116,6 +117,7 @@ async fn a_notice_shows_until_it_is_dismissed_and_its_files_stay() {
         json!({
             "service": "dispatcher",
             "id": QUEUE_ID,
+            "kind": "set_aside",
             "file": dispatcher.join("queue.sqlite3").display().to_string(),
             "keptAt": queue.join("queue.sqlite3").display().to_string(),
             "reason": "file is not a database",
