@@ -37,8 +37,9 @@ cargo test --workspace --locked "$@"
 
 # Windows: the launcher and the four services cross-built for x86_64-pc-windows-gnu,
 # then `start.bat --dry-run` run under wine: healthy, a job sent, a killed service
-# started again, nothing left after Ctrl-C (e2e/src/bin/wine_smoke.rs).
+# started again, nothing left after Ctrl-C (e2e/src/bin/windows_smoke.rs, which the
+# GitHub workflow also runs on Windows itself).
 cargo build --locked --target x86_64-pc-windows-gnu -p abtrack-launcher \
   -p abtrack-dispatcher -p abtrack-wa-gateway -p abtrack-sheets-logger -p abtrack-status-web
-# wine-smoke was built with the other binaries above.
-./target/debug/wine-smoke target/x86_64-pc-windows-gnu/debug
+# windows-smoke was built with the other binaries above.
+./target/debug/windows-smoke target/x86_64-pc-windows-gnu/debug
