@@ -1,10 +1,18 @@
-//! `GET /metrics` in the Prometheus text format, rendered from the snapshot.
+//! `GET /metrics` in the Prometheus text format (0.0.4), rendered from the snapshot
+//! with `prometheus-client`: each scrape registers the snapshot's values, already
+//! counted, and the crate writes them (names, label escaping, the histogram's
+//! cumulative buckets).
 
-use std::fmt::Write as _;
+use std::fmt;
 
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet, prometheus_text};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::Registry;
 
 use abtrack_proto::gateway::v1::ConnectionStatus;
 
@@ -14,179 +22,192 @@ use crate::snapshot::{PICKUP_BUCKETS, Service, Snapshot};
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let text = render(&state.snapshot.borrow());
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, prometheus_text::CONTENT_TYPE)],
         text,
     )
 }
 
-pub fn render(s: &Snapshot) -> String {
-    let mut out = String::new();
-    let mut add = |name: &str, kind: &str, help: &str, body: String| {
-        let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{body}");
-    };
-    let c = &s.queue.counts;
-    let mut jobs = String::new();
-    for (status, n) in [
-        ("pending", c.pending),
-        ("processing", c.processing),
-        ("sent", c.sent),
-        ("delivered", c.delivered),
-        ("read", c.read),
-        ("failed", c.failed),
-    ] {
-        let _ = writeln!(jobs, "abtrack_jobs{{status=\"{status}\"}} {n}");
-    }
-    add(
-        "abtrack_jobs",
-        "gauge",
-        "Jobs in the queue by status.",
-        jobs,
-    );
-    add(
-        "abtrack_jobs_delivery_overdue",
-        "gauge",
-        "Sent jobs with no delivery receipt within WA_DELIVERY_TIMEOUT_SECS.",
-        format!("abtrack_jobs_delivery_overdue {}\n", c.delivery_overdue),
-    );
-    add(
-        "abtrack_sends_total",
-        "counter",
-        "Jobs seen turning sent since status-web started.",
-        format!("abtrack_sends_total {}\n", s.stats.sends),
-    );
-    let mut failures = String::new();
-    for (code, n) in &s.stats.failures {
-        let _ = writeln!(
-            failures,
-            "abtrack_failures_total{{code=\"{}\"}} {n}",
-            escape(code)
-        );
-    }
-    add(
-        "abtrack_failures_total",
-        "counter",
-        "Jobs seen turning failed since status-web started, by error code.",
-        failures,
-    );
-    let mut histogram = String::new();
-    let mut cumulative = 0;
-    for (bound, n) in PICKUP_BUCKETS.iter().zip(s.stats.pickup_buckets) {
-        cumulative += n;
-        let _ = writeln!(
-            histogram,
-            "abtrack_pickup_latency_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
-        );
-    }
-    let _ = writeln!(
-        histogram,
-        "abtrack_pickup_latency_seconds_bucket{{le=\"+Inf\"}} {}\nabtrack_pickup_latency_seconds_sum {}\nabtrack_pickup_latency_seconds_count {}",
-        s.stats.pickup_count, s.stats.pickup_sum, s.stats.pickup_count
-    );
-    add(
-        "abtrack_pickup_latency_seconds",
-        "histogram",
-        "Time from a job being due to its first lease.",
-        histogram,
-    );
-    let mut gateway = String::new();
-    // Every status (and `unknown`), so the gauge has a stable set of series.
-    let states = std::iter::once(ConnectionStatus::Unspecified).chain(ConnectionStatus::ALL);
-    for state in states.map(ConnectionStatus::name) {
-        let _ = writeln!(
-            gateway,
-            "abtrack_gateway_state{{state=\"{state}\"}} {}",
-            u8::from(s.gateway.status == state)
-        );
-    }
-    add(
-        "abtrack_gateway_state",
-        "gauge",
-        "1 for the WhatsApp connection's current state.",
-        gateway,
-    );
-    add(
-        "abtrack_logger_backlog",
-        "gauge",
-        "Outcome records not yet written to Google Sheets.",
-        format!("abtrack_logger_backlog {}\n", s.logger.backlog),
-    );
-    add(
-        "abtrack_queue_paused",
-        "gauge",
-        "1 when an operator paused the queue.",
-        format!("abtrack_queue_paused {}\n", u8::from(s.queue.paused)),
-    );
-    let services = &s.services;
-    add(
-        "abtrack_service_up",
-        "gauge",
-        "1 when status-web is subscribed to the service's Watch stream.",
-        format!(
-            "abtrack_service_up{{service=\"dispatcher\"}} {}\nabtrack_service_up{{service=\"wa-gateway\"}} {}\nabtrack_service_up{{service=\"sheets-logger\"}} {}\n",
-            u8::from(services.dispatcher.up),
-            u8::from(services.gateway.up),
-            u8::from(services.logger.up)
-        ),
-    );
-    let mut notices = String::new();
-    let mut disk_full = String::new();
-    // Every service, so the gauges have a stable set of series.
-    for service in Service::ALL.map(Service::name) {
-        let of_service = || s.notices.iter().filter(|n| n.service == service);
-        let open = of_service().count();
-        let full = of_service().any(|n| n.kind == "disk_full");
-        let _ = writeln!(
-            notices,
-            "abtrack_notices{{service=\"{}\"}} {open}",
-            escape(service)
-        );
-        let _ = writeln!(
-            disk_full,
-            "abtrack_disk_full{{service=\"{}\"}} {}",
-            escape(service),
-            u8::from(full)
-        );
-    }
-    add(
-        "abtrack_notices",
-        "gauge",
-        "Notices the service shows: a data file moved aside at start (until an operator dismisses it), a full disk (while it lasts).",
-        notices,
-    );
-    add(
-        "abtrack_disk_full",
-        "gauge",
-        "1 while the service cannot write a data file because its disk is full.",
-        disk_full,
-    );
-    if let Some(launcher) = &s.launcher {
-        let mut restarts = String::new();
-        for service in &launcher.services {
-            let _ = writeln!(
-                restarts,
-                "abtrack_service_restarts{{service=\"{}\"}} {}",
-                escape(&service.name),
-                service.restarts
-            );
+type Labels = Vec<(&'static str, String)>;
+
+/// One metric's values, one per label set, in the order given (a `Family` would
+/// hash them into a different order at every scrape).
+#[derive(Debug)]
+struct Series<M>(Vec<(Labels, M)>);
+
+impl<M: EncodeMetric + TypedMetric> EncodeMetric for Series<M> {
+    fn encode(&self, mut encoder: MetricEncoder) -> fmt::Result {
+        for (labels, metric) in &self.0 {
+            metric.encode(encoder.encode_family(labels)?)?;
         }
-        add(
-            "abtrack_service_restarts",
-            "gauge",
-            "Times the launcher restarted the service since the launcher started (STATUS_WEB_LAUNCHER_FILE).",
-            restarts,
-        );
+        Ok(())
     }
-    out
+
+    fn metric_type(&self) -> MetricType {
+        M::TYPE
+    }
 }
 
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// `label="value"` series of gauges.
+fn gauges<V: Into<u64>>(
+    label: &'static str,
+    values: impl IntoIterator<Item = (String, V)>,
+) -> Series<ConstGauge<u64>> {
+    Series(
+        values
+            .into_iter()
+            .map(|(value, n)| (vec![(label, value)], ConstGauge::new(n.into())))
+            .collect(),
+    )
+}
+
+/// The pickup latency as status-web counted it: per-bucket counts, their sum and
+/// count.
+#[derive(Debug)]
+struct Histogram {
+    sum: f64,
+    count: u64,
+    buckets: Vec<(f64, u64)>,
+}
+
+impl EncodeMetric for Histogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> fmt::Result {
+        encoder.encode_histogram::<NoLabelSet>(self.sum, self.count, &self.buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+pub fn render(s: &Snapshot) -> String {
+    let mut registry = Registry::default();
+    let c = &s.queue.counts;
+    registry.register(
+        "abtrack_jobs",
+        "Jobs in the queue by status",
+        gauges(
+            "status",
+            [
+                ("pending", c.pending),
+                ("processing", c.processing),
+                ("sent", c.sent),
+                ("delivered", c.delivered),
+                ("read", c.read),
+                ("failed", c.failed),
+            ]
+            .map(|(status, count)| (status.to_owned(), count)),
+        ),
+    );
+    registry.register(
+        "abtrack_jobs_delivery_overdue",
+        "Sent jobs with no delivery receipt within WA_DELIVERY_TIMEOUT_SECS",
+        ConstGauge::new(c.delivery_overdue),
+    );
+    // Counters: the text format names them `<name>_total`.
+    registry.register(
+        "abtrack_sends",
+        "Jobs seen turning sent since status-web started",
+        ConstCounter::new(s.stats.sends),
+    );
+    registry.register(
+        "abtrack_failures",
+        "Jobs seen turning failed since status-web started, by error code",
+        Series(
+            s.stats
+                .failures
+                .iter()
+                .map(|(code, count)| (vec![("code", code.clone())], ConstCounter::new(*count)))
+                .collect(),
+        ),
+    );
+    registry.register(
+        "abtrack_pickup_latency_seconds",
+        "Time from a job being due to its first lease",
+        Histogram {
+            sum: s.stats.pickup_sum,
+            count: s.stats.pickup_count,
+            buckets: PICKUP_BUCKETS
+                .into_iter()
+                .zip(s.stats.pickup_buckets)
+                .collect(),
+        },
+    );
+    // Every status (and `unknown`), so the gauge has a stable set of series.
+    let states = std::iter::once(ConnectionStatus::Unspecified).chain(ConnectionStatus::ALL);
+    registry.register(
+        "abtrack_gateway_state",
+        "1 for the WhatsApp connection's current state",
+        gauges(
+            "state",
+            states
+                .map(ConnectionStatus::name)
+                .map(|state| (state.to_owned(), s.gateway.status == state)),
+        ),
+    );
+    registry.register(
+        "abtrack_logger_backlog",
+        "Outcome records not yet written to Google Sheets",
+        ConstGauge::new(s.logger.backlog),
+    );
+    registry.register(
+        "abtrack_queue_paused",
+        "1 when an operator paused the queue",
+        ConstGauge::new(u64::from(s.queue.paused)),
+    );
+    let services = &s.services;
+    registry.register(
+        "abtrack_service_up",
+        "1 when status-web is subscribed to the service's Watch stream",
+        gauges(
+            "service",
+            [
+                (Service::Dispatcher, services.dispatcher.up),
+                (Service::Gateway, services.gateway.up),
+                (Service::Logger, services.logger.up),
+            ]
+            .map(|(service, up)| (service.name().to_owned(), up)),
+        ),
+    );
+    // Every service, so the gauges have a stable set of series.
+    let of_service = |service: &'static str| s.notices.iter().filter(move |n| n.service == service);
+    registry.register(
+        "abtrack_notices",
+        "Notices the service shows: a data file moved aside at start (until an operator dismisses it), a full disk (while it lasts)",
+        gauges(
+            "service",
+            Service::ALL
+                .map(Service::name)
+                .map(|service| (service.to_owned(), of_service(service).count() as u64)),
+        ),
+    );
+    registry.register(
+        "abtrack_disk_full",
+        "1 while the service cannot write a data file because its disk is full",
+        gauges(
+            "service",
+            Service::ALL.map(Service::name).map(|service| {
+                let full = of_service(service).any(|n| n.kind == "disk_full");
+                (service.to_owned(), full)
+            }),
+        ),
+    );
+    if let Some(launcher) = &s.launcher {
+        registry.register(
+            "abtrack_service_restarts",
+            "Times the launcher restarted the service since the launcher started (STATUS_WEB_LAUNCHER_FILE)",
+            gauges(
+                "service",
+                launcher
+                    .services
+                    .iter()
+                    .map(|service| (service.name.clone(), service.restarts)),
+            ),
+        );
+    }
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = prometheus_text::encode(&mut out, &registry);
+    out
 }
 
 #[cfg(test)]
