@@ -6,12 +6,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{0}")]
-    InvalidArgument(String),
+    /// A request field that cannot be taken as it is.
+    #[error("{field}: {reason}")]
+    InvalidArgument { field: &'static str, reason: String },
     #[error("{0}")]
     NotFound(String),
-    #[error("{0}")]
-    AlreadyExists(String),
+    /// A request field whose value another job already holds.
+    #[error("{field}: {reason}")]
+    AlreadyExists { field: &'static str, reason: String },
     #[error("{0}")]
     FailedPrecondition(String),
     #[error("queue storage: {0}")]
@@ -43,9 +45,13 @@ impl From<Error> for Status {
             ));
         }
         let code = match &error {
-            Error::InvalidArgument(_) => Code::InvalidArgument,
+            Error::InvalidArgument { field, reason } => {
+                return abtrack_proto::reason::field_error(Code::InvalidArgument, field, reason);
+            }
+            Error::AlreadyExists { field, reason } => {
+                return abtrack_proto::reason::field_error(Code::AlreadyExists, field, reason);
+            }
             Error::NotFound(_) => Code::NotFound,
-            Error::AlreadyExists(_) => Code::AlreadyExists,
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
             Error::Firestore(_) => Code::Unavailable,
             Error::Storage(_) | Error::Io(_) | Error::Internal(_) => Code::Internal,

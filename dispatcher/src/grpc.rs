@@ -58,9 +58,10 @@ fn status_from_pb(value: i32) -> Result<JobStatus, Error> {
         Ok(pb::JobStatus::Delivered) => Ok(JobStatus::Delivered),
         Ok(pb::JobStatus::Read) => Ok(JobStatus::Read),
         Ok(pb::JobStatus::Failed) => Ok(JobStatus::Failed),
-        _ => Err(Error::InvalidArgument(format!(
-            "statuses: unknown status {value}"
-        ))),
+        _ => Err(Error::InvalidArgument {
+            field: "statuses",
+            reason: format!("unknown status {value}"),
+        }),
     }
 }
 

@@ -102,6 +102,13 @@ pub struct NewJob {
     pub send_at: Option<i64>,
 }
 
+fn invalid(field: &'static str, reason: impl ToString) -> Error {
+    Error::InvalidArgument {
+        field,
+        reason: reason.to_string(),
+    }
+}
+
 impl NewJob {
     /// Checks the fields a job needs; each error names its field. Recipients are
     /// checked with the gateway's `default_country_code`.
@@ -119,18 +126,16 @@ impl NewJob {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
             if !ok {
-                return Err(Error::InvalidArgument(
-                    "id: use letters, digits, '-' and '_', at most 128 characters".into(),
+                return Err(invalid(
+                    "id",
+                    "use letters, digits, '-' and '_', at most 128 characters",
                 ));
             }
         }
-        normalize_recipient(to, default_country_code)
-            .map_err(|e| Error::InvalidArgument(format!("to: {e}")))?;
-        check_message(message).map_err(|e| Error::InvalidArgument(format!("message: {e}")))?;
+        normalize_recipient(to, default_country_code).map_err(|e| invalid("to", e))?;
+        check_message(message).map_err(|e| invalid("message", e))?;
         if send_at.is_some_and(|ms| ms > MAX_SEND_AT_MS) {
-            return Err(Error::InvalidArgument(
-                "sendAt: must be before the year 10000".into(),
-            ));
+            return Err(invalid("sendAt", "must be before the year 10000"));
         }
         Ok(Self {
             id,

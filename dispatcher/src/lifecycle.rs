@@ -281,10 +281,10 @@ pub fn same_job(existing: &Job, to: &str, message: &str, send_at: Option<i64>) -
     if existing.to == to && existing.message == message && existing.send_at == send_at {
         Ok(())
     } else {
-        Err(Error::AlreadyExists(format!(
-            "id: a different job with id {:?} already exists",
-            existing.id
-        )))
+        Err(Error::AlreadyExists {
+            field: "id",
+            reason: format!("a different job with id {:?} already exists", existing.id),
+        })
     }
 }
 

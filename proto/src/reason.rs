@@ -2,9 +2,12 @@
 //! `lastError.code` (`whatsapp_479`, `no_server_ack`) and, for a refusal that ends
 //! at a known time (WhatsApp's reach-out time lock), when to try again. Both travel
 //! as status metadata, so the status code keeps saying what kind of failure it is.
+//! A request refused for one of its fields names the field in gRPC's standard error
+//! details (`google.rpc.BadRequest`, through `tonic-types`).
 
-use tonic::Status;
 use tonic::metadata::MetadataValue;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt as _};
 
 /// The metadata key of the reason: lower-case letters, digits and `_`.
 pub const REASON_KEY: &str = "x-abtrack-reason";
@@ -48,9 +51,44 @@ pub fn retry_at_ms(status: &Status) -> Option<i64> {
         .ok()
 }
 
+/// A request refused because of `field`: `code` with the message `field: reason`,
+/// and the field as a `BadRequest` field violation, so a caller reads which field
+/// without parsing the message.
+pub fn field_error(code: Code, field: &str, reason: &str) -> Status {
+    Status::with_error_details(
+        code,
+        format!("{field}: {reason}"),
+        ErrorDetails::with_bad_request_violation(field, reason),
+    )
+}
+
+/// The field `status` names as at fault, if any.
+pub fn field(status: &Status) -> Option<String> {
+    let violations = status.get_details_bad_request()?.field_violations;
+    violations.into_iter().next().map(|v| v.field)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_field_error_names_its_field_in_the_details_and_the_message() {
+        let status = field_error(
+            Code::InvalidArgument,
+            "sendAt",
+            "must be before the year 10000",
+        );
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(status.message(), "sendAt: must be before the year 10000");
+        assert_eq!(field(&status).as_deref(), Some("sendAt"));
+        // Through the wire form, as a client gets it.
+        let response = status.into_http::<()>();
+        let received = Status::from_header_map(response.headers()).unwrap();
+        assert_eq!(field(&received).as_deref(), Some("sendAt"));
+        // A message shaped like one names no field.
+        assert_eq!(field(&Status::invalid_argument("to: not a number")), None);
+    }
 
     #[test]
     fn reasons_and_retry_times_ride_on_the_status() {

@@ -64,8 +64,8 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Maps a service's gRPC answer to HTTP. Validation messages of the form
-/// `field: reason` keep naming their field.
+/// Maps a service's gRPC answer to HTTP. A refusal that names its field in the
+/// status details (`abtrack_proto::reason::field_error`) keeps naming it.
 impl From<tonic::Status> for ApiError {
     fn from(status: tonic::Status) -> Self {
         use tonic::Code;
@@ -90,12 +90,7 @@ impl From<tonic::Status> for ApiError {
             _ => StatusCode::BAD_GATEWAY,
         };
         let message = status.message().to_owned();
-        let field = message
-            .split_once(": ")
-            .map(|(field, _)| field)
-            .filter(|f| !f.is_empty() && f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
-            .map(str::to_owned)
-            .filter(|_| code == StatusCode::BAD_REQUEST || code == StatusCode::CONFLICT);
+        let field = abtrack_proto::reason::field(&status);
         let message = if code == StatusCode::SERVICE_UNAVAILABLE {
             format!("service unavailable: {message}")
         } else {
@@ -131,6 +126,31 @@ mod tests {
         );
         let other = ApiError::from_service(Service::Gateway, tonic::Status::not_found("x: gone"));
         assert_eq!(other.status, StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn a_refused_field_is_named_from_the_details_not_from_the_message() {
+        let refused = abtrack_proto::reason::field_error(
+            tonic::Code::InvalidArgument,
+            "sendAt",
+            "must be before the year 10000",
+        );
+        let err = ApiError::from(refused);
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert_eq!(err.field.as_deref(), Some("sendAt"));
+        assert_eq!(err.message, "sendAt: must be before the year 10000");
+        let taken = abtrack_proto::reason::field_error(
+            tonic::Code::AlreadyExists,
+            "id",
+            "a different job with id \"a\" already exists",
+        );
+        let err = ApiError::from(taken);
+        assert_eq!(err.status, StatusCode::CONFLICT);
+        assert_eq!(err.field.as_deref(), Some("id"));
+        // A message that only looks like one names no field.
+        let err = ApiError::from(tonic::Status::invalid_argument("to: not a number"));
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert_eq!(err.field, None);
     }
 
     #[test]

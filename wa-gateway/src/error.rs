@@ -21,6 +21,10 @@ pub enum Error {
     /// Bad number, empty message: permanent.
     #[error("{0}")]
     InvalidArgument(String),
+    /// A request field that cannot be taken as it is (the number to link): named in
+    /// the answer's details.
+    #[error("{field}: {reason}")]
+    InvalidField { field: &'static str, reason: String },
     /// The number is not on WhatsApp: permanent.
     #[error("{0} is not on WhatsApp")]
     NotOnWhatsApp(String),
@@ -69,6 +73,9 @@ impl From<Error> for Status {
         }
         let code = match &error {
             Error::InvalidArgument(_) => Code::InvalidArgument,
+            Error::InvalidField { field, reason } => {
+                return abtrack_proto::reason::field_error(Code::InvalidArgument, field, reason);
+            }
             Error::NotOnWhatsApp(_) => Code::NotFound,
             Error::NotLinked(_) => Code::FailedPrecondition,
             Error::Unavailable(_) => Code::Unavailable,

@@ -202,10 +202,14 @@ impl Gateway {
     }
 
     pub async fn request_pair_code(&self, phone: &str) -> Result<String> {
+        let invalid = |reason: String| Error::InvalidField {
+            field: "phone",
+            reason,
+        };
         let jid = normalize_recipient(phone, &self.inner.settings.default_country_code)
-            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            .map_err(|e| invalid(e.to_string()))?;
         if jid.is_group() {
-            return Err(Error::InvalidArgument("a group cannot be linked".into()));
+            return Err(invalid("a group cannot be linked".into()));
         }
         self.inner.messenger.request_pair_code(jid.user()).await
     }

@@ -94,7 +94,11 @@ impl gpb::gateway_server::Gateway for ScriptedGateway {
         request: Request<gpb::RequestPairCodeRequest>,
     ) -> Result<Response<gpb::RequestPairCodeResponse>, Status> {
         if request.into_inner().phone.contains('x') {
-            return Err(Status::invalid_argument("phone: not a phone number"));
+            return Err(abtrack_proto::reason::field_error(
+                tonic::Code::InvalidArgument,
+                "phone",
+                "not a phone number",
+            ));
         }
         Ok(Response::new(gpb::RequestPairCodeResponse {
             code: PAIR_CODE.into(),
