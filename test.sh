@@ -41,5 +41,8 @@ cargo test --workspace --locked "$@"
 # GitHub workflow also runs on Windows itself).
 cargo build --locked --target x86_64-pc-windows-gnu -p abtrack-launcher \
   -p abtrack-dispatcher -p abtrack-wa-gateway -p abtrack-sheets-logger -p abtrack-status-web
-# windows-smoke was built with the other binaries above.
+# The smoke test's own Windows build, which the GitHub workflow runs on Windows itself,
+# is built too, so it keeps building there.
+cargo build --locked --target x86_64-pc-windows-gnu -p abtrack-e2e --bin windows-smoke
+# windows-smoke (Linux) was built with the other binaries above.
 ./target/debug/windows-smoke target/x86_64-pc-windows-gnu/debug
