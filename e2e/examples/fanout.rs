@@ -8,6 +8,8 @@
 //! cargo run --release -p abtrack-e2e --example fanout
 //! ```
 //! `CLIENTS` and `ROUNDS` change the defaults (100 and 20).
+// Test code: a failed unwrap is a failed test, which is what it should be.
+#![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;

@@ -1,6 +1,8 @@
 //! Runs the four AbTrack Notify binaries as processes on free loopback ports, each in
 //! a temporary working folder, for end-to-end suites. The binaries come from
 //! `ABTRACK_BIN_DIR`, or from the `target` folder these tests were built into.
+// Test code: a failed unwrap is a failed test, which is what it should be.
+#![allow(clippy::unwrap_used)]
 #![forbid(unsafe_code)]
 
 pub mod bench;

@@ -3,6 +3,8 @@
 //! that speaks WebSocket and sends garbage. Linux only (reads /proc/self/status).
 //!
 //! cargo run --release -p abtrack-wa-gateway --example reconnect_memory
+// Test code: a failed unwrap is a failed test, which is what it should be.
+#![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

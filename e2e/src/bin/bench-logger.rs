@@ -3,6 +3,8 @@
 //! writes it to BENCHMARKS.md.
 //!
 //! `cargo build --release --bins && cargo run --release -p abtrack-e2e --bin bench-logger`
+// Test code: a failed unwrap is a failed test, which is what it should be.
+#![allow(clippy::unwrap_used)]
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

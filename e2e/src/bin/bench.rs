@@ -4,6 +4,8 @@
 //! "system" section of BENCHMARKS.md (not with `--quick`).
 //!
 //! `cargo build --release --workspace --bins && cargo run --release -p abtrack-e2e --bin bench [-- --jobs N] [--quick]`
+// Test code: a failed unwrap is a failed test, which is what it should be.
+#![allow(clippy::unwrap_used)]
 
 use abtrack_e2e::bench::{self, Options};
 use abtrack_e2e::{machine, shell, write_benchmark_section};

@@ -5,6 +5,8 @@
 //! table and writes it as the "Firestore queue" section of BENCHMARKS.md.
 //!
 //! `cargo build --release --workspace --bins && cargo run --release -p abtrack-e2e --bin bench-firestore`
+// Test code: a failed unwrap is a failed test, which is what it should be.
+#![allow(clippy::unwrap_used)]
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};

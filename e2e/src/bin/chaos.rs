@@ -1,5 +1,7 @@
 //! The long chaos run: the four binaries as processes, killed and restarted while jobs
 //! flow, then the exactly-once checks. See docs/testing.md.
+// Test code: a failed unwrap is a failed test, which is what it should be.
+#![allow(clippy::unwrap_used)]
 
 use std::process::ExitCode;
 use std::time::Duration;

@@ -15,6 +15,8 @@
 //! Usage: `windows-smoke <folder of the Windows .exe files>`. On Linux it needs wine
 //! (Debian's `wine64`) and mingw-w64's gcc, which builds `e2e/wine/process_prng.c`:
 //! wine 8 lacks `bcryptprimitives.dll!ProcessPrng`, which Rust's standard library calls.
+// Test code: a failed unwrap is a failed test, which is what it should be.
+#![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,4 +1,6 @@
 //! End-to-end: the four binaries as processes, driven over HTTP.
+// Test code: a failed unwrap is a failed test, which is what it should be.
+#![allow(clippy::unwrap_used)]
 
 mod bad_input;
 mod bench;

@@ -1,3 +1,5 @@
 //! Integration tests of the mock WhatsApp server crate.
+// Test code: a failed unwrap is a failed test, which is what it should be.
+#![allow(clippy::unwrap_used)]
 
 mod release_build;
