@@ -3,6 +3,9 @@
 //! turns library events into published states, waits out backoff delays, and heals
 //! a session that cannot be used by moving it aside and pairing afresh.
 
+mod events;
+mod waiting;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -18,11 +21,10 @@ use whatsapp_rust::types::events::{Event, EventHandler};
 
 use abtrack_proto::mask_phone;
 use abtrack_proto::tasks::Tasks;
-use abtrack_proto::time::now_ms;
 
-use super::mapping::{End, Step, map_event};
+use super::mapping::End;
 use super::session::SessionDir;
-use super::{Command, MODE, WhatsAppSettings};
+use super::{Command, WhatsAppSettings};
 use crate::messenger::{ConnectionState, MessengerEvent, Status};
 use abtrack_proto::retry::Backoff;
 
@@ -349,211 +351,6 @@ impl Supervisor {
         next
     }
 
-    /// Applies one library event; a connection end is kept in `end` (the more
-    /// serious one wins when several arrive).
-    fn on_event(&mut self, client: &Arc<Client>, event: &Event, end: &mut Option<End>) {
-        let Some(step) = map_event(event, now_ms()) else {
-            return;
-        };
-        match step {
-            Step::Connected => {
-                if !self.unanswered {
-                    self.backoff.reset();
-                }
-                let own = client.pn().map(|j| j.user.to_string()).unwrap_or_default();
-                let name = client.push_name();
-                tracing::info!(own_number = %mask_phone(&own), "connected to WhatsApp");
-                self.publish(Status::Connected, "logged in to WhatsApp".into(), |s| {
-                    s.own_number = own.clone();
-                    s.push_name = name.clone();
-                });
-            }
-            Step::Qr { code, valid_for } => {
-                let expires_at = now_ms() + valid_for.as_millis() as i64;
-                if self.settings.print_qr {
-                    print_qr(&code, valid_for);
-                }
-                let _ = self.events.send(MessengerEvent::Qr { code, expires_at });
-                if !self.pair_code_outstanding {
-                    self.publish(
-                        Status::WaitingForQr,
-                        format!(
-                            "scan the QR code in WhatsApp > Linked devices > Link a device (valid {}s)",
-                            valid_for.as_secs()
-                        ),
-                        |_| {},
-                    );
-                }
-            }
-            Step::PairCode { code, valid_for } => {
-                self.pair_code_outstanding = true;
-                let expires_at = now_ms() + valid_for.as_millis() as i64;
-                tracing::info!(valid_secs = valid_for.as_secs(), "pair code issued");
-                let _ = self.events.send(MessengerEvent::PairCode {
-                    code: code.clone(),
-                    expires_at,
-                });
-                self.publish(
-                    Status::WaitingForPairCode,
-                    format!(
-                        "enter the code {code} in WhatsApp > Linked devices > Link with phone number instead"
-                    ),
-                    |_| {},
-                );
-            }
-            Step::Publish { status, detail } => {
-                tracing::info!(state = status.name(), detail = %detail, "WhatsApp linking");
-                self.publish(status, detail, |_| {});
-            }
-            Step::Note(note) => tracing::warn!("{note}"),
-            Step::Receipts {
-                message_ids,
-                kind,
-                at,
-            } => {
-                for message_id in message_ids {
-                    let _ = self.events.send(MessengerEvent::Receipt {
-                        message_id,
-                        kind,
-                        at,
-                    });
-                }
-            }
-            Step::End { end: new, close } => {
-                tracing::info!(
-                    state = new.status().name(),
-                    reason = %new.reason(),
-                    "WhatsApp connection ending"
-                );
-                // A plain disconnect is published once its retry time is known.
-                if !matches!(new, End::Retry(_)) {
-                    let until = match &new {
-                        End::Banned { until, .. } => *until,
-                        _ => None,
-                    };
-                    self.publish(new.status(), new.reason().to_owned(), |s| {
-                        s.banned_until = until;
-                    });
-                }
-                if close {
-                    let client = Arc::clone(client);
-                    self.tasks
-                        .spawn(async move { client.reconnect_immediately().await });
-                }
-                match end {
-                    Some(old) if severity(old) >= severity(&new) => {}
-                    _ => *end = Some(new),
-                }
-            }
-        }
-    }
-
-    /// Publishes `status` with its retry time, then waits for it (or a command).
-    async fn wait_retry(&mut self, status: Status, reason: String, until: Option<i64>) -> Waited {
-        let delay = match (status, until) {
-            (Status::Banned, Some(until)) => {
-                Duration::from_millis(until.saturating_sub(now_ms()).max(0) as u64)
-                    .max(self.settings.reconnect_min)
-            }
-            (Status::Disconnected, _) => self.backoff.next_delay(),
-            _ => self.backoff.max(),
-        };
-        let retry_at = now_ms() + delay.as_millis() as i64;
-        tracing::warn!(
-            state = status.name(),
-            reason = %reason,
-            retry_in_ms = delay.as_millis() as u64,
-            "WhatsApp not connected; retrying later"
-        );
-        self.publish(status, reason, |s| {
-            s.retry_at = Some(retry_at);
-            s.banned_until = until;
-        });
-        let sleep = tokio::time::sleep(delay);
-        tokio::pin!(sleep);
-        loop {
-            tokio::select! {
-                () = &mut sleep => return Waited::Elapsed,
-                command = self.commands.recv() => match command {
-                    Some(Command::Logout(reply)) => return Waited::Logout(reply),
-                    Some(Command::Shutdown(reply)) => return Waited::Stop(Some(reply)),
-                    // Not connected now: the next attempt is already planned.
-                    Some(Command::Reconnect { .. }) => {}
-                    Some(Command::Answered) => self.unanswered = false,
-                    // The messenger is gone: nobody is left to serve.
-                    None => return Waited::Stop(None),
-                },
-            }
-        }
-    }
-
-    /// Moves the session aside and says so; keeps trying (with backoff) while the
-    /// rename fails. `Break` means the gateway is stopping.
-    async fn move_aside(&mut self, reason: &str, label: &str) -> std::ops::ControlFlow<()> {
-        self.publish(Status::LoggedOut, reason.to_owned(), |_| {});
-        loop {
-            match self.session.move_aside(label) {
-                Ok(Some(kept)) => {
-                    tracing::warn!(
-                        reason = %reason,
-                        kept_at = %kept.display(),
-                        "moved the WhatsApp session aside (kept, not deleted); starting a fresh pairing"
-                    );
-                    break;
-                }
-                Ok(None) => {
-                    tracing::info!(reason = %reason, "no session to move aside; starting a fresh pairing");
-                    break;
-                }
-                Err(e) => {
-                    tracing::error!(
-                        reason = %reason,
-                        error = %e,
-                        session = %self.session.dir().display(),
-                        "cannot move the WhatsApp session aside"
-                    );
-                    let why = format!("{reason}; moving the session aside failed: {e}");
-                    match self.wait_retry(Status::LoggedOut, why, None).await {
-                        Waited::Elapsed => {}
-                        Waited::Logout(reply) => {
-                            let _ = reply.send(());
-                        }
-                        Waited::Stop(reply) => {
-                            if let Some(reply) = reply {
-                                let _ = reply.send(());
-                            }
-                            return std::ops::ControlFlow::Break(());
-                        }
-                    }
-                }
-            }
-        }
-        self.backoff.reset();
-        std::ops::ControlFlow::Continue(())
-    }
-
-    fn publish(&self, status: Status, detail: String, extra: impl FnOnce(&mut ConnectionState)) {
-        let mut next = ConnectionState::new(status, MODE, detail);
-        extra(&mut next);
-        self.state.send_if_modified(|current| {
-            // A time lock and the new-chat quota are the account's, not the
-            // connection's: they outlive reconnects.
-            next.time_lock_until = current.time_lock_until.filter(|until| *until > now_ms());
-            next.new_chat_quota = current.new_chat_quota;
-            let same = current.status == next.status
-                && current.detail == next.detail
-                && current.own_number == next.own_number
-                && current.push_name == next.push_name
-                && current.retry_at == next.retry_at
-                && current.banned_until == next.banned_until;
-            if same {
-                return false;
-            }
-            *current = next;
-            true
-        });
-    }
-
     fn server(&self) -> &str {
         self.settings
             .server_url
@@ -570,18 +367,6 @@ fn logout_heal(reply: oneshot::Sender<()>) -> Next {
     }
 }
 
-/// Which end decides what follows when several arrive during one connection.
-fn severity(end: &End) -> u8 {
-    match end {
-        End::RetryNow(_) => 0,
-        End::Retry(_) => 1,
-        End::Replaced(_) => 2,
-        End::Outdated(_) => 3,
-        End::Banned { .. } => 4,
-        End::Heal(_) => 5,
-    }
-}
-
 /// The error with its causes, as one line.
 fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
@@ -595,24 +380,4 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-/// Prints the QR code on stderr as a block a phone can scan from the terminal.
-fn print_qr(code: &str, valid_for: Duration) {
-    use qrcode::render::unicode::Dense1x2;
-    match qrcode::QrCode::new(code.as_bytes()) {
-        Ok(qr) => {
-            let block = qr
-                .render::<Dense1x2>()
-                .dark_color(Dense1x2::Light)
-                .light_color(Dense1x2::Dark)
-                .quiet_zone(true)
-                .build();
-            eprintln!(
-                "\nScan in WhatsApp > Linked devices > Link a device (valid {}s):\n{block}\n",
-                valid_for.as_secs()
-            );
-        }
-        Err(e) => tracing::warn!(error = %e, "cannot draw the QR code in the terminal"),
-    }
 }
