@@ -444,6 +444,35 @@ impl Cluster {
         }
     }
 
+    /// Waits until each job of `ids` is `sent`, at most `limit` for all of them.
+    pub async fn wait_sent(&self, ids: &[impl AsRef<str>], limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        for id in ids.iter().map(AsRef::as_ref) {
+            loop {
+                let job = self.get(&format!("/api/jobs/{id}")).await;
+                if job["status"] == "sent" {
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{id} not sent within {limit:?}: {job}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+
+    /// How many times the gateway's dry-run file holds each job, by job id.
+    pub fn sends(&self) -> HashMap<String, usize> {
+        let mut sends = HashMap::new();
+        for line in self.dry_run_lines() {
+            if let Some(id) = line["job_id"].as_str() {
+                *sends.entry(id.to_owned()).or_default() += 1;
+            }
+        }
+        sends
+    }
+
     /// When the gateway wrote each job to the dry-run file, by job id (milliseconds
     /// since the epoch).
     pub fn dry_run_sent_at(&self) -> HashMap<String, i64> {

@@ -26,18 +26,7 @@ async fn send_one(cluster: &Cluster, id: &str) {
     let body = json!({"to": "0812-3456-7890", "message": "Ananda hadir", "id": id});
     let (code, job) = cluster.post("/api/messages", body.to_string()).await;
     assert_eq!(code, 201, "{job}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let job = cluster.get(&format!("/api/jobs/{id}")).await;
-        if job["status"] == "sent" {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{id} not sent: {job}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    cluster.wait_sent(&[id], Duration::from_secs(30)).await;
 }
 
 /// Waits for the service's notice about `file` and answers it.

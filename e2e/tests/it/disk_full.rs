@@ -76,35 +76,6 @@ fn disk_full_notices(status: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Waits until each of `ids` is `sent` (at most 90 s in all).
-async fn wait_sent(cluster: &Cluster, ids: &[String]) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    for id in ids {
-        loop {
-            let job = cluster.get(&format!("/api/jobs/{id}")).await;
-            if job["status"] == "sent" {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{id} not sent after space returned: {job}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-/// How often the dry-run "phone" got each job, by job id.
-fn sends(cluster: &Cluster) -> HashMap<String, usize> {
-    let mut sends = HashMap::new();
-    for line in cluster.dry_run_lines() {
-        *sends
-            .entry(line["job_id"].as_str().unwrap().to_owned())
-            .or_default() += 1;
-    }
-    sends
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_what_it_cannot_store_and_every_accepted_job_is_sent_once_space_returns()
  {
@@ -202,7 +173,7 @@ async fn a_full_disk_refuses_what_it_cannot_store_and_every_accepted_job_is_sent
         let (code, answer) = post(&cluster, format!("after-{i}"), None).await;
         assert_eq!(code, 201, "{answer}");
     }
-    wait_sent(&cluster, &accepted).await;
+    cluster.wait_sent(&accepted, Duration::from_secs(90)).await;
     cluster
         .wait_status(
             Duration::from_secs(30),
@@ -211,7 +182,7 @@ async fn a_full_disk_refuses_what_it_cannot_store_and_every_accepted_job_is_sent
         )
         .await;
 
-    let sends = sends(&cluster);
+    let sends = cluster.sends();
     for id in &accepted {
         assert_eq!(sends.get(id), Some(&1), "{id} sent once");
     }
@@ -283,7 +254,7 @@ async fn a_gateway_whose_disk_is_full_sends_nothing_it_cannot_record_and_catches
     let sent_while_full = cluster.dry_run_lines().len();
 
     std::fs::remove_file(ballast).unwrap();
-    wait_sent(&cluster, &ids).await;
+    cluster.wait_sent(&ids, Duration::from_secs(90)).await;
     cluster
         .wait_status(
             Duration::from_secs(30),
@@ -291,7 +262,7 @@ async fn a_gateway_whose_disk_is_full_sends_nothing_it_cannot_record_and_catches
             |s| disk_full_notices(s).is_empty(),
         )
         .await;
-    let sends = sends(&cluster);
+    let sends = cluster.sends();
     for id in ids.iter().map(String::as_str).chain(["before"]) {
         assert_eq!(sends.get(id), Some(&1), "{id} sent once: {sends:?}");
     }

@@ -2,7 +2,7 @@
 //! documents into the emulator; dispatchers share the collection, die, and see the
 //! emulator restart, and every job is still sent exactly once.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 
 use abtrack_dispatcher::firestore::doc::{int, text};
@@ -19,19 +19,8 @@ fn collection() -> String {
     format!("e2e-{}-{nanos}", std::process::id())
 }
 
-/// How many times the gateway's dry-run log holds each job id.
-fn sends(cluster: &Cluster) -> HashMap<String, usize> {
-    let mut count = HashMap::new();
-    for line in cluster.dry_run_lines() {
-        *count
-            .entry(line["job_id"].as_str().unwrap().to_owned())
-            .or_default() += 1;
-    }
-    count
-}
-
 fn assert_each_once(cluster: &Cluster, ids: &HashSet<String>) {
-    let sends = sends(cluster);
+    let sends = cluster.sends();
     let twice: Vec<_> = sends.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "sent more than once: {twice:?}");
     let sent: HashSet<String> = sends.into_keys().collect();

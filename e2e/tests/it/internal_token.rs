@@ -63,19 +63,7 @@ async fn a_job_goes_end_to_end_with_the_token() {
         .await;
     assert_eq!(code, 201, "{job}");
     let id = job["id"].as_str().unwrap().to_owned();
-    let path = format!("/api/jobs/{id}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let job = cluster.get(&path).await;
-        if job["status"] == "sent" {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the job was not sent: {job}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    cluster.wait_sent(&[&id], Duration::from_secs(30)).await;
     assert_eq!(
         cluster
             .dry_run_lines()
