@@ -335,4 +335,119 @@ mod tests {
         assert!(text.contains("abtrack_service_restarts{service=\"wa-gateway\"} 2\n"));
         assert!(text.contains("abtrack_service_restarts{service=\"odd\\\"name\\\\\"} 0\n"));
     }
+
+    /// The whole text for a snapshot with every kind of series, as Prometheus reads
+    /// it: the same bytes the hand-written renderer wrote before `prometheus-client`.
+    #[test]
+    fn the_whole_text_is_the_prometheus_format() {
+        use crate::snapshot::{LauncherView, ServiceRestartsView};
+        use abtrack_proto::notices::v1 as pb;
+        let mut s = Snapshot::default();
+        s.queue.counts.pending = 3;
+        s.queue.counts.sent = 7;
+        s.queue.counts.delivery_overdue = 1;
+        s.stats.sends = 7;
+        s.stats.failures.insert("whatsapp_479".into(), 2);
+        s.stats.failures.insert("odd\"co\\de\n".into(), 1);
+        s.stats.pickup_buckets = [0, 1, 2, 0, 3, 0, 0, 0, 0, 1];
+        s.stats.pickup_count = 8;
+        s.stats.pickup_sum = 412.75;
+        s.gateway.status = "connected".into();
+        s.logger.backlog = 4;
+        s.queue.paused = true;
+        s.services.gateway.up = true;
+        s.notices.push(crate::notices::view(
+            Service::Gateway,
+            pb::Notice {
+                id: "disk-full-sends.sqlite3".into(),
+                kind: pb::notice::Kind::DiskFull.into(),
+                ..Default::default()
+            },
+        ));
+        let service = |name: &str, restarts| ServiceRestartsView {
+            name: name.into(),
+            restarts,
+            last_exit: None,
+            last_exit_code: None,
+            last_restart_at: None,
+        };
+        s.launcher = Some(LauncherView {
+            started_at: None,
+            services: vec![service("wa-gateway", 2), service("odd\"name\\", 0)],
+        });
+        assert_eq!(render(&s), EXPECTED);
+    }
+
+    const EXPECTED: &str = r#"# HELP abtrack_jobs Jobs in the queue by status.
+# TYPE abtrack_jobs gauge
+abtrack_jobs{status="pending"} 3
+abtrack_jobs{status="processing"} 0
+abtrack_jobs{status="sent"} 7
+abtrack_jobs{status="delivered"} 0
+abtrack_jobs{status="read"} 0
+abtrack_jobs{status="failed"} 0
+# HELP abtrack_jobs_delivery_overdue Sent jobs with no delivery receipt within WA_DELIVERY_TIMEOUT_SECS.
+# TYPE abtrack_jobs_delivery_overdue gauge
+abtrack_jobs_delivery_overdue 1
+# HELP abtrack_sends_total Jobs seen turning sent since status-web started.
+# TYPE abtrack_sends_total counter
+abtrack_sends_total 7
+# HELP abtrack_failures_total Jobs seen turning failed since status-web started, by error code.
+# TYPE abtrack_failures_total counter
+abtrack_failures_total{code="odd\"co\\de\n"} 1
+abtrack_failures_total{code="whatsapp_479"} 2
+# HELP abtrack_pickup_latency_seconds Time from a job being due to its first lease.
+# TYPE abtrack_pickup_latency_seconds histogram
+abtrack_pickup_latency_seconds_bucket{le="0.1"} 0
+abtrack_pickup_latency_seconds_bucket{le="0.25"} 1
+abtrack_pickup_latency_seconds_bucket{le="0.5"} 3
+abtrack_pickup_latency_seconds_bucket{le="1"} 3
+abtrack_pickup_latency_seconds_bucket{le="2.5"} 6
+abtrack_pickup_latency_seconds_bucket{le="5"} 6
+abtrack_pickup_latency_seconds_bucket{le="10"} 6
+abtrack_pickup_latency_seconds_bucket{le="30"} 6
+abtrack_pickup_latency_seconds_bucket{le="60"} 6
+abtrack_pickup_latency_seconds_bucket{le="300"} 7
+abtrack_pickup_latency_seconds_bucket{le="+Inf"} 8
+abtrack_pickup_latency_seconds_sum 412.75
+abtrack_pickup_latency_seconds_count 8
+# HELP abtrack_gateway_state 1 for the WhatsApp connection's current state.
+# TYPE abtrack_gateway_state gauge
+abtrack_gateway_state{state="unknown"} 0
+abtrack_gateway_state{state="starting"} 0
+abtrack_gateway_state{state="waiting_for_qr"} 0
+abtrack_gateway_state{state="waiting_for_pair_code"} 0
+abtrack_gateway_state{state="connecting"} 0
+abtrack_gateway_state{state="connected"} 1
+abtrack_gateway_state{state="disconnected"} 0
+abtrack_gateway_state{state="logged_out"} 0
+abtrack_gateway_state{state="banned"} 0
+abtrack_gateway_state{state="replaced"} 0
+abtrack_gateway_state{state="outdated"} 0
+# HELP abtrack_logger_backlog Outcome records not yet written to Google Sheets.
+# TYPE abtrack_logger_backlog gauge
+abtrack_logger_backlog 4
+# HELP abtrack_queue_paused 1 when an operator paused the queue.
+# TYPE abtrack_queue_paused gauge
+abtrack_queue_paused 1
+# HELP abtrack_service_up 1 when status-web is subscribed to the service's Watch stream.
+# TYPE abtrack_service_up gauge
+abtrack_service_up{service="dispatcher"} 0
+abtrack_service_up{service="wa-gateway"} 1
+abtrack_service_up{service="sheets-logger"} 0
+# HELP abtrack_notices Notices the service shows: a data file moved aside at start (until an operator dismisses it), a full disk (while it lasts).
+# TYPE abtrack_notices gauge
+abtrack_notices{service="dispatcher"} 0
+abtrack_notices{service="wa-gateway"} 1
+abtrack_notices{service="sheets-logger"} 0
+# HELP abtrack_disk_full 1 while the service cannot write a data file because its disk is full.
+# TYPE abtrack_disk_full gauge
+abtrack_disk_full{service="dispatcher"} 0
+abtrack_disk_full{service="wa-gateway"} 1
+abtrack_disk_full{service="sheets-logger"} 0
+# HELP abtrack_service_restarts Times the launcher restarted the service since the launcher started (STATUS_WEB_LAUNCHER_FILE).
+# TYPE abtrack_service_restarts gauge
+abtrack_service_restarts{service="wa-gateway"} 2
+abtrack_service_restarts{service="odd\"name\\"} 0
+"#;
 }
