@@ -3,118 +3,50 @@
 //! outcome records.
 
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use tokio::sync::{Notify, mpsc, oneshot, watch};
-use tokio_stream::Stream;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::{Notify, oneshot, watch};
+use tonic::Status;
 use tonic::transport::Channel;
-use tonic::{Request, Response, Status};
 
 use abtrack_proto::dispatcher::v1::{self as dpb, dispatcher_client::DispatcherClient};
 use abtrack_proto::gateway::v1::{self as gpb, gateway_server::GatewayServer};
 use abtrack_proto::logger::v1::{self as lpb, sheets_logger_client::SheetsLoggerClient};
+use abtrack_test_support::ScriptedGateway;
 
 /// A gateway that answers by the message text: `ok`, `invalid`, `notfound`,
 /// `internal` (always), and `unavailable-once`, `exhausted-once`, `slow-once` (that
 /// answer, then success). `crash` brings the whole gateway down in the middle of the
 /// call, every time.
-#[derive(Clone)]
-struct ScriptedGateway {
-    calls: Arc<Mutex<HashMap<String, u32>>>,
-    status: watch::Receiver<gpb::ConnectionStatus>,
+fn scripted_gateway(
+    events: watch::Receiver<Vec<gpb::GatewayEvent>>,
     crash: Arc<Notify>,
-}
-
-#[tonic::async_trait]
-impl gpb::gateway_server::Gateway for ScriptedGateway {
-    async fn send(
-        &self,
-        request: Request<gpb::SendRequest>,
-    ) -> Result<Response<gpb::SendResponse>, Status> {
-        let req = request.into_inner();
-        let call = {
-            let mut calls = self.calls.lock().unwrap();
-            let n = calls.entry(req.job_id.clone()).or_default();
-            *n += 1;
-            *n
-        };
-        let first = call == 1;
-        match req.message.as_str() {
-            "invalid" => return Err(Status::invalid_argument("recipient contains 'x'")),
-            "notfound" => return Err(Status::not_found("62812*****890 is not on WhatsApp")),
-            "internal" => return Err(Status::internal("storage broke")),
-            "unavailable-once" if first => {
-                return Err(Status::unavailable("WhatsApp is disconnected"));
-            }
-            "exhausted-once" if first => return Err(Status::resource_exhausted("pacing")),
-            "slow-once" if first => tokio::time::sleep(Duration::from_millis(2500)).await,
-            "crash" => {
-                self.crash.notify_one();
-                std::future::pending::<()>().await;
-            }
-            _ => {}
-        }
-        Ok(Response::new(gpb::SendResponse {
-            message_id: format!("m-{}", req.job_id),
-            recipient: "6281234567890@s.whatsapp.net".into(),
-            sent_at: None,
-            duplicate: false,
-            recipient_lid: String::new(),
-        }))
-    }
-
-    async fn check_number(
-        &self,
-        _: Request<gpb::CheckNumberRequest>,
-    ) -> Result<Response<gpb::CheckNumberResponse>, Status> {
-        Err(Status::unimplemented("not scripted"))
-    }
-
-    type WatchStream = Pin<Box<dyn Stream<Item = Result<gpb::GatewayEvent, Status>> + Send>>;
-
-    async fn watch(
-        &self,
-        _: Request<gpb::WatchRequest>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
-        let (tx, rx) = mpsc::channel(8);
-        let mut status = self.status.clone();
-        tokio::spawn(async move {
-            loop {
-                let current = *status.borrow_and_update();
-                let event = gpb::GatewayEvent {
-                    event: Some(gpb::gateway_event::Event::State(gpb::ConnectionState {
-                        status: current as i32,
-                        mode: "scripted".into(),
-                        detail: "scripted".into(),
-                        ..Default::default()
-                    })),
-                };
-                if tx.send(Ok(event)).await.is_err() || status.changed().await.is_err() {
-                    return;
+) -> ScriptedGateway {
+    ScriptedGateway::new(events, move |request, call| {
+        let crash = Arc::clone(&crash);
+        async move {
+            let first = call == 1;
+            match request.message.as_str() {
+                "invalid" => return Err(Status::invalid_argument("recipient contains 'x'")),
+                "notfound" => return Err(Status::not_found("62812*****890 is not on WhatsApp")),
+                "internal" => return Err(Status::internal("storage broke")),
+                "unavailable-once" if first => {
+                    return Err(Status::unavailable("WhatsApp is disconnected"));
                 }
+                "exhausted-once" if first => return Err(Status::resource_exhausted("pacing")),
+                "slow-once" if first => tokio::time::sleep(Duration::from_millis(2500)).await,
+                "crash" => {
+                    crash.notify_one();
+                    std::future::pending::<()>().await;
+                }
+                _ => {}
             }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
-    }
-
-    async fn request_pair_code(
-        &self,
-        _: Request<gpb::RequestPairCodeRequest>,
-    ) -> Result<Response<gpb::RequestPairCodeResponse>, Status> {
-        Err(Status::unimplemented("not scripted"))
-    }
-
-    async fn logout(
-        &self,
-        _: Request<gpb::LogoutRequest>,
-    ) -> Result<Response<gpb::LogoutResponse>, Status> {
-        Err(Status::unimplemented("not scripted"))
-    }
+            Ok(())
+        }
+    })
 }
 
 /// The scripted gateway run as a process is: on a runtime of its own, which a `crash`
@@ -128,12 +60,16 @@ struct GatewayProcess {
 }
 
 impl GatewayProcess {
-    fn start(gateway: ScriptedGateway, listener: std::net::TcpListener) -> Self {
+    fn start(
+        gateway: ScriptedGateway,
+        crash: Arc<Notify>,
+        listener: std::net::TcpListener,
+    ) -> Self {
         let addr = listener.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let crashes = Arc::new(AtomicU32::new(0));
-        let crash = Arc::clone(&gateway.crash);
-        let (stop_, crashes_) = (Arc::clone(&stop), Arc::clone(&crashes));
+        let (stop_, crashes_, crash_) =
+            (Arc::clone(&stop), Arc::clone(&crashes), Arc::clone(&crash));
         std::thread::spawn(move || {
             let mut listener = Some(listener);
             while !stop_.load(Ordering::SeqCst) {
@@ -146,7 +82,7 @@ impl GatewayProcess {
                     .enable_all()
                     .build()
                     .unwrap();
-                let gateway = gateway.clone();
+                let (gateway, crash) = (gateway.clone(), Arc::clone(&crash_));
                 runtime.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
@@ -155,7 +91,7 @@ impl GatewayProcess {
                         .serve_with_incoming(incoming);
                     tokio::select! {
                         _ = serve => {},
-                        () = gateway.crash.notified() => {},
+                        () = crash.notified() => {},
                     }
                 });
                 // Dropping the runtime drops every connection task mid-call.
@@ -181,7 +117,8 @@ impl Drop for GatewayProcess {
 pub(crate) struct Harness {
     pub(crate) dispatcher: DispatcherClient<Channel>,
     logger: SheetsLoggerClient<Channel>,
-    gateway_status: watch::Sender<gpb::ConnectionStatus>,
+    /// The gateway's events, appended to by [`Harness::set_gateway_status`].
+    gateway_status: watch::Sender<Vec<gpb::GatewayEvent>>,
     /// Send calls the gateway received, by job id.
     pub(crate) calls: Arc<Mutex<HashMap<String, u32>>>,
     gateway: GatewayProcess,
@@ -206,6 +143,12 @@ fn stopper() -> (
 }
 
 impl Harness {
+    /// The scripted gateway reports `status` from now on.
+    fn set_gateway_status(&self, status: gpb::ConnectionStatus) {
+        self.gateway_status
+            .send_modify(|events| events.push(ScriptedGateway::state(status)));
+    }
+
     async fn start() -> Self {
         Self::start_with(Vec::new()).await
     }
@@ -215,18 +158,15 @@ impl Harness {
         let dir = tempfile::tempdir().unwrap();
         let mut stops = Vec::new();
 
-        let (gateway_status, status_rx) = watch::channel(gpb::ConnectionStatus::Connected);
-        let calls = Arc::new(Mutex::new(HashMap::new()));
+        let (gateway_status, status_rx) = watch::channel(vec![ScriptedGateway::state(
+            gpb::ConnectionStatus::Connected,
+        )]);
+        let crash = Arc::new(Notify::new());
+        let scripted = scripted_gateway(status_rx, Arc::clone(&crash));
+        let calls = Arc::clone(&scripted.calls);
         let gl = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let gateway_url = format!("http://{}", gl.local_addr().unwrap());
-        let gateway = GatewayProcess::start(
-            ScriptedGateway {
-                calls: Arc::clone(&calls),
-                status: status_rx,
-                crash: Arc::new(Notify::new()),
-            },
-            gl,
-        );
+        let gateway = GatewayProcess::start(scripted, crash, gl);
 
         let (ll, logger_url) = listener().await;
         let data = dir.path().join("logger");
@@ -388,9 +328,7 @@ async fn each_gateway_answer_ends_the_job_as_the_architecture_says() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_wait_while_the_gateway_is_not_linked_and_go_when_it_is() {
     let h = Harness::start().await;
-    h.gateway_status
-        .send(gpb::ConnectionStatus::WaitingForQr)
-        .unwrap();
+    h.set_gateway_status(gpb::ConnectionStatus::WaitingForQr);
     let mut watch = h
         .dispatcher
         .clone()
@@ -423,9 +361,7 @@ async fn jobs_wait_while_the_gateway_is_not_linked_and_go_when_it_is() {
         h.calls.lock().unwrap().is_empty(),
         "nothing was sent while not linked"
     );
-    h.gateway_status
-        .send(gpb::ConnectionStatus::Connected)
-        .unwrap();
+    h.set_gateway_status(gpb::ConnectionStatus::Connected);
     let job = h.finished(&id).await;
     assert_eq!((job.status, job.attempts), (dpb::JobStatus::Sent as i32, 1));
 }

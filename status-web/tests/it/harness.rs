@@ -4,115 +4,20 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch};
-use tokio_stream::Stream;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status};
+use tokio::sync::{oneshot, watch};
+use tonic::Status;
 
 use abtrack_proto::gateway::v1::{self as gpb, gateway_server::GatewayServer};
+use abtrack_test_support::ScriptedGateway;
 
 pub const PASSWORD: &str = "correct horse battery";
 pub const API_KEY: &str = "test-api-key-0123456789";
-pub const PAIR_CODE: &str = "ABCD-EFGH";
+pub use abtrack_test_support::PAIR_CODE;
 /// The launcher's record of restarts, in the system's folder.
 const LAUNCHER_FILE: &str = "launcher-restarts.json";
-
-/// A gateway that replays its event log to every Watch subscriber, then follows
-/// it. Sends succeed, except that a message `fail-once` is refused as invalid the
-/// first time (a permanent failure) and accepted after a retry.
-#[derive(Clone)]
-struct ScriptedGateway {
-    events: watch::Receiver<Vec<gpb::GatewayEvent>>,
-    calls: Arc<Mutex<HashMap<String, u32>>>,
-    logouts: Arc<Mutex<u32>>,
-}
-
-#[tonic::async_trait]
-impl gpb::gateway_server::Gateway for ScriptedGateway {
-    async fn send(
-        &self,
-        request: Request<gpb::SendRequest>,
-    ) -> Result<Response<gpb::SendResponse>, Status> {
-        let req = request.into_inner();
-        let call = {
-            let mut calls = self.calls.lock().unwrap();
-            let n = calls.entry(req.job_id.clone()).or_default();
-            *n += 1;
-            *n
-        };
-        if req.message == "fail-once" && call == 1 {
-            return Err(Status::invalid_argument("recipient refused by the script"));
-        }
-        Ok(Response::new(gpb::SendResponse {
-            message_id: format!("m-{}", req.job_id),
-            recipient: "6281234567890@s.whatsapp.net".into(),
-            sent_at: None,
-            duplicate: false,
-            recipient_lid: String::new(),
-        }))
-    }
-
-    async fn check_number(
-        &self,
-        _: Request<gpb::CheckNumberRequest>,
-    ) -> Result<Response<gpb::CheckNumberResponse>, Status> {
-        Err(Status::unimplemented("not scripted"))
-    }
-
-    type WatchStream = Pin<Box<dyn Stream<Item = Result<gpb::GatewayEvent, Status>> + Send>>;
-
-    async fn watch(
-        &self,
-        _: Request<gpb::WatchRequest>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
-        let (tx, rx) = mpsc::channel(16);
-        let mut events = self.events.clone();
-        tokio::spawn(async move {
-            let mut sent = 0;
-            loop {
-                let fresh: Vec<_> = events.borrow_and_update()[sent..].to_vec();
-                sent += fresh.len();
-                for event in fresh {
-                    if tx.send(Ok(event)).await.is_err() {
-                        return;
-                    }
-                }
-                if events.changed().await.is_err() {
-                    return;
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
-    }
-
-    async fn request_pair_code(
-        &self,
-        request: Request<gpb::RequestPairCodeRequest>,
-    ) -> Result<Response<gpb::RequestPairCodeResponse>, Status> {
-        if request.into_inner().phone.contains('x') {
-            return Err(abtrack_proto::reason::field_error(
-                tonic::Code::InvalidArgument,
-                "phone",
-                "not a phone number",
-            ));
-        }
-        Ok(Response::new(gpb::RequestPairCodeResponse {
-            code: PAIR_CODE.into(),
-        }))
-    }
-
-    async fn logout(
-        &self,
-        _: Request<gpb::LogoutRequest>,
-    ) -> Result<Response<gpb::LogoutResponse>, Status> {
-        *self.logouts.lock().unwrap() += 1;
-        Ok(Response::new(gpb::LogoutResponse {}))
-    }
-}
 
 pub struct System {
     /// `http://127.0.0.1:port` of status-web.
@@ -147,25 +52,9 @@ pub enum Login {
     Open,
 }
 
+/// The scripted gateway's connection state `status`.
 pub fn state(status: gpb::ConnectionStatus) -> gpb::GatewayEvent {
-    gpb::GatewayEvent {
-        event: Some(gpb::gateway_event::Event::State(gpb::ConnectionState {
-            status: status as i32,
-            mode: "scripted".into(),
-            detail: "scripted gateway".into(),
-            push_name: if status == gpb::ConnectionStatus::Connected {
-                "Sekolah Test".into()
-            } else {
-                String::new()
-            },
-            own_number: if status == gpb::ConnectionStatus::Connected {
-                "6281234567890".into()
-            } else {
-                String::new()
-            },
-            ..Default::default()
-        })),
-    }
+    ScriptedGateway::state(status)
 }
 
 impl System {
@@ -180,14 +69,17 @@ impl System {
         let mut stops = Vec::new();
 
         let (events, events_rx) = watch::channel(vec![state(gpb::ConnectionStatus::WaitingForQr)]);
-        let logouts = Arc::new(Mutex::new(0));
+        // Sends succeed, except that a message `fail-once` is refused as invalid the
+        // first time (a permanent failure) and accepted after a retry.
+        let gateway = ScriptedGateway::new(events_rx, |request, call| async move {
+            if request.message == "fail-once" && call == 1 {
+                return Err(Status::invalid_argument("recipient refused by the script"));
+            }
+            Ok(())
+        });
+        let logouts = Arc::clone(&gateway.logouts);
         let (gl, gateway_url) = listener().await;
-        let router =
-            tonic::transport::Server::builder().add_service(GatewayServer::new(ScriptedGateway {
-                events: events_rx,
-                calls: Arc::default(),
-                logouts: Arc::clone(&logouts),
-            }));
+        let router = tonic::transport::Server::builder().add_service(GatewayServer::new(gateway));
         tokio::spawn(abtrack_proto::shutdown::serve_grpc(
             router,
             gl,
