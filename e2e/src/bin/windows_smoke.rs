@@ -122,8 +122,9 @@ impl Processes {
         }
     }
 
-    /// The pids of `binary`'s processes.
-    fn pids(&mut self, binary: &str) -> Vec<Pid> {
+    /// The folder's running processes, each with its binary: one look at the
+    /// process table.
+    fn running(&mut self) -> Vec<(&'static str, Pid)> {
         self.system.refresh_processes_specifics(
             ProcessesToUpdate::All,
             true,
@@ -131,8 +132,7 @@ impl Processes {
                 .with_exe(UpdateKind::Always)
                 .with_cmd(UpdateKind::Always),
         );
-        let exe = format!("{binary}.exe");
-        let mut pids = Vec::new();
+        let mut running = Vec::new();
         for (pid, process) in self.system.processes() {
             // Linux lists each thread too; the process is enough.
             if process.thread_kind().is_some() {
@@ -149,28 +149,40 @@ impl Processes {
                 text.push_str(&arg.to_string_lossy());
             }
             let text = text.to_lowercase();
-            if text.contains(&self.folder_name) && text.contains(&exe) {
-                pids.push(*pid);
+            if !text.contains(&self.folder_name) {
+                continue;
+            }
+            if let Some(binary) = BINARIES
+                .into_iter()
+                .find(|b| text.contains(&format!("{b}.exe")))
+            {
+                running.push((binary, *pid));
             }
         }
-        pids
+        running
     }
 
     /// Sends `signal` to every process of `binary`; on Windows, [`Signal::Kill`] is
     /// `TerminateProcess`. Answers how many got it.
     fn signal(&mut self, binary: &str, signal: Signal) -> usize {
-        let pids = self.pids(binary);
+        let pids: Vec<Pid> = self
+            .running()
+            .into_iter()
+            .filter(|(b, _)| *b == binary)
+            .map(|(_, pid)| pid)
+            .collect();
         pids.iter()
             .filter_map(|pid| self.system.process(*pid))
             .filter(|process| process.kill_with(signal) == Some(true))
             .count()
     }
 
-    /// The binaries with a process left.
-    fn left(&mut self) -> Vec<&'static str> {
+    /// The binaries with a process running.
+    fn present(&mut self) -> Vec<&'static str> {
+        let running = self.running();
         BINARIES
             .into_iter()
-            .filter(|b| !self.pids(b).is_empty())
+            .filter(|b| running.iter().any(|(r, _)| r == b))
             .collect()
     }
 }
@@ -196,7 +208,7 @@ fn wait_log(log: &Path, needle: &str, limit: Duration, child: &mut Child) {
 fn wait_none_left(processes: &mut Processes, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let left = processes.left();
+        let left = processes.present();
         if left.is_empty() {
             return;
         }
@@ -236,8 +248,7 @@ async fn send_job(http: &reqwest::Client, base: &str, id: &str, log: &Path) {
 
 /// Under wine: builds the `ProcessPrng` stand-in next to the `.exe` files and makes
 /// the fresh wine prefix.
-fn prepare_wine(host: &Host, folder: &Path, log: &Path) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+fn prepare_wine(host: &Host, root: &Path, folder: &Path, log: &Path) {
     let shim = Command::new("x86_64-w64-mingw32-gcc")
         .args(["-O2", "-shared", "-o"])
         .arg(folder.join("bcryptprimitives.dll"))
@@ -326,7 +337,7 @@ async fn main() {
     }
     let host = Host::new(env);
     if host.wine.is_some() {
-        prepare_wine(&host, &folder, &log);
+        prepare_wine(&host, root, &folder, &log);
     }
 
     let bat = host.windows_path(&folder.join("start.bat"));
@@ -344,10 +355,9 @@ async fn main() {
     let healthy = "AbTrack Notify is running: all four services are healthy.";
     wait_log(&log, healthy, Duration::from_secs(180), &mut child);
     let mut processes = Processes::new(&folder);
-    for binary in BINARIES {
-        if processes.pids(binary).is_empty() {
-            fail(format!("{binary}.exe is not running"), &log);
-        }
+    let present = processes.present();
+    if present.len() < BINARIES.len() {
+        fail(format!("only these are running: {present:?}"), &log);
     }
     checked(
         "start.bat --dry-run: all four services are healthy",
