@@ -240,6 +240,36 @@ mod tests {
         }
     }
 
+    /// The launcher's record of `(service, restarts)`.
+    fn launcher(services: &[(&str, u64)]) -> crate::snapshot::LauncherView {
+        crate::snapshot::LauncherView {
+            started_at: None,
+            services: services
+                .iter()
+                .map(|(name, restarts)| crate::snapshot::ServiceRestartsView {
+                    name: (*name).into(),
+                    restarts: *restarts,
+                    last_exit: None,
+                    last_exit_code: None,
+                    last_restart_at: None,
+                })
+                .collect(),
+        }
+    }
+
+    /// The gateway's live notice that its send log's disk is full.
+    fn gateway_disk_full() -> crate::snapshot::NoticeView {
+        use abtrack_proto::notices::v1 as pb;
+        crate::notices::view(
+            Service::Gateway,
+            pb::Notice {
+                id: "disk-full-sends.sqlite3".into(),
+                kind: pb::notice::Kind::DiskFull.into(),
+                ..Default::default()
+            },
+        )
+    }
+
     #[test]
     fn counts_transitions_once() {
         let mut s = Snapshot::default();
@@ -292,14 +322,7 @@ mod tests {
         assert!(text.contains("abtrack_notices{service=\"wa-gateway\"} 0\n"));
         assert!(text.contains("abtrack_disk_full{service=\"wa-gateway\"} 0\n"));
 
-        s.notices.push(crate::notices::view(
-            Service::Gateway,
-            pb::Notice {
-                id: "disk-full-sends.sqlite3".into(),
-                kind: pb::notice::Kind::DiskFull.into(),
-                ..Default::default()
-            },
-        ));
+        s.notices.push(gateway_disk_full());
         let text = render(&s);
         assert!(
             text.contains("abtrack_disk_full{service=\"wa-gateway\"} 1\n"),
@@ -310,20 +333,9 @@ mod tests {
 
     #[test]
     fn restarts_only_with_a_launcher_record() {
-        use crate::snapshot::{LauncherView, ServiceRestartsView};
         let mut s = Snapshot::default();
         assert!(!render(&s).contains("abtrack_service_restarts"));
-        let service = |name: &str, restarts| ServiceRestartsView {
-            name: name.into(),
-            restarts,
-            last_exit: None,
-            last_exit_code: None,
-            last_restart_at: None,
-        };
-        s.launcher = Some(LauncherView {
-            started_at: None,
-            services: vec![service("wa-gateway", 2), service("odd\"name\\", 0)],
-        });
+        s.launcher = Some(launcher(&[("wa-gateway", 2), ("odd\"name\\", 0)]));
         let text = render(&s);
         assert!(
             text.contains(
@@ -340,8 +352,6 @@ mod tests {
     /// it: the same bytes the hand-written renderer wrote before `prometheus-client`.
     #[test]
     fn the_whole_text_is_the_prometheus_format() {
-        use crate::snapshot::{LauncherView, ServiceRestartsView};
-        use abtrack_proto::notices::v1 as pb;
         let mut s = Snapshot::default();
         s.queue.counts.pending = 3;
         s.queue.counts.sent = 7;
@@ -356,25 +366,8 @@ mod tests {
         s.logger.backlog = 4;
         s.queue.paused = true;
         s.services.gateway.up = true;
-        s.notices.push(crate::notices::view(
-            Service::Gateway,
-            pb::Notice {
-                id: "disk-full-sends.sqlite3".into(),
-                kind: pb::notice::Kind::DiskFull.into(),
-                ..Default::default()
-            },
-        ));
-        let service = |name: &str, restarts| ServiceRestartsView {
-            name: name.into(),
-            restarts,
-            last_exit: None,
-            last_exit_code: None,
-            last_restart_at: None,
-        };
-        s.launcher = Some(LauncherView {
-            started_at: None,
-            services: vec![service("wa-gateway", 2), service("odd\"name\\", 0)],
-        });
+        s.notices.push(gateway_disk_full());
+        s.launcher = Some(launcher(&[("wa-gateway", 2), ("odd\"name\\", 0)]));
         assert_eq!(render(&s), EXPECTED);
     }
 
