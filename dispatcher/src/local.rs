@@ -386,13 +386,18 @@ impl Store for LocalQueue {
 
     /// Written to the log only: should a power loss undo the mark, the outcome is
     /// handed to the logger again, which keeps one row per job, status and time.
-    async fn mark_logged(&self, id: &str, updated_at: i64, now: i64) -> Result<()> {
-        let id = id.to_owned();
+    async fn mark_logged(&self, outcomes: Vec<(String, i64)>, now: i64) -> Result<()> {
         self.with_at(Durability::Log, move |conn| {
-            conn.prepare_cached(
-                "UPDATE jobs SET logged_at = ?3 WHERE id = ?1 AND updated_at = ?2",
-            )?
-            .execute(params![id, updated_at, now])?;
+            let tx = conn.transaction()?;
+            {
+                let mut mark = tx.prepare_cached(
+                    "UPDATE jobs SET logged_at = ?3 WHERE id = ?1 AND updated_at = ?2",
+                )?;
+                for (id, updated_at) in outcomes {
+                    mark.execute(params![id, updated_at, now])?;
+                }
+            }
+            tx.commit()?;
             Ok(())
         })
         .await

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use abtrack_proto::logger::v1::{RecordRequest, sheets_logger_client::SheetsLoggerClient};
+use abtrack_proto::logger::v1::{
+    RecordBatchRequest, RecordRequest, sheets_logger_client::SheetsLoggerClient,
+};
 use abtrack_proto::retry::Backoff;
 use abtrack_proto::tasks::Tasks;
 use abtrack_proto::time::{now_ms, to_timestamp};
@@ -17,6 +19,10 @@ use crate::job::{Job, JobStatus};
 use crate::queue::Store;
 
 const BATCH: usize = 100;
+/// How long the recorder waits after a wake-up before it reads the outcomes, so
+/// outcomes written close together reach the logger in one batch (one commit there,
+/// one mark here) instead of one call each.
+const GATHER: Duration = Duration::from_millis(20);
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const IDLE_CHECK: Duration = Duration::from_secs(5);
 const RETRY_MIN: Duration = Duration::from_millis(500);
@@ -57,7 +63,7 @@ async fn run(
             Ok(_) => {
                 backoff.reset();
                 tokio::select! {
-                    () = wake.notified() => {},
+                    () = wake.notified() => tokio::time::sleep(GATHER).await,
                     () = tokio::time::sleep(IDLE_CHECK) => {},
                 }
             }
@@ -75,29 +81,31 @@ async fn record_batch(
     queue: &dyn Store,
 ) -> Result<usize, String> {
     let jobs = queue.unlogged(BATCH).await.map_err(|e| e.to_string())?;
-    for job in &jobs {
-        let mut request = tonic::Request::new(record_request(job));
-        request.set_timeout(CALL_TIMEOUT);
-        client
-            .record(request)
-            .await
-            .map_err(|status| {
-                if is_refused(&status) {
-                    format!(
-                        "the sheets-logger refused the internal token ({}); set the same {} on every service",
-                        status.message(),
-                        abtrack_proto::token::ENV_VAR
-                    )
-                } else {
-                    format!("logger: {}", status.message())
-                }
-            })?;
-        queue
-            .mark_logged(&job.id, job.updated_at, now_ms())
-            .await
-            .map_err(|e| e.to_string())?;
+    if jobs.is_empty() {
+        return Ok(0);
     }
-    Ok(jobs.len())
+    let mut request = tonic::Request::new(RecordBatchRequest {
+        records: jobs.iter().map(record_request).collect(),
+    });
+    request.set_timeout(CALL_TIMEOUT);
+    client.record_batch(request).await.map_err(|status| {
+        if is_refused(&status) {
+            format!(
+                "the sheets-logger refused the internal token ({}); set the same {} on every service",
+                status.message(),
+                abtrack_proto::token::ENV_VAR
+            )
+        } else {
+            format!("logger: {}", status.message())
+        }
+    })?;
+    let n = jobs.len();
+    let logged = jobs.into_iter().map(|j| (j.id, j.updated_at)).collect();
+    queue
+        .mark_logged(logged, now_ms())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(n)
 }
 
 /// One outcome per attempt: delivered and read are progress of a sent message, so

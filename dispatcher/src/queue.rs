@@ -77,8 +77,9 @@ pub trait Store: Send + Sync + 'static {
     /// Finished jobs whose outcome the logger has not acknowledged yet, oldest first.
     async fn unlogged(&self, limit: usize) -> Result<Vec<Job>>;
 
-    /// Marks the outcome recorded, unless the job changed since it was read.
-    async fn mark_logged(&self, id: &str, updated_at: i64, now: i64) -> Result<()>;
+    /// Marks the outcomes recorded, each given as its job's id and the `updated_at`
+    /// it was read at; a job that changed since is left unmarked.
+    async fn mark_logged(&self, outcomes: Vec<(String, i64)>, now: i64) -> Result<()>;
 }
 
 /// The queue as the dispatcher uses it: the store, the rules, and everyone who must

@@ -74,6 +74,39 @@ impl TryFrom<pb::RecordRequest> for Record {
     }
 }
 
+impl LoggerService {
+    /// Commits `records` to the outbox at once and tells the flusher and the
+    /// logger's state about the new ones.
+    async fn store(&self, mut records: Vec<Record>) -> Result<Vec<pb::RecordResponse>, Error> {
+        if !self.include_message {
+            for record in &mut records {
+                record.message.clear();
+            }
+        }
+        let keys: Vec<_> = records
+            .iter()
+            .map(|r| (r.job_id.clone(), r.status.clone(), mask_phone(&r.recipient)))
+            .collect();
+        let answers = self.outbox.insert_all(records, now_ms()).await?;
+        if answers.iter().any(|(_, duplicate)| !duplicate) {
+            let backlog = self.outbox.backlog().await?;
+            self.state.send_modify(|s| s.backlog = backlog);
+            self.flusher.notify_one();
+        }
+        Ok(keys
+            .into_iter()
+            .zip(answers)
+            .map(|((job_id, status, to), (sequence, duplicate))| {
+                tracing::debug!(job_id = %job_id, status = %status, to = %to, sequence, duplicate, "outcome recorded");
+                pb::RecordResponse {
+                    sequence,
+                    duplicate,
+                }
+            })
+            .collect())
+    }
+}
+
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::LoggerStatus, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -82,26 +115,31 @@ impl pb::sheets_logger_server::SheetsLogger for LoggerService {
         &self,
         request: Request<pb::RecordRequest>,
     ) -> Result<Response<pb::RecordResponse>, Status> {
-        let mut record = Record::try_from(request.into_inner())?;
-        if !self.include_message {
-            record.message.clear();
-        }
-        let (job_id, status, recipient) = (
-            record.job_id.clone(),
-            record.status.clone(),
-            record.recipient.clone(),
-        );
-        let (sequence, duplicate) = self.outbox.insert(record, now_ms()).await?;
-        if !duplicate {
-            let backlog = self.outbox.backlog().await?;
-            self.state.send_modify(|s| s.backlog = backlog);
-            self.flusher.notify_one();
-        }
-        tracing::debug!(job_id = %job_id, status = %status, to = %mask_phone(&recipient), sequence, duplicate, "outcome recorded");
-        Ok(Response::new(pb::RecordResponse {
-            sequence,
-            duplicate,
-        }))
+        let record = Record::try_from(request.into_inner())?;
+        let mut results = self.store(vec![record]).await?;
+        Ok(Response::new(results.remove(0)))
+    }
+
+    async fn record_batch(
+        &self,
+        request: Request<pb::RecordBatchRequest>,
+    ) -> Result<Response<pb::RecordBatchResponse>, Status> {
+        let records = request
+            .into_inner()
+            .records
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                Record::try_from(r).map_err(|e| match e {
+                    Error::InvalidArgument(why) => {
+                        Error::InvalidArgument(format!("records[{i}].{why}"))
+                    }
+                    other => other,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let results = self.store(records).await?;
+        Ok(Response::new(pb::RecordBatchResponse { results }))
     }
 
     type WatchStream = WatchStream;

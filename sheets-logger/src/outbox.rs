@@ -95,43 +95,28 @@ impl Outbox {
             .map_err(Error::from)
     }
 
-    /// Commits a record. Returns its sequence number and whether it was already there
-    /// (the same job, status and time: the same outcome recorded again), waiting in
-    /// the outbox or already in the sheet.
-    pub async fn insert(&self, record: Record, now: i64) -> Result<(u64, bool)> {
+    /// Commits records, all in one transaction. Returns each one's sequence number and
+    /// whether it was already there (the same job, status and time: the same outcome
+    /// recorded again), waiting in the outbox or already in the sheet.
+    pub async fn insert_all(&self, records: Vec<Record>, now: i64) -> Result<Vec<(u64, bool)>> {
         self.with(move |conn| {
             let tx = conn.transaction()?;
-            let existing: Option<i64> = tx.prepare_cached("SELECT seq FROM outbox WHERE job_id = ?1 AND status = ?2 AND occurred_at = ?3
-                     UNION ALL
-                     SELECT seq FROM written WHERE job_id = ?1 AND status = ?2 AND occurred_at = ?3")?
-    .query_row(params![record.job_id, record.status, record.occurred_at],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            if let Some(seq) = existing {
-                return Ok((seq as u64, true));
+            let mut answers = Vec::with_capacity(records.len());
+            for record in records {
+                answers.push(insert(&tx, record, now)?);
             }
-            tx.prepare_cached("INSERT INTO outbox (job_id, status, recipient, attempts, message_id, error_code,
-                    error_message, message, occurred_at, recorded_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")?
-    .execute(params![
-                    record.job_id,
-                    record.status,
-                    record.recipient,
-                    record.attempts,
-                    record.message_id,
-                    record.error_code,
-                    record.error_message,
-                    record.message,
-                    record.occurred_at,
-                    now
-                ],
-            )?;
-            let seq = tx.last_insert_rowid() as u64;
             tx.commit()?;
-            Ok((seq, false))
+            Ok(answers)
         })
         .await
+    }
+
+    /// [`Outbox::insert_all`] for one record.
+    pub async fn insert(&self, record: Record, now: i64) -> Result<(u64, bool)> {
+        let mut answers = self.insert_all(vec![record], now).await?;
+        answers
+            .pop()
+            .ok_or_else(|| Error::Internal("the outbox answered no record".into()))
     }
 
     /// The oldest `limit` records, in the order they were recorded.
@@ -248,6 +233,47 @@ impl Outbox {
     }
 }
 
+/// Adds `record` within `tx` unless it is already there; its sequence number and
+/// whether it was.
+fn insert(
+    tx: &rusqlite::Transaction<'_>,
+    record: Record,
+    now: i64,
+) -> rusqlite::Result<(u64, bool)> {
+    let existing: Option<i64> = tx
+        .prepare_cached(
+            "SELECT seq FROM outbox WHERE job_id = ?1 AND status = ?2 AND occurred_at = ?3
+             UNION ALL
+             SELECT seq FROM written WHERE job_id = ?1 AND status = ?2 AND occurred_at = ?3",
+        )?
+        .query_row(
+            params![record.job_id, record.status, record.occurred_at],
+            |row| row.get(0),
+        )
+        .optional()?;
+    if let Some(seq) = existing {
+        return Ok((seq as u64, true));
+    }
+    tx.prepare_cached(
+        "INSERT INTO outbox (job_id, status, recipient, attempts, message_id, error_code,
+            error_message, message, occurred_at, recorded_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        record.job_id,
+        record.status,
+        record.recipient,
+        record.attempts,
+        record.message_id,
+        record.error_code,
+        record.error_message,
+        record.message,
+        record.occurred_at,
+        now
+    ])?;
+    Ok((tx.last_insert_rowid() as u64, false))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,6 +317,24 @@ mod tests {
             );
         }
         let outbox = Outbox::open(&path).unwrap();
+        assert_eq!(outbox.backlog().await.unwrap(), 3);
+        // A batch is one commit; a repeat within it or of an earlier record is
+        // answered as the repeat it is.
+        assert_eq!(
+            outbox
+                .insert_all(
+                    vec![
+                        record("c", "sent", 1),
+                        record("a", "sent", 1),
+                        record("c", "sent", 1),
+                    ],
+                    3
+                )
+                .await
+                .unwrap(),
+            [(4, false), (1, true), (4, true)]
+        );
+        outbox.remove(vec![4], 3).await.unwrap();
         assert_eq!(outbox.backlog().await.unwrap(), 3);
         let oldest = outbox.oldest(2).await.unwrap();
         assert_eq!(

@@ -401,10 +401,13 @@ async fn finished_outcomes_wait_for_the_logger_until_marked(backend: Backend) {
     assert_eq!(q.store().unlogged(10).await.unwrap().len(), 1);
     // A mark for an older version of the job does not count.
     q.store()
-        .mark_logged(&id, job.updated_at - 1, 3)
+        .mark_logged(vec![(id.clone(), job.updated_at - 1)], 3)
         .await
         .unwrap();
     assert_eq!(q.store().unlogged(10).await.unwrap().len(), 1);
-    q.store().mark_logged(&id, job.updated_at, 3).await.unwrap();
+    q.store()
+        .mark_logged(vec![(id.clone(), job.updated_at)], 3)
+        .await
+        .unwrap();
     assert!(q.store().unlogged(10).await.unwrap().is_empty());
 }

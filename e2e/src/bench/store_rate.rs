@@ -60,7 +60,7 @@ async fn jobs_per_second(store: &dyn Store, jobs: usize) -> f64 {
             .unwrap()
             .expect("the outcome is written");
         store
-            .mark_logged(&job.id, written.job.updated_at, now_ms())
+            .mark_logged(vec![(job.id, written.job.updated_at)], now_ms())
             .await
             .unwrap();
     }

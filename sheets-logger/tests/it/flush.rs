@@ -104,10 +104,44 @@ async fn a_thousand_rows_arrive_in_order_once_through_an_outage_and_rate_limits(
     });
     let logger = start_logger(&url, &fake, "sheet-1").await;
     let mut client = logger.client.clone();
-    for n in 0..1000 {
+    for n in 0..500 {
         let answer = client.record(record(n)).await.unwrap().into_inner();
         assert!(!answer.duplicate);
     }
+    // The rest in batches, as the dispatcher sends them: one answer per record, in
+    // order, a repeat (here of the batch before) answered as one.
+    let mut last = None;
+    for start in (500..1000).step_by(50) {
+        let mut records: Vec<_> = (start..start + 50).map(record).collect();
+        records.extend(last.map(record));
+        let answers = client
+            .record_batch(pb::RecordBatchRequest {
+                records: records.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .results;
+        assert_eq!(answers.len(), records.len());
+        assert!(answers[..50].iter().all(|a| !a.duplicate));
+        assert!(answers[50..].iter().all(|a| a.duplicate));
+        last = Some(start + 49);
+    }
+    // A batch with a record that is not valid stores none of it.
+    let mut bad = record(1000);
+    bad.status = "delivered?".into();
+    let refused = client
+        .record_batch(pb::RecordBatchRequest {
+            records: vec![record(1001), bad],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(
+        refused.message().starts_with("records[1].status"),
+        "{}",
+        refused.message()
+    );
     // A repeat of an outcome is acknowledged and not stored twice.
     assert!(
         client
