@@ -166,7 +166,7 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-fn is_null(v: Option<&Value>) -> bool {
+pub fn is_null(v: Option<&Value>) -> bool {
     v.is_none_or(|v| matches!(v.value_type, None | Some(ValueType::NullValue(_))))
 }
 

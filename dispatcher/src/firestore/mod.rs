@@ -471,11 +471,16 @@ impl Store for FirestoreQueue {
         Ok(docs.iter().map(parse_lenient).collect())
     }
 
-    async fn mark_logged(&self, id: &str, updated_at: i64, now: i64) -> Result<()> {
-        if let Some(doc) = self.get_doc(id).await?
-            && parse_lenient(&doc).updated_at == updated_at
-        {
-            self.patch(&doc, vec![(LOGGED_AT, ts(now))]).await?;
+    async fn mark_logged(&self, outcomes: Vec<(String, i64)>, now: i64) -> Result<()> {
+        for (id, updated_at) in outcomes {
+            // Every dispatcher on the collection records the outcomes it finds: one
+            // marked by another since is left as it is.
+            if let Some(doc) = self.get_doc(&id).await?
+                && parse_lenient(&doc).updated_at == updated_at
+                && is_null(doc.fields.get(LOGGED_AT))
+            {
+                self.patch(&doc, vec![(LOGGED_AT, ts(now))]).await?;
+            }
         }
         Ok(())
     }
