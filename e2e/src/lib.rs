@@ -508,6 +508,25 @@ impl Cluster {
             .unwrap() as u64
     }
 
+    /// Finished jobs in the local queue whose outcome the logger has not acknowledged
+    /// yet: 0 once every outcome is in the logger's outbox and nothing more is on
+    /// its way there.
+    pub fn unlogged_outcomes(&self) -> u64 {
+        let path = self.dir.path().join("data/dispatcher/queue.sqlite3");
+        let conn = rusqlite::Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        conn.query_row(
+            "SELECT COUNT(*) FROM jobs WHERE logged_at IS NULL
+             AND status IN ('sent', 'delivered', 'read', 'failed')",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap() as u64
+    }
+
     pub fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
     }

@@ -209,6 +209,12 @@ impl MockServer {
         self.shared.lock().devices.len()
     }
 
+    /// The pair-code steps the phone refused, each with its reason: a mistyped code
+    /// shows here once the device sends its key bundle, which the phone cannot open.
+    pub fn refused_pair_steps(&self) -> Vec<String> {
+        self.shared.lock().refused_pair_steps.clone()
+    }
+
     /// How many logins (`success`) the server granted.
     pub fn logins(&self) -> u64 {
         self.shared.lock().logins

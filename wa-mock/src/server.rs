@@ -133,6 +133,8 @@ pub(crate) struct State {
     pub keyless: std::collections::BTreeSet<String>,
     /// How many LIDs `add_lid_contact` handed out (each LID is given once).
     pub lids_given: u64,
+    /// Each pair-code step the phone refused (a mistyped code among them), why.
+    pub refused_pair_steps: Vec<String>,
     pub received: Vec<Received>,
     /// Every `<ack>` sent for a message, in order.
     pub acks: Vec<Ack>,
@@ -277,6 +279,7 @@ impl Shared {
                 contacts: BTreeMap::new(),
                 lid_only: BTreeMap::new(),
                 lids_given: 0,
+                refused_pair_steps: Vec::new(),
                 keyless: std::collections::BTreeSet::new(),
                 received: Vec::new(),
                 acks: Vec::new(),
@@ -506,6 +509,7 @@ impl Shared {
                     Ok(Some(reply)) => reply,
                     Err(e) => {
                         tracing::warn!(error = %e, "the mock phone refuses a pair-code step");
+                        self.lock().refused_pair_steps.push(e.to_string());
                         error_for(node, 400, "bad-request")
                     }
                 }

@@ -41,8 +41,8 @@ async fn with_the_gateway_stopped_jobs_wait_and_go_out_when_it_returns() {
         );
         ids.insert(job["id"].as_str().unwrap().to_owned());
     }
-    // The dispatcher keeps them: pending, no attempt spent.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The dispatcher keeps them: pending, no attempt spent (and each is sent on its
+    // first attempt below, so none was spent meanwhile either).
     let jobs = cluster.get("/api/jobs?limit=100").await;
     for job in jobs["jobs"].as_array().unwrap() {
         assert_eq!(
@@ -69,6 +69,14 @@ async fn with_the_gateway_stopped_jobs_wait_and_go_out_when_it_returns() {
         .collect();
     assert_eq!(sent.len(), 20);
     assert_eq!(sent.into_iter().collect::<HashSet<_>>(), ids);
+    let jobs = cluster.get("/api/jobs?limit=100").await;
+    for job in jobs["jobs"].as_array().unwrap() {
+        assert_eq!(
+            (job["status"].as_str(), job["attempts"].as_u64()),
+            (Some("sent"), Some(1)),
+            "the wait while the gateway was down cost no attempt: {job}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

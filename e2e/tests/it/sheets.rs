@@ -86,9 +86,19 @@ async fn a_logger_killed_in_the_middle_of_an_upload_loses_and_repeats_no_row() {
         })
         .await;
     // The dispatcher's recorder may still be backing off from the logger's restart:
-    // wait for every row, then check none came twice.
+    // once it holds no outcome the logger has not acknowledged, and the logger's
+    // backlog is empty, no row is on its way; then none may have come twice.
     wait_rows(32).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while cluster.unlogged_outcomes() > 0
+        || cluster.get("/api/status").await["logger"]["backlog"] != 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "outcomes still on their way to the sheet"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let rows = fake.rows("Log");
     let sheet_ids: Vec<String> = rows[1..]
         .iter()

@@ -378,7 +378,19 @@ async fn linking_by_pair_code_from_the_dashboard() {
         .map(|c| if c == 'A' { 'B' } else { 'A' })
         .collect();
     mock.enter_pair_code(&wrong).unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while mock.refused_pair_steps().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the phone never saw the device's answer to the mistyped code"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        mock.refused_pair_steps()[0].contains("companion_finish"),
+        "{:?}",
+        mock.refused_pair_steps()
+    );
     assert_eq!(mock.linked_devices(), 0);
 
     // The right one links the gateway, which then sends.
