@@ -114,23 +114,7 @@ impl Writer {
     /// Whether every finished job's outcome has been acknowledged by the logger.
     async fn all_logged(&self, cluster: &Cluster) -> bool {
         match self {
-            Writer::Local(_) => {
-                let path = cluster.dir.path().join("data/dispatcher/queue.sqlite3");
-                let conn = rusqlite::Connection::open_with_flags(
-                    &path,
-                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-                )
-                .unwrap();
-                let unlogged: i64 = conn
-                    .query_row(
-                        "SELECT COUNT(*) FROM jobs WHERE logged_at IS NULL
-                         AND status IN ('sent', 'delivered', 'read', 'failed')",
-                        [],
-                        |r| r.get(0),
-                    )
-                    .unwrap();
-                unlogged == 0
-            }
+            Writer::Local(_) => cluster.unlogged_outcomes() == 0,
             Writer::Firestore(app) => app.queue().unlogged(1).await.unwrap().is_empty(),
         }
     }
@@ -271,4 +255,48 @@ pub async fn run(backend: Backend<'_>, jobs: usize) -> LoadRun {
         peak_total_kib: peak_total,
         store_writes: writes_before.zip(writes_after).map(|(b, a)| a - b),
     }
+}
+
+/// Several dispatchers on one Firestore collection: `jobs` documents written at once
+/// by the app while `dispatchers` dispatchers (and one gateway) run. Jobs per second
+/// from the first write until every job is sent, and the document writes the
+/// built-in emulator applied meanwhile besides the jobs' creation, when it counts them.
+pub async fn shared_collection(
+    firestore: &TestFirestore,
+    jobs: usize,
+    dispatchers: usize,
+) -> (f64, Option<u64>) {
+    let collection = format!("bench-shared-{}", now_ms());
+    let mut cluster = Cluster::start_firestore(&firestore.host, &collection, &[]).await;
+    for i in 1..dispatchers {
+        let label = format!("dispatcher-{i}");
+        cluster.spawn_dispatcher(&label);
+        cluster.wait_serving(&label).await;
+    }
+    let app = App::connect(&firestore.host, &collection).await;
+    let writes = || firestore.builtin.as_ref().map(|e| e.writes());
+    let writes_before = writes();
+    let started = Instant::now();
+    for n in 0..jobs {
+        app.write_job(&format!("shared-{n:05}"), "081234567890", "Halo")
+            .await;
+    }
+    app.wait_counts(Duration::from_secs(600), "every job sent", |c| {
+        c.sent == jobs as u64
+    })
+    .await;
+    let elapsed = started.elapsed();
+    // Every outcome logged too, as for the other figures.
+    let logged_by = Instant::now() + Duration::from_secs(60);
+    while !app.queue().unlogged(1).await.unwrap().is_empty() {
+        assert!(
+            Instant::now() < logged_by,
+            "every outcome reached the logger"
+        );
+        tokio::time::sleep(LOGGED_POLL).await;
+    }
+    let store_writes = writes_before
+        .zip(writes())
+        .map(|(before, after)| (after - before).saturating_sub(jobs as u64));
+    (jobs as f64 / elapsed.as_secs_f64().max(1e-9), store_writes)
 }

@@ -26,6 +26,9 @@ pub use startup::Startup;
 /// one more write, made before the clock starts.
 pub const WRITES_PER_JOB: usize = 3;
 
+/// Dispatchers sharing one Firestore collection in the shared-collection figure.
+pub const SHARED_DISPATCHERS: usize = 3;
+
 /// The fewest jobs the stores' own rates are measured over.
 const MIN_STORE_JOBS: usize = 200;
 
@@ -78,6 +81,11 @@ pub async fn run(options: &Options) -> Report {
     let local = load::run(Backend::Local, jobs).await;
     eprintln!("Firestore queue: {jobs} jobs one at a time, then a backlog of {jobs}...");
     let fs = load::run(Backend::Firestore(&firestore), jobs).await;
+    eprintln!(
+        "Firestore queue, {SHARED_DISPATCHERS} dispatchers on one collection, {jobs} jobs..."
+    );
+    let (shared, shared_writes) =
+        load::shared_collection(&firestore, jobs, SHARED_DISPATCHERS).await;
     if let Some(emulator) = &firestore.builtin {
         emulator.clear();
     }
@@ -107,6 +115,8 @@ pub async fn run(options: &Options) -> Report {
         startups,
         local,
         firestore: fs,
+        firestore_shared_jobs_per_s: shared,
+        firestore_shared_writes: shared_writes,
         sqlite_jobs_per_s: sqlite_rate,
         emulator_jobs_per_s: emulator_rate,
         chromium,

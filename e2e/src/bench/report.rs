@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::startup::{POLL_EVERY, Startup};
-use super::{Chromium, LoadRun, WRITES_PER_JOB};
+use super::{Chromium, LoadRun, SHARED_DISPATCHERS, WRITES_PER_JOB};
 use crate::SERVICES;
 
 /// Everything one run measured.
@@ -21,6 +21,11 @@ pub struct Report {
     pub startups: Vec<Startup>,
     pub local: LoadRun,
     pub firestore: LoadRun,
+    /// Jobs per second with `SHARED_DISPATCHERS` dispatchers on one collection.
+    pub firestore_shared_jobs_per_s: f64,
+    /// Document writes while they drained, besides the jobs' creation (counted by the
+    /// built-in emulator).
+    pub firestore_shared_writes: Option<u64>,
     /// Jobs per second each store takes alone (`store_rate`).
     pub sqlite_jobs_per_s: f64,
     pub emulator_jobs_per_s: f64,
@@ -105,6 +110,19 @@ impl Report {
         );
         Self::throughput_row(&mut s, "local (SQLite)", local, self.sqlite_jobs_per_s);
         Self::throughput_row(&mut s, "Firestore (emulator)", fs, self.emulator_jobs_per_s);
+        let shared = self.firestore_shared_jobs_per_s;
+        let writes = match self.firestore_shared_writes {
+            Some(writes) => format!("{:.2} (counted)", writes as f64 / jobs as f64),
+            None => format!("{WRITES_PER_JOB}"),
+        };
+        let _ = writeln!(
+            s,
+            "| Firestore, {SHARED_DISPATCHERS} dispatchers on one collection (jobs written while \
+             they run) | {shared:.1} | {:.2} | {:.1} | {:.2} | {writes} |",
+            jobs as f64 / shared.max(1e-9),
+            self.emulator_jobs_per_s,
+            shared / self.emulator_jobs_per_s,
+        );
         let _ = writeln!(
             s,
             "\nThe store alone: the dispatcher's own queue code takes {} jobs through their \

@@ -94,6 +94,19 @@ async fn the_benchmark_measures_everything_and_writes_complete_tables() {
             "Firestore writes while {JOBS} jobs drained"
         );
     }
+    assert!(
+        report.firestore_shared_jobs_per_s.is_finite() && report.firestore_shared_jobs_per_s > 0.0
+    );
+    if let Some(writes) = report.firestore_shared_writes {
+        // Three dispatchers racing for the same documents: a lost race is a refused
+        // write, never an applied one, so still three per job.
+        assert_eq!(
+            writes,
+            (bench::WRITES_PER_JOB * JOBS) as u64,
+            "Firestore writes while {JOBS} jobs drained through {} dispatchers",
+            bench::SHARED_DISPATCHERS
+        );
+    }
     assert_eq!(report.startups.len(), 2);
     for startup in &report.startups {
         let names: Vec<&str> = startup.services.iter().map(|(n, _)| *n).collect();
@@ -121,6 +134,7 @@ async fn the_benchmark_measures_everything_and_writes_complete_tables() {
     for needle in [
         "| local (SQLite) |",
         "| Firestore (emulator) |",
+        "| Firestore, 3 dispatchers on one collection (jobs written while they run) |",
         "| the four together |",
         "| all four |",
         "not measured (skipped)",
