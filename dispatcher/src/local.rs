@@ -83,6 +83,15 @@ impl LocalQueue {
         self.with_at(Durability::Disk, f).await
     }
 
+    /// A short read on the calling thread ([`Db::read`]); reads whose cost grows with
+    /// the queue (counts, lists) go through [`LocalQueue::with`].
+    async fn read<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        self.db
+            .read(f)
+            .await
+            .map_err(|e| Error::Internal(format!("queue task failed: {e}")))?
+    }
+
     async fn with_at<T: Send + 'static>(
         &self,
         durability: Durability,
@@ -307,8 +316,7 @@ impl Store for LocalQueue {
     }
 
     async fn get(&self, id: &str) -> Result<Option<Job>> {
-        let id = id.to_owned();
-        self.with(move |conn| get_job(conn, &id)).await
+        self.read(|conn| get_job(conn, id)).await
     }
 
     async fn list(&self, statuses: &[JobStatus], limit: usize) -> Result<Vec<Job>> {
@@ -358,7 +366,7 @@ impl Store for LocalQueue {
     }
 
     async fn next_due_at(&self, now: i64) -> Result<Option<i64>> {
-        self.with(move |conn| {
+        self.read(move |conn| {
             Ok(conn.prepare_cached("SELECT MIN(MAX(COALESCE(send_at, 0), COALESCE(next_attempt_at, 0))) FROM jobs
                  WHERE status = 'pending' AND MAX(COALESCE(send_at, 0), COALESCE(next_attempt_at, 0)) > ?1")?
     .query_row([now],
@@ -369,7 +377,7 @@ impl Store for LocalQueue {
     }
 
     async fn unlogged(&self, limit: usize) -> Result<Vec<Job>> {
-        self.with(move |conn| {
+        self.read(move |conn| {
             let sql = format!(
                 "SELECT {COLUMNS} FROM jobs
                  WHERE status IN ('sent', 'delivered', 'read', 'failed') AND logged_at IS NULL

@@ -1,6 +1,8 @@
 //! A SQLite database kept durable (WAL, `synchronous = FULL`) and used without
-//! blocking the async runtime: every call runs on the blocking pool. A write that a
-//! later one makes good again may ask for less ([`Durability::Log`]).
+//! blocking the async runtime on the disk: a call that syncs runs on the blocking
+//! pool. A write that a later one makes good again may ask for less
+//! ([`Durability::Log`]); such a write, and a read, take tens of microseconds and run
+//! on the calling thread.
 //!
 //! A call that fails because the disk is full ([`is_disk_full`]) raises the service's
 //! live "disk full" notice and logs one line; the next call that writes ends both.
@@ -356,23 +358,27 @@ impl Db {
     {
         let conn = Arc::clone(&self.conn);
         let path = Arc::clone(&self.path);
-        tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let changes = conn.total_changes();
-            let result = f(&mut conn);
-            let full = result
-                .as_ref()
-                .err()
-                .and_then(StoreError::sqlite)
-                .filter(|e| is_disk_full(e));
-            note_space(&path, full, conn.total_changes() != changes);
-            result
-        })
-        .await
-        .map_err(|e| e.to_string())
+        tokio::task::spawn_blocking(move || run(&conn, &path, f))
+            .await
+            .map_err(|e| e.to_string())
     }
 
-    /// [`Db::call`] with the commits of `f` at `durability`.
+    /// Runs `f`, which only reads, on the calling thread: a read takes less time than
+    /// handing it to another thread and back costs. It waits while a write on the
+    /// blocking pool holds the connection.
+    pub async fn read<T, E>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, E>,
+    ) -> Result<Result<T, E>, String>
+    where
+        E: StoreError,
+    {
+        Ok(run(&self.conn, &self.path, f))
+    }
+
+    /// [`Db::call`] with the commits of `f` at `durability`. A write at
+    /// [`Durability::Log`] waits for no disk, so it runs on the calling thread, as
+    /// [`Db::read`] does.
     pub async fn call_at<T, E>(
         &self,
         durability: Durability,
@@ -382,9 +388,31 @@ impl Db {
         T: Send + 'static,
         E: From<rusqlite::Error> + StoreError + Send + 'static,
     {
-        self.call(move |conn| at(conn, durability, f).map_err(E::from).and_then(|r| r))
-            .await
+        let f =
+            move |conn: &mut Connection| at(conn, durability, f).map_err(E::from).and_then(|r| r);
+        match durability {
+            Durability::Disk => self.call(f).await,
+            Durability::Log => self.read(f).await,
+        }
     }
+}
+
+/// Runs `f` with the connection and notes a full disk.
+fn run<T, E: StoreError>(
+    conn: &Mutex<Connection>,
+    path: &Path,
+    f: impl FnOnce(&mut Connection) -> Result<T, E>,
+) -> Result<T, E> {
+    let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let changes = conn.total_changes();
+    let result = f(&mut conn);
+    let full = result
+        .as_ref()
+        .err()
+        .and_then(StoreError::sqlite)
+        .filter(|e| is_disk_full(e));
+    note_space(path, full, conn.total_changes() != changes);
+    result
 }
 
 #[cfg(test)]

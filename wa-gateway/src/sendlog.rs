@@ -117,6 +117,15 @@ impl SendLog {
         self.with_at(Durability::Disk, f).await
     }
 
+    /// A lookup by key, on the calling thread ([`Db::read`]).
+    async fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        self.db
+            .read(move |conn| f(conn))
+            .await
+            .map_err(|e| Error::Internal(format!("send log task failed: {e}")))?
+            .map_err(Error::from)
+    }
+
     async fn with_at<T: Send + 'static>(
         &self,
         durability: Durability,
@@ -130,8 +139,7 @@ impl SendLog {
     }
 
     pub async fn get(&self, job_id: &str) -> Result<Option<Entry>> {
-        let job_id = job_id.to_owned();
-        self.with(move |conn| {
+        self.read(|conn| {
             conn.prepare_cached("SELECT job_id, message_id, recipient, sent_at, recipient_lid FROM sends WHERE job_id = ?1")?
     .query_row([job_id],
                 row_to_entry,
@@ -143,8 +151,7 @@ impl SendLog {
 
     /// Whether a message to `recipient` went out before.
     pub async fn has_sent_to(&self, recipient: &str) -> Result<bool> {
-        let recipient = recipient.to_owned();
-        self.with(move |conn| {
+        self.read(|conn| {
             conn.prepare_cached(
                 "SELECT EXISTS (SELECT 1 FROM sends WHERE recipient = ?1 AND sent_at IS NOT NULL)",
             )?
@@ -154,8 +161,7 @@ impl SendLog {
     }
 
     pub async fn by_message_id(&self, message_id: &str) -> Result<Option<Entry>> {
-        let message_id = message_id.to_owned();
-        self.with(move |conn| {
+        self.read(|conn| {
             conn.prepare_cached("SELECT job_id, message_id, recipient, sent_at, recipient_lid FROM sends WHERE message_id = ?1")?
     .query_row([message_id],
                 row_to_entry,
