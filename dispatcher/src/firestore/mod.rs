@@ -14,9 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use firestore::FirestoreDb;
 use firestore::gcloud_sdk::google::firestore::v1::{
-    self as pb, Document, DocumentMask, Precondition, Value, Write,
-    precondition::ConditionType,
-    structured_query::{Direction, field_filter},
+    self as pb, Document, DocumentMask, Precondition, Value, Write, precondition::ConditionType,
     write::Operation,
 };
 use tonic::Code;
@@ -31,7 +29,7 @@ use query::*;
 /// How long one Firestore call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pending documents read per lease attempt.
-const CANDIDATES: i32 = 50;
+const CANDIDATES: u32 = 50;
 /// Lease attempts lost to other dispatchers before giving up for this round.
 const MAX_ROUNDS: usize = 20;
 
@@ -213,15 +211,7 @@ impl FirestoreQueue {
     /// end failed, naming the field.
     async fn fail_unknown_statuses(&self, now: i64, rules: &Rules) -> Result<Vec<Change>> {
         let unknown = self
-            .run(self.query(
-                cmp(
-                    STATUS,
-                    field_filter::Operator::NotIn,
-                    statuses(&JobStatus::ALL),
-                ),
-                &[],
-                Some(100),
-            ))
+            .run(self.query(not_in(STATUS, statuses(&JobStatus::ALL)), &[], Some(100)))
             .await?;
         let mut changes = Vec::new();
         for doc in unknown {
@@ -363,14 +353,9 @@ impl Store for FirestoreQueue {
     ) -> Result<Vec<Change>> {
         let processing = eq(STATUS, text(JobStatus::Processing.as_str()));
         let filter = match selection {
-            Selection::ExpiredLeases { now } => and(vec![
-                processing,
-                cmp(
-                    LEASE_EXPIRES_AT,
-                    field_filter::Operator::LessThanOrEqual,
-                    ts(*now),
-                ),
-            ]),
+            Selection::ExpiredLeases { now } => {
+                and(vec![processing, at_most(LEASE_EXPIRES_AT, ts(*now))])
+            }
             Selection::HeldBy { owner } => and(vec![processing, eq(LEASE_OWNER, text(owner))]),
         };
         let mut changes = Vec::new();
@@ -401,12 +386,12 @@ impl Store for FirestoreQueue {
         } else {
             statuses_wanted
         };
-        let filter = cmp(STATUS, field_filter::Operator::In, statuses(wanted));
+        let filter = is_in(STATUS, statuses(wanted));
         let docs = self
             .run(self.query(
                 filter,
                 &[(UPDATED_AT, Direction::Descending)],
-                Some(limit.min(i32::MAX as usize) as i32),
+                Some(limit.min(u32::MAX as usize) as u32),
             ))
             .await?;
         Ok(docs.iter().map(parse_lenient).collect())
@@ -432,10 +417,7 @@ impl Store for FirestoreQueue {
         for field in [SEND_AT, NEXT_ATTEMPT_AT] {
             let docs = self
                 .run(self.query(
-                    and(vec![
-                        pending(),
-                        cmp(field, field_filter::Operator::GreaterThan, ts(now)),
-                    ]),
+                    and(vec![pending(), after(field, ts(now))]),
                     &[(field, Direction::Ascending)],
                     Some(1),
                 ))
@@ -461,11 +443,11 @@ impl Store for FirestoreQueue {
         let docs = self
             .run(self.query(
                 and(vec![
-                    cmp(STATUS, field_filter::Operator::In, statuses(&done)),
+                    is_in(STATUS, statuses(&done)),
                     is_null_filter(LOGGED_AT),
                 ]),
                 &[(UPDATED_AT, Direction::Ascending)],
-                Some(limit.min(i32::MAX as usize) as i32),
+                Some(limit.min(u32::MAX as usize) as u32),
             ))
             .await?;
         Ok(docs.iter().map(parse_lenient).collect())

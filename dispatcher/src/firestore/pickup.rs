@@ -92,6 +92,9 @@ async fn listen_once(
     health: &ListenHealth,
 ) -> Result<(), tonic::Status> {
     let db = queue.db();
+    let query = queue
+        .pending_query()
+        .map_err(|e| tonic::Status::internal(e.to_string()))?;
     let (tx, rx) = mpsc::channel(1);
     let add = ListenRequest {
         database: db.get_database_path().clone(),
@@ -102,9 +105,7 @@ async fn listen_once(
             expected_count: None,
             target_type: Some(target::TargetType::Query(target::QueryTarget {
                 parent: db.get_documents_path().clone(),
-                query_type: Some(target::query_target::QueryType::StructuredQuery(
-                    queue.query(super::pending(), &[], None),
-                )),
+                query_type: Some(target::query_target::QueryType::StructuredQuery(query)),
             })),
             resume_type: None,
         })),

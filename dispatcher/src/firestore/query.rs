@@ -1,59 +1,75 @@
-//! Reading the job collection: the structured queries the queue runs (filters,
-//! order, limits) and the two ways it reads them, documents and counts.
+//! Reading the job collection: the queries the queue runs (filters, order, limits),
+//! built with the `firestore` crate's query types and run through its fluent select
+//! and aggregate calls (with the connection's 10 s request timeout and its retries of
+//! a read that failed on the way).
 
 use firestore::gcloud_sdk::google::firestore::v1::{
-    self as pb, Document, StructuredQuery, Value,
-    structured_aggregation_query::{self, Aggregation, aggregation},
-    structured_query::{
-        self, CollectionSelector, Direction, FieldReference, Filter, Order, composite_filter,
-        field_filter, filter::FilterType, unary_filter,
-    },
-    value::ValueType,
+    self as pb, Document, StructuredQuery, Value, value::ValueType,
+};
+use firestore::{
+    FirestoreQueryCollection, FirestoreQueryFilter, FirestoreQueryFilterCompare,
+    FirestoreQueryFilterComposite, FirestoreQueryFilterCompositeOperator,
+    FirestoreQueryFilterUnary, FirestoreQueryOrder, FirestoreQueryParams, FirestoreValue,
 };
 
+pub(super) use firestore::FirestoreQueryDirection as Direction;
+pub(super) type Filter = FirestoreQueryFilter;
+
+use super::FirestoreQueue;
 use super::doc::{STATUS, text};
-use super::{FirestoreQueue, firestore_error, request};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::job::JobStatus;
 
-pub(super) fn field_ref(path: &str) -> FieldReference {
-    FieldReference {
-        field_path: path.to_owned(),
-    }
-}
-
-pub(super) fn cmp(path: &str, op: field_filter::Operator, value: Value) -> Filter {
-    Filter {
-        filter_type: Some(FilterType::FieldFilter(structured_query::FieldFilter {
-            field: Some(field_ref(path)),
-            op: op as i32,
-            value: Some(value),
-        })),
-    }
+fn compare(filter: FirestoreQueryFilterCompare) -> Filter {
+    Filter::Compare(Some(filter))
 }
 
 pub(super) fn eq(path: &str, value: Value) -> Filter {
-    cmp(path, field_filter::Operator::Equal, value)
+    compare(FirestoreQueryFilterCompare::Equal(
+        path.to_owned(),
+        FirestoreValue::from(value),
+    ))
+}
+
+/// `path` is one of the values of the array `values`.
+pub(super) fn is_in(path: &str, values: Value) -> Filter {
+    compare(FirestoreQueryFilterCompare::In(
+        path.to_owned(),
+        FirestoreValue::from(values),
+    ))
+}
+
+/// `path` is set and none of the values of the array `values`.
+pub(super) fn not_in(path: &str, values: Value) -> Filter {
+    compare(FirestoreQueryFilterCompare::NotIn(
+        path.to_owned(),
+        FirestoreValue::from(values),
+    ))
+}
+
+pub(super) fn after(path: &str, value: Value) -> Filter {
+    compare(FirestoreQueryFilterCompare::GreaterThan(
+        path.to_owned(),
+        FirestoreValue::from(value),
+    ))
+}
+
+pub(super) fn at_most(path: &str, value: Value) -> Filter {
+    compare(FirestoreQueryFilterCompare::LessThanOrEqual(
+        path.to_owned(),
+        FirestoreValue::from(value),
+    ))
 }
 
 pub(super) fn is_null_filter(path: &str) -> Filter {
-    Filter {
-        filter_type: Some(FilterType::UnaryFilter(structured_query::UnaryFilter {
-            op: unary_filter::Operator::IsNull as i32,
-            operand_type: Some(unary_filter::OperandType::Field(field_ref(path))),
-        })),
-    }
+    Filter::Unary(FirestoreQueryFilterUnary::IsNull(path.to_owned()))
 }
 
 pub(super) fn and(filters: Vec<Filter>) -> Filter {
-    Filter {
-        filter_type: Some(FilterType::CompositeFilter(
-            structured_query::CompositeFilter {
-                op: composite_filter::Operator::And as i32,
-                filters,
-            },
-        )),
-    }
+    Filter::Composite(FirestoreQueryFilterComposite::new(
+        filters,
+        FirestoreQueryFilterCompositeOperator::And,
+    ))
 }
 
 pub(super) fn statuses(list: &[JobStatus]) -> Value {
@@ -68,91 +84,83 @@ pub(super) fn pending() -> Filter {
     eq(STATUS, text(JobStatus::Pending.as_str()))
 }
 
+fn query_error(what: &str, e: firestore::errors::FirestoreError) -> Error {
+    Error::Firestore(format!("{what}: {e}"))
+}
+
+/// One query of the job collection.
+pub(super) struct Query {
+    filter: Filter,
+    order: Vec<FirestoreQueryOrder>,
+    limit: Option<u32>,
+}
+
 impl FirestoreQueue {
     pub(super) fn query(
         &self,
         filter: Filter,
         order: &[(&str, Direction)],
-        limit: Option<i32>,
-    ) -> StructuredQuery {
-        StructuredQuery {
-            from: vec![CollectionSelector {
-                collection_id: self.collection.clone(),
-                all_descendants: false,
-            }],
-            r#where: Some(filter),
-            order_by: order
+        limit: Option<u32>,
+    ) -> Query {
+        Query {
+            filter,
+            order: order
                 .iter()
-                .map(|(path, direction)| Order {
-                    field: Some(field_ref(path)),
-                    direction: *direction as i32,
-                })
+                .map(|(path, direction)| FirestoreQueryOrder::from((*path, direction.clone())))
                 .collect(),
             limit,
-            ..Default::default()
         }
     }
 
-    pub(super) async fn run(&self, query: StructuredQuery) -> Result<Vec<Document>> {
-        let mut client = self.db.client().get();
-        let mut stream = client
-            .run_query(request(pb::RunQueryRequest {
-                parent: self.db.get_documents_path().clone(),
-                query_type: Some(pb::run_query_request::QueryType::StructuredQuery(query)),
-                ..Default::default()
-            }))
-            .await
-            .map_err(|e| firestore_error("query failed", e))?
-            .into_inner();
-        let mut docs = Vec::new();
-        while let Some(response) = stream
-            .message()
-            .await
-            .map_err(|e| firestore_error("query failed", e))?
-        {
-            docs.extend(response.document);
+    /// The documents whose status is `pending`, as a listen target takes the query.
+    pub(super) fn pending_query(&self) -> Result<StructuredQuery> {
+        let params =
+            FirestoreQueryParams::new(FirestoreQueryCollection::Single(self.collection.clone()))
+                .with_filter(pending());
+        StructuredQuery::try_from(params).map_err(|e| query_error("cannot build the query", e))
+    }
+
+    pub(super) async fn run(&self, query: Query) -> Result<Vec<Document>> {
+        let Query {
+            filter,
+            order,
+            limit,
+        } = query;
+        let mut select = self
+            .db
+            .fluent()
+            .select()
+            .from(self.collection.as_str())
+            .filter(move |_| Some(filter.clone()));
+        if !order.is_empty() {
+            select = select.order(move |_| order.clone());
         }
-        Ok(docs)
+        if let Some(limit) = limit {
+            select = select.limit(limit);
+        }
+        select
+            .query()
+            .await
+            .map_err(|e| query_error("query failed", e))
     }
 
     pub(super) async fn count(&self, filter: Filter) -> Result<u64> {
-        let mut client = self.db.client().get();
-        let query = pb::StructuredAggregationQuery {
-            aggregations: vec![Aggregation {
-                alias: "n".into(),
-                operator: Some(aggregation::Operator::Count(aggregation::Count {
-                    up_to: None,
-                })),
-            }],
-            query_type: Some(structured_aggregation_query::QueryType::StructuredQuery(
-                self.query(filter, &[], None),
-            )),
-        };
-        let mut stream = client
-            .run_aggregation_query(request(pb::RunAggregationQueryRequest {
-                parent: self.db.get_documents_path().clone(),
-                query_type: Some(
-                    pb::run_aggregation_query_request::QueryType::StructuredAggregationQuery(query),
-                ),
-                ..Default::default()
-            }))
+        let results = self
+            .db
+            .fluent()
+            .select()
+            .from(self.collection.as_str())
+            .filter(move |_| Some(filter.clone()))
+            .aggregate(|a| a.fields([a.field("n").count()]))
+            .query()
             .await
-            .map_err(|e| firestore_error("count failed", e))?
-            .into_inner();
-        let mut n = 0;
-        while let Some(response) = stream
-            .message()
-            .await
-            .map_err(|e| firestore_error("count failed", e))?
-        {
-            if let Some(ValueType::IntegerValue(c)) = response
-                .result
-                .and_then(|r| r.aggregate_fields.get("n").cloned())
-                .and_then(|v| v.value_type)
-            {
-                n += c.max(0) as u64;
-            }
-        }
-        Ok(n)
+            .map_err(|e| query_error("count failed", e))?;
+        Ok(results
+            .iter()
+            .filter_map(|doc| match doc.fields.get("n")?.value_type {
+                Some(ValueType::IntegerValue(n)) => Some(n.max(0) as u64),
+                _ => None,
+            })
+            .sum())
     }
 }
