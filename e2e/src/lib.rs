@@ -498,33 +498,32 @@ impl Cluster {
 
     /// Records in the logger's outbox.
     pub fn outbox_records(&self) -> u64 {
-        let path = self.dir.path().join("data/sheets-logger/outbox.sqlite3");
-        let conn = rusqlite::Connection::open_with_flags(
-            &path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        self.count(
+            "data/sheets-logger/outbox.sqlite3",
+            "SELECT COUNT(*) FROM outbox",
         )
-        .unwrap();
-        conn.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get::<_, i64>(0))
-            .unwrap() as u64
     }
 
     /// Finished jobs in the local queue whose outcome the logger has not acknowledged
     /// yet: 0 once every outcome is in the logger's outbox and nothing more is on
     /// its way there.
     pub fn unlogged_outcomes(&self) -> u64 {
-        let path = self.dir.path().join("data/dispatcher/queue.sqlite3");
+        self.count(
+            "data/dispatcher/queue.sqlite3",
+            "SELECT COUNT(*) FROM jobs WHERE logged_at IS NULL
+             AND status IN ('sent', 'delivered', 'read', 'failed')",
+        )
+    }
+
+    /// The answer of a `COUNT` query on one of the services' SQLite files, opened
+    /// read-only.
+    fn count(&self, file: &str, sql: &str) -> u64 {
         let conn = rusqlite::Connection::open_with_flags(
-            &path,
+            self.dir.path().join(file),
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
         )
         .unwrap();
-        conn.query_row(
-            "SELECT COUNT(*) FROM jobs WHERE logged_at IS NULL
-             AND status IN ('sent', 'delivered', 'read', 'failed')",
-            [],
-            |r| r.get::<_, i64>(0),
-        )
-        .unwrap() as u64
+        conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap() as u64
     }
 
     pub fn log(&self, name: &str) -> String {

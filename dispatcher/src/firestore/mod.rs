@@ -211,7 +211,11 @@ impl FirestoreQueue {
     /// end failed, naming the field.
     async fn fail_unknown_statuses(&self, now: i64, rules: &Rules) -> Result<Vec<Change>> {
         let unknown = self
-            .run(self.query(not_in(STATUS, statuses(&JobStatus::ALL)), &[], Some(100)))
+            .run(self.query(
+                cmp(Compare::NotIn, STATUS, statuses(&JobStatus::ALL)),
+                &[],
+                Some(100),
+            ))
             .await?;
         let mut changes = Vec::new();
         for doc in unknown {
@@ -353,9 +357,10 @@ impl Store for FirestoreQueue {
     ) -> Result<Vec<Change>> {
         let processing = eq(STATUS, text(JobStatus::Processing.as_str()));
         let filter = match selection {
-            Selection::ExpiredLeases { now } => {
-                and(vec![processing, at_most(LEASE_EXPIRES_AT, ts(*now))])
-            }
+            Selection::ExpiredLeases { now } => and(vec![
+                processing,
+                cmp(Compare::LessThanOrEqual, LEASE_EXPIRES_AT, ts(*now)),
+            ]),
             Selection::HeldBy { owner } => and(vec![processing, eq(LEASE_OWNER, text(owner))]),
         };
         let mut changes = Vec::new();
@@ -386,7 +391,7 @@ impl Store for FirestoreQueue {
         } else {
             statuses_wanted
         };
-        let filter = is_in(STATUS, statuses(wanted));
+        let filter = cmp(Compare::In, STATUS, statuses(wanted));
         let docs = self
             .run(self.query(
                 filter,
@@ -417,7 +422,7 @@ impl Store for FirestoreQueue {
         for field in [SEND_AT, NEXT_ATTEMPT_AT] {
             let docs = self
                 .run(self.query(
-                    and(vec![pending(), after(field, ts(now))]),
+                    and(vec![pending(), cmp(Compare::GreaterThan, field, ts(now))]),
                     &[(field, Direction::Ascending)],
                     Some(1),
                 ))
@@ -443,7 +448,7 @@ impl Store for FirestoreQueue {
         let docs = self
             .run(self.query(
                 and(vec![
-                    is_in(STATUS, statuses(&done)),
+                    cmp(Compare::In, STATUS, statuses(&done)),
                     is_null_filter(LOGGED_AT),
                 ]),
                 &[(UPDATED_AT, Direction::Ascending)],

@@ -7,12 +7,13 @@ use firestore::gcloud_sdk::google::firestore::v1::{
     self as pb, Document, StructuredQuery, Value, value::ValueType,
 };
 use firestore::{
-    FirestoreQueryCollection, FirestoreQueryFilter, FirestoreQueryFilterCompare,
-    FirestoreQueryFilterComposite, FirestoreQueryFilterCompositeOperator,
-    FirestoreQueryFilterUnary, FirestoreQueryOrder, FirestoreQueryParams, FirestoreValue,
+    FirestoreQueryCollection, FirestoreQueryFilter, FirestoreQueryFilterComposite,
+    FirestoreQueryFilterCompositeOperator, FirestoreQueryFilterUnary, FirestoreQueryOrder,
+    FirestoreQueryParams, FirestoreValue,
 };
 
 pub(super) use firestore::FirestoreQueryDirection as Direction;
+pub(super) use firestore::FirestoreQueryFilterCompare as Compare;
 pub(super) type Filter = FirestoreQueryFilter;
 
 use super::FirestoreQueue;
@@ -20,45 +21,13 @@ use super::doc::{STATUS, text};
 use crate::error::{Error, Result};
 use crate::job::JobStatus;
 
-fn compare(filter: FirestoreQueryFilterCompare) -> Filter {
-    Filter::Compare(Some(filter))
+/// `path` compared with `value` by `op`, e.g. `cmp(Compare::In, STATUS, statuses(…))`.
+pub(super) fn cmp(op: fn(String, FirestoreValue) -> Compare, path: &str, value: Value) -> Filter {
+    Filter::Compare(Some(op(path.to_owned(), FirestoreValue::from(value))))
 }
 
 pub(super) fn eq(path: &str, value: Value) -> Filter {
-    compare(FirestoreQueryFilterCompare::Equal(
-        path.to_owned(),
-        FirestoreValue::from(value),
-    ))
-}
-
-/// `path` is one of the values of the array `values`.
-pub(super) fn is_in(path: &str, values: Value) -> Filter {
-    compare(FirestoreQueryFilterCompare::In(
-        path.to_owned(),
-        FirestoreValue::from(values),
-    ))
-}
-
-/// `path` is set and none of the values of the array `values`.
-pub(super) fn not_in(path: &str, values: Value) -> Filter {
-    compare(FirestoreQueryFilterCompare::NotIn(
-        path.to_owned(),
-        FirestoreValue::from(values),
-    ))
-}
-
-pub(super) fn after(path: &str, value: Value) -> Filter {
-    compare(FirestoreQueryFilterCompare::GreaterThan(
-        path.to_owned(),
-        FirestoreValue::from(value),
-    ))
-}
-
-pub(super) fn at_most(path: &str, value: Value) -> Filter {
-    compare(FirestoreQueryFilterCompare::LessThanOrEqual(
-        path.to_owned(),
-        FirestoreValue::from(value),
-    ))
+    cmp(Compare::Equal, path, value)
 }
 
 pub(super) fn is_null_filter(path: &str) -> Filter {

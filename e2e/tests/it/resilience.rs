@@ -43,14 +43,7 @@ async fn with_the_gateway_stopped_jobs_wait_and_go_out_when_it_returns() {
     }
     // The dispatcher keeps them: pending, no attempt spent (and each is sent on its
     // first attempt below, so none was spent meanwhile either).
-    let jobs = cluster.get("/api/jobs?limit=100").await;
-    for job in jobs["jobs"].as_array().unwrap() {
-        assert_eq!(
-            (job["status"].as_str(), job["attempts"].as_u64()),
-            (Some("pending"), Some(0)),
-            "{job}"
-        );
-    }
+    every_job_is(&cluster, "pending", 0).await;
 
     cluster.spawn("wa-gateway");
     cluster.wait_serving("wa-gateway").await;
@@ -69,12 +62,17 @@ async fn with_the_gateway_stopped_jobs_wait_and_go_out_when_it_returns() {
         .collect();
     assert_eq!(sent.len(), 20);
     assert_eq!(sent.into_iter().collect::<HashSet<_>>(), ids);
+    every_job_is(&cluster, "sent", 1).await;
+}
+
+/// Every job the dashboard lists has `status` after `attempts` attempts.
+async fn every_job_is(cluster: &Cluster, status: &str, attempts: u64) {
     let jobs = cluster.get("/api/jobs?limit=100").await;
     for job in jobs["jobs"].as_array().unwrap() {
         assert_eq!(
             (job["status"].as_str(), job["attempts"].as_u64()),
-            (Some("sent"), Some(1)),
-            "the wait while the gateway was down cost no attempt: {job}"
+            (Some(status), Some(attempts)),
+            "{job}"
         );
     }
 }
