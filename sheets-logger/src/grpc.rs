@@ -85,7 +85,7 @@ impl LoggerService {
         }
         let keys: Vec<_> = records
             .iter()
-            .map(|r| (r.job_id.clone(), r.status.clone(), mask_phone(&r.recipient)))
+            .map(|r| (r.job_id.clone(), r.status.clone(), r.recipient.clone()))
             .collect();
         let answers = self.outbox.insert_all(records, now_ms()).await?;
         if answers.iter().any(|(_, duplicate)| !duplicate) {
@@ -96,8 +96,8 @@ impl LoggerService {
         Ok(keys
             .into_iter()
             .zip(answers)
-            .map(|((job_id, status, to), (sequence, duplicate))| {
-                tracing::debug!(job_id = %job_id, status = %status, to = %to, sequence, duplicate, "outcome recorded");
+            .map(|((job_id, status, recipient), (sequence, duplicate))| {
+                tracing::debug!(job_id = %job_id, status = %status, to = %mask_phone(&recipient), sequence, duplicate, "outcome recorded");
                 pb::RecordResponse {
                     sequence,
                     duplicate,

@@ -111,14 +111,6 @@ impl Outbox {
         .await
     }
 
-    /// [`Outbox::insert_all`] for one record.
-    pub async fn insert(&self, record: Record, now: i64) -> Result<(u64, bool)> {
-        let mut answers = self.insert_all(vec![record], now).await?;
-        answers
-            .pop()
-            .ok_or_else(|| Error::Internal("the outbox answered no record".into()))
-    }
-
     /// The oldest `limit` records, in the order they were recorded.
     pub async fn oldest(&self, limit: usize) -> Result<Vec<(u64, Record)>> {
         self.with(move |conn| {
@@ -277,6 +269,13 @@ fn insert(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Outbox {
+        /// [`Outbox::insert_all`] for one record.
+        async fn insert(&self, record: Record, now: i64) -> Result<(u64, bool)> {
+            Ok(self.insert_all(vec![record], now).await?.remove(0))
+        }
+    }
 
     fn record(job: &str, status: &str, attempts: u32) -> Record {
         Record {
