@@ -231,11 +231,23 @@ pub enum Command {
     Version,
     /// Checks another running instance over grpc.health.v1 and exits 0 when it serves.
     Healthcheck,
+    /// A command of this service alone (one of the [`Extra`] it declared).
+    Extra(&'static str),
+}
+
+/// A command one service adds to the ones every service has, shown in `--help`.
+#[derive(Debug, Clone, Copy)]
+pub struct Extra {
+    pub name: &'static str,
+    pub help: &'static str,
 }
 
 /// Parses the arguments every service accepts: none, `--help`, `--version`,
-/// `healthcheck`.
-pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
+/// `healthcheck`, and the service's own `extra` commands.
+pub fn parse_args(
+    args: impl IntoIterator<Item = String>,
+    extra: &[Extra],
+) -> Result<Command, String> {
     let args: Vec<String> = args.into_iter().skip(1).collect();
     match args
         .iter()
@@ -247,17 +259,28 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, Str
         ["-h" | "--help" | "help"] => Ok(Command::Help),
         ["-V" | "--version"] => Ok(Command::Version),
         ["healthcheck"] => Ok(Command::Healthcheck),
+        [name] if let Some(e) = extra.iter().find(|e| e.name == *name) => {
+            Ok(Command::Extra(e.name))
+        }
         other => Err(format!(
             "unexpected arguments {other:?}; run with --help to see the usage"
         )),
     }
 }
 
-/// The `--help` text: what the service does and every variable it reads.
-pub fn help_text(binary: &str, about: &str, vars: &[Var]) -> String {
+/// The `--help` text: what the service does, its commands and every variable it
+/// reads.
+pub fn help_text(binary: &str, about: &str, vars: &[Var], extra: &[Extra]) -> String {
     let mut out = format!(
-        "{binary} {}\n{about}\n\nUSAGE:\n    {binary}               run the service\n    {binary} healthcheck   exit 0 when the running service answers its health check\n    {binary} --version     the version\n    {binary} --help        this text\n\nENVIRONMENT (unset or empty means the default):\n",
+        "{binary} {}\n{about}\n\nUSAGE:\n    {binary}               run the service\n    {binary} healthcheck   exit 0 when the running service answers its health check\n",
         env!("CARGO_PKG_VERSION")
+    );
+    for e in extra {
+        let _ = writeln!(out, "    {binary} {}\n        {}", e.name, e.help);
+    }
+    let _ = write!(
+        out,
+        "    {binary} --version     the version\n    {binary} --help        this text\n\nENVIRONMENT (unset or empty means the default):\n"
     );
     for var in vars.iter().chain(COMMON_VARS) {
         let _ = writeln!(out, "    {}", var.name);
@@ -301,17 +324,28 @@ pub fn startup<C>(
     vars: &[Var],
     load: impl FnOnce() -> Result<C, ConfigError>,
 ) -> (Command, C) {
-    let command = parse_args(std::env::args()).unwrap_or_else(|e| exit_usage(binary, e));
+    startup_with(binary, about, vars, &[], load)
+}
+
+/// [`startup`] for a service with commands of its own.
+pub fn startup_with<C>(
+    binary: &str,
+    about: &str,
+    vars: &[Var],
+    extra: &[Extra],
+    load: impl FnOnce() -> Result<C, ConfigError>,
+) -> (Command, C) {
+    let command = parse_args(std::env::args(), extra).unwrap_or_else(|e| exit_usage(binary, e));
     match command {
         Command::Help => {
-            print!("{}", help_text(binary, about, vars));
+            print!("{}", help_text(binary, about, vars, extra));
             std::process::exit(0)
         }
         Command::Version => {
             println!("{binary} {}", env!("CARGO_PKG_VERSION"));
             std::process::exit(0)
         }
-        Command::Run | Command::Healthcheck => {}
+        Command::Run | Command::Healthcheck | Command::Extra(_) => {}
     }
     let config =
         load().unwrap_or_else(|e| exit_usage(binary, format!("invalid configuration: {e}")));
@@ -431,10 +465,18 @@ mod tests {
 
     #[test]
     fn arguments() {
-        let args = |a: &[&str]| parse_args(a.iter().map(|s| (*s).to_owned()));
+        const PRINT: Extra = Extra {
+            name: "print",
+            help: "prints",
+        };
+        let args = |a: &[&str]| parse_args(a.iter().map(|s| (*s).to_owned()), &[PRINT]);
         assert_eq!(args(&["bin"]), Ok(Command::Run));
         assert_eq!(args(&["bin", "--help"]), Ok(Command::Help));
         assert_eq!(args(&["bin", "healthcheck"]), Ok(Command::Healthcheck));
+        assert_eq!(args(&["bin", "print"]), Ok(Command::Extra("print")));
         assert!(args(&["bin", "--frobnicate"]).is_err());
+        assert!(parse_args(["bin".to_owned(), "print".to_owned()], &[]).is_err());
+        let help = help_text("bin", "about", &[], &[PRINT]);
+        assert!(help.contains("    bin print\n        prints\n"), "{help}");
     }
 }
