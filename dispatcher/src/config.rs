@@ -2,10 +2,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use abtrack_proto::config::{self, ConfigError, Env, Var};
 use abtrack_proto::token::InternalToken;
+
+use crate::firestore::mapping::{self, Mapping};
 
 /// Every variable the dispatcher reads, in `--help` order. Each is a constant below
 /// that the parsing reads too, so `--help` shows the name and default in use.
@@ -18,6 +21,30 @@ pub const VARS: &[Var] = &[
     FIRESTORE_COLLECTION,
     FIRESTORE_EMULATOR_HOST,
     FIRESTORE_FALLBACK_POLL_SECS,
+    mapping::FIELD_TO,
+    mapping::FIELD_MESSAGE,
+    mapping::FIELD_CREATED_AT,
+    mapping::FIELD_SEND_AT,
+    mapping::FIELD_STATUS,
+    mapping::FIELD_ATTEMPTS,
+    mapping::FIELD_LEASE_OWNER,
+    mapping::FIELD_LEASE_EXPIRES_AT,
+    mapping::FIELD_NEXT_ATTEMPT_AT,
+    mapping::FIELD_LAST_ERROR,
+    mapping::FIELD_SENT_AT,
+    mapping::FIELD_MESSAGE_ID,
+    mapping::FIELD_RECIPIENT,
+    mapping::FIELD_RECIPIENT_LID,
+    mapping::FIELD_DELIVERED_AT,
+    mapping::FIELD_READ_AT,
+    mapping::FIELD_DELIVERY_OVERDUE,
+    mapping::FIELD_UPDATED_AT,
+    mapping::FIELD_LOGGED_AT,
+    mapping::STATUS_PENDING,
+    mapping::STATUS_SENT,
+    mapping::STATUS_DELIVERED,
+    mapping::STATUS_READ,
+    mapping::STATUS_FAILED,
     DATA_DIR,
     GATEWAY_URL,
     LOGGER_URL,
@@ -159,6 +186,8 @@ pub struct FirestoreSettings {
     pub credentials: Option<PathBuf>,
     pub emulator_host: Option<String>,
     pub fallback_poll: Duration,
+    /// The documents' field names and status words.
+    pub mapping: Arc<Mapping>,
 }
 
 /// The project a Firebase emulator is given when none is configured; the `demo-`
@@ -207,14 +236,7 @@ fn firestore_settings(
             }
         },
     };
-    let collection = env.string(FIRESTORE_COLLECTION);
-    if collection.is_empty() || collection.contains('/') {
-        return Err(ConfigError::new(
-            FIRESTORE_COLLECTION.name,
-            &collection,
-            "must be a top-level collection id (no '/')",
-        ));
-    }
+    let collection = collection(env)?;
     let fallback_poll = env.secs(FIRESTORE_FALLBACK_POLL_SECS)?;
     if fallback_poll.is_zero() {
         return Err(ConfigError::new(
@@ -234,7 +256,29 @@ fn firestore_settings(
         },
         emulator_host,
         fallback_poll,
+        mapping: Arc::new(Mapping::from_env(env)?),
     }))
+}
+
+fn collection(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<String, ConfigError> {
+    let collection = env.string(FIRESTORE_COLLECTION);
+    if collection.is_empty() || collection.contains('/') {
+        return Err(ConfigError::new(
+            FIRESTORE_COLLECTION.name,
+            &collection,
+            "must be a top-level collection id (no '/')",
+        ));
+    }
+    Ok(collection)
+}
+
+/// The job collection and its documents' shape, read whether or not Firestore is
+/// configured (`dispatcher firestore-indexes` prints the indexes they need).
+pub fn firestore_shape(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<(String, Arc<Mapping>), ConfigError> {
+    let env = Env::new(lookup);
+    Ok((collection(&env)?, Arc::new(Mapping::from_env(&env)?)))
 }
 
 /// Reads the service-account key, so a truncated or mistyped file is reported as what

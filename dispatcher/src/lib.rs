@@ -60,7 +60,8 @@ pub async fn run(
         Backend::Firestore(settings) => {
             let db = firestore::connect::connect_with_retry(settings).await;
             let queue = firestore::FirestoreQueue::new(db, settings.collection.clone())
-                .with_default_country_code(&config.default_country_code);
+                .with_default_country_code(&config.default_country_code)
+                .with_mapping(settings.mapping.clone());
             firestore::pickup::start(
                 queue.clone(),
                 Arc::clone(&wake),

@@ -1,23 +1,51 @@
 //! The `dispatcher` binary: reads the environment, binds, runs.
 
-use abtrack_dispatcher::{Config, config::VARS, run};
-use abtrack_proto::config::{Command, startup};
+use abtrack_dispatcher::config::{Backend, VARS};
+use abtrack_dispatcher::{Config, run};
+use abtrack_proto::config::{Command, Extra, startup_with};
 use anyhow::Context;
 
 const ABOUT: &str = "Job queue of AbTrack Notify: leases jobs, sends them one at a time through the gateway, records outcomes.";
 
+const FIRESTORE_INDEXES: Extra = Extra {
+    name: "firestore-indexes",
+    help: "print the Firestore indexes the queue needs for the configured collection and field names (firestore.indexes.json)",
+};
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let (command, config) = startup("dispatcher", ABOUT, VARS, || {
+    let (command, config) = startup_with("dispatcher", ABOUT, VARS, &[FIRESTORE_INDEXES], || {
         Config::from_lookup(|key| std::env::var(key).ok())
     });
-    if command == Command::Healthcheck {
-        abtrack_proto::health::exit_with_grpc_health(
-            "dispatcher",
-            config.addr,
-            config.internal_token.as_ref(),
-        )
-        .await;
+    match command {
+        Command::Healthcheck => {
+            abtrack_proto::health::exit_with_grpc_health(
+                "dispatcher",
+                config.addr,
+                config.internal_token.as_ref(),
+            )
+            .await
+        }
+        Command::Extra(_) => {
+            let (collection, mapping) = match &config.backend {
+                Backend::Firestore(settings) => {
+                    (settings.collection.clone(), settings.mapping.clone())
+                }
+                Backend::Local => {
+                    abtrack_dispatcher::config::firestore_shape(|key| std::env::var(key).ok())
+                        .unwrap_or_else(|e| {
+                            abtrack_proto::config::exit_usage(
+                                "dispatcher",
+                                format!("invalid configuration: {e}"),
+                            )
+                        })
+                }
+            };
+            let indexes = abtrack_dispatcher::firestore::indexes(&collection, &mapping);
+            println!("{}", serde_json::to_string_pretty(&indexes)?);
+            return Ok(());
+        }
+        Command::Run | Command::Help | Command::Version => {}
     }
     abtrack_proto::telemetry::init();
     config.log();

@@ -3,6 +3,7 @@
 
 use abtrack_dispatcher::config::FirestoreSettings;
 use abtrack_dispatcher::firestore::doc::text;
+use abtrack_dispatcher::firestore::mapping::Mapping;
 use abtrack_dispatcher::firestore::{FirestoreQueue, connect};
 use abtrack_dispatcher::job::{Counts, Job};
 use abtrack_dispatcher::queue::Store;
@@ -10,6 +11,7 @@ use firestore::gcloud_sdk::google::firestore::v1::{
     self as pb, Document, Precondition, Value, Write, document_transform::FieldTransform,
     document_transform::field_transform, precondition::ConditionType, write::Operation,
 };
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// A client of one collection on the emulator at `host`.
@@ -19,6 +21,12 @@ pub struct App {
 
 impl App {
     pub async fn connect(host: &str, collection: &str) -> Self {
+        Self::connect_mapped(host, collection, Mapping::default()).await
+    }
+
+    /// A client of a collection whose documents have the shape `mapping` describes
+    /// (its reads of jobs and counts go through it).
+    pub async fn connect_mapped(host: &str, collection: &str, mapping: Mapping) -> Self {
         let settings = FirestoreSettings {
             project_id: "demo-abtrack".into(),
             database_id: "(default)".into(),
@@ -26,10 +34,11 @@ impl App {
             credentials: None,
             emulator_host: Some(host.into()),
             fallback_poll: Duration::from_secs(1),
+            mapping: Default::default(),
         };
         let db = connect::connect(&settings).await.unwrap();
         Self {
-            queue: FirestoreQueue::new(db, collection),
+            queue: FirestoreQueue::new(db, collection).with_mapping(mapping),
         }
     }
 
@@ -49,27 +58,41 @@ impl App {
 
     /// Writes a document with exactly these fields plus `createdAt`.
     pub async fn write_fields(&self, id: &str, fields: &[(&str, Value)]) {
+        let fields = fields
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        let created_at = FieldTransform {
+            field_path: "createdAt".into(),
+            transform_type: Some(field_transform::TransformType::SetToServerValue(
+                field_transform::ServerValue::RequestTime as i32,
+            )),
+        };
+        self.create(id, fields, vec![created_at]).await;
+    }
+
+    /// Writes a document with exactly these top-level fields (maps nest), as an app
+    /// with a shape of its own does.
+    pub async fn write_document(&self, id: &str, fields: HashMap<String, Value>) {
+        self.create(id, fields, vec![]).await;
+    }
+
+    /// Creates the document, retrying while the emulator is unreachable (a restart);
+    /// an existing document counts as written.
+    async fn create(
+        &self,
+        id: &str,
+        fields: HashMap<String, Value>,
+        update_transforms: Vec<FieldTransform>,
+    ) {
         let db = self.queue.db();
-        let name = format!(
-            "{}/{}/{id}",
-            db.get_documents_path(),
-            self.queue.collection()
-        );
         let write = Write {
             operation: Some(Operation::Update(Document {
-                name,
-                fields: fields
-                    .iter()
-                    .map(|(k, v)| ((*k).to_owned(), v.clone()))
-                    .collect(),
+                name: self.name(id),
+                fields,
                 ..Default::default()
             })),
-            update_transforms: vec![FieldTransform {
-                field_path: "createdAt".into(),
-                transform_type: Some(field_transform::TransformType::SetToServerValue(
-                    field_transform::ServerValue::RequestTime as i32,
-                )),
-            }],
+            update_transforms,
             current_document: Some(Precondition {
                 condition_type: Some(ConditionType::Exists(false)),
             }),
@@ -92,6 +115,29 @@ impl App {
             }
         }
         panic!("could not write job {id}");
+    }
+
+    fn name(&self, id: &str) -> String {
+        format!(
+            "{}/{}/{id}",
+            self.queue.db().get_documents_path(),
+            self.queue.collection()
+        )
+    }
+
+    /// The document as it is stored, every field included.
+    pub async fn document(&self, id: &str) -> Document {
+        self.queue
+            .db()
+            .client()
+            .get()
+            .get_document(pb::GetDocumentRequest {
+                name: self.name(id),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
     }
 
     pub fn queue(&self) -> &FirestoreQueue {

@@ -1,6 +1,7 @@
-//! Job documents: the architecture's camelCase fields read into a [`Job`], each
-//! checked, so a malformed document is named by its field instead of stopping the
-//! queue; and the values the server writes back.
+//! Job documents: a document read into a [`Job`] through the [`Mapping`] (the
+//! architecture's camelCase fields unless configured), each field checked, so a
+//! malformed document is named by its field instead of stopping the queue; and the
+//! values the server writes back, at the mapped places.
 
 use std::collections::HashMap;
 
@@ -9,55 +10,43 @@ use prost_types::Timestamp;
 
 use abtrack_proto::message::check_message;
 
+use super::mapping::{self, Field, Mapping};
 use crate::job::{Job, JobError, JobStatus, MAX_SEND_AT_MS};
 
-pub const TO: &str = "to";
-pub const MESSAGE: &str = "message";
-pub const STATUS: &str = "status";
-pub const CREATED_AT: &str = "createdAt";
-pub const SEND_AT: &str = "sendAt";
-pub const ATTEMPTS: &str = "attempts";
-pub const LEASE_OWNER: &str = "leaseOwner";
-pub const LEASE_EXPIRES_AT: &str = "leaseExpiresAt";
-pub const NEXT_ATTEMPT_AT: &str = "nextAttemptAt";
-pub const LAST_ERROR: &str = "lastError";
-pub const SENT_AT: &str = "sentAt";
-pub const MESSAGE_ID: &str = "messageId";
-pub const RECIPIENT: &str = "recipient";
-/// Written by the server: the recipient's LID when WhatsApp addresses it by one.
-pub const RECIPIENT_LID: &str = "recipientLid";
-pub const DELIVERED_AT: &str = "deliveredAt";
-pub const READ_AT: &str = "readAt";
-/// Written by the server: sent, no delivery receipt within the gateway's timeout.
-pub const DELIVERY_OVERDUE: &str = "deliveryOverdue";
-pub const UPDATED_AT: &str = "updatedAt";
-/// When the sheets-logger acknowledged the outcome; `null` while it waits.
-pub const LOGGED_AT: &str = "loggedAt";
+/// The default field names, for writers of documents in the default shape.
+pub const TO: &str = mapping::FIELD_TO.default;
+pub const MESSAGE: &str = mapping::FIELD_MESSAGE.default;
+pub const STATUS: &str = mapping::FIELD_STATUS.default;
+pub const CREATED_AT: &str = mapping::FIELD_CREATED_AT.default;
+pub const SEND_AT: &str = mapping::FIELD_SEND_AT.default;
+pub const ATTEMPTS: &str = mapping::FIELD_ATTEMPTS.default;
+pub const LOGGED_AT: &str = mapping::FIELD_LOGGED_AT.default;
 
-const TIMESTAMP_FIELDS: [&str; 9] = [
-    CREATED_AT,
-    SEND_AT,
-    LEASE_EXPIRES_AT,
-    NEXT_ATTEMPT_AT,
-    SENT_AT,
-    DELIVERED_AT,
-    READ_AT,
-    UPDATED_AT,
-    LOGGED_AT,
+const TIMESTAMP_FIELDS: [Field; 9] = [
+    Field::CreatedAt,
+    Field::SendAt,
+    Field::LeaseExpiresAt,
+    Field::NextAttemptAt,
+    Field::SentAt,
+    Field::DeliveredAt,
+    Field::ReadAt,
+    Field::UpdatedAt,
+    Field::LoggedAt,
 ];
-const STRING_FIELDS: [&str; 3] = [LEASE_OWNER, MESSAGE_ID, RECIPIENT];
+const STRING_FIELDS: [Field; 3] = [Field::LeaseOwner, Field::MessageId, Field::Recipient];
 
-/// Why a document cannot be a job: the field and what is wrong with it.
+/// Why a document cannot be a job: the field (as the documents name it) and what is
+/// wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Malformed {
-    pub field: &'static str,
+    pub field: String,
     pub reason: String,
 }
 
 impl Malformed {
-    fn new(field: &'static str, reason: impl Into<String>) -> Self {
+    fn new(field: &str, reason: impl Into<String>) -> Self {
         Self {
-            field,
+            field: field.to_owned(),
             reason: reason.into(),
         }
     }
@@ -99,14 +88,6 @@ pub fn boolean(b: bool) -> Value {
     Value {
         value_type: Some(ValueType::BooleanValue(b)),
     }
-}
-
-/// A boolean field the server writes; anything else reads as `false`.
-pub fn get_flag(doc: &Document, field: &str) -> bool {
-    matches!(
-        doc.fields.get(field).and_then(|v| v.value_type.as_ref()),
-        Some(ValueType::BooleanValue(true))
-    )
 }
 
 pub fn text(s: &str) -> Value {
@@ -175,293 +156,377 @@ pub fn doc_id(doc: &Document) -> &str {
     doc.name.rsplit('/').next().unwrap_or_default()
 }
 
-fn get_string<'a>(doc: &'a Document, field: &'static str) -> Result<Option<&'a str>, Malformed> {
-    match doc.fields.get(field) {
-        v if is_null(v) => Ok(None),
-        Some(Value {
-            value_type: Some(ValueType::StringValue(s)),
-        }) => Ok(Some(s)),
-        Some(v) => Err(Malformed::new(
-            field,
-            format!("must be a string, found {}", kind(v)),
-        )),
-        None => Ok(None),
+/// The value at a field path: `a.b` is field `b` of the map in field `a`.
+pub fn value_at<'a>(fields: &'a HashMap<String, Value>, path: &str) -> Option<&'a Value> {
+    let mut parts = path.split('.');
+    let mut value = fields.get(parts.next()?)?;
+    for part in parts {
+        match &value.value_type {
+            Some(ValueType::MapValue(map)) => value = map.fields.get(part)?,
+            _ => return None,
+        }
     }
+    Some(value)
 }
 
-fn get_ts(doc: &Document, field: &'static str) -> Result<Option<i64>, Malformed> {
-    match doc.fields.get(field) {
-        v if is_null(v) => Ok(None),
-        Some(Value {
-            value_type: Some(ValueType::TimestampValue(t)),
-        }) => {
-            if (MIN_SECONDS..=MAX_SECONDS).contains(&t.seconds)
-                && (0..1_000_000_000).contains(&t.nanos)
-            {
-                Ok(Some(ts_to_ms(t)))
-            } else {
-                Err(Malformed::new(
-                    field,
-                    format!(
-                        "timestamp out of range ({} s, {} ns); expected a time between the years 1 and 9999",
-                        t.seconds, t.nanos
-                    ),
-                ))
+/// Puts `value` at a field path, making the maps on the way (a field that is not a
+/// map is replaced, as a Firestore update with that path in its mask does).
+pub fn set_at(fields: &mut HashMap<String, Value>, path: &str, value: Value) {
+    match path.split_once('.') {
+        None => {
+            fields.insert(path.to_owned(), value);
+        }
+        Some((head, rest)) => {
+            let entry = fields.entry(head.to_owned()).or_insert_with(|| Value {
+                value_type: Some(ValueType::MapValue(MapValue::default())),
+            });
+            if !matches!(entry.value_type, Some(ValueType::MapValue(_))) {
+                entry.value_type = Some(ValueType::MapValue(MapValue::default()));
+            }
+            if let Some(ValueType::MapValue(map)) = &mut entry.value_type {
+                set_at(&mut map.fields, rest, value);
             }
         }
-        Some(v) => Err(Malformed::new(
-            field,
-            format!("must be a timestamp, found {}", kind(v)),
-        )),
-        None => Ok(None),
     }
 }
 
-/// The status a document claims, checked.
-pub fn status(doc: &Document) -> Result<JobStatus, Malformed> {
-    let status = get_string(doc, STATUS)?.ok_or_else(|| Malformed::new(STATUS, "is missing"))?;
-    JobStatus::parse(status).ok_or_else(|| {
-        Malformed::new(
-            STATUS,
-            format!(
-                "unknown value {status:?}; expected one of pending, processing, sent, delivered, read, failed"
-            ),
+/// Reading a document's fields and writing a job's through the mapping.
+impl Mapping {
+    fn value<'a>(&self, doc: &'a Document, field: Field) -> Option<&'a Value> {
+        value_at(&doc.fields, self.path(field))
+    }
+
+    /// Whether the field is absent or null.
+    pub fn is_unset(&self, doc: &Document, field: Field) -> bool {
+        is_null(self.value(doc, field))
+    }
+
+    fn get_string<'a>(
+        &self,
+        doc: &'a Document,
+        field: Field,
+    ) -> Result<Option<&'a str>, Malformed> {
+        match self.value(doc, field) {
+            v if is_null(v) => Ok(None),
+            Some(Value {
+                value_type: Some(ValueType::StringValue(s)),
+            }) => Ok(Some(s)),
+            Some(v) => Err(Malformed::new(
+                self.path(field),
+                format!("must be a string, found {}", kind(v)),
+            )),
+            None => Ok(None),
+        }
+    }
+
+    fn get_ts(&self, doc: &Document, field: Field) -> Result<Option<i64>, Malformed> {
+        match self.value(doc, field) {
+            v if is_null(v) => Ok(None),
+            Some(Value {
+                value_type: Some(ValueType::TimestampValue(t)),
+            }) => {
+                if (MIN_SECONDS..=MAX_SECONDS).contains(&t.seconds)
+                    && (0..1_000_000_000).contains(&t.nanos)
+                {
+                    Ok(Some(ts_to_ms(t)))
+                } else {
+                    Err(Malformed::new(
+                        self.path(field),
+                        format!(
+                            "timestamp out of range ({} s, {} ns); expected a time between the years 1 and 9999",
+                            t.seconds, t.nanos
+                        ),
+                    ))
+                }
+            }
+            Some(v) => Err(Malformed::new(
+                self.path(field),
+                format!("must be a timestamp, found {}", kind(v)),
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// A boolean field the server writes; anything else reads as `false`.
+    fn get_flag(&self, doc: &Document, field: Field) -> bool {
+        matches!(
+            self.value(doc, field).and_then(|v| v.value_type.as_ref()),
+            Some(ValueType::BooleanValue(true))
         )
-    })
-}
+    }
 
-/// Reads a job document, checking every field the dispatcher relies on; the
-/// recipient with the gateway's `default_country_code`.
-pub fn parse(doc: &Document, default_country_code: &str) -> Result<Job, Malformed> {
-    let job = read(doc)?;
-    match abtrack_proto::normalize_recipient(&job.to, default_country_code) {
-        Ok(_) => Ok(job),
-        Err(e) => Err(Malformed::new(TO, e.to_string())),
-    }
-}
-
-/// Reads a job document, checking the type of every field and the message, but not
-/// whether the recipient is a number.
-pub(crate) fn read(doc: &Document) -> Result<Job, Malformed> {
-    let status = status(doc)?;
-    let to = get_string(doc, TO)?.ok_or_else(|| Malformed::new(TO, "is missing"))?;
-    let message = get_string(doc, MESSAGE)?.ok_or_else(|| Malformed::new(MESSAGE, "is missing"))?;
-    check_message(message).map_err(|e| Malformed::new(MESSAGE, e))?;
-    for field in TIMESTAMP_FIELDS {
-        get_ts(doc, field)?;
-    }
-    for field in STRING_FIELDS {
-        get_string(doc, field)?;
-    }
-    let attempts = match doc.fields.get(ATTEMPTS) {
-        v if is_null(v) => 0,
-        Some(Value {
-            value_type: Some(ValueType::IntegerValue(n)),
-        }) if *n >= 0 => u32::try_from(*n).map_err(|_| {
-            Malformed::new(
-                ATTEMPTS,
-                format!("must be a whole number from 0 to {}, found {n}", u32::MAX),
-            )
-        })?,
-        Some(v) => {
-            return Err(Malformed::new(
-                ATTEMPTS,
-                format!("must be a whole number of at least 0, found {}", kind(v)),
-            ));
-        }
-        None => 0,
-    };
-    let last_error = match doc.fields.get(LAST_ERROR) {
-        v if is_null(v) => None,
-        Some(Value {
-            value_type: Some(ValueType::MapValue(map)),
-        }) => {
-            let field = |name: &str| match map.fields.get(name).and_then(|v| v.value_type.as_ref())
-            {
-                Some(ValueType::StringValue(s)) => s.clone(),
-                _ => String::new(),
-            };
-            Some(JobError {
-                code: field("code"),
-                message: field("message"),
-            })
-        }
-        Some(v) => {
-            return Err(Malformed::new(
-                LAST_ERROR,
+    fn get_error(&self, doc: &Document) -> Result<Option<JobError>, Malformed> {
+        match self.value(doc, Field::LastError) {
+            v if is_null(v) => Ok(None),
+            Some(Value {
+                value_type: Some(ValueType::MapValue(map)),
+            }) => {
+                let field =
+                    |name: &str| match map.fields.get(name).and_then(|v| v.value_type.as_ref()) {
+                        Some(ValueType::StringValue(s)) => s.clone(),
+                        _ => String::new(),
+                    };
+                Ok(Some(JobError {
+                    code: field("code"),
+                    message: field("message"),
+                }))
+            }
+            Some(v) => Err(Malformed::new(
+                self.path(Field::LastError),
                 format!("must be a map of code and message, found {}", kind(v)),
-            ));
+            )),
+            None => Ok(None),
         }
-        None => None,
-    };
-    let ts = |f| get_ts(doc, f).ok().flatten();
-    let string = |f| get_string(doc, f).ok().flatten().map(str::to_owned);
-    Ok(Job {
-        id: doc_id(doc).to_owned(),
-        to: to.to_owned(),
-        message: message.to_owned(),
-        status,
-        attempts,
-        lease_owner: string(LEASE_OWNER),
-        lease_expires_at: ts(LEASE_EXPIRES_AT),
-        next_attempt_at: ts(NEXT_ATTEMPT_AT),
-        send_at: ts(SEND_AT),
-        created_at: ts(CREATED_AT)
-            .or_else(|| doc.create_time.as_ref().map(ts_to_ms))
-            .unwrap_or_default(),
-        updated_at: ts(UPDATED_AT)
-            .or_else(|| doc.update_time.as_ref().map(ts_to_ms))
-            .unwrap_or_default(),
-        last_error,
-        sent_at: ts(SENT_AT),
-        message_id: string(MESSAGE_ID),
-        recipient: string(RECIPIENT),
-        recipient_lid: string(RECIPIENT_LID),
-        delivered_at: ts(DELIVERED_AT),
-        read_at: ts(READ_AT),
-        delivery_overdue: get_flag(doc, DELIVERY_OVERDUE),
-    })
-}
-
-/// A job for display even when the document is malformed: whatever fields read.
-pub fn parse_lenient(doc: &Document) -> Job {
-    if let Ok(job) = read(doc) {
-        return job;
     }
-    let string = |f| {
-        get_string(doc, f)
-            .ok()
-            .flatten()
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let ts = |f| get_ts(doc, f).ok().flatten();
-    let last_error = match doc
-        .fields
-        .get(LAST_ERROR)
-        .and_then(|v| v.value_type.as_ref())
-    {
-        Some(ValueType::MapValue(map)) => {
-            let field = |name: &str| match map.fields.get(name).and_then(|v| v.value_type.as_ref())
-            {
-                Some(ValueType::StringValue(s)) => s.clone(),
-                _ => String::new(),
-            };
-            Some(JobError {
-                code: field("code"),
-                message: field("message"),
-            })
+
+    fn get_attempts(&self, doc: &Document) -> Result<u32, Malformed> {
+        let path = self.path(Field::Attempts);
+        match self.value(doc, Field::Attempts) {
+            v if is_null(v) => Ok(0),
+            Some(Value {
+                value_type: Some(ValueType::IntegerValue(n)),
+            }) if *n >= 0 => u32::try_from(*n).map_err(|_| {
+                Malformed::new(
+                    path,
+                    format!("must be a whole number from 0 to {}, found {n}", u32::MAX),
+                )
+            }),
+            Some(v) => Err(Malformed::new(
+                path,
+                format!("must be a whole number of at least 0, found {}", kind(v)),
+            )),
+            None => Ok(0),
         }
-        _ => None,
-    };
-    Job {
-        id: doc_id(doc).to_owned(),
-        to: string(TO),
-        message: string(MESSAGE),
-        status: status(doc).unwrap_or(JobStatus::Failed),
-        attempts: match doc.fields.get(ATTEMPTS).and_then(|v| v.value_type.as_ref()) {
+    }
+
+    /// The status a document claims, checked.
+    pub fn status_of(&self, doc: &Document) -> Result<JobStatus, Malformed> {
+        let path = self.path(Field::Status);
+        let word = self
+            .get_string(doc, Field::Status)?
+            .ok_or_else(|| Malformed::new(path, "is missing"))?;
+        self.status(word).ok_or_else(|| {
+            Malformed::new(
+                path,
+                format!(
+                    "unknown value {word:?}; expected one of {}",
+                    self.words(&JobStatus::ALL).join(", ")
+                ),
+            )
+        })
+    }
+
+    /// Reads a job document, checking every field the dispatcher relies on; the
+    /// recipient with the gateway's `default_country_code`.
+    pub fn parse(&self, doc: &Document, default_country_code: &str) -> Result<Job, Malformed> {
+        let job = self.read(doc)?;
+        match abtrack_proto::normalize_recipient(&job.to, default_country_code) {
+            Ok(_) => Ok(job),
+            Err(e) => Err(Malformed::new(self.path(Field::To), e.to_string())),
+        }
+    }
+
+    /// Reads a job document, checking the type of every field and the message, but
+    /// not whether the recipient is a number.
+    pub(crate) fn read(&self, doc: &Document) -> Result<Job, Malformed> {
+        let status = self.status_of(doc)?;
+        let required = |field| {
+            self.get_string(doc, field)?
+                .ok_or_else(|| Malformed::new(self.path(field), "is missing"))
+        };
+        let to = required(Field::To)?;
+        let message = required(Field::Message)?;
+        check_message(message).map_err(|e| Malformed::new(self.path(Field::Message), e))?;
+        for field in TIMESTAMP_FIELDS {
+            self.get_ts(doc, field)?;
+        }
+        for field in STRING_FIELDS {
+            self.get_string(doc, field)?;
+        }
+        let attempts = self.get_attempts(doc)?;
+        let last_error = self.get_error(doc)?;
+        Ok(self.job(doc, to, message, status, attempts, last_error))
+    }
+
+    /// A job for display even when the document is malformed: whatever fields read.
+    pub fn parse_lenient(&self, doc: &Document) -> Job {
+        if let Ok(job) = self.read(doc) {
+            return job;
+        }
+        let string = |f| self.get_string(doc, f).ok().flatten().unwrap_or_default();
+        let attempts = match self
+            .value(doc, Field::Attempts)
+            .and_then(|v| v.value_type.as_ref())
+        {
             Some(ValueType::IntegerValue(n)) => u32::try_from((*n).max(0)).unwrap_or(u32::MAX),
             _ => 0,
-        },
-        lease_owner: get_string(doc, LEASE_OWNER)
-            .ok()
-            .flatten()
-            .map(str::to_owned),
-        lease_expires_at: ts(LEASE_EXPIRES_AT),
-        next_attempt_at: ts(NEXT_ATTEMPT_AT),
-        send_at: ts(SEND_AT),
-        created_at: ts(CREATED_AT)
-            .or_else(|| doc.create_time.as_ref().map(ts_to_ms))
-            .unwrap_or_default(),
-        updated_at: ts(UPDATED_AT)
-            .or_else(|| doc.update_time.as_ref().map(ts_to_ms))
-            .unwrap_or_default(),
-        last_error,
-        sent_at: ts(SENT_AT),
-        message_id: get_string(doc, MESSAGE_ID)
-            .ok()
-            .flatten()
-            .map(str::to_owned),
-        recipient: get_string(doc, RECIPIENT).ok().flatten().map(str::to_owned),
-        recipient_lid: get_string(doc, RECIPIENT_LID)
-            .ok()
-            .flatten()
-            .map(str::to_owned),
-        delivered_at: ts(DELIVERED_AT),
-        read_at: ts(READ_AT),
-        delivery_overdue: get_flag(doc, DELIVERY_OVERDUE),
+        };
+        self.job(
+            doc,
+            string(Field::To),
+            string(Field::Message),
+            self.status_of(doc).unwrap_or(JobStatus::Failed),
+            attempts,
+            self.get_error(doc).ok().flatten(),
+        )
     }
-}
 
-/// The fields a decided change writes onto the document it was decided from: the
-/// status, the lease and the update time always (so a malformed document's unreadable
-/// values are overwritten), every other server field only where it changed.
-pub fn changed_fields(old: &Job, new: &Job, log: bool) -> Vec<(&'static str, Value)> {
-    let mut fields = vec![
-        (STATUS, text(new.status.as_str())),
-        (LEASE_OWNER, opt_text(new.lease_owner.as_deref())),
-        (LEASE_EXPIRES_AT, opt_ts(new.lease_expires_at)),
-        (UPDATED_AT, ts(new.updated_at)),
-    ];
-    let mut changed = |field, differs: bool, value: Value| {
-        if differs {
-            fields.push((field, value));
+    /// The job of a document whose required fields are already read; the optional
+    /// ones that do not read are left out.
+    fn job(
+        &self,
+        doc: &Document,
+        to: &str,
+        message: &str,
+        status: JobStatus,
+        attempts: u32,
+        last_error: Option<JobError>,
+    ) -> Job {
+        let ts = |f| self.get_ts(doc, f).ok().flatten();
+        let string = |f| self.get_string(doc, f).ok().flatten().map(str::to_owned);
+        Job {
+            id: doc_id(doc).to_owned(),
+            to: to.to_owned(),
+            message: message.to_owned(),
+            status,
+            attempts,
+            lease_owner: string(Field::LeaseOwner),
+            lease_expires_at: ts(Field::LeaseExpiresAt),
+            next_attempt_at: ts(Field::NextAttemptAt),
+            send_at: ts(Field::SendAt),
+            created_at: ts(Field::CreatedAt)
+                .or_else(|| doc.create_time.as_ref().map(ts_to_ms))
+                .unwrap_or_default(),
+            updated_at: ts(Field::UpdatedAt)
+                .or_else(|| doc.update_time.as_ref().map(ts_to_ms))
+                .unwrap_or_default(),
+            last_error,
+            sent_at: ts(Field::SentAt),
+            message_id: string(Field::MessageId),
+            recipient: string(Field::Recipient),
+            recipient_lid: string(Field::RecipientLid),
+            delivered_at: ts(Field::DeliveredAt),
+            read_at: ts(Field::ReadAt),
+            delivery_overdue: self.get_flag(doc, Field::DeliveryOverdue),
         }
-    };
-    changed(
-        ATTEMPTS,
-        old.attempts != new.attempts,
-        int(i64::from(new.attempts)),
-    );
-    changed(
-        NEXT_ATTEMPT_AT,
-        old.next_attempt_at != new.next_attempt_at,
-        opt_ts(new.next_attempt_at),
-    );
-    changed(
-        LAST_ERROR,
-        old.last_error != new.last_error,
-        error_value(new.last_error.as_ref()),
-    );
-    changed(SENT_AT, old.sent_at != new.sent_at, opt_ts(new.sent_at));
-    changed(
-        MESSAGE_ID,
-        old.message_id != new.message_id,
-        opt_text(new.message_id.as_deref()),
-    );
-    changed(
-        RECIPIENT,
-        old.recipient != new.recipient,
-        opt_text(new.recipient.as_deref()),
-    );
-    changed(
-        RECIPIENT_LID,
-        old.recipient_lid != new.recipient_lid,
-        opt_text(new.recipient_lid.as_deref()),
-    );
-    changed(
-        DELIVERED_AT,
-        old.delivered_at != new.delivered_at,
-        opt_ts(new.delivered_at),
-    );
-    changed(READ_AT, old.read_at != new.read_at, opt_ts(new.read_at));
-    changed(
-        DELIVERY_OVERDUE,
-        old.delivery_overdue != new.delivery_overdue,
-        boolean(new.delivery_overdue),
-    );
-    changed(LOGGED_AT, log, null());
-    fields
-}
+    }
 
-/// Whether the document has a usable `createdAt` (the queue order).
-pub fn has_created_at(doc: &Document) -> bool {
-    !is_null(doc.fields.get(CREATED_AT))
+    /// The fields of a job created through the API: recipient, message, the first
+    /// pending word, the creation time, no attempts yet, and the send time if any.
+    pub fn new_fields(
+        &self,
+        to: &str,
+        message: &str,
+        send_at: Option<i64>,
+        now: i64,
+    ) -> HashMap<String, Value> {
+        let mut fields = HashMap::new();
+        let mut set = |field, value| set_at(&mut fields, self.path(field), value);
+        set(Field::To, text(to));
+        set(Field::Message, text(message));
+        set(Field::Status, text(self.word(JobStatus::Pending)));
+        set(Field::CreatedAt, ts(now));
+        set(Field::UpdatedAt, ts(now));
+        set(Field::Attempts, int(0));
+        if let Some(send_at) = send_at {
+            set(Field::SendAt, ts(send_at));
+        }
+        fields
+    }
+
+    /// The fields a decided change writes onto the document it was decided from: the
+    /// status, the lease and the update time always (so a malformed document's
+    /// unreadable values are overwritten), every other server field only where it
+    /// changed.
+    pub fn changed_fields(&self, old: &Job, new: &Job, log: bool) -> Vec<(&str, Value)> {
+        let mut fields = vec![
+            (self.path(Field::Status), text(self.word(new.status))),
+            (
+                self.path(Field::LeaseOwner),
+                opt_text(new.lease_owner.as_deref()),
+            ),
+            (
+                self.path(Field::LeaseExpiresAt),
+                opt_ts(new.lease_expires_at),
+            ),
+            (self.path(Field::UpdatedAt), ts(new.updated_at)),
+        ];
+        let mut changed = |field, differs: bool, value: Value| {
+            if differs {
+                fields.push((self.path(field), value));
+            }
+        };
+        changed(
+            Field::Attempts,
+            old.attempts != new.attempts,
+            int(i64::from(new.attempts)),
+        );
+        changed(
+            Field::NextAttemptAt,
+            old.next_attempt_at != new.next_attempt_at,
+            opt_ts(new.next_attempt_at),
+        );
+        changed(
+            Field::LastError,
+            old.last_error != new.last_error,
+            error_value(new.last_error.as_ref()),
+        );
+        changed(
+            Field::SentAt,
+            old.sent_at != new.sent_at,
+            opt_ts(new.sent_at),
+        );
+        changed(
+            Field::MessageId,
+            old.message_id != new.message_id,
+            opt_text(new.message_id.as_deref()),
+        );
+        changed(
+            Field::Recipient,
+            old.recipient != new.recipient,
+            opt_text(new.recipient.as_deref()),
+        );
+        changed(
+            Field::RecipientLid,
+            old.recipient_lid != new.recipient_lid,
+            opt_text(new.recipient_lid.as_deref()),
+        );
+        changed(
+            Field::DeliveredAt,
+            old.delivered_at != new.delivered_at,
+            opt_ts(new.delivered_at),
+        );
+        changed(
+            Field::ReadAt,
+            old.read_at != new.read_at,
+            opt_ts(new.read_at),
+        );
+        changed(
+            Field::DeliveryOverdue,
+            old.delivery_overdue != new.delivery_overdue,
+            boolean(new.delivery_overdue),
+        );
+        changed(Field::LoggedAt, log, null());
+        fields
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(doc: &Document, country_code: &str) -> Result<Job, Malformed> {
+        Mapping::default().parse(doc, country_code)
+    }
+
+    fn parse_lenient(doc: &Document) -> Job {
+        Mapping::default().parse_lenient(doc)
+    }
+
+    /// The default names of the timestamp fields.
+    fn timestamp_fields() -> Vec<&'static str> {
+        TIMESTAMP_FIELDS.iter().map(|f| f.var().default).collect()
+    }
 
     fn doc(fields: &[(&str, Value)]) -> Document {
         Document {
@@ -558,26 +623,12 @@ mod tests {
         use proptest::collection::{hash_map, vec};
         use proptest::prelude::*;
 
-        const FIELDS: [&str; 18] = [
-            TO,
-            MESSAGE,
-            STATUS,
-            CREATED_AT,
-            SEND_AT,
-            ATTEMPTS,
-            LEASE_OWNER,
-            LEASE_EXPIRES_AT,
-            NEXT_ATTEMPT_AT,
-            LAST_ERROR,
-            SENT_AT,
-            MESSAGE_ID,
-            RECIPIENT,
-            DELIVERED_AT,
-            READ_AT,
-            UPDATED_AT,
-            LOGGED_AT,
-            "code",
-        ];
+        /// Every field a job has, by its default name, and the error's `code`.
+        fn fields() -> Vec<&'static str> {
+            let mut fields: Vec<&str> = Field::ALL.iter().map(|f| f.var().default).collect();
+            fields.push("code");
+            fields
+        }
 
         fn of(value_type: ValueType) -> Value {
             Value {
@@ -654,7 +705,7 @@ mod tests {
 
         fn field_name() -> impl Strategy<Value = String> {
             prop_oneof![
-                4 => proptest::sample::select(FIELDS.to_vec()).prop_map(str::to_owned),
+                4 => proptest::sample::select(fields()).prop_map(str::to_owned),
                 1 => "[a-zA-Z]{1,10}",
             ]
         }
@@ -682,7 +733,7 @@ mod tests {
         fn nearly_good_document() -> impl Strategy<Value = Document> {
             (
                 hash_map(
-                    proptest::sample::select(TIMESTAMP_FIELDS.to_vec()),
+                    proptest::sample::select(timestamp_fields()),
                     timestamp().prop_map(|t| of(ValueType::TimestampValue(t))),
                     0..9,
                 ),
@@ -723,21 +774,20 @@ mod tests {
                         prop_assert!(JobStatus::parse(job.status.as_str()).is_some());
                     }
                     Err(malformed) => {
-                        prop_assert!(FIELDS.contains(&malformed.field), "{:?}", malformed);
+                        prop_assert!(fields().contains(&malformed.field.as_str()), "{:?}", malformed);
                         prop_assert!(!malformed.reason.is_empty());
                         let error = malformed.error();
                         prop_assert_eq!(error.code, "invalid_document");
-                        prop_assert!(error.message.starts_with(malformed.field));
+                        prop_assert!(error.message.starts_with(&malformed.field));
                     }
                 }
                 let _ = parse_lenient(&doc);
-                let _ = has_created_at(&doc);
-                let _ = status(&doc);
+                let _ = Mapping::default().status_of(&doc);
             }
 
             #[test]
             fn extreme_timestamps_and_attempts_are_refused_not_fatal(doc in nearly_good_document()) {
-                let stamps_ok = TIMESTAMP_FIELDS.iter().all(|f| match doc.fields.get(*f) {
+                let stamps_ok = timestamp_fields().iter().all(|f| match doc.fields.get(*f) {
                     Some(Value { value_type: Some(ValueType::TimestampValue(t)) }) => in_range(t),
                     _ => true,
                 });
@@ -755,7 +805,7 @@ mod tests {
                     Err(malformed) => {
                         prop_assert!(!(stamps_ok && attempts_ok), "refused a good document: {:?}", malformed);
                         prop_assert!(
-                            malformed.field == ATTEMPTS || TIMESTAMP_FIELDS.contains(&malformed.field),
+                            malformed.field == ATTEMPTS || timestamp_fields().contains(&malformed.field.as_str()),
                             "{:?}",
                             malformed
                         );

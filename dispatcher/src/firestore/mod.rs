@@ -5,10 +5,12 @@
 
 pub mod connect;
 pub mod doc;
+pub mod mapping;
 pub mod pickup;
 mod query;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,7 +26,10 @@ use crate::job::{Counts, Job, JobStatus, NewJob};
 use crate::lifecycle::{self, Change, Event, Rules};
 use crate::queue::{Enqueued, Selection, Store};
 use doc::*;
+use mapping::{Field, Mapping};
 use query::*;
+
+pub use query::indexes;
 
 /// How long one Firestore call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,6 +44,8 @@ pub struct FirestoreQueue {
     collection: String,
     /// Checks each document's recipient as the gateway will normalise it.
     default_country_code: String,
+    /// Where the job fields are in the documents, and the status words.
+    map: Arc<Mapping>,
 }
 
 fn status_of(code: Code) -> bool {
@@ -68,7 +75,18 @@ impl FirestoreQueue {
             db,
             collection: collection.into(),
             default_country_code: abtrack_proto::phone::DEFAULT_COUNTRY_CODE.into(),
+            map: Arc::default(),
         }
+    }
+
+    /// Reads and writes the documents in the shape `mapping` describes.
+    pub fn with_mapping(mut self, mapping: impl Into<Arc<Mapping>>) -> Self {
+        self.map = mapping.into();
+        self
+    }
+
+    pub fn mapping(&self) -> &Mapping {
+        &self.map
     }
 
     /// Sets the gateway's `WA_DEFAULT_COUNTRY_CODE` (62 unless set).
@@ -111,12 +129,14 @@ impl FirestoreQueue {
         let mask = DocumentMask {
             field_paths: fields.iter().map(|(k, _)| (*k).to_owned()).collect(),
         };
-        let fields: HashMap<String, Value> =
-            fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        let mut nested = HashMap::new();
+        for (path, value) in &fields {
+            set_at(&mut nested, path, value.clone());
+        }
         let write = Write {
             operation: Some(Operation::Update(Document {
                 name: doc.name.clone(),
-                fields: fields.clone(),
+                fields: nested,
                 create_time: None,
                 update_time: None,
             })),
@@ -140,7 +160,9 @@ impl FirestoreQueue {
             Ok(response) => {
                 let response = response.into_inner();
                 let mut next = doc.clone();
-                next.fields.extend(fields);
+                for (path, value) in fields {
+                    set_at(&mut next.fields, path, value);
+                }
                 next.update_time = response
                     .write_results
                     .first()
@@ -167,7 +189,7 @@ impl FirestoreQueue {
         let Some(change) = lifecycle::decide(job, event, now, rules)? else {
             return Ok(Applied::Nothing);
         };
-        let fields = changed_fields(job, &change.job, change.log);
+        let fields = self.map.changed_fields(job, &change.job, change.log);
         Ok(match self.patch(doc, fields).await? {
             Some(_) => Applied::Written(Box::new(change)),
             None => Applied::Conflict,
@@ -185,7 +207,7 @@ impl FirestoreQueue {
         let error = malformed.error();
         tracing::warn!(job_id = %doc_id(doc), "job document is malformed: {}", error.message);
         let event = Event::Malformed(error);
-        self.apply(doc, &parse_lenient(doc), &event, now, rules)
+        self.apply(doc, &self.map.parse_lenient(doc), &event, now, rules)
             .await
     }
 
@@ -194,15 +216,18 @@ impl FirestoreQueue {
     async fn candidates(&self) -> Result<Vec<Document>> {
         let (ordered, any) = tokio::try_join!(
             self.run(self.query(
-                pending(),
-                &[(CREATED_AT, Direction::Ascending)],
+                self.pending(),
+                &[(self.path(Field::CreatedAt), Direction::Ascending)],
                 Some(CANDIDATES)
             )),
-            self.run(self.query(pending(), &[], Some(CANDIDATES))),
+            self.run(self.query(self.pending(), &[], Some(CANDIDATES))),
         )?;
         let mut docs = ordered;
-        docs.extend(any.into_iter().filter(|d| !has_created_at(d)));
-        let key = |d: &Document| doc::read(d).map(|j| j.created_at).unwrap_or(i64::MIN);
+        docs.extend(
+            any.into_iter()
+                .filter(|d| self.map.is_unset(d, Field::CreatedAt)),
+        );
+        let key = |d: &Document| self.map.read(d).map(|j| j.created_at).unwrap_or(i64::MIN);
         docs.sort_by_key(key);
         Ok(docs)
     }
@@ -211,15 +236,11 @@ impl FirestoreQueue {
     /// end failed, naming the field.
     async fn fail_unknown_statuses(&self, now: i64, rules: &Rules) -> Result<Vec<Change>> {
         let unknown = self
-            .run(self.query(
-                cmp(Compare::NotIn, STATUS, statuses(&JobStatus::ALL)),
-                &[],
-                Some(100),
-            ))
+            .run(self.query(self.status_unknown(), &[], Some(100)))
             .await?;
         let mut changes = Vec::new();
         for doc in unknown {
-            if let Err(malformed) = status(&doc)
+            if let Err(malformed) = self.map.status_of(&doc)
                 && let Applied::Written(change) =
                     self.fail_malformed(&doc, malformed, now, rules).await?
             {
@@ -250,17 +271,7 @@ impl Store for FirestoreQueue {
             .id
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let mut fields = HashMap::from([
-            (TO.to_owned(), text(&job.to)),
-            (MESSAGE.to_owned(), text(&job.message)),
-            (STATUS.to_owned(), text(JobStatus::Pending.as_str())),
-            (CREATED_AT.to_owned(), ts(now)),
-            (UPDATED_AT.to_owned(), ts(now)),
-            (ATTEMPTS.to_owned(), int(0)),
-        ]);
-        if let Some(send_at) = job.send_at {
-            fields.insert(SEND_AT.to_owned(), ts(send_at));
-        }
+        let fields = self.map.new_fields(&job.to, &job.message, job.send_at, now);
         let mut client = self.db.client().get();
         let created = client
             .create_document(request(pb::CreateDocumentRequest {
@@ -276,14 +287,14 @@ impl Store for FirestoreQueue {
             .await;
         match created {
             Ok(doc) => Ok(Enqueued {
-                job: parse_lenient(&doc.into_inner()),
+                job: self.map.parse_lenient(&doc.into_inner()),
                 created: true,
             }),
             Err(status) if status.code() == Code::AlreadyExists => {
                 let existing = self
                     .get_doc(&id)
                     .await?
-                    .map(|d| parse_lenient(&d))
+                    .map(|d| self.map.parse_lenient(&d))
                     .ok_or_else(|| Error::Firestore(format!("job {id:?} vanished")))?;
                 lifecycle::same_job(&existing, &job.to, &job.message, job.send_at)?;
                 Ok(Enqueued {
@@ -300,7 +311,7 @@ impl Store for FirestoreQueue {
         for _ in 0..MAX_ROUNDS {
             let mut lost_race = false;
             for doc in self.candidates().await? {
-                let applied = match parse(&doc, &self.default_country_code) {
+                let applied = match self.map.parse(&doc, &self.default_country_code) {
                     Ok(job) => self.apply(&doc, &job, lease, now, rules).await?,
                     Err(malformed) => self.fail_malformed(&doc, malformed, now, rules).await?,
                 };
@@ -335,7 +346,7 @@ impl Store for FirestoreQueue {
                 return Ok(None);
             };
             match self
-                .apply(&doc, &parse_lenient(&doc), event, now, rules)
+                .apply(&doc, &self.map.parse_lenient(&doc), event, now, rules)
                 .await?
             {
                 Applied::Written(change) => return Ok(Some(*change)),
@@ -355,19 +366,26 @@ impl Store for FirestoreQueue {
         now: i64,
         rules: &Rules,
     ) -> Result<Vec<Change>> {
-        let processing = eq(STATUS, text(JobStatus::Processing.as_str()));
+        let processing = self.status_in(&[JobStatus::Processing]);
         let filter = match selection {
             Selection::ExpiredLeases { now } => and(vec![
                 processing,
-                cmp(Compare::LessThanOrEqual, LEASE_EXPIRES_AT, ts(*now)),
+                cmp(
+                    Compare::LessThanOrEqual,
+                    self.path(Field::LeaseExpiresAt),
+                    ts(*now),
+                ),
             ]),
-            Selection::HeldBy { owner } => and(vec![processing, eq(LEASE_OWNER, text(owner))]),
+            Selection::HeldBy { owner } => and(vec![
+                processing,
+                eq(self.path(Field::LeaseOwner), text(owner)),
+            ]),
         };
         let mut changes = Vec::new();
         for doc in self.run(self.query(filter, &[], None)).await? {
             // A document another writer changed meanwhile is left to the next round.
             if let Applied::Written(change) = self
-                .apply(&doc, &parse_lenient(&doc), event, now, rules)
+                .apply(&doc, &self.map.parse_lenient(&doc), event, now, rules)
                 .await?
             {
                 changes.push(*change);
@@ -380,7 +398,7 @@ impl Store for FirestoreQueue {
     }
 
     async fn get(&self, id: &str) -> Result<Option<Job>> {
-        Ok(self.get_doc(id).await?.map(|d| parse_lenient(&d)))
+        Ok(self.get_doc(id).await?.map(|d| self.map.parse_lenient(&d)))
     }
 
     async fn list(&self, statuses_wanted: &[JobStatus], limit: usize) -> Result<Vec<Job>> {
@@ -391,27 +409,26 @@ impl Store for FirestoreQueue {
         } else {
             statuses_wanted
         };
-        let filter = cmp(Compare::In, STATUS, statuses(wanted));
         let docs = self
             .run(self.query(
-                filter,
-                &[(UPDATED_AT, Direction::Descending)],
+                self.status_in(wanted),
+                &[(self.path(Field::UpdatedAt), Direction::Descending)],
                 Some(limit.min(u32::MAX as usize) as u32),
             ))
             .await?;
-        Ok(docs.iter().map(parse_lenient).collect())
+        Ok(docs.iter().map(|d| self.map.parse_lenient(d)).collect())
     }
 
     async fn counts(&self) -> Result<Counts> {
         let mut counts = Counts::default();
         for status in JobStatus::ALL {
-            let n = self.count(eq(STATUS, text(status.as_str()))).await?;
+            let n = self.count(self.status_in(&[status])).await?;
             counts.add(status, n);
         }
         counts.delivery_overdue = self
             .count(and(vec![
-                eq(STATUS, text(JobStatus::Sent.as_str())),
-                eq(DELIVERY_OVERDUE, boolean(true)),
+                self.status_in(&[JobStatus::Sent]),
+                eq(self.path(Field::DeliveryOverdue), boolean(true)),
             ]))
             .await?;
         Ok(counts)
@@ -419,15 +436,19 @@ impl Store for FirestoreQueue {
 
     async fn next_due_at(&self, now: i64) -> Result<Option<i64>> {
         let mut due = None;
-        for field in [SEND_AT, NEXT_ATTEMPT_AT] {
+        for field in [Field::SendAt, Field::NextAttemptAt] {
+            let path = self.path(field);
             let docs = self
                 .run(self.query(
-                    and(vec![pending(), cmp(Compare::GreaterThan, field, ts(now))]),
-                    &[(field, Direction::Ascending)],
+                    and(vec![
+                        self.pending(),
+                        cmp(Compare::GreaterThan, path, ts(now)),
+                    ]),
+                    &[(path, Direction::Ascending)],
                     Some(1),
                 ))
                 .await?;
-            if let Some(job) = docs.first().map(parse_lenient) {
+            if let Some(job) = docs.first().map(|d| self.map.parse_lenient(d)) {
                 let at = job
                     .send_at
                     .unwrap_or(0)
@@ -448,14 +469,14 @@ impl Store for FirestoreQueue {
         let docs = self
             .run(self.query(
                 and(vec![
-                    cmp(Compare::In, STATUS, statuses(&done)),
-                    is_null_filter(LOGGED_AT),
+                    self.status_in(&done),
+                    is_null_filter(self.path(Field::LoggedAt)),
                 ]),
-                &[(UPDATED_AT, Direction::Ascending)],
+                &[(self.path(Field::UpdatedAt), Direction::Ascending)],
                 Some(limit.min(u32::MAX as usize) as u32),
             ))
             .await?;
-        Ok(docs.iter().map(parse_lenient).collect())
+        Ok(docs.iter().map(|d| self.map.parse_lenient(d)).collect())
     }
 
     async fn mark_logged(&self, outcomes: Vec<(String, i64)>, now: i64) -> Result<()> {
@@ -463,10 +484,11 @@ impl Store for FirestoreQueue {
             // Every dispatcher on the collection records the outcomes it finds: one
             // marked by another since is left as it is.
             if let Some(doc) = self.get_doc(&id).await?
-                && parse_lenient(&doc).updated_at == updated_at
-                && is_null(doc.fields.get(LOGGED_AT))
+                && self.map.parse_lenient(&doc).updated_at == updated_at
+                && self.map.is_unset(&doc, Field::LoggedAt)
             {
-                self.patch(&doc, vec![(LOGGED_AT, ts(now))]).await?;
+                self.patch(&doc, vec![(self.path(Field::LoggedAt), ts(now))])
+                    .await?;
             }
         }
         Ok(())

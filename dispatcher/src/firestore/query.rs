@@ -17,11 +17,12 @@ pub(super) use firestore::FirestoreQueryFilterCompare as Compare;
 pub(super) type Filter = FirestoreQueryFilter;
 
 use super::FirestoreQueue;
-use super::doc::{STATUS, text};
+use super::doc::text;
+use super::mapping::Field;
 use crate::error::{Error, Result};
 use crate::job::JobStatus;
 
-/// `path` compared with `value` by `op`, e.g. `cmp(Compare::In, STATUS, statuses(…))`.
+/// `path` compared with `value` by `op`, e.g. `cmp(Compare::LessThan, path, ts(now))`.
 pub(super) fn cmp(op: fn(String, FirestoreValue) -> Compare, path: &str, value: Value) -> Filter {
     Filter::Compare(Some(op(path.to_owned(), FirestoreValue::from(value))))
 }
@@ -41,16 +42,12 @@ pub(super) fn and(filters: Vec<Filter>) -> Filter {
     ))
 }
 
-pub(super) fn statuses(list: &[JobStatus]) -> Value {
+fn array(words: &[&str]) -> Value {
     Value {
         value_type: Some(ValueType::ArrayValue(pb::ArrayValue {
-            values: list.iter().map(|s| text(s.as_str())).collect(),
+            values: words.iter().map(|w| text(w)).collect(),
         })),
     }
-}
-
-pub(super) fn pending() -> Filter {
-    eq(STATUS, text(JobStatus::Pending.as_str()))
 }
 
 fn query_error(what: &str, e: firestore::errors::FirestoreError) -> Error {
@@ -65,6 +62,30 @@ pub(super) struct Query {
 }
 
 impl FirestoreQueue {
+    /// The field path of `field` in this collection's documents.
+    pub(super) fn path(&self, field: Field) -> &str {
+        self.map.path(field)
+    }
+
+    /// Documents whose status is one of `list` (an equality when that is one word).
+    pub(super) fn status_in(&self, list: &[JobStatus]) -> Filter {
+        let words = self.map.words(list);
+        match words.as_slice() {
+            [word] => eq(self.path(Field::Status), text(word)),
+            _ => cmp(Compare::In, self.path(Field::Status), array(&words)),
+        }
+    }
+
+    /// Documents whose status is none of the words the queue knows.
+    pub(super) fn status_unknown(&self) -> Filter {
+        let words = self.map.words(&JobStatus::ALL);
+        cmp(Compare::NotIn, self.path(Field::Status), array(&words))
+    }
+
+    pub(super) fn pending(&self) -> Filter {
+        self.status_in(&[JobStatus::Pending])
+    }
+
     pub(super) fn query(
         &self,
         filter: Filter,
@@ -85,7 +106,7 @@ impl FirestoreQueue {
     pub(super) fn pending_query(&self) -> Result<StructuredQuery> {
         let params =
             FirestoreQueryParams::new(FirestoreQueryCollection::Single(self.collection.clone()))
-                .with_filter(pending());
+                .with_filter(self.pending());
         StructuredQuery::try_from(params).map_err(|e| query_error("cannot build the query", e))
     }
 
@@ -131,5 +152,61 @@ impl FirestoreQueue {
                 _ => None,
             })
             .sum())
+    }
+}
+
+/// The composite indexes the queries above need, as `firestore.indexes.json` takes
+/// them (`firebase deploy --only firestore:indexes`), for `collection` in the shape
+/// `mapping` describes. Queries with equalities only are served by Firestore's
+/// single-field indexes and need none.
+pub fn indexes(collection: &str, mapping: &super::mapping::Mapping) -> serde_json::Value {
+    let status = mapping.path(Field::Status);
+    let asc = |field| serde_json::json!({ "fieldPath": mapping.path(field), "order": "ASCENDING" });
+    let index = |fields: Vec<serde_json::Value>| {
+        let mut all = vec![serde_json::json!({ "fieldPath": status, "order": "ASCENDING" })];
+        all.extend(fields);
+        serde_json::json!({
+            "collectionGroup": collection,
+            "queryScope": "COLLECTION",
+            "fields": all,
+        })
+    };
+    serde_json::json!({
+        "indexes": [
+            // The candidates to lease, oldest first.
+            index(vec![asc(Field::CreatedAt)]),
+            // Leases that expired.
+            index(vec![asc(Field::LeaseExpiresAt)]),
+            // When the next scheduled job and the next retry fall due.
+            index(vec![asc(Field::SendAt)]),
+            index(vec![asc(Field::NextAttemptAt)]),
+            // The job list, newest change first.
+            index(vec![serde_json::json!({
+                "fieldPath": mapping.path(Field::UpdatedAt),
+                "order": "DESCENDING"
+            })]),
+            // Outcomes the Sheets logger has not taken yet, oldest first.
+            index(vec![asc(Field::LoggedAt), asc(Field::UpdatedAt)]),
+        ],
+        "fieldOverrides": [],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::mapping::Mapping;
+
+    #[test]
+    fn the_shipped_indexes_are_the_ones_the_default_queries_need() {
+        let shipped: serde_json::Value = serde_json::from_str(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../firestore.indexes.json"
+        )))
+        .unwrap();
+        assert_eq!(
+            shipped,
+            super::indexes("notifications", &Mapping::default()),
+            "firestore.indexes.json differs from `dispatcher firestore-indexes` with the defaults"
+        );
     }
 }

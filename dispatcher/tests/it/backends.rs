@@ -35,6 +35,7 @@ pub fn settings(host: &str, collection: &str) -> FirestoreSettings {
         credentials: None,
         emulator_host: Some(host.into()),
         fallback_poll: Duration::from_secs(1),
+        mapping: Default::default(),
     }
 }
 

@@ -7,6 +7,7 @@ mod bench;
 mod chaos;
 mod damaged;
 mod disk_full;
+mod drop_in;
 mod firestore;
 mod flow;
 mod gateway_crash;

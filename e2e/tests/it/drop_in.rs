@@ -1,0 +1,325 @@
+//! An app that already writes jobs in a shape of its own: the four services on the
+//! Firestore emulator, configured with the app's field names and status words, send
+//! its documents unchanged and write each outcome back in its words, leaving the
+//! app's other fields as they were.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use abtrack_dispatcher::firestore::doc::{text, value_at};
+use abtrack_dispatcher::firestore::mapping::Mapping;
+use abtrack_e2e::Cluster;
+use abtrack_e2e::firestore_app::App;
+use abtrack_firestore_emulator::TestFirestore;
+use abtrack_proto::config::Env;
+use firestore::gcloud_sdk::google::firestore::v1::{Document, MapValue, Value, value::ValueType};
+
+/// A collection of its own, so the tests can share an external emulator.
+fn collection(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{name}-{}-{nanos}", std::process::id())
+}
+
+fn map(fields: &[(&str, Value)]) -> Value {
+    Value {
+        value_type: Some(ValueType::MapValue(MapValue {
+            fields: fields
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+        })),
+    }
+}
+
+fn string_at(doc: &Document, path: &str) -> Option<String> {
+    match value_at(&doc.fields, path)?.value_type.as_ref()? {
+        ValueType::StringValue(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// The mapping the dispatcher reads from `env`, for the test's own reads.
+fn mapping(env: &[(&str, &str)]) -> Mapping {
+    let env: HashMap<&str, &str> = env.iter().copied().collect();
+    Mapping::from_env(&Env::new(|k| env.get(k).map(|v| (*v).to_owned()))).unwrap()
+}
+
+/// Polls the documents until the word at `path` in each is the one wanted.
+async fn wait_words(app: &App, path: &str, want: &[(&str, &str)]) -> HashMap<String, Document> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut docs = HashMap::new();
+        for (id, _) in want {
+            docs.insert((*id).to_owned(), app.document(id).await);
+        }
+        let words: Vec<(String, Option<String>)> = want
+            .iter()
+            .map(|(id, _)| ((*id).to_owned(), string_at(&docs[*id], path)))
+            .collect();
+        if want
+            .iter()
+            .zip(&words)
+            .all(|((_, word), (_, got))| got.as_deref() == Some(*word))
+        {
+            return docs;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {want:?} at {path}; found {words:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every field the app wrote is still there with the value it wrote, but the status.
+fn assert_app_fields_kept(written: &HashMap<String, Value>, doc: &Document, status: &str) {
+    for (path, value) in flatten(written, "") {
+        if path != status {
+            assert_eq!(
+                value_at(&doc.fields, &path),
+                Some(&value),
+                "the app's field {path} was changed: {:?}",
+                doc.fields
+            );
+        }
+    }
+}
+
+/// Leaf fields by their dotted paths.
+fn flatten(fields: &HashMap<String, Value>, prefix: &str) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for (k, v) in fields {
+        let path = format!("{prefix}{k}");
+        match &v.value_type {
+            Some(ValueType::MapValue(m)) => out.extend(flatten(&m.fields, &format!("{path}."))),
+            _ => out.push((path, v.clone())),
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_writing_phone_text_and_state_queued_is_served_in_its_own_words() {
+    let firestore = TestFirestore::from_env();
+    let collection = collection("whatsapp_tasks");
+    let env = [
+        ("FIRESTORE_FIELD_TO", "phone"),
+        ("FIRESTORE_FIELD_MESSAGE", "text"),
+        ("FIRESTORE_FIELD_STATUS", "state"),
+        ("FIRESTORE_STATUS_PENDING", "queued"),
+        ("FIRESTORE_STATUS_SENT", "terkirim"),
+        ("FIRESTORE_STATUS_DELIVERED", "diterima"),
+        ("FIRESTORE_STATUS_READ", "dibaca"),
+        ("FIRESTORE_STATUS_FAILED", "gagal"),
+        ("WA_DRY_RUN_RECEIPTS", "true"),
+    ];
+    let cluster = Cluster::start_firestore(&firestore.host, &collection, &env).await;
+    let app = App::connect_mapped(&firestore.host, &collection, mapping(&env)).await;
+    let jobs = [
+        ("task-1", "0812-3456-7890", "Ananda Budi hadir pukul 07.02"),
+        ("task-2", "+62 812 3456 7891", "Ananda Sari izin hari ini"),
+        ("task-3", "12", "nomor yang salah"),
+    ];
+    let mut written = HashMap::new();
+    for (id, phone, message) in jobs {
+        let fields = HashMap::from([
+            ("phone".to_owned(), text(phone)),
+            ("text".to_owned(), text(message)),
+            ("state".to_owned(), text("queued")),
+            ("kelas".to_owned(), text("7B")),
+            ("sentBy".to_owned(), text("guru-piket")),
+        ]);
+        app.write_document(id, fields.clone()).await;
+        written.insert(id, fields);
+    }
+    let docs = wait_words(
+        &app,
+        "state",
+        &[
+            ("task-1", "dibaca"),
+            ("task-2", "dibaca"),
+            ("task-3", "gagal"),
+        ],
+    )
+    .await;
+    for (id, doc) in &docs {
+        assert_app_fields_kept(&written[id.as_str()], doc, "state");
+        assert!(
+            !doc.fields.contains_key("status") && !doc.fields.contains_key("to"),
+            "no field in the default shape was added: {:?}",
+            doc.fields
+        );
+    }
+    for id in ["task-1", "task-2"] {
+        let doc = &docs[id];
+        for field in ["sentAt", "deliveredAt", "readAt", "messageId", "attempts"] {
+            assert!(doc.fields.contains_key(field), "{id} has {field}");
+        }
+    }
+    assert_eq!(
+        string_at(&docs["task-3"], "lastError.code").as_deref(),
+        Some("invalid_document"),
+        "{:?}",
+        docs["task-3"].fields
+    );
+    assert!(
+        string_at(&docs["task-3"], "lastError.message")
+            .unwrap()
+            .starts_with("phone: "),
+        "the error names the app's field: {:?}",
+        docs["task-3"].fields
+    );
+    // Each message went out once, to the number and with the text the app wrote.
+    let lines = cluster.dry_run_lines();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    for (id, to, message) in [
+        ("task-1", "6281234567890", jobs[0].2),
+        ("task-2", "6281234567891", jobs[1].2),
+    ] {
+        let line = lines.iter().find(|l| l["job_id"] == id).unwrap();
+        assert_eq!(line["to"], format!("{to}@s.whatsapp.net"));
+        assert_eq!(line["text"], message);
+    }
+    // The counts the dashboard shows read the app's words.
+    let counts = app.counts().await;
+    assert_eq!((counts.read, counts.failed, counts.pending), (2, 1, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_with_the_recipient_in_a_nested_map_is_served_and_its_maps_kept() {
+    let firestore = TestFirestore::from_env();
+    let collection = collection("notif_queue");
+    let env = [
+        ("FIRESTORE_FIELD_TO", "payload.phone"),
+        ("FIRESTORE_FIELD_MESSAGE", "payload.body"),
+        ("FIRESTORE_FIELD_CREATED_AT", "meta.created"),
+        ("FIRESTORE_FIELD_STATUS", "meta.state"),
+        ("FIRESTORE_FIELD_SENT_AT", "wa.sentAt"),
+        ("FIRESTORE_FIELD_MESSAGE_ID", "wa.id"),
+        ("FIRESTORE_FIELD_ATTEMPTS", "wa.attempts"),
+        ("FIRESTORE_FIELD_LAST_ERROR", "wa.error"),
+        ("FIRESTORE_STATUS_PENDING", "new,retry"),
+        ("FIRESTORE_STATUS_SENT", "done"),
+    ];
+    let cluster = Cluster::start_firestore(&firestore.host, &collection, &env).await;
+    let app = App::connect_mapped(&firestore.host, &collection, mapping(&env)).await;
+    let mut written = HashMap::new();
+    for (n, state) in ["new", "retry", "new"].into_iter().enumerate() {
+        let id = format!("n-{n}");
+        let fields = HashMap::from([
+            (
+                "payload".to_owned(),
+                map(&[
+                    ("phone", text(&format!("08123456780{n}"))),
+                    ("body", text(&format!("Rapor semester {n}"))),
+                    ("studentId", text(&format!("S-{n}"))),
+                ]),
+            ),
+            (
+                "meta".to_owned(),
+                map(&[
+                    ("state", text(state)),
+                    (
+                        "created",
+                        abtrack_dispatcher::firestore::doc::ts(1_000 + n as i64),
+                    ),
+                    ("school", text("SD Harapan")),
+                ]),
+            ),
+        ]);
+        app.write_document(&id, fields.clone()).await;
+        written.insert(id, fields);
+    }
+    let ids: Vec<String> = written.keys().cloned().collect();
+    let want: Vec<(&str, &str)> = ids.iter().map(|id| (id.as_str(), "done")).collect();
+    let docs = wait_words(&app, "meta.state", &want).await;
+    for (id, doc) in &docs {
+        assert_app_fields_kept(&written[id], doc, "meta.state");
+        assert!(
+            value_at(&doc.fields, "wa.sentAt").is_some()
+                && string_at(doc, "wa.id").is_some_and(|m| !m.is_empty()),
+            "the outcome is in the app's nested map: {:?}",
+            doc.fields
+        );
+        assert!(!doc.fields.contains_key("sentAt") && !doc.fields.contains_key("status"));
+    }
+    let sends = cluster.sends();
+    assert_eq!(sends.len(), 3, "{sends:?}");
+    assert!(sends.values().all(|n| *n == 1), "{sends:?}");
+    // Sent in the app's order (meta.created), each with its own text.
+    let lines = cluster.dry_run_lines();
+    let order: Vec<&str> = lines.iter().filter_map(|l| l["job_id"].as_str()).collect();
+    assert_eq!(order, ["n-0", "n-1", "n-2"]);
+    assert_eq!(lines[1]["text"], "Rapor semester 1");
+}
+
+#[test]
+fn bad_mappings_exit_64_with_one_line_naming_the_variable() {
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[
+                ("FIRESTORE_FIELD_MESSAGE", "phone"),
+                ("FIRESTORE_FIELD_TO", "phone"),
+            ],
+            "FIRESTORE_FIELD_MESSAGE",
+        ),
+        (
+            &[
+                ("FIRESTORE_FIELD_TO", "payload"),
+                ("FIRESTORE_FIELD_MESSAGE", "payload.text"),
+            ],
+            "FIRESTORE_FIELD_MESSAGE",
+        ),
+        (
+            &[("FIRESTORE_FIELD_STATUS", "app-state")],
+            "FIRESTORE_FIELD_STATUS",
+        ),
+        (
+            &[
+                ("FIRESTORE_STATUS_SENT", "done"),
+                ("FIRESTORE_STATUS_FAILED", "done"),
+            ],
+            "FIRESTORE_STATUS_FAILED",
+        ),
+        (
+            &[("FIRESTORE_STATUS_PENDING", "queued,processing")],
+            "FIRESTORE_STATUS_PENDING",
+        ),
+    ];
+    for (env, var) in cases {
+        // The mapping is checked before Firestore is reached: the address is never used.
+        let output = std::process::Command::new(abtrack_e2e::bin_dir().join("dispatcher"))
+            .env("FIRESTORE_EMULATOR_HOST", "127.0.0.1:9")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(output.status.code(), Some(64), "{env:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{env:?}: {stderr}");
+        assert!(stderr.contains(&format!("{var}=")), "{env:?}: {stderr}");
+    }
+}
+
+#[test]
+fn the_indexes_printed_follow_the_collection_and_field_names() {
+    let output = std::process::Command::new(abtrack_e2e::bin_dir().join("dispatcher"))
+        .arg("firestore-indexes")
+        .env("FIRESTORE_COLLECTION", "whatsapp_tasks")
+        .env("FIRESTORE_FIELD_STATUS", "meta.state")
+        .env("FIRESTORE_FIELD_CREATED_AT", "meta.created")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let printed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let indexes = printed["indexes"].as_array().unwrap();
+    assert_eq!(indexes.len(), 6);
+    for index in indexes {
+        assert_eq!(index["collectionGroup"], "whatsapp_tasks");
+        assert_eq!(index["fields"][0]["fieldPath"], "meta.state");
+    }
+    assert_eq!(indexes[0]["fields"][1]["fieldPath"], "meta.created");
+    assert_eq!(indexes[4]["fields"][1]["fieldPath"], "updatedAt");
+}
