@@ -36,6 +36,9 @@ pub enum Backend {
     Local,
     /// Firestore through the emulator; jobs written as the web app writes them.
     Firestore,
+    /// Firestore, the documents in an app's own shape ([`APP_SHAPE`]): nested
+    /// fields, other status words.
+    FirestoreAppShape,
 }
 
 impl Backend {
@@ -43,17 +46,40 @@ impl Backend {
         match self {
             Self::Local => "local",
             Self::Firestore => "firestore",
+            Self::FirestoreAppShape => "firestore-app-shape",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "local" => Some(Self::Local),
-            "firestore" => Some(Self::Firestore),
-            _ => None,
-        }
+        [Self::Local, Self::Firestore, Self::FirestoreAppShape]
+            .into_iter()
+            .find(|b| b.name() == text)
+    }
+
+    fn is_firestore(self) -> bool {
+        self != Self::Local
     }
 }
+
+/// The mapping of [`Backend::FirestoreAppShape`]: the recipient and the text in a
+/// map, the status nested in another, the server's fields in a third, and words of
+/// the app's own.
+pub const APP_SHAPE: &[(&str, &str)] = &[
+    ("FIRESTORE_FIELD_TO", "payload.phone"),
+    ("FIRESTORE_FIELD_MESSAGE", "payload.body"),
+    ("FIRESTORE_FIELD_CREATED_AT", "meta.created"),
+    ("FIRESTORE_FIELD_STATUS", "meta.state"),
+    ("FIRESTORE_FIELD_ATTEMPTS", "wa.attempts"),
+    ("FIRESTORE_FIELD_LEASE_OWNER", "wa.owner"),
+    ("FIRESTORE_FIELD_LEASE_EXPIRES_AT", "wa.leaseUntil"),
+    ("FIRESTORE_FIELD_LOGGED_AT", "wa.logged"),
+    ("FIRESTORE_FIELD_UPDATED_AT", "wa.updated"),
+    ("FIRESTORE_STATUS_PENDING", "queued,new"),
+    ("FIRESTORE_STATUS_SENT", "terkirim"),
+    ("FIRESTORE_STATUS_DELIVERED", "diterima"),
+    ("FIRESTORE_STATUS_READ", "dibaca"),
+    ("FIRESTORE_STATUS_FAILED", "gagal"),
+];
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -228,7 +254,7 @@ impl Writer {
 pub async fn run(options: &Options) -> Report {
     let seed = options.seed;
     println!("chaos seed: {seed} (replay with CHAOS_SEED={seed})");
-    let mut firestore = (options.backend == Backend::Firestore).then(TestFirestore::from_env);
+    let mut firestore = options.backend.is_firestore().then(TestFirestore::from_env);
     let restartable = firestore.as_ref().is_some_and(|f| f.builtin.is_some());
     let schedule: Schedule = plan::draw(seed, options.jobs, options.duration, restartable);
     let ids: Vec<String> = schedule.jobs.iter().map(|j| j.id.clone()).collect();
@@ -249,8 +275,23 @@ pub async fn run(options: &Options) -> Report {
     ]);
     let (mut cluster, store, writer) = match &firestore {
         Some(f) => {
+            let shape = if options.backend == Backend::FirestoreAppShape {
+                APP_SHAPE
+            } else {
+                &[]
+            };
+            env.extend_from_slice(shape);
             let cluster = Cluster::start_firestore(&f.host, &collection, &env).await;
-            let app = Arc::new(App::connect(&f.host, &collection).await);
+            let mapping = abtrack_dispatcher::firestore::mapping::Mapping::from_env(
+                &abtrack_proto::config::Env::new(|key: &str| {
+                    shape
+                        .iter()
+                        .find(|(k, _)| *k == key)
+                        .map(|(_, v)| (*v).to_owned())
+                }),
+            )
+            .expect("a valid mapping");
+            let app = Arc::new(App::connect_mapped(&f.host, &collection, mapping).await);
             (
                 cluster,
                 Store::Firestore(Arc::clone(&app)),

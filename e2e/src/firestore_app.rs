@@ -2,10 +2,10 @@
 //! as the app does (`createdAt` as the server's request time) and reads them back.
 
 use abtrack_dispatcher::config::FirestoreSettings;
-use abtrack_dispatcher::firestore::doc::text;
-use abtrack_dispatcher::firestore::mapping::Mapping;
+use abtrack_dispatcher::firestore::doc::{set_at, text};
+use abtrack_dispatcher::firestore::mapping::{Field, Mapping};
 use abtrack_dispatcher::firestore::{FirestoreQueue, connect};
-use abtrack_dispatcher::job::{Counts, Job};
+use abtrack_dispatcher::job::{Counts, Job, JobStatus};
 use abtrack_dispatcher::queue::Store;
 use firestore::gcloud_sdk::google::firestore::v1::{
     self as pb, Document, Precondition, Value, Write, document_transform::FieldTransform,
@@ -42,18 +42,22 @@ impl App {
         }
     }
 
-    /// Writes a pending job document with the given id, retrying while the emulator
-    /// is unreachable (a restart); an existing document counts as written.
+    /// Writes a pending job document with the given id in the collection's shape
+    /// (recipient, message, the first pending word, and the creation time as the
+    /// server's request time), retrying while the emulator is unreachable (a
+    /// restart); an existing document counts as written.
     pub async fn write_job(&self, id: &str, to: &str, message: &str) {
-        self.write_fields(
-            id,
-            &[
-                ("to", text(to)),
-                ("message", text(message)),
-                ("status", text("pending")),
-            ],
-        )
-        .await;
+        let m = self.queue.mapping();
+        let mut fields = HashMap::new();
+        set_at(&mut fields, m.path(Field::To), text(to));
+        set_at(&mut fields, m.path(Field::Message), text(message));
+        set_at(
+            &mut fields,
+            m.path(Field::Status),
+            text(m.word(JobStatus::Pending)),
+        );
+        let created_at = request_time(m.path(Field::CreatedAt));
+        self.create(id, fields, vec![created_at]).await;
     }
 
     /// Writes a document with exactly these fields plus `createdAt`.
@@ -62,13 +66,8 @@ impl App {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), v.clone()))
             .collect();
-        let created_at = FieldTransform {
-            field_path: "createdAt".into(),
-            transform_type: Some(field_transform::TransformType::SetToServerValue(
-                field_transform::ServerValue::RequestTime as i32,
-            )),
-        };
-        self.create(id, fields, vec![created_at]).await;
+        self.create(id, fields, vec![request_time("createdAt")])
+            .await;
     }
 
     /// Writes a document with exactly these top-level fields (maps nest), as an app
@@ -185,5 +184,15 @@ impl App {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+/// Sets `path` to the time the emulator receives the write (`serverTimestamp()`).
+fn request_time(path: &str) -> FieldTransform {
+    FieldTransform {
+        field_path: path.to_owned(),
+        transform_type: Some(field_transform::TransformType::SetToServerValue(
+            field_transform::ServerValue::RequestTime as i32,
+        )),
     }
 }

@@ -13,16 +13,20 @@ chaos: kills and restarts the AbTrack Notify services while jobs flow, then chec
 that every job was sent exactly once and logged to the sheet exactly once.
 
 USAGE
-    cargo run -p abtrack-e2e --bin chaos -- --backend local|firestore [OPTIONS]
+    cargo run -p abtrack-e2e --bin chaos -- --backend local|firestore|firestore-app-shape [OPTIONS]
 
     Run `cargo build --workspace --bins` first: the run starts the four service
     binaries (dispatcher, wa-gateway, sheets-logger, status-web) from the same
     target folder as this command (or from ABTRACK_BIN_DIR).
 
 OPTIONS
-    --backend local|firestore   the dispatcher's queue: the embedded SQLite queue, or
+    --backend local|firestore|firestore-app-shape
+                                the dispatcher's queue: the embedded SQLite queue, or
                                 Firestore through the built-in emulator (or the one
-                                FIRESTORE_EMULATOR_HOST names, which is not restarted)
+                                FIRESTORE_EMULATOR_HOST names, which is not restarted);
+                                firestore-app-shape writes the documents in an app's
+                                own shape (nested fields, other status words) and
+                                configures the mapping for it
     --jobs N                    jobs written over the run (default 1000)
     --minutes M                 length of the chaos phase, may be fractional
                                 (default 10)
@@ -34,7 +38,7 @@ OPTIONS
     -h, --help                  this text
 
 What is killed (SIGKILL): the gateway every 2-6 s, the dispatcher 5 times and the
-logger 3 times (fewer in runs under 150 s and 3 min), and with --backend firestore
+logger 3 times (fewer in runs under 150 s and 3 min), and with a Firestore backend
 the built-in emulator is stopped and started again once on the same port, keeping
 its documents. Exit code 0 when every check passed, 1 when one failed, 64 on a
 usage error.
@@ -122,6 +126,9 @@ fn record(args: &Args, report: &chaos::Report) {
     let backend = match args.backend {
         Backend::Local => "the embedded SQLite queue",
         Backend::Firestore => "Firestore through the built-in emulator (firestore-emulator crate)",
+        Backend::FirestoreAppShape => {
+            "Firestore through the built-in emulator, documents in an app's own shape (FIRESTORE_FIELD_*, FIRESTORE_STATUS_*)"
+        }
     };
     let minutes = if args.minutes.fract() == 0.0 {
         format!("{}", args.minutes as u64)

@@ -223,7 +223,7 @@ impl Report {
         let kills = |s: &str| self.kills.get(s).copied().unwrap_or(0);
         let emulator = match (&self.emulator_note, self.backend.as_str()) {
             (Some(note), _) => format!("{} ({note})", self.emulator_restarts),
-            (None, "firestore") => self.emulator_restarts.to_string(),
+            (None, "firestore" | "firestore-app-shape") => self.emulator_restarts.to_string(),
             (None, _) => "- (no emulator)".into(),
         };
         let rows = [

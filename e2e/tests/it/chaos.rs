@@ -1,7 +1,8 @@
 //! The short chaos run, one per queue backend: 150 jobs over 40 s while the gateway is
 //! killed every 2–6 s, the dispatcher twice and the logger once (and, on Firestore,
 //! the emulator restarted once); every job sent exactly once, none left pending or
-//! processing, one sheet row each. `CHAOS_SEED` replays a schedule. The long run is
+//! processing, one sheet row each; on Firestore once more with the documents in an
+//! app's own shape. `CHAOS_SEED` replays a schedule. The long run is
 //! `cargo run -p abtrack-e2e --bin chaos` (docs/testing.md).
 
 use std::time::Duration;
@@ -40,4 +41,9 @@ async fn local_queue_survives_kills_and_sends_each_job_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn firestore_queue_survives_kills_and_an_emulator_restart_and_sends_each_job_once() {
     short_run(Backend::Firestore).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firestore_documents_in_an_apps_own_shape_are_each_sent_once_through_the_same_chaos() {
+    short_run(Backend::FirestoreAppShape).await;
 }
