@@ -22,6 +22,9 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("firestore: {0}")]
     Firestore(String),
+    /// Firestore cannot serve a query the queue runs: an index is missing.
+    #[error("{0}")]
+    MissingIndex(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -52,7 +55,7 @@ impl From<Error> for Status {
                 return abtrack_proto::reason::field_error(Code::AlreadyExists, field, reason);
             }
             Error::NotFound(_) => Code::NotFound,
-            Error::FailedPrecondition(_) => Code::FailedPrecondition,
+            Error::FailedPrecondition(_) | Error::MissingIndex(_) => Code::FailedPrecondition,
             Error::Firestore(_) => Code::Unavailable,
             Error::Storage(_) | Error::Io(_) | Error::Internal(_) => Code::Internal,
         };

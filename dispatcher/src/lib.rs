@@ -62,6 +62,7 @@ pub async fn run(
             let queue = firestore::FirestoreQueue::new(db, settings.collection.clone())
                 .with_default_country_code(&config.default_country_code)
                 .with_mapping(settings.mapping.clone());
+            queue.check_indexes().await?;
             firestore::pickup::start(
                 queue.clone(),
                 Arc::clone(&wake),

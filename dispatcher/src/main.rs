@@ -57,7 +57,11 @@ async fn main() -> anyhow::Result<()> {
                 config.addr
             )
         })?;
-    run(config, listener, abtrack_proto::shutdown_signal())
-        .await
-        .context("dispatcher failed")
+    match run(config, listener, abtrack_proto::shutdown_signal()).await {
+        // The database does not match the configuration: starting again cannot help.
+        Err(abtrack_dispatcher::Error::MissingIndex(line)) => {
+            abtrack_proto::config::exit_usage("dispatcher", line)
+        }
+        result => result.context("dispatcher failed"),
+    }
 }

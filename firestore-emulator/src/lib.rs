@@ -7,6 +7,7 @@
 //! connection at once, as a restarted process would, while the documents are kept.
 #![forbid(unsafe_code)]
 
+pub mod indexes;
 pub mod listen;
 pub mod query;
 pub mod service;
@@ -157,6 +158,12 @@ impl Emulator {
     /// [`Emulator::clear`] included): what Firestore would bill as writes.
     pub fn writes(&self) -> u64 {
         self.store.lock().writes
+    }
+
+    /// Serves queries only as far as `indexes` allow, as Cloud Firestore does
+    /// (`None`: every query is served, as Google's emulator does).
+    pub fn require_indexes(&self, indexes: Option<indexes::Indexes>) {
+        self.store.lock().indexes = indexes;
     }
 
     /// Removes every document.

@@ -70,6 +70,9 @@ impl Service {
     ) -> Result<(Vec<Document>, Timestamp, Vec<u8>), Status> {
         let q = Query::new(parent, query)?;
         let mut state = self.store.lock();
+        if let Some(indexes) = &state.indexes {
+            indexes.check(query)?;
+        }
         let docs = q.run(state.docs.values())?;
         let new_txn = if begin { state.begin() } else { Vec::new() };
         let txn = transaction.or_else(|| begin.then(|| new_txn.clone()));

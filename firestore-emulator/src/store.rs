@@ -31,6 +31,8 @@ pub struct State {
     next_transaction: u64,
     /// Document writes applied since the start, for benchmarks.
     pub writes: u64,
+    /// The composite indexes queries need, when enforced.
+    pub indexes: Option<crate::indexes::Indexes>,
 }
 
 /// The shared store: documents plus a counter that listeners watch for changes.

@@ -215,11 +215,7 @@ impl FirestoreQueue {
     /// take their creation time as their place.
     async fn candidates(&self) -> Result<Vec<Document>> {
         let (ordered, any) = tokio::try_join!(
-            self.run(self.query(
-                self.pending(),
-                &[(self.path(Field::CreatedAt), Direction::Ascending)],
-                Some(CANDIDATES)
-            )),
+            self.run(self.oldest_pending(CANDIDATES)),
             self.run(self.query(self.pending(), &[], Some(CANDIDATES))),
         )?;
         let mut docs = ordered;
@@ -366,23 +362,19 @@ impl Store for FirestoreQueue {
         now: i64,
         rules: &Rules,
     ) -> Result<Vec<Change>> {
-        let processing = self.status_in(&[JobStatus::Processing]);
-        let filter = match selection {
-            Selection::ExpiredLeases { now } => and(vec![
-                processing,
-                cmp(
-                    Compare::LessThanOrEqual,
-                    self.path(Field::LeaseExpiresAt),
-                    ts(*now),
-                ),
-            ]),
-            Selection::HeldBy { owner } => and(vec![
-                processing,
-                eq(self.path(Field::LeaseOwner), text(owner)),
-            ]),
+        let query = match selection {
+            Selection::ExpiredLeases { now } => self.expired_leases(*now),
+            Selection::HeldBy { owner } => self.query(
+                and(vec![
+                    self.status_in(&[JobStatus::Processing]),
+                    eq(self.path(Field::LeaseOwner), text(owner)),
+                ]),
+                &[],
+                None,
+            ),
         };
         let mut changes = Vec::new();
-        for doc in self.run(self.query(filter, &[], None)).await? {
+        for doc in self.run(query).await? {
             // A document another writer changed meanwhile is left to the next round.
             if let Applied::Written(change) = self
                 .apply(&doc, &self.map.parse_lenient(&doc), event, now, rules)
@@ -410,11 +402,7 @@ impl Store for FirestoreQueue {
             statuses_wanted
         };
         let docs = self
-            .run(self.query(
-                self.status_in(wanted),
-                &[(self.path(Field::UpdatedAt), Direction::Descending)],
-                Some(limit.min(u32::MAX as usize) as u32),
-            ))
+            .run(self.newest_changed(wanted, limit.min(u32::MAX as usize) as u32))
             .await?;
         Ok(docs.iter().map(|d| self.map.parse_lenient(d)).collect())
     }
@@ -437,17 +425,7 @@ impl Store for FirestoreQueue {
     async fn next_due_at(&self, now: i64) -> Result<Option<i64>> {
         let mut due = None;
         for field in [Field::SendAt, Field::NextAttemptAt] {
-            let path = self.path(field);
-            let docs = self
-                .run(self.query(
-                    and(vec![
-                        self.pending(),
-                        cmp(Compare::GreaterThan, path, ts(now)),
-                    ]),
-                    &[(path, Direction::Ascending)],
-                    Some(1),
-                ))
-                .await?;
+            let docs = self.run(self.next_due(field, now)).await?;
             if let Some(job) = docs.first().map(|d| self.map.parse_lenient(d)) {
                 let at = job
                     .send_at
@@ -460,21 +438,8 @@ impl Store for FirestoreQueue {
     }
 
     async fn unlogged(&self, limit: usize) -> Result<Vec<Job>> {
-        let done = [
-            JobStatus::Sent,
-            JobStatus::Delivered,
-            JobStatus::Read,
-            JobStatus::Failed,
-        ];
         let docs = self
-            .run(self.query(
-                and(vec![
-                    self.status_in(&done),
-                    is_null_filter(self.path(Field::LoggedAt)),
-                ]),
-                &[(self.path(Field::UpdatedAt), Direction::Ascending)],
-                Some(limit.min(u32::MAX as usize) as u32),
-            ))
+            .run(self.unlogged_outcomes(limit.min(u32::MAX as usize) as u32))
             .await?;
         Ok(docs.iter().map(|d| self.map.parse_lenient(d)).collect())
     }

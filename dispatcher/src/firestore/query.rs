@@ -17,7 +17,7 @@ pub(super) use firestore::FirestoreQueryFilterCompare as Compare;
 pub(super) type Filter = FirestoreQueryFilter;
 
 use super::FirestoreQueue;
-use super::doc::text;
+use super::doc::{text, ts};
 use super::mapping::Field;
 use crate::error::{Error, Result};
 use crate::job::JobStatus;
@@ -100,6 +100,135 @@ impl FirestoreQueue {
                 .collect(),
             limit,
         }
+    }
+
+    /// Pending jobs, oldest `createdAt` first.
+    pub(super) fn oldest_pending(&self, limit: u32) -> Query {
+        self.query(
+            self.pending(),
+            &[(self.path(Field::CreatedAt), Direction::Ascending)],
+            Some(limit),
+        )
+    }
+
+    /// Jobs held under a lease that ended by `now`.
+    pub(super) fn expired_leases(&self, now: i64) -> Query {
+        self.query(
+            and(vec![
+                self.status_in(&[JobStatus::Processing]),
+                cmp(
+                    Compare::LessThanOrEqual,
+                    self.path(Field::LeaseExpiresAt),
+                    ts(now),
+                ),
+            ]),
+            &[],
+            None,
+        )
+    }
+
+    /// The pending job whose `field` (send time or retry time) comes first after `now`.
+    pub(super) fn next_due(&self, field: Field, now: i64) -> Query {
+        let path = self.path(field);
+        self.query(
+            and(vec![
+                self.pending(),
+                cmp(Compare::GreaterThan, path, ts(now)),
+            ]),
+            &[(path, Direction::Ascending)],
+            Some(1),
+        )
+    }
+
+    /// Jobs in `statuses`, most recently changed first.
+    pub(super) fn newest_changed(&self, statuses: &[JobStatus], limit: u32) -> Query {
+        self.query(
+            self.status_in(statuses),
+            &[(self.path(Field::UpdatedAt), Direction::Descending)],
+            Some(limit),
+        )
+    }
+
+    /// Finished jobs whose outcome the Sheets logger has not taken, oldest first.
+    pub(super) fn unlogged_outcomes(&self, limit: u32) -> Query {
+        let done = [
+            JobStatus::Sent,
+            JobStatus::Delivered,
+            JobStatus::Read,
+            JobStatus::Failed,
+        ];
+        self.query(
+            and(vec![
+                self.status_in(&done),
+                is_null_filter(self.path(Field::LoggedAt)),
+            ]),
+            &[(self.path(Field::UpdatedAt), Direction::Ascending)],
+            Some(limit),
+        )
+    }
+
+    /// Runs once each query that needs a composite index. `Error::MissingIndex`
+    /// names the first one Firestore cannot serve (it answers `FAILED_PRECONDITION`
+    /// to a query without its index); any other failure is left to the queue's own
+    /// retries and only logged.
+    pub async fn check_indexes(&self) -> Result<()> {
+        let now = abtrack_proto::time::now_ms();
+        let queries = [
+            ("the jobs to lease", self.oldest_pending(1)),
+            ("the expired leases", self.expired_leases(now)),
+            ("the next scheduled job", self.next_due(Field::SendAt, now)),
+            ("the next retry", self.next_due(Field::NextAttemptAt, now)),
+            ("the job list", self.newest_changed(&JobStatus::ALL, 1)),
+            ("the outcomes to log", self.unlogged_outcomes(1)),
+        ];
+        for (what, query) in queries {
+            let structured = self.structured(query)?;
+            match self.run_raw(structured).await {
+                Ok(()) => {}
+                Err(status) if status.code() == tonic::Code::FailedPrecondition => {
+                    return Err(Error::MissingIndex(format!(
+                        "Firestore has no index for {what} in collection {:?}; deploy the ones `dispatcher firestore-indexes` prints (firebase deploy --only firestore:indexes). Firestore said: {}",
+                        self.collection,
+                        status.message()
+                    )));
+                }
+                Err(status) => {
+                    tracing::warn!(code = ?status.code(), error = %status.message(), "cannot check the Firestore indexes; going on");
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn structured(&self, query: Query) -> Result<StructuredQuery> {
+        let mut params =
+            FirestoreQueryParams::new(FirestoreQueryCollection::Single(self.collection.clone()))
+                .with_filter(query.filter)
+                .with_limit(1);
+        if !query.order.is_empty() {
+            params = params.with_order_by(query.order);
+        }
+        StructuredQuery::try_from(params).map_err(|e| query_error("cannot build the query", e))
+    }
+
+    /// Runs a query through the raw `RunQuery` call, so its status code is seen.
+    async fn run_raw(&self, query: StructuredQuery) -> std::result::Result<(), tonic::Status> {
+        let mut request = tonic::Request::new(pb::RunQueryRequest {
+            parent: self.db.get_documents_path().clone(),
+            query_type: Some(pb::run_query_request::QueryType::StructuredQuery(query)),
+            ..Default::default()
+        });
+        request.set_timeout(std::time::Duration::from_secs(10));
+        let mut stream = self
+            .db
+            .client()
+            .get()
+            .run_query(request)
+            .await?
+            .into_inner();
+        while stream.message().await?.is_some() {}
+        Ok(())
     }
 
     /// The documents whose status is `pending`, as a listen target takes the query.

@@ -11,6 +11,7 @@ use abtrack_dispatcher::firestore::mapping::Mapping;
 use abtrack_e2e::Cluster;
 use abtrack_e2e::firestore_app::App;
 use abtrack_firestore_emulator::TestFirestore;
+use abtrack_firestore_emulator::indexes::Indexes;
 use abtrack_proto::config::Env;
 use firestore::gcloud_sdk::google::firestore::v1::{Document, MapValue, Value, value::ValueType};
 
@@ -45,6 +46,28 @@ fn string_at(doc: &Document, path: &str) -> Option<String> {
 fn mapping(env: &[(&str, &str)]) -> Mapping {
     let env: HashMap<&str, &str> = env.iter().copied().collect();
     Mapping::from_env(&Env::new(|k| env.get(k).map(|v| (*v).to_owned()))).unwrap()
+}
+
+/// What `dispatcher firestore-indexes` prints for `collection` and `env`.
+fn printed_indexes(collection: &str, env: &[(&str, &str)]) -> serde_json::Value {
+    let output = std::process::Command::new(abtrack_e2e::bin_dir().join("dispatcher"))
+        .arg("firestore-indexes")
+        .env("FIRESTORE_COLLECTION", collection)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// Makes the built-in emulator serve queries only as far as `indexes` allow, as
+/// Cloud Firestore does; `false` for an external emulator, which cannot be told.
+fn enforce(firestore: &TestFirestore, indexes: &serde_json::Value) -> bool {
+    let Some(emulator) = &firestore.builtin else {
+        return false;
+    };
+    emulator.require_indexes(Some(Indexes::from_json(&indexes.to_string()).unwrap()));
+    true
 }
 
 /// Polls the documents until the word at `path` in each is the one wanted.
@@ -116,6 +139,9 @@ async fn an_app_writing_phone_text_and_state_queued_is_served_in_its_own_words()
         ("FIRESTORE_STATUS_FAILED", "gagal"),
         ("WA_DRY_RUN_RECEIPTS", "true"),
     ];
+    // Only the indexes printed for this shape exist: every query the services run
+    // must be served by them.
+    enforce(&firestore, &printed_indexes(&collection, &env));
     let cluster = Cluster::start_firestore(&firestore.host, &collection, &env).await;
     let app = App::connect_mapped(&firestore.host, &collection, mapping(&env)).await;
     let jobs = [
@@ -322,4 +348,40 @@ fn the_indexes_printed_follow_the_collection_and_field_names() {
     }
     assert_eq!(indexes[0]["fields"][1]["fieldPath"], "meta.created");
     assert_eq!(indexes[4]["fields"][1]["fieldPath"], "updatedAt");
+}
+
+#[test]
+fn a_missing_index_stops_the_dispatcher_with_exit_64_and_one_line_naming_the_query() {
+    let firestore = TestFirestore::from_env();
+    let collection = collection("whatsapp_tasks");
+    let env = [
+        ("FIRESTORE_FIELD_STATUS", "state"),
+        ("FIRESTORE_FIELD_UPDATED_AT", "changed"),
+    ];
+    let mut indexes = printed_indexes(&collection, &env);
+    // Drop the index of the job list (state, changed descending).
+    indexes["indexes"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|i| i["fields"][1]["order"] != "DESCENDING");
+    if !enforce(&firestore, &indexes) {
+        println!("skipped: an external emulator does not enforce indexes");
+        return;
+    }
+    let output = std::process::Command::new(abtrack_e2e::bin_dir().join("dispatcher"))
+        .env("FIRESTORE_EMULATOR_HOST", &firestore.host)
+        .env("FIRESTORE_COLLECTION", &collection)
+        .env("DISPATCHER_ADDR", "127.0.0.1:0")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(64), "{stderr}");
+    let last = stderr.lines().last().unwrap();
+    assert!(
+        last.starts_with("dispatcher: Firestore has no index for the job list in collection")
+            && last.contains("state ASC,changed DESC")
+            && last.contains("dispatcher firestore-indexes"),
+        "{stderr}"
+    );
 }
