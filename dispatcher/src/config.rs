@@ -8,6 +8,7 @@ use std::time::Duration;
 use abtrack_proto::config::{self, ConfigError, Env, Var};
 use abtrack_proto::token::InternalToken;
 
+use crate::firestore::Finished;
 use crate::firestore::mapping::{self, Mapping};
 
 /// Every variable the dispatcher reads, in `--help` order. Each is a constant below
@@ -21,6 +22,8 @@ pub const VARS: &[Var] = &[
     FIRESTORE_COLLECTION,
     FIRESTORE_EMULATOR_HOST,
     FIRESTORE_FALLBACK_POLL_SECS,
+    FIRESTORE_FINISHED,
+    FIRESTORE_FINISHED_COLLECTION,
     mapping::FIELD_TO,
     mapping::FIELD_MESSAGE,
     mapping::FIELD_CREATED_AT,
@@ -106,6 +109,18 @@ pub const FIRESTORE_FALLBACK_POLL_SECS: Var = Var {
     help: "how often pending jobs are queried while the Firestore listen stream is down",
 };
 
+pub const FIRESTORE_FINISHED: Var = Var {
+    name: "FIRESTORE_FINISHED",
+    default: "keep",
+    help: "what becomes of a job document once the Sheets logger holds its outcome: keep (marked loggedAt), move (to FIRESTORE_FINISHED_COLLECTION) or delete",
+};
+
+pub const FIRESTORE_FINISHED_COLLECTION: Var = Var {
+    name: "FIRESTORE_FINISHED_COLLECTION",
+    default: "",
+    help: "with FIRESTORE_FINISHED=move: the collection finished job documents are moved to",
+};
+
 pub const DATA_DIR: Var = Var {
     name: "DISPATCHER_DATA_DIR",
     default: "data/dispatcher",
@@ -188,6 +203,8 @@ pub struct FirestoreSettings {
     pub fallback_poll: Duration,
     /// The documents' field names and status words.
     pub mapping: Arc<Mapping>,
+    /// What becomes of a document once its outcome is logged.
+    pub finished: Finished,
 }
 
 /// The project a Firebase emulator is given when none is configured; the `demo-`
@@ -237,6 +254,7 @@ fn firestore_settings(
         },
     };
     let collection = collection(env)?;
+    let finished = finished(env, &collection)?;
     let fallback_poll = env.secs(FIRESTORE_FALLBACK_POLL_SECS)?;
     if fallback_poll.is_zero() {
         return Err(ConfigError::new(
@@ -257,7 +275,51 @@ fn firestore_settings(
         emulator_host,
         fallback_poll,
         mapping: Arc::new(Mapping::from_env(env)?),
+        finished,
     }))
+}
+
+fn finished(
+    env: &Env<impl Fn(&str) -> Option<String>>,
+    collection: &str,
+) -> Result<Finished, ConfigError> {
+    let target = env.get(FIRESTORE_FINISHED_COLLECTION.name);
+    match (env.string(FIRESTORE_FINISHED).as_str(), target) {
+        ("keep", None) => Ok(Finished::Keep),
+        ("delete", None) => Ok(Finished::Delete),
+        ("move", Some(to)) if to == collection => Err(ConfigError::new(
+            FIRESTORE_FINISHED_COLLECTION.name,
+            &to,
+            format!(
+                "must differ from {} ({collection})",
+                FIRESTORE_COLLECTION.name
+            ),
+        )),
+        ("move", Some(to)) if to.contains('/') => Err(ConfigError::new(
+            FIRESTORE_FINISHED_COLLECTION.name,
+            &to,
+            "must be a top-level collection id (no '/')",
+        )),
+        ("move", Some(to)) => Ok(Finished::Move(to)),
+        ("move", None) => Err(ConfigError::new(
+            FIRESTORE_FINISHED.name,
+            "move",
+            format!(
+                "needs {} (where to move them)",
+                FIRESTORE_FINISHED_COLLECTION.name
+            ),
+        )),
+        ("keep" | "delete", Some(to)) => Err(ConfigError::new(
+            FIRESTORE_FINISHED_COLLECTION.name,
+            &to,
+            format!("is used only with {}=move", FIRESTORE_FINISHED.name),
+        )),
+        (other, _) => Err(ConfigError::new(
+            FIRESTORE_FINISHED.name,
+            other,
+            "expected keep, move or delete",
+        )),
+    }
 }
 
 fn collection(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<String, ConfigError> {
@@ -480,6 +542,48 @@ mod tests {
                 .name,
             "DISPATCHER_GATEWAY_URL"
         );
+    }
+
+    #[test]
+    fn what_becomes_of_finished_documents_is_checked() {
+        let emulator = (FIRESTORE_EMULATOR_HOST.name, "127.0.0.1:8081");
+        let finished = |pairs: &[(&str, &str)]| {
+            let mut all = vec![emulator];
+            all.extend_from_slice(pairs);
+            config(&all).map(|c| match c.backend {
+                Backend::Firestore(f) => f.finished,
+                Backend::Local => unreachable!("the emulator makes it Firestore"),
+            })
+        };
+        assert_eq!(finished(&[]), Ok(Finished::Keep));
+        assert_eq!(
+            finished(&[("FIRESTORE_FINISHED", "delete")]),
+            Ok(Finished::Delete)
+        );
+        assert_eq!(
+            finished(&[
+                ("FIRESTORE_FINISHED", "move"),
+                ("FIRESTORE_FINISHED_COLLECTION", "done")
+            ]),
+            Ok(Finished::Move("done".into()))
+        );
+        for (pairs, var) in [
+            (&[("FIRESTORE_FINISHED", "move")][..], "FIRESTORE_FINISHED"),
+            (&[("FIRESTORE_FINISHED", "archive")], "FIRESTORE_FINISHED"),
+            (
+                &[
+                    ("FIRESTORE_FINISHED", "move"),
+                    ("FIRESTORE_FINISHED_COLLECTION", "notifications"),
+                ],
+                "FIRESTORE_FINISHED_COLLECTION",
+            ),
+            (
+                &[("FIRESTORE_FINISHED_COLLECTION", "done")],
+                "FIRESTORE_FINISHED_COLLECTION",
+            ),
+        ] {
+            assert_eq!(finished(pairs).unwrap_err().name, var, "{pairs:?}");
+        }
     }
 
     #[test]

@@ -61,7 +61,8 @@ pub async fn run(
             let db = firestore::connect::connect_with_retry(settings).await;
             let queue = firestore::FirestoreQueue::new(db, settings.collection.clone())
                 .with_default_country_code(&config.default_country_code)
-                .with_mapping(settings.mapping.clone());
+                .with_mapping(settings.mapping.clone())
+                .with_finished(settings.finished.clone());
             queue.check_indexes().await?;
             firestore::pickup::start(
                 queue.clone(),

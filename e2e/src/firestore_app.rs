@@ -35,6 +35,7 @@ impl App {
             emulator_host: Some(host.into()),
             fallback_poll: Duration::from_secs(1),
             mapping: Default::default(),
+            finished: Default::default(),
         };
         let db = connect::connect(&settings).await.unwrap();
         Self {
@@ -124,9 +125,10 @@ impl App {
         )
     }
 
-    /// The document as it is stored, every field included.
-    pub async fn document(&self, id: &str) -> Document {
-        self.queue
+    /// The document as it is stored, every field included; `None` when there is none.
+    pub async fn document(&self, id: &str) -> Option<Document> {
+        let got = self
+            .queue
             .db()
             .client()
             .get()
@@ -134,9 +136,12 @@ impl App {
                 name: self.name(id),
                 ..Default::default()
             })
-            .await
-            .unwrap()
-            .into_inner()
+            .await;
+        match got {
+            Ok(doc) => Some(doc.into_inner()),
+            Err(status) if status.code() == tonic::Code::NotFound => None,
+            Err(status) => panic!("cannot read {id}: {status}"),
+        }
     }
 
     pub fn queue(&self) -> &FirestoreQueue {

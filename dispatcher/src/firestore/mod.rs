@@ -38,6 +38,19 @@ const CANDIDATES: u32 = 50;
 /// Lease attempts lost to other dispatchers before giving up for this round.
 const MAX_ROUNDS: usize = 20;
 
+/// What becomes of a job's document once the Sheets logger holds its outcome.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Finished {
+    /// Kept where it is, marked `loggedAt` (receipts still update it).
+    #[default]
+    Keep,
+    /// Deleted (receipts that arrive later find nothing to update).
+    Delete,
+    /// Moved to this collection under the same id, marked `loggedAt`; receipts and a
+    /// retry from the dashboard find it there, and a retried job moves back.
+    Move(String),
+}
+
 #[derive(Clone)]
 pub struct FirestoreQueue {
     db: FirestoreDb,
@@ -46,6 +59,7 @@ pub struct FirestoreQueue {
     default_country_code: String,
     /// Where the job fields are in the documents, and the status words.
     map: Arc<Mapping>,
+    finished: Finished,
 }
 
 fn status_of(code: Code) -> bool {
@@ -53,6 +67,16 @@ fn status_of(code: Code) -> bool {
         code,
         Code::FailedPrecondition | Code::NotFound | Code::Aborted
     )
+}
+
+/// The precondition of every write: the document is as it was read.
+fn unchanged(doc: &Document) -> Precondition {
+    Precondition {
+        condition_type: Some(match doc.update_time {
+            Some(t) => ConditionType::UpdateTime(t),
+            None => ConditionType::Exists(true),
+        }),
+    }
 }
 
 fn firestore_error(what: &str, status: tonic::Status) -> Error {
@@ -76,7 +100,14 @@ impl FirestoreQueue {
             collection: collection.into(),
             default_country_code: abtrack_proto::phone::DEFAULT_COUNTRY_CODE.into(),
             map: Arc::default(),
+            finished: Finished::Keep,
         }
+    }
+
+    /// Sets what becomes of a document once its outcome is logged.
+    pub fn with_finished(mut self, finished: Finished) -> Self {
+        self.finished = finished;
+        self
     }
 
     /// Reads and writes the documents in the shape `mapping` describes.
@@ -104,14 +135,22 @@ impl FirestoreQueue {
     }
 
     fn name(&self, id: &str) -> String {
-        format!("{}/{}/{id}", self.db.get_documents_path(), self.collection)
+        self.name_in(&self.collection, id)
+    }
+
+    fn name_in(&self, collection: &str, id: &str) -> String {
+        format!("{}/{collection}/{id}", self.db.get_documents_path())
     }
 
     async fn get_doc(&self, id: &str) -> Result<Option<Document>> {
+        self.get_named(self.name(id)).await
+    }
+
+    async fn get_named(&self, name: String) -> Result<Option<Document>> {
         let mut client = self.db.client().get();
         match client
             .get_document(request(pb::GetDocumentRequest {
-                name: self.name(id),
+                name,
                 ..Default::default()
             }))
             .await
@@ -122,10 +161,83 @@ impl FirestoreQueue {
         }
     }
 
+    /// The job's document: in the queue's collection, else (with `Finished::Move`)
+    /// among the moved ones; `true` when it was found there.
+    async fn find(&self, id: &str) -> Result<Option<(Document, bool)>> {
+        if let Some(doc) = self.get_doc(id).await? {
+            return Ok(Some((doc, false)));
+        }
+        if let Finished::Move(to) = &self.finished
+            && let Some(doc) = self.get_named(self.name_in(to, id)).await?
+        {
+            return Ok(Some((doc, true)));
+        }
+        Ok(None)
+    }
+
+    /// Applies `writes` in one commit; `false` when a precondition failed (another
+    /// writer came first, or the document is gone).
+    async fn commit(&self, writes: Vec<Write>) -> Result<Option<pb::CommitResponse>> {
+        let mut client = self.db.client().get();
+        let response = client
+            .commit(request(pb::CommitRequest {
+                database: self.db.get_database_path().clone(),
+                writes,
+                ..Default::default()
+            }))
+            .await;
+        match response {
+            Ok(response) => Ok(Some(response.into_inner())),
+            Err(status) if status_of(status.code()) => Ok(None),
+            Err(status) => Err(firestore_error("write failed", status)),
+        }
+    }
+
+    /// Deletes `doc` if it is unchanged since it was read.
+    fn delete_write(doc: &Document) -> Write {
+        Write {
+            operation: Some(Operation::Delete(doc.name.clone())),
+            update_mask: None,
+            update_transforms: vec![],
+            current_document: Some(unchanged(doc)),
+        }
+    }
+
+    /// Writes `fields` as the whole document `name`, which must not exist yet.
+    fn create_write(name: String, fields: HashMap<String, Value>) -> Write {
+        Write {
+            operation: Some(Operation::Update(Document {
+                name,
+                fields,
+                ..Default::default()
+            })),
+            update_mask: None,
+            update_transforms: vec![],
+            current_document: Some(Precondition {
+                condition_type: Some(ConditionType::Exists(false)),
+            }),
+        }
+    }
+
+    /// Moves `doc` to `name` with `fields` set on it, in one commit that fails when
+    /// `doc` changed since it was read; `false` then.
+    async fn move_doc(
+        &self,
+        doc: &Document,
+        name: String,
+        fields: Vec<(&str, Value)>,
+    ) -> Result<bool> {
+        let mut all = doc.fields.clone();
+        for (path, value) in fields {
+            set_at(&mut all, path, value);
+        }
+        let writes = vec![Self::create_write(name, all), Self::delete_write(doc)];
+        Ok(self.commit(writes).await?.is_some())
+    }
+
     /// Writes `fields` onto `doc` only if it is unchanged since it was read; `None`
     /// when another writer changed it first (or it is gone).
     async fn patch(&self, doc: &Document, fields: Vec<(&str, Value)>) -> Result<Option<Document>> {
-        let mut client = self.db.client().get();
         let mask = DocumentMask {
             field_paths: fields.iter().map(|(k, _)| (*k).to_owned()).collect(),
         };
@@ -142,37 +254,21 @@ impl FirestoreQueue {
             })),
             update_mask: Some(mask),
             update_transforms: vec![],
-            current_document: Some(Precondition {
-                condition_type: Some(match doc.update_time {
-                    Some(t) => ConditionType::UpdateTime(t),
-                    None => ConditionType::Exists(true),
-                }),
-            }),
+            current_document: Some(unchanged(doc)),
         };
-        let response = client
-            .commit(request(pb::CommitRequest {
-                database: self.db.get_database_path().clone(),
-                writes: vec![write],
-                ..Default::default()
-            }))
-            .await;
-        match response {
-            Ok(response) => {
-                let response = response.into_inner();
-                let mut next = doc.clone();
-                for (path, value) in fields {
-                    set_at(&mut next.fields, path, value);
-                }
-                next.update_time = response
-                    .write_results
-                    .first()
-                    .and_then(|r| r.update_time)
-                    .or(response.commit_time);
-                Ok(Some(next))
-            }
-            Err(status) if status_of(status.code()) => Ok(None),
-            Err(status) => Err(firestore_error("write failed", status)),
+        let Some(response) = self.commit(vec![write]).await? else {
+            return Ok(None);
+        };
+        let mut next = doc.clone();
+        for (path, value) in fields {
+            set_at(&mut next.fields, path, value);
         }
+        next.update_time = response
+            .write_results
+            .first()
+            .and_then(|r| r.update_time)
+            .or(response.commit_time);
+        Ok(Some(next))
     }
 
     /// Asks the lifecycle what `event` does to the job `doc` holds and writes the
@@ -189,6 +285,11 @@ impl FirestoreQueue {
         let Some(change) = lifecycle::decide(job, event, now, rules)? else {
             return Ok(Applied::Nothing);
         };
+        self.write_change(doc, job, change).await
+    }
+
+    /// Writes a decided change onto the document it was decided from.
+    async fn write_change(&self, doc: &Document, job: &Job, change: Change) -> Result<Applied> {
         let fields = self.map.changed_fields(job, &change.job, change.log);
         Ok(match self.patch(doc, fields).await? {
             Some(_) => Applied::Written(Box::new(change)),
@@ -209,6 +310,33 @@ impl FirestoreQueue {
         let event = Event::Malformed(error);
         self.apply(doc, &self.map.parse_lenient(doc), &event, now, rules)
             .await
+    }
+
+    /// Applies `event` to a document moved out of the queue after its outcome was
+    /// logged: in place while the job stays finished (a receipt), or back into the
+    /// queue's collection, in the same commit that removes it, when the job waits
+    /// again (a retry).
+    async fn apply_moved(
+        &self,
+        doc: &Document,
+        event: &Event,
+        now: i64,
+        rules: &Rules,
+    ) -> Result<Applied> {
+        let job = self.map.parse_lenient(doc);
+        let Some(change) = lifecycle::decide(&job, event, now, rules)? else {
+            return Ok(Applied::Nothing);
+        };
+        if change.job.status.is_terminal() {
+            return self.write_change(doc, &job, change).await;
+        }
+        let mut fields = self.map.changed_fields(&job, &change.job, change.log);
+        fields.push((self.path(Field::LoggedAt), null()));
+        Ok(if self.move_doc(doc, self.name(&job.id), fields).await? {
+            Applied::Written(Box::new(change))
+        } else {
+            Applied::Conflict
+        })
     }
 
     /// Pending documents, oldest `createdAt` first; documents without `createdAt`
@@ -338,13 +466,16 @@ impl Store for FirestoreQueue {
         rules: &Rules,
     ) -> Result<Option<Change>> {
         for _ in 0..MAX_ROUNDS {
-            let Some(doc) = self.get_doc(id).await? else {
+            let Some((doc, moved)) = self.find(id).await? else {
                 return Ok(None);
             };
-            match self
-                .apply(&doc, &self.map.parse_lenient(&doc), event, now, rules)
-                .await?
-            {
+            let applied = if moved {
+                self.apply_moved(&doc, event, now, rules).await?
+            } else {
+                self.apply(&doc, &self.map.parse_lenient(&doc), event, now, rules)
+                    .await?
+            };
+            match applied {
                 Applied::Written(change) => return Ok(Some(*change)),
                 Applied::Nothing => return Ok(None),
                 Applied::Conflict => {}
@@ -390,7 +521,10 @@ impl Store for FirestoreQueue {
     }
 
     async fn get(&self, id: &str) -> Result<Option<Job>> {
-        Ok(self.get_doc(id).await?.map(|d| self.map.parse_lenient(&d)))
+        Ok(self
+            .find(id)
+            .await?
+            .map(|(d, _)| self.map.parse_lenient(&d)))
     }
 
     async fn list(&self, statuses_wanted: &[JobStatus], limit: usize) -> Result<Vec<Job>> {
@@ -447,13 +581,26 @@ impl Store for FirestoreQueue {
     async fn mark_logged(&self, outcomes: Vec<(String, i64)>, now: i64) -> Result<()> {
         for (id, updated_at) in outcomes {
             // Every dispatcher on the collection records the outcomes it finds: one
-            // marked by another since is left as it is.
-            if let Some(doc) = self.get_doc(&id).await?
-                && self.map.parse_lenient(&doc).updated_at == updated_at
-                && self.map.is_unset(&doc, Field::LoggedAt)
+            // marked (or moved, or deleted) by another since is left as it is.
+            let Some(doc) = self.get_doc(&id).await? else {
+                continue;
+            };
+            if self.map.parse_lenient(&doc).updated_at != updated_at
+                || !self.map.is_unset(&doc, Field::LoggedAt)
             {
-                self.patch(&doc, vec![(self.path(Field::LoggedAt), ts(now))])
-                    .await?;
+                continue;
+            }
+            let logged = vec![(self.path(Field::LoggedAt), ts(now))];
+            match &self.finished {
+                Finished::Keep => {
+                    self.patch(&doc, logged).await?;
+                }
+                Finished::Delete => {
+                    self.commit(vec![Self::delete_write(&doc)]).await?;
+                }
+                Finished::Move(to) => {
+                    self.move_doc(&doc, self.name_in(to, &id), logged).await?;
+                }
             }
         }
         Ok(())

@@ -36,6 +36,7 @@ pub fn settings(host: &str, collection: &str) -> FirestoreSettings {
         emulator_host: Some(host.into()),
         fallback_poll: Duration::from_secs(1),
         mapping: Default::default(),
+        finished: Default::default(),
     }
 }
 

@@ -425,3 +425,141 @@ async fn a_job_that_crashes_the_gateway_ends_failed_on_firestore() {
     env.push(("DISPATCHER_POLL_INTERVAL_SECS", "1".into()));
     crate::worker::a_job_that_crashes_the_gateway_ends_failed(env).await;
 }
+
+/// Takes the job `id` through a lease to `finish` and its logged mark, as the worker
+/// and the recorder do.
+async fn finish_and_log(queue: &abtrack_dispatcher::queue::Queue, id: &str, finish: Finish) {
+    let leased = queue
+        .lease_next("d1", 10, 1_000_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(leased.id, id);
+    let done = queue.finish(id, "d1", finish, 20).await.unwrap().unwrap();
+    queue
+        .store()
+        .mark_logged(vec![(id.to_owned(), done.updated_at)], 30)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_documents_are_moved_or_deleted_once_logged_and_receipts_and_retries_follow() {
+    use abtrack_dispatcher::firestore::Finished;
+    use abtrack_dispatcher::job::{JobError, NewJob, Receipt};
+    use abtrack_dispatcher::queue::Store;
+    let firestore = TestFirestore::from_env();
+    let collection = fresh_collection();
+    let archive = format!("{collection}-done");
+    let q = firestore_queue(&firestore.host, &collection)
+        .await
+        .with_finished(Finished::Move(archive.clone()));
+    let queue = queue_on(Arc::new(q.clone()));
+    let job = |id: &str| NewJob {
+        id: Some(id.into()),
+        to: "081234567890".into(),
+        message: "Halo".into(),
+        send_at: None,
+    };
+    let get = |name: String| {
+        let db = q.db().clone();
+        async move {
+            db.client()
+                .get()
+                .get_document(pb::GetDocumentRequest {
+                    name,
+                    ..Default::default()
+                })
+                .await
+                .map(|d| d.into_inner())
+        }
+    };
+    let archived = |id: &str| format!("{}/{archive}/{id}", q.db().get_documents_path());
+
+    queue.enqueue(job("sent"), 1).await.unwrap();
+    // Unlogged, the document stays: nothing leaves before the outbox has it.
+    let leased = queue
+        .lease_next("d1", 10, 1_000_000)
+        .await
+        .unwrap()
+        .unwrap();
+    queue
+        .finish(&leased.id, "d1", sent("sent"), 20)
+        .await
+        .unwrap();
+    assert!(get(doc_name(&q, "sent")).await.is_ok());
+    assert_eq!(q.unlogged(10).await.unwrap().len(), 1);
+    let done = queue.get("sent").await.unwrap().unwrap();
+    q.mark_logged(vec![("sent".into(), done.updated_at)], 30)
+        .await
+        .unwrap();
+    assert_eq!(
+        get(doc_name(&q, "sent")).await.unwrap_err().code(),
+        Code::NotFound,
+        "moved out of the queue's collection"
+    );
+    let moved = get(archived("sent")).await.unwrap();
+    assert!(moved.fields.contains_key("loggedAt") && moved.fields.contains_key("messageId"));
+    // A receipt after the move updates the moved document.
+    let read = queue
+        .record_receipt("sent", Receipt::Read, 40, 41)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.status, JobStatus::Read);
+    assert_eq!(
+        queue.get("sent").await.unwrap().unwrap().status,
+        JobStatus::Read
+    );
+
+    // A failed job moved, then retried from the dashboard: back in the queue, sent.
+    queue.enqueue(job("failed"), 2).await.unwrap();
+    finish_and_log(
+        &queue,
+        "failed",
+        Finish::Failed(JobError::new("not_on_whatsapp", "no WhatsApp")),
+    )
+    .await;
+    assert!(get(archived("failed")).await.is_ok());
+    let retried = queue.retry("failed", 50).await.unwrap();
+    assert_eq!(retried.status, JobStatus::Pending);
+    assert!(
+        get(archived("failed")).await.is_err(),
+        "gone from the archive"
+    );
+    let back = get(doc_name(&q, "failed")).await.unwrap();
+    assert!(
+        matches!(
+            back.fields
+                .get("loggedAt")
+                .and_then(|v| v.value_type.as_ref()),
+            Some(ValueType::NullValue(_))
+        ),
+        "waits to be logged again: {:?}",
+        back.fields
+    );
+    let again = queue
+        .lease_next("d1", 60, 1_000_000)
+        .await
+        .unwrap()
+        .unwrap();
+    // An operator's retry starts the attempts afresh.
+    assert_eq!((again.id.as_str(), again.attempts), ("failed", 1));
+
+    // Delete: the document is gone once logged.
+    let deleting = q.clone().with_finished(Finished::Delete);
+    let queue = queue_on(Arc::new(deleting.clone()));
+    queue
+        .finish("failed", "d1", sent("failed"), 70)
+        .await
+        .unwrap()
+        .unwrap();
+    queue.enqueue(job("deleted"), 3).await.unwrap();
+    finish_and_log(&queue, "deleted", sent("deleted")).await;
+    assert_eq!(
+        get(doc_name(&q, "deleted")).await.unwrap_err().code(),
+        Code::NotFound
+    );
+    assert!(get(archived("deleted")).await.is_err());
+    assert!(queue.get("deleted").await.unwrap().is_none());
+}

@@ -76,11 +76,13 @@ async fn wait_words(app: &App, path: &str, want: &[(&str, &str)]) -> HashMap<Str
     loop {
         let mut docs = HashMap::new();
         for (id, _) in want {
-            docs.insert((*id).to_owned(), app.document(id).await);
+            if let Some(doc) = app.document(id).await {
+                docs.insert((*id).to_owned(), doc);
+            }
         }
-        let words: Vec<(String, Option<String>)> = want
+        let words: Vec<(&str, Option<String>)> = want
             .iter()
-            .map(|(id, _)| ((*id).to_owned(), string_at(&docs[*id], path)))
+            .map(|(id, _)| (*id, docs.get(*id).and_then(|d| string_at(d, path))))
             .collect();
         if want
             .iter()
@@ -384,4 +386,58 @@ fn a_missing_index_stops_the_dispatcher_with_exit_64_and_one_line_naming_the_que
             && last.contains("dispatcher firestore-indexes"),
         "{stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_documents_move_to_the_apps_archive_once_the_logger_holds_them() {
+    let firestore = TestFirestore::from_env();
+    let collection = collection("whatsapp_tasks");
+    let archive = format!("{collection}_done");
+    let env = [
+        ("FIRESTORE_FIELD_TO", "phone"),
+        ("FIRESTORE_FIELD_MESSAGE", "text"),
+        ("FIRESTORE_FIELD_STATUS", "state"),
+        ("FIRESTORE_STATUS_PENDING", "queued"),
+        ("FIRESTORE_STATUS_SENT", "terkirim"),
+        ("FIRESTORE_STATUS_READ", "dibaca"),
+        ("FIRESTORE_FINISHED", "move"),
+        ("FIRESTORE_FINISHED_COLLECTION", archive.as_str()),
+        ("WA_DRY_RUN_RECEIPTS", "true"),
+    ];
+    let cluster = Cluster::start_firestore(&firestore.host, &collection, &env).await;
+    let app = App::connect_mapped(&firestore.host, &collection, mapping(&env)).await;
+    let done = App::connect_mapped(&firestore.host, &archive, mapping(&env)).await;
+    let ids = ["t-1", "t-2", "t-3"];
+    for id in ids {
+        let fields = HashMap::from([
+            ("phone".to_owned(), text("0812-3456-7890")),
+            ("text".to_owned(), text("Halo")),
+            ("state".to_owned(), text("queued")),
+            ("kelas".to_owned(), text("7B")),
+        ]);
+        app.write_document(id, fields).await;
+    }
+    // Sent, logged, moved; the read receipts follow the documents.
+    let want: Vec<(&str, &str)> = ids.iter().map(|id| (*id, "dibaca")).collect();
+    let moved = wait_words(&done, "state", &want).await;
+    for doc in moved.values() {
+        assert_eq!(string_at(doc, "kelas").as_deref(), Some("7B"));
+        assert!(
+            value_at(&doc.fields, "loggedAt").is_some(),
+            "{:?}",
+            doc.fields
+        );
+    }
+    let left = app.counts().await;
+    assert_eq!(
+        (left.pending, left.processing, left.sent, left.read),
+        (0, 0, 0, 0),
+        "nothing left in the app's collection"
+    );
+    assert_eq!(
+        cluster.outbox_records(),
+        3,
+        "the logger holds every outcome"
+    );
+    assert_eq!(cluster.sends().len(), 3);
 }
