@@ -175,8 +175,8 @@ impl FirestoreQueue {
         Ok(None)
     }
 
-    /// Applies `writes` in one commit; `false` when a precondition failed (another
-    /// writer came first, or the document is gone).
+    /// Applies `writes` in one commit; `None` when a precondition failed (another
+    /// writer came first, or a document is gone or already there).
     async fn commit(&self, writes: Vec<Write>) -> Result<Option<pb::CommitResponse>> {
         let mut client = self.db.client().get();
         let response = client
@@ -395,6 +395,19 @@ impl Store for FirestoreQueue {
             .id
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        // A repeated request for a job already moved out after its outcome is that job.
+        // (Without the move the create below finds it; the gateway's send log keeps
+        // even a job id repeated after a delete from being sent twice.)
+        if let Finished::Move(to) = &self.finished
+            && let Some(doc) = self.get_named(self.name_in(to, &id)).await?
+        {
+            let existing = self.map.parse_lenient(&doc);
+            lifecycle::same_job(&existing, &job.to, &job.message, job.send_at)?;
+            return Ok(Enqueued {
+                job: existing,
+                created: false,
+            });
+        }
         let fields = self.map.new_fields(&job.to, &job.message, job.send_at, now);
         let mut client = self.db.client().get();
         let created = client

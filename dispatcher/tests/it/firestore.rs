@@ -500,6 +500,14 @@ async fn finished_documents_are_moved_or_deleted_once_logged_and_receipts_and_re
     );
     let moved = get(archived("sent")).await.unwrap();
     assert!(moved.fields.contains_key("loggedAt") && moved.fields.contains_key("messageId"));
+    // The same request again is the moved job, not a new one.
+    let repeated = queue.enqueue(job("sent"), 35).await.unwrap();
+    assert!(!repeated.created);
+    assert_eq!(repeated.job.status, JobStatus::Sent);
+    assert_eq!(
+        get(doc_name(&q, "sent")).await.unwrap_err().code(),
+        Code::NotFound
+    );
     // A receipt after the move updates the moved document.
     let read = queue
         .record_receipt("sent", Receipt::Read, 40, 41)
