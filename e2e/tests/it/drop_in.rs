@@ -15,6 +15,19 @@ use abtrack_firestore_emulator::indexes::Indexes;
 use abtrack_proto::config::Env;
 use firestore::gcloud_sdk::google::firestore::v1::{Document, MapValue, Value, value::ValueType};
 
+/// The README's first example: `{phone, text, state: "queued"}` and the app's own
+/// words for the outcomes.
+const WHATSAPP_TASKS: [(&str, &str); 8] = [
+    ("FIRESTORE_FIELD_TO", "phone"),
+    ("FIRESTORE_FIELD_MESSAGE", "text"),
+    ("FIRESTORE_FIELD_STATUS", "state"),
+    ("FIRESTORE_STATUS_PENDING", "queued"),
+    ("FIRESTORE_STATUS_SENT", "terkirim"),
+    ("FIRESTORE_STATUS_DELIVERED", "diterima"),
+    ("FIRESTORE_STATUS_READ", "dibaca"),
+    ("FIRESTORE_STATUS_FAILED", "gagal"),
+];
+
 /// A collection of its own, so the tests can share an external emulator.
 fn collection(name: &str) -> String {
     let nanos = std::time::SystemTime::now()
@@ -130,17 +143,8 @@ fn flatten(fields: &HashMap<String, Value>, prefix: &str) -> Vec<(String, Value)
 async fn an_app_writing_phone_text_and_state_queued_is_served_in_its_own_words() {
     let firestore = TestFirestore::from_env();
     let collection = collection("whatsapp_tasks");
-    let env = [
-        ("FIRESTORE_FIELD_TO", "phone"),
-        ("FIRESTORE_FIELD_MESSAGE", "text"),
-        ("FIRESTORE_FIELD_STATUS", "state"),
-        ("FIRESTORE_STATUS_PENDING", "queued"),
-        ("FIRESTORE_STATUS_SENT", "terkirim"),
-        ("FIRESTORE_STATUS_DELIVERED", "diterima"),
-        ("FIRESTORE_STATUS_READ", "dibaca"),
-        ("FIRESTORE_STATUS_FAILED", "gagal"),
-        ("WA_DRY_RUN_RECEIPTS", "true"),
-    ];
+    let mut env = WHATSAPP_TASKS.to_vec();
+    env.push(("WA_DRY_RUN_RECEIPTS", "true"));
     // Only the indexes printed for this shape exist: every query the services run
     // must be served by them.
     enforce(&firestore, &printed_indexes(&collection, &env));
@@ -393,17 +397,12 @@ async fn finished_documents_move_to_the_apps_archive_once_the_logger_holds_them(
     let firestore = TestFirestore::from_env();
     let collection = collection("whatsapp_tasks");
     let archive = format!("{collection}_done");
-    let env = [
-        ("FIRESTORE_FIELD_TO", "phone"),
-        ("FIRESTORE_FIELD_MESSAGE", "text"),
-        ("FIRESTORE_FIELD_STATUS", "state"),
-        ("FIRESTORE_STATUS_PENDING", "queued"),
-        ("FIRESTORE_STATUS_SENT", "terkirim"),
-        ("FIRESTORE_STATUS_READ", "dibaca"),
+    let mut env = WHATSAPP_TASKS.to_vec();
+    env.extend([
         ("FIRESTORE_FINISHED", "move"),
         ("FIRESTORE_FINISHED_COLLECTION", archive.as_str()),
         ("WA_DRY_RUN_RECEIPTS", "true"),
-    ];
+    ]);
     let cluster = Cluster::start_firestore(&firestore.host, &collection, &env).await;
     let app = App::connect_mapped(&firestore.host, &collection, mapping(&env)).await;
     let done = App::connect_mapped(&firestore.host, &archive, mapping(&env)).await;
