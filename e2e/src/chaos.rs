@@ -282,16 +282,7 @@ pub async fn run(options: &Options) -> Report {
             };
             env.extend_from_slice(shape);
             let cluster = Cluster::start_firestore(&f.host, &collection, &env).await;
-            let mapping = abtrack_dispatcher::firestore::mapping::Mapping::from_env(
-                &abtrack_proto::config::Env::new(|key: &str| {
-                    shape
-                        .iter()
-                        .find(|(k, _)| *k == key)
-                        .map(|(_, v)| (*v).to_owned())
-                }),
-            )
-            .expect("a valid mapping");
-            let app = Arc::new(App::connect_mapped(&f.host, &collection, mapping).await);
+            let app = Arc::new(App::connect_shaped(&f.host, &collection, shape).await);
             (
                 cluster,
                 Store::Firestore(Arc::clone(&app)),

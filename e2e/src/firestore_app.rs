@@ -21,12 +21,20 @@ pub struct App {
 
 impl App {
     pub async fn connect(host: &str, collection: &str) -> Self {
-        Self::connect_mapped(host, collection, Mapping::default()).await
+        Self::connect_shaped(host, collection, &[]).await
     }
 
-    /// A client of a collection whose documents have the shape `mapping` describes
-    /// (its reads of jobs and counts go through it).
-    pub async fn connect_mapped(host: &str, collection: &str, mapping: Mapping) -> Self {
+    /// A client of a collection whose documents have the shape the dispatcher's
+    /// `FIRESTORE_FIELD_*` / `FIRESTORE_STATUS_*` variables in `env` describe (its
+    /// reads of jobs and counts, and the jobs it writes, go through that mapping).
+    pub async fn connect_shaped(host: &str, collection: &str, env: &[(&str, &str)]) -> Self {
+        let lookup = |key: &str| {
+            env.iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| (*v).to_owned())
+        };
+        let mapping =
+            Mapping::from_env(&abtrack_proto::config::Env::new(lookup)).expect("a valid mapping");
         let settings = FirestoreSettings {
             project_id: "demo-abtrack".into(),
             database_id: "(default)".into(),

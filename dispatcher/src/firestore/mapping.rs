@@ -235,11 +235,6 @@ impl Mapping {
         &self.paths[field as usize]
     }
 
-    /// Whether any field or word differs from the defaults.
-    pub fn is_default(&self) -> bool {
-        *self == Self::default()
-    }
-
     /// The word written for `status`; a job back to waiting gets the first pending word.
     pub fn word(&self, status: JobStatus) -> &str {
         match status {
@@ -317,7 +312,7 @@ mod tests {
     #[test]
     fn the_defaults_are_the_architecture_names() {
         let m = mapping(&[]).unwrap();
-        assert!(m.is_default());
+        assert_eq!(m, Mapping::default());
         assert_eq!(m.path(Field::To), "to");
         assert_eq!(m.path(Field::LoggedAt), "loggedAt");
         for status in JobStatus::ALL {

@@ -182,7 +182,10 @@ impl FirestoreQueue {
             ("the outcomes to log", self.unlogged_outcomes(1)),
         ];
         for (what, query) in queries {
-            let structured = self.structured(query)?;
+            let structured = self.structured(Query {
+                limit: Some(1),
+                ..query
+            })?;
             match self.run_raw(structured).await {
                 Ok(()) => {}
                 Err(status) if status.code() == tonic::Code::FailedPrecondition => {
@@ -201,25 +204,27 @@ impl FirestoreQueue {
         Ok(())
     }
 
+    /// The query as the raw calls (`RunQuery`, a listen target) take it.
     fn structured(&self, query: Query) -> Result<StructuredQuery> {
         let mut params =
             FirestoreQueryParams::new(FirestoreQueryCollection::Single(self.collection.clone()))
-                .with_filter(query.filter)
-                .with_limit(1);
+                .with_filter(query.filter);
         if !query.order.is_empty() {
             params = params.with_order_by(query.order);
+        }
+        if let Some(limit) = query.limit {
+            params = params.with_limit(limit);
         }
         StructuredQuery::try_from(params).map_err(|e| query_error("cannot build the query", e))
     }
 
     /// Runs a query through the raw `RunQuery` call, so its status code is seen.
     async fn run_raw(&self, query: StructuredQuery) -> std::result::Result<(), tonic::Status> {
-        let mut request = tonic::Request::new(pb::RunQueryRequest {
+        let request = super::request(pb::RunQueryRequest {
             parent: self.db.get_documents_path().clone(),
             query_type: Some(pb::run_query_request::QueryType::StructuredQuery(query)),
             ..Default::default()
         });
-        request.set_timeout(std::time::Duration::from_secs(10));
         let mut stream = self
             .db
             .client()
@@ -233,10 +238,7 @@ impl FirestoreQueue {
 
     /// The documents whose status is `pending`, as a listen target takes the query.
     pub(super) fn pending_query(&self) -> Result<StructuredQuery> {
-        let params =
-            FirestoreQueryParams::new(FirestoreQueryCollection::Single(self.collection.clone()))
-                .with_filter(self.pending());
-        StructuredQuery::try_from(params).map_err(|e| query_error("cannot build the query", e))
+        self.structured(self.query(self.pending(), &[], None))
     }
 
     pub(super) async fn run(&self, query: Query) -> Result<Vec<Document>> {

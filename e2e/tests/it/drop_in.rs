@@ -7,12 +7,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use abtrack_dispatcher::firestore::doc::{text, value_at};
-use abtrack_dispatcher::firestore::mapping::Mapping;
 use abtrack_e2e::Cluster;
 use abtrack_e2e::firestore_app::App;
 use abtrack_firestore_emulator::TestFirestore;
 use abtrack_firestore_emulator::indexes::Indexes;
-use abtrack_proto::config::Env;
 use firestore::gcloud_sdk::google::firestore::v1::{Document, MapValue, Value, value::ValueType};
 
 /// The README's first example: `{phone, text, state: "queued"}` and the app's own
@@ -55,20 +53,20 @@ fn string_at(doc: &Document, path: &str) -> Option<String> {
     }
 }
 
-/// The mapping the dispatcher reads from `env`, for the test's own reads.
-fn mapping(env: &[(&str, &str)]) -> Mapping {
-    let env: HashMap<&str, &str> = env.iter().copied().collect();
-    Mapping::from_env(&Env::new(|k| env.get(k).map(|v| (*v).to_owned()))).unwrap()
+/// Runs the dispatcher binary with `args` and `env` until it exits.
+fn dispatcher(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    std::process::Command::new(abtrack_e2e::bin_dir().join("dispatcher"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
 }
 
 /// What `dispatcher firestore-indexes` prints for `collection` and `env`.
 fn printed_indexes(collection: &str, env: &[(&str, &str)]) -> serde_json::Value {
-    let output = std::process::Command::new(abtrack_e2e::bin_dir().join("dispatcher"))
-        .arg("firestore-indexes")
-        .env("FIRESTORE_COLLECTION", collection)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
+    let mut env = env.to_vec();
+    env.push(("FIRESTORE_COLLECTION", collection));
+    let output = dispatcher(&["firestore-indexes"], &env);
     assert!(output.status.success(), "{output:?}");
     serde_json::from_slice(&output.stdout).unwrap()
 }
@@ -149,7 +147,7 @@ async fn an_app_writing_phone_text_and_state_queued_is_served_in_its_own_words()
     // must be served by them.
     enforce(&firestore, &printed_indexes(&collection, &env));
     let cluster = Cluster::start_firestore(&firestore.host, &collection, &env).await;
-    let app = App::connect_mapped(&firestore.host, &collection, mapping(&env)).await;
+    let app = App::connect_shaped(&firestore.host, &collection, &env).await;
     let jobs = [
         ("task-1", "0812-3456-7890", "Ananda Budi hadir pukul 07.02"),
         ("task-2", "+62 812 3456 7891", "Ananda Sari izin hari ini"),
@@ -237,7 +235,7 @@ async fn an_app_with_the_recipient_in_a_nested_map_is_served_and_its_maps_kept()
         ("FIRESTORE_STATUS_SENT", "done"),
     ];
     let cluster = Cluster::start_firestore(&firestore.host, &collection, &env).await;
-    let app = App::connect_mapped(&firestore.host, &collection, mapping(&env)).await;
+    let app = App::connect_shaped(&firestore.host, &collection, &env).await;
     let mut written = HashMap::new();
     for (n, state) in ["new", "retry", "new"].into_iter().enumerate() {
         let id = format!("n-{n}");
@@ -323,11 +321,9 @@ fn bad_mappings_exit_64_with_one_line_naming_the_variable() {
     ];
     for (env, var) in cases {
         // The mapping is checked before Firestore is reached: the address is never used.
-        let output = std::process::Command::new(abtrack_e2e::bin_dir().join("dispatcher"))
-            .env("FIRESTORE_EMULATOR_HOST", "127.0.0.1:9")
-            .envs(env.iter().copied())
-            .output()
-            .unwrap();
+        let mut env = env.to_vec();
+        env.push(("FIRESTORE_EMULATOR_HOST", "127.0.0.1:9"));
+        let output = dispatcher(&[], &env);
         let stderr = String::from_utf8(output.stderr).unwrap();
         assert_eq!(output.status.code(), Some(64), "{env:?}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{env:?}: {stderr}");
@@ -337,15 +333,13 @@ fn bad_mappings_exit_64_with_one_line_naming_the_variable() {
 
 #[test]
 fn the_indexes_printed_follow_the_collection_and_field_names() {
-    let output = std::process::Command::new(abtrack_e2e::bin_dir().join("dispatcher"))
-        .arg("firestore-indexes")
-        .env("FIRESTORE_COLLECTION", "whatsapp_tasks")
-        .env("FIRESTORE_FIELD_STATUS", "meta.state")
-        .env("FIRESTORE_FIELD_CREATED_AT", "meta.created")
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    let printed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let printed = printed_indexes(
+        "whatsapp_tasks",
+        &[
+            ("FIRESTORE_FIELD_STATUS", "meta.state"),
+            ("FIRESTORE_FIELD_CREATED_AT", "meta.created"),
+        ],
+    );
     let indexes = printed["indexes"].as_array().unwrap();
     assert_eq!(indexes.len(), 6);
     for index in indexes {
@@ -374,13 +368,13 @@ fn a_missing_index_stops_the_dispatcher_with_exit_64_and_one_line_naming_the_que
         println!("skipped: an external emulator does not enforce indexes");
         return;
     }
-    let output = std::process::Command::new(abtrack_e2e::bin_dir().join("dispatcher"))
-        .env("FIRESTORE_EMULATOR_HOST", &firestore.host)
-        .env("FIRESTORE_COLLECTION", &collection)
-        .env("DISPATCHER_ADDR", "127.0.0.1:0")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
+    let mut env = env.to_vec();
+    env.extend([
+        ("FIRESTORE_EMULATOR_HOST", firestore.host.as_str()),
+        ("FIRESTORE_COLLECTION", collection.as_str()),
+        ("DISPATCHER_ADDR", "127.0.0.1:0"),
+    ]);
+    let output = dispatcher(&[], &env);
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(output.status.code(), Some(64), "{stderr}");
     let last = stderr.lines().last().unwrap();
@@ -404,8 +398,8 @@ async fn finished_documents_move_to_the_apps_archive_once_the_logger_holds_them(
         ("WA_DRY_RUN_RECEIPTS", "true"),
     ]);
     let cluster = Cluster::start_firestore(&firestore.host, &collection, &env).await;
-    let app = App::connect_mapped(&firestore.host, &collection, mapping(&env)).await;
-    let done = App::connect_mapped(&firestore.host, &archive, mapping(&env)).await;
+    let app = App::connect_shaped(&firestore.host, &collection, &env).await;
+    let done = App::connect_shaped(&firestore.host, &archive, &env).await;
     let ids = ["t-1", "t-2", "t-3"];
     for id in ids {
         let fields = HashMap::from([
