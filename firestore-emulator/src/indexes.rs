@@ -9,9 +9,10 @@
 use tonic::Status;
 
 use crate::pb::google::firestore::v1::structured_query::{
-    Direction, field_filter, filter::FilterType, unary_filter,
+    Direction, filter::FilterType, unary_filter,
 };
 use crate::pb::google::firestore::v1::{StructuredQuery, structured_query};
+use crate::query::INEQUALITIES;
 
 /// One composite index: a collection group and its fields, each ascending or not.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,7 +140,6 @@ fn needed(query: &StructuredQuery) -> Option<Needed> {
 }
 
 fn collect(filter: &structured_query::Filter, eq: &mut Vec<String>, range: &mut Vec<String>) {
-    use field_filter::Operator as Op;
     match &filter.filter_type {
         Some(FilterType::CompositeFilter(c)) => {
             for f in &c.filters {
@@ -152,9 +152,10 @@ fn collect(filter: &structured_query::Filter, eq: &mut Vec<String>, range: &mut 
                 .as_ref()
                 .map(|r| r.field_path.clone())
                 .unwrap_or_default();
-            match Op::try_from(f.op) {
-                Ok(Op::Equal | Op::In | Op::ArrayContains | Op::ArrayContainsAny) => eq.push(path),
-                _ => range.push(path),
+            if INEQUALITIES.iter().any(|op| *op as i32 == f.op) {
+                range.push(path);
+            } else {
+                eq.push(path);
             }
         }
         Some(FilterType::UnaryFilter(u)) => {
@@ -175,7 +176,7 @@ fn collect(filter: &structured_query::Filter, eq: &mut Vec<String>, range: &mut 
 mod tests {
     use super::*;
     use crate::pb::google::firestore::v1::structured_query::{
-        CollectionSelector, FieldFilter, FieldReference, Filter, Order,
+        CollectionSelector, FieldFilter, FieldReference, Filter, Order, field_filter,
     };
 
     fn field_filter(path: &str, op: field_filter::Operator) -> Filter {

@@ -23,7 +23,8 @@ pub struct Query {
     limit: Option<usize>,
 }
 
-const INEQUALITIES: [field_filter::Operator; 6] = [
+/// The field operators that range over values rather than match them.
+pub(crate) const INEQUALITIES: [field_filter::Operator; 6] = [
     field_filter::Operator::LessThan,
     field_filter::Operator::LessThanOrEqual,
     field_filter::Operator::GreaterThan,
