@@ -44,9 +44,6 @@ macro_rules! field_vars {
                 }
             }
         }
-
-        /// The field variables, in `--help` order.
-        pub const FIELD_VARS: [Var; 19] = [$($konst),*];
     };
 }
 
@@ -99,15 +96,6 @@ pub const STATUS_FAILED: Var = Var {
     default: "failed",
     help: "status word written when the job cannot be sent",
 };
-
-/// The status variables, in `--help` order.
-pub const STATUS_VARS: [Var; 5] = [
-    STATUS_PENDING,
-    STATUS_SENT,
-    STATUS_DELIVERED,
-    STATUS_READ,
-    STATUS_FAILED,
-];
 
 /// The word of a job that a dispatcher holds: the lease's own state, never mapped.
 pub const PROCESSING: &str = "processing";
