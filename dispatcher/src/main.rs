@@ -1,6 +1,6 @@
 //! The `dispatcher` binary: reads the environment, binds, runs.
 
-use abtrack_dispatcher::config::{Backend, VARS};
+use abtrack_dispatcher::config::VARS;
 use abtrack_dispatcher::{Config, run};
 use abtrack_proto::config::{Command, Extra, startup_with};
 use anyhow::Context;
@@ -27,20 +27,16 @@ async fn main() -> anyhow::Result<()> {
             .await
         }
         Command::Extra(_) => {
-            let (collection, mapping) = match &config.backend {
-                Backend::Firestore(settings) => {
-                    (settings.collection.clone(), settings.mapping.clone())
-                }
-                Backend::Local => {
-                    abtrack_dispatcher::config::firestore_shape(|key| std::env::var(key).ok())
-                        .unwrap_or_else(|e| {
-                            abtrack_proto::config::exit_usage(
-                                "dispatcher",
-                                format!("invalid configuration: {e}"),
-                            )
-                        })
-                }
-            };
+            // Read whether or not Firestore is configured: the indexes are often
+            // printed before the service account exists.
+            let (collection, mapping) =
+                abtrack_dispatcher::config::firestore_shape(|key| std::env::var(key).ok())
+                    .unwrap_or_else(|e| {
+                        abtrack_proto::config::exit_usage(
+                            "dispatcher",
+                            format!("invalid configuration: {e}"),
+                        )
+                    });
             let indexes = abtrack_dispatcher::firestore::indexes(&collection, &mapping);
             println!("{}", serde_json::to_string_pretty(&indexes)?);
             return Ok(());
