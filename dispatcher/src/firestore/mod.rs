@@ -167,12 +167,15 @@ impl FirestoreQueue {
         if let Some(doc) = self.get_doc(id).await? {
             return Ok(Some((doc, false)));
         }
-        if let Finished::Move(to) = &self.finished
-            && let Some(doc) = self.get_named(self.name_in(to, id)).await?
-        {
-            return Ok(Some((doc, true)));
+        Ok(self.moved_doc(id).await?.map(|doc| (doc, true)))
+    }
+
+    /// The job's document among the moved ones (`Finished::Move`); `None` otherwise.
+    async fn moved_doc(&self, id: &str) -> Result<Option<Document>> {
+        match &self.finished {
+            Finished::Move(to) => self.get_named(self.name_in(to, id)).await,
+            Finished::Keep | Finished::Delete => Ok(None),
         }
-        Ok(None)
     }
 
     /// Applies `writes` in one commit; `None` when a precondition failed (another
@@ -398,9 +401,7 @@ impl Store for FirestoreQueue {
         // A repeated request for a job already moved out after its outcome is that job.
         // (Without the move the create below finds it; the gateway's send log keeps
         // even a job id repeated after a delete from being sent twice.)
-        if let Finished::Move(to) = &self.finished
-            && let Some(doc) = self.get_named(self.name_in(to, &id)).await?
-        {
+        if let Some(doc) = self.moved_doc(&id).await? {
             let existing = self.map.parse_lenient(&doc);
             lifecycle::same_job(&existing, &job.to, &job.message, job.send_at)?;
             return Ok(Enqueued {
