@@ -28,6 +28,7 @@ pub const VARS: &[Var] = &[
     mapping::FIELD_MESSAGE,
     mapping::FIELD_CREATED_AT,
     mapping::FIELD_SEND_AT,
+    mapping::FIELD_ACCOUNT,
     mapping::FIELD_STATUS,
     mapping::FIELD_ATTEMPTS,
     mapping::FIELD_LEASE_OWNER,
@@ -50,6 +51,7 @@ pub const VARS: &[Var] = &[
     mapping::STATUS_FAILED,
     DATA_DIR,
     GATEWAY_URL,
+    ACCOUNTS,
     LOGGER_URL,
     config::COUNTRY_CODE,
     ID,
@@ -128,6 +130,13 @@ pub const DATA_DIR: Var = Var {
 };
 
 pub const GATEWAY_URL: Var = abtrack_proto::addrs::DISPATCHER_GATEWAY_URL;
+
+/// Unset: one account, named `default`, at [`GATEWAY_URL`].
+pub const ACCOUNTS: Var = Var {
+    name: "DISPATCHER_ACCOUNTS",
+    default: "",
+    help: "several WhatsApp accounts, each name=gateway URL, comma-separated, the default account (for jobs that name none) first, e.g. sd-harapan=http://127.0.0.1:50052,smp-2=http://10.0.0.7:50052; unset: one account, default, at DISPATCHER_GATEWAY_URL",
+};
 
 pub const LOGGER_URL: Var = abtrack_proto::addrs::DISPATCHER_LOGGER_URL;
 
@@ -361,12 +370,72 @@ fn read_key(path: &std::path::Path) -> Result<serde_json::Value, ConfigError> {
     }
 }
 
+/// One account and where its gateway is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountGateway {
+    pub account: String,
+    pub url: String,
+}
+
+/// [`ACCOUNTS`], or the one default account at [`GATEWAY_URL`].
+fn gateways(
+    env: &Env<impl Fn(&str) -> Option<String>>,
+) -> Result<Vec<AccountGateway>, ConfigError> {
+    let Some(list) = env.get(ACCOUNTS.name) else {
+        return Ok(vec![AccountGateway {
+            account: abtrack_proto::account::DEFAULT.to_owned(),
+            url: env.url(GATEWAY_URL)?,
+        }]);
+    };
+    let invalid = |reason: String| ConfigError::new(ACCOUNTS.name, &list, reason);
+    if env.get(GATEWAY_URL.name).is_some() {
+        return Err(invalid(format!(
+            "set it or {}, not both (the accounts list each gateway's URL)",
+            GATEWAY_URL.name
+        )));
+    }
+    let mut gateways: Vec<AccountGateway> = Vec::new();
+    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let Some((account, url)) = entry.split_once('=') else {
+            return Err(invalid(format!(
+                "{entry:?} is not name=URL (like sd-harapan=http://127.0.0.1:50052)"
+            )));
+        };
+        let (account, url) = (account.trim(), url.trim());
+        abtrack_proto::account::check(account)
+            .map_err(|e| invalid(format!("account name {account:?}: {e}")))?;
+        let url = config::service_url(url).map_err(|e| invalid(format!("{account}: {e}")))?;
+        if let Some(twice) = gateways
+            .iter()
+            .find(|g| g.account == account || g.url == url)
+        {
+            return Err(invalid(if twice.account == account {
+                format!("account {account:?} is listed twice")
+            } else {
+                format!(
+                    "{} and {account} have the same gateway {url}; each account needs its own",
+                    twice.account
+                )
+            }));
+        }
+        gateways.push(AccountGateway {
+            account: account.to_owned(),
+            url,
+        });
+    }
+    if gateways.is_empty() {
+        return Err(invalid("lists no account".into()));
+    }
+    Ok(gateways)
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub addr: SocketAddr,
     pub backend: Backend,
     pub data_dir: PathBuf,
-    pub gateway_url: String,
+    /// Each account and its gateway's URL, the default account first.
+    pub gateways: Vec<AccountGateway>,
     pub logger_url: String,
     pub owner: String,
     pub lease: Duration,
@@ -413,7 +482,7 @@ impl Config {
             addr: env.addr(ADDR)?,
             backend,
             data_dir: PathBuf::from(env.string(DATA_DIR)),
-            gateway_url: env.url(GATEWAY_URL)?,
+            gateways: gateways(&env)?,
             logger_url: env.url(LOGGER_URL)?,
             owner,
             lease: env.secs(LEASE_SECS)?,
@@ -461,7 +530,12 @@ impl Config {
             addr = %self.addr,
             backend = ?self.backend,
             data_dir = %self.data_dir.display(),
-            gateway_url = %self.gateway_url,
+            accounts = %self
+                .gateways
+                .iter()
+                .map(|g| format!("{}={}", g.account, g.url))
+                .collect::<Vec<_>>()
+                .join(","),
             logger_url = %self.logger_url,
             owner = %self.owner,
             lease_secs = self.lease.as_secs(),
@@ -504,7 +578,68 @@ mod tests {
         let c = config(&[]).unwrap();
         assert!(c.send_timeout < c.lease);
         assert_eq!(c.backend, Backend::Local);
-        assert_eq!(c.gateway_url, "http://127.0.0.1:50052");
+        assert_eq!(
+            c.gateways,
+            [AccountGateway {
+                account: "default".into(),
+                url: "http://127.0.0.1:50052".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn several_accounts_each_name_their_gateway() {
+        let c = config(&[(
+            "DISPATCHER_ACCOUNTS",
+            " sd-harapan=http://127.0.0.1:50052/, smp-2=https://gw.sekolah.id:443 ",
+        )])
+        .unwrap();
+        let listed: Vec<(&str, &str)> = c
+            .gateways
+            .iter()
+            .map(|g| (g.account.as_str(), g.url.as_str()))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("sd-harapan", "http://127.0.0.1:50052"),
+                ("smp-2", "https://gw.sekolah.id:443")
+            ]
+        );
+        for (pairs, reason) in [
+            (
+                &[("DISPATCHER_ACCOUNTS", "sd-harapan")][..],
+                "\"sd-harapan\" is not name=URL",
+            ),
+            (
+                &[("DISPATCHER_ACCOUNTS", "SD=http://a:1")],
+                "account name \"SD\": use lowercase",
+            ),
+            (
+                &[("DISPATCHER_ACCOUNTS", "a=ftp://a:1")],
+                "a: expected a URL",
+            ),
+            (
+                &[("DISPATCHER_ACCOUNTS", "a=http://a:1,a=http://b:1")],
+                "account \"a\" is listed twice",
+            ),
+            (
+                &[("DISPATCHER_ACCOUNTS", "a=http://a:1,b=http://a:1")],
+                "a and b have the same gateway http://a:1",
+            ),
+            (&[("DISPATCHER_ACCOUNTS", ",")], "lists no account"),
+            (
+                &[
+                    ("DISPATCHER_ACCOUNTS", "a=http://a:1"),
+                    ("DISPATCHER_GATEWAY_URL", "http://b:1"),
+                ],
+                "set it or DISPATCHER_GATEWAY_URL, not both",
+            ),
+        ] {
+            let err = config(pairs).unwrap_err();
+            assert_eq!(err.name, "DISPATCHER_ACCOUNTS", "{pairs:?}");
+            assert!(err.reason.starts_with(reason), "{pairs:?}: {}", err.reason);
+        }
     }
 
     #[test]

@@ -8,6 +8,8 @@ use tokio::sync::{Notify, broadcast, watch};
 
 use abtrack_proto::tasks::Tasks;
 
+use crate::account::Accounts;
+use crate::gateway_link::NOT_YET;
 use crate::job::{Counts, Job};
 use crate::queue::Store;
 
@@ -17,9 +19,69 @@ const COUNTS_INTERVAL: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueState {
     pub paused: bool,
+    /// Every account's gateway is ready.
     pub gateway_ready: bool,
+    /// Why some account's jobs do not flow; empty when they all do.
     pub waiting_reason: String,
     pub backend: &'static str,
+    /// Each account, the default one first.
+    pub accounts: Vec<AccountState>,
+}
+
+/// Whether one account's jobs flow, and why not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountState {
+    pub name: String,
+    pub ready: bool,
+    pub waiting_reason: String,
+}
+
+impl QueueState {
+    /// Running, every account waiting for its gateway's first answer.
+    pub fn new(backend: &'static str, accounts: &Accounts) -> Self {
+        let mut state = Self {
+            paused: false,
+            gateway_ready: false,
+            waiting_reason: String::new(),
+            backend,
+            accounts: accounts
+                .names()
+                .iter()
+                .map(|name| AccountState {
+                    name: name.clone(),
+                    ready: false,
+                    waiting_reason: NOT_YET.into(),
+                })
+                .collect(),
+        };
+        state.set_account(accounts.default_name(), false, NOT_YET);
+        state
+    }
+
+    /// Sets one account's readiness, and the summary of all of them: ready when
+    /// every account is, and each waiting account's reason (named when there are
+    /// several).
+    pub fn set_account(&mut self, name: &str, ready: bool, reason: &str) {
+        if let Some(account) = self.accounts.iter_mut().find(|a| a.name == name) {
+            account.ready = ready;
+            account.waiting_reason = reason.to_owned();
+        }
+        self.gateway_ready = self.accounts.iter().all(|a| a.ready);
+        let several = self.accounts.len() > 1;
+        self.waiting_reason = self
+            .accounts
+            .iter()
+            .filter(|a| !a.ready)
+            .map(|a| {
+                if several {
+                    format!("{}: {}", a.name, a.waiting_reason)
+                } else {
+                    a.waiting_reason.clone()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+    }
 }
 
 #[derive(Clone)]

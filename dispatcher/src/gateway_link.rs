@@ -1,5 +1,6 @@
-//! The dispatcher's view of the gateway: a `Watch` subscription, kept open with
-//! reconnects, that says whether jobs can flow and brings receipts onto the jobs.
+//! The dispatcher's view of one account's gateway: a `Watch` subscription, kept open
+//! with reconnects, that says whether the account's jobs can flow and brings receipts
+//! onto the jobs.
 
 use std::time::Duration;
 
@@ -24,33 +25,49 @@ pub struct Readiness {
     pub reason: String,
 }
 
+/// Which gateway is watched: the account it must hold, and its address.
+#[derive(Debug, Clone)]
+pub struct Watched {
+    pub account: String,
+    pub url: String,
+}
+
+/// The reason an account waits before its gateway has answered.
+pub const NOT_YET: &str = "waiting for the WhatsApp gateway";
+
 /// Watches the gateway until the process ends; returns the readiness it keeps current.
 pub fn watch_gateway(
     client: GatewayClient<TokenChannel>,
+    watched: Watched,
     queue: Queue,
     tasks: &Tasks,
 ) -> watch::Receiver<Readiness> {
     let (tx, rx) = watch::channel(Readiness {
         ready: false,
-        reason: "waiting for the WhatsApp gateway".into(),
+        reason: NOT_YET.into(),
     });
-    tasks.spawn(run(client, queue, tx));
+    tasks.spawn(run(client, watched, queue, tx));
     rx
 }
 
-async fn run(mut client: GatewayClient<TokenChannel>, queue: Queue, tx: watch::Sender<Readiness>) {
+async fn run(
+    mut client: GatewayClient<TokenChannel>,
+    watched: Watched,
+    queue: Queue,
+    tx: watch::Sender<Readiness>,
+) {
     let mut backoff = Backoff::new(RECONNECT_MIN, RECONNECT_MAX);
     loop {
         let mut refused = None;
         match client.watch(pb::WatchRequest {}).await {
             Ok(response) => {
                 let mut stream = response.into_inner();
-                tracing::info!("watching the gateway");
+                tracing::info!(account = %watched.account, "watching the gateway");
                 loop {
                     match stream.message().await {
                         Ok(Some(event)) => {
                             backoff.reset();
-                            handle(event, &tx, &queue).await;
+                            handle(event, &watched, &tx, &queue).await;
                         }
                         Ok(None) => break,
                         Err(status) => {
@@ -70,7 +87,7 @@ async fn run(mut client: GatewayClient<TokenChannel>, queue: Queue, tx: watch::S
             Some(status) => refused_reason(&status),
             None => "the WhatsApp gateway is not reachable".into(),
         };
-        set(&tx, false, reason);
+        set(&tx, &watched.account, false, reason);
         tokio::time::sleep(backoff.next_delay()).await;
     }
 }
@@ -85,14 +102,14 @@ pub fn refused_reason(status: &tonic::Status) -> String {
     )
 }
 
-fn set(tx: &watch::Sender<Readiness>, ready: bool, reason: String) {
+fn set(tx: &watch::Sender<Readiness>, account: &str, ready: bool, reason: String) {
     tx.send_if_modified(|r| {
         let changed = r.ready != ready || r.reason != reason;
         if changed {
             if ready {
-                tracing::info!("gateway ready, jobs flow");
+                tracing::info!(account, "gateway ready, jobs flow");
             } else {
-                tracing::warn!(reason = %reason, "gateway not ready, jobs wait");
+                tracing::warn!(account, reason = %reason, "gateway not ready, jobs wait");
             }
         }
         *r = Readiness { ready, reason };
@@ -100,18 +117,32 @@ fn set(tx: &watch::Sender<Readiness>, ready: bool, reason: String) {
     });
 }
 
-async fn handle(event: pb::GatewayEvent, tx: &watch::Sender<Readiness>, queue: &Queue) {
+async fn handle(
+    event: pb::GatewayEvent,
+    watched: &Watched,
+    tx: &watch::Sender<Readiness>,
+    queue: &Queue,
+) {
     use pb::gateway_event::Event as E;
     match event.event {
         Some(E::State(state)) => {
-            let connected = state.status == pb::ConnectionStatus::Connected as i32;
-            let reason = if connected {
-                String::new()
+            let account = &watched.account;
+            let (ready, reason) = if !state.account.is_empty() && state.account != *account {
+                // Sending there would send this account's jobs from another number.
+                let reason = format!(
+                    "the gateway at {} holds account {:?}, not {account:?}; correct {} or that gateway's WA_ACCOUNT",
+                    watched.url,
+                    state.account,
+                    crate::config::ACCOUNTS.name
+                );
+                (false, reason)
+            } else if state.status == pb::ConnectionStatus::Connected as i32 {
+                (true, String::new())
             } else {
                 let name = pb::ConnectionStatus::name_of(state.status);
-                format!("WhatsApp is {name}: {}", state.detail)
+                (false, format!("WhatsApp is {name}: {}", state.detail))
             };
-            set(tx, connected, reason);
+            set(tx, account, ready, reason);
         }
         Some(E::Receipt(receipt)) => {
             let kind = match pb::ReceiptKind::try_from(receipt.kind) {

@@ -10,6 +10,7 @@ use abtrack_proto::dispatcher::v1 as pb;
 use abtrack_proto::tasks::Tasks;
 use abtrack_proto::time::{from_timestamp, now_ms, opt_timestamp, to_timestamp};
 
+use crate::account::Accounts;
 use crate::error::Error;
 use crate::events::QueueState;
 use crate::job::{Counts, Job, JobStatus, NewJob};
@@ -25,18 +26,34 @@ pub struct DispatcherService {
     pub tasks: Tasks,
     pub pause: PauseSwitch,
     pub default_country_code: String,
+    pub accounts: Accounts,
 }
 
-/// Checks an enqueue request with the gateway's default country code.
-fn new_job(req: pb::EnqueueRequest, default_country_code: &str) -> Result<NewJob, Error> {
+/// Checks an enqueue request with the gateway's default country code, for one of
+/// `accounts`.
+fn new_job(
+    req: pb::EnqueueRequest,
+    default_country_code: &str,
+    accounts: &Accounts,
+) -> Result<NewJob, Error> {
     let id = Some(req.id.trim().to_owned()).filter(|id| !id.is_empty());
-    NewJob::validate(
+    let job = NewJob::validate(
         id,
         &req.to,
         &req.message,
         req.send_at.as_ref().map(from_timestamp),
         default_country_code,
-    )
+    )?
+    .for_account(Some(req.account.trim()))?;
+    if let Some(account) = &job.account
+        && !accounts.knows(account)
+    {
+        return Err(Error::InvalidArgument {
+            field: "account",
+            reason: accounts.unknown(account),
+        });
+    }
+    Ok(job)
 }
 
 fn status_to_pb(status: JobStatus) -> pb::JobStatus {
@@ -90,6 +107,7 @@ impl From<&Job> for pb::Job {
             lease_expires_at: opt_timestamp(job.lease_expires_at),
             delivery_overdue: job.delivery_overdue,
             recipient_lid: job.recipient_lid.clone().unwrap_or_default(),
+            account: job.account.clone().unwrap_or_default(),
         }
     }
 }
@@ -115,6 +133,15 @@ impl From<&QueueState> for pb::QueueState {
             gateway_ready: s.gateway_ready,
             waiting_reason: s.waiting_reason.clone(),
             backend: s.backend.to_owned(),
+            accounts: s
+                .accounts
+                .iter()
+                .map(|a| pb::AccountState {
+                    name: a.name.clone(),
+                    ready: a.ready,
+                    waiting_reason: a.waiting_reason.clone(),
+                })
+                .collect(),
         }
     }
 }
@@ -127,7 +154,11 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
         &self,
         request: Request<pb::EnqueueRequest>,
     ) -> Result<Response<pb::EnqueueResponse>, Status> {
-        let new = new_job(request.into_inner(), &self.default_country_code)?;
+        let new = new_job(
+            request.into_inner(),
+            &self.default_country_code,
+            &self.accounts,
+        )?;
         let enqueued = self.queue.enqueue(new, now_ms()).await?;
         if enqueued.created {
             tracing::info!(job_id = %enqueued.job.id, "job enqueued");

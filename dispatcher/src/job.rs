@@ -90,6 +90,8 @@ pub struct Job {
     pub read_at: Option<i64>,
     /// Sent, and no delivery receipt came within the gateway's delivery timeout.
     pub delivery_overdue: bool,
+    /// The account that sends it, as the job names it; `None`: the default account.
+    pub account: Option<String>,
 }
 
 /// A job that passed validation, ready to be enqueued.
@@ -100,6 +102,8 @@ pub struct NewJob {
     pub to: String,
     pub message: String,
     pub send_at: Option<i64>,
+    /// The account that sends it; `None`: the default account.
+    pub account: Option<String>,
 }
 
 fn invalid(field: &'static str, reason: impl ToString) -> Error {
@@ -142,7 +146,22 @@ impl NewJob {
             to: to.trim().to_owned(),
             message: message.to_owned(),
             send_at,
+            account: None,
         })
+    }
+
+    /// The job for `account` (`None` or empty: the default account), checked as an
+    /// account name; whether it is an account this server sends for is the
+    /// dispatcher's to say.
+    pub fn for_account(mut self, account: Option<&str>) -> Result<Self> {
+        self.account = match account.filter(|a| !a.is_empty()) {
+            None => None,
+            Some(name) => {
+                abtrack_proto::account::check(name).map_err(|e| invalid("account", e))?;
+                Some(name.to_owned())
+            }
+        };
+        Ok(self)
     }
 }
 
@@ -268,6 +287,23 @@ mod tests {
             );
         }
         assert!(NewJob::validate(None, "081234567890", "x", Some(MAX_SEND_AT_MS), "62").is_ok());
+    }
+
+    #[test]
+    fn an_account_is_a_name_or_the_default() {
+        let job = || NewJob::validate(None, "081234567890", "x", None, "62").unwrap();
+        assert_eq!(job().for_account(None).unwrap().account, None);
+        assert_eq!(job().for_account(Some("")).unwrap().account, None);
+        assert_eq!(
+            job()
+                .for_account(Some("sd-harapan"))
+                .unwrap()
+                .account
+                .as_deref(),
+            Some("sd-harapan")
+        );
+        let err = job().for_account(Some("SD 1")).unwrap_err().to_string();
+        assert!(err.starts_with("account: use lowercase"), "{err}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! through the gateway, writes outcomes back, retries, and returns expired leases.
 #![forbid(unsafe_code)]
 
+pub mod account;
 pub mod config;
 pub mod error;
 pub mod events;
@@ -22,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
 
 use abtrack_proto::dispatcher::v1::dispatcher_server::DispatcherServer;
@@ -35,6 +36,7 @@ use abtrack_proto::token::with_token;
 pub use config::Config;
 pub use error::{Error, Result};
 
+use crate::account::{Accounts, Wake};
 use crate::config::Backend;
 use crate::events::{Events, QueueState};
 use crate::lifecycle::Rules;
@@ -52,7 +54,8 @@ pub async fn run(
     let tasks = Tasks::new();
     let country_code = config.default_country_code.clone();
     tokio::task::spawn_blocking(move || abtrack_proto::phone::warm_up(&country_code));
-    let wake = Arc::new(Notify::new());
+    let accounts = Accounts::new(config.gateways.iter().map(|g| g.account.clone()).collect());
+    let wake = Wake::new(&accounts);
     let store: Arc<dyn Store> = match &config.backend {
         Backend::Local => Arc::new(local::LocalQueue::open(
             &config.data_dir.join("queue.sqlite3"),
@@ -63,24 +66,14 @@ pub async fn run(
                 .with_default_country_code(&config.default_country_code)
                 .with_mapping(settings.mapping.clone())
                 .with_finished(settings.finished.clone());
-            queue.check_indexes().await?;
-            firestore::pickup::start(
-                queue.clone(),
-                Arc::clone(&wake),
-                settings.fallback_poll,
-                &tasks,
-            );
+            queue.check_indexes(&accounts).await?;
+            firestore::pickup::start(queue.clone(), wake.clone(), settings.fallback_poll, &tasks);
             Arc::new(queue)
         }
     };
     let events = Events::start(
         Arc::clone(&store),
-        QueueState {
-            paused: false,
-            gateway_ready: false,
-            waiting_reason: "waiting for the WhatsApp gateway".into(),
-            backend: store.backend(),
-        },
+        QueueState::new(store.backend(), &accounts),
         &tasks,
     );
     let token = config.internal_token.as_ref();
@@ -101,31 +94,41 @@ pub async fn run(
         );
     }
     let pause = pause::PauseSwitch::load(config.data_dir.join("paused"), events.clone());
-    let gateway = GatewayClient::new(with_token(
-        lazy_channel(&config.gateway_url, &tasks)?,
-        token,
-    ));
-    let readiness = gateway_link::watch_gateway(gateway.clone(), queue.clone(), &tasks);
-    tasks.spawn(mirror_readiness(readiness.clone(), events));
-    tasks.spawn(sweep(queue.clone(), config.sweep_interval));
-
-    let worker = Worker {
-        queue: queue.clone(),
-        gateway,
-        readiness,
-        paused: pause.subscribe(),
-        settings: WorkerSettings {
-            owner: config.owner.clone(),
-            lease: config.lease,
-            send_timeout: config.send_timeout,
-            backoff_base: config.backoff_base,
-            backoff_max: config.backoff_max,
-            rate_limit_delay: config.rate_limit_delay,
-            poll_interval: config.poll_interval,
-        },
+    let settings = WorkerSettings {
+        owner: config.owner.clone(),
+        lease: config.lease,
+        send_timeout: config.send_timeout,
+        backoff_base: config.backoff_base,
+        backoff_max: config.backoff_max,
+        rate_limit_delay: config.rate_limit_delay,
+        poll_interval: config.poll_interval,
     };
-    // Not cancelled: the job in flight is finished (within the grace period).
-    tasks.spawn_to_finish(worker.run(tasks.stopping()));
+    // One worker per account, each with its own gateway: an account that cannot send
+    // holds up only its own jobs.
+    for (gateway, lane) in config.gateways.iter().zip(accounts.lanes()) {
+        let client = GatewayClient::new(with_token(lazy_channel(&gateway.url, &tasks)?, token));
+        let watched = gateway_link::Watched {
+            account: gateway.account.clone(),
+            url: gateway.url.clone(),
+        };
+        let readiness = gateway_link::watch_gateway(client.clone(), watched, queue.clone(), &tasks);
+        tasks.spawn(mirror_readiness(
+            readiness.clone(),
+            gateway.account.clone(),
+            events.clone(),
+        ));
+        let worker = Worker {
+            queue: queue.clone(),
+            lane,
+            gateway: client,
+            readiness,
+            paused: pause.subscribe(),
+            settings: settings.clone(),
+        };
+        // Not cancelled: the job in flight is finished (within the grace period).
+        tasks.spawn_to_finish(worker.run(tasks.stopping()));
+    }
+    tasks.spawn(sweep(queue.clone(), config.sweep_interval));
 
     let (_health_reporter, health) =
         abtrack_proto::health::serving::<DispatcherServer<grpc::DispatcherService>>().await;
@@ -133,6 +136,7 @@ pub async fn run(
         queue,
         pause,
         default_country_code: config.default_country_code.clone(),
+        accounts,
         tasks: tasks.clone(),
     };
     let router = tonic::transport::Server::builder()
@@ -163,14 +167,15 @@ fn lazy_channel(url: &str, tasks: &Tasks) -> Result<Channel> {
         .connect_lazy())
 }
 
-/// Keeps the queue state's gateway fields in step with the gateway's readiness.
-async fn mirror_readiness(mut readiness: watch::Receiver<gateway_link::Readiness>, events: Events) {
+/// Keeps the queue state's fields of `account` in step with its gateway's readiness.
+async fn mirror_readiness(
+    mut readiness: watch::Receiver<gateway_link::Readiness>,
+    account: String,
+    events: Events,
+) {
     loop {
         let current = readiness.borrow_and_update().clone();
-        events.update_state(|s| {
-            s.gateway_ready = current.ready;
-            s.waiting_reason = current.reason.clone();
-        });
+        events.update_state(|s| s.set_account(&account, current.ready, &current.reason));
         if readiness.changed().await.is_err() {
             return;
         }

@@ -4,7 +4,7 @@
 //! it was read), so both backends move jobs by the same rules.
 
 use crate::error::{Error, Result};
-use crate::job::{Finish, Job, JobError, JobStatus, Receipt};
+use crate::job::{Finish, Job, JobError, JobStatus, NewJob, Receipt};
 
 /// The limits every transition applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,8 +277,12 @@ fn same_but_time(before: &Job, after: &Job) -> bool {
 
 /// Whether an enqueue with an id that already exists repeats the same job (and is
 /// answered with it) or names a different one.
-pub fn same_job(existing: &Job, to: &str, message: &str, send_at: Option<i64>) -> Result<()> {
-    if existing.to == to && existing.message == message && existing.send_at == send_at {
+pub fn same_job(existing: &Job, job: &NewJob) -> Result<()> {
+    if existing.to == job.to
+        && existing.message == job.message
+        && existing.send_at == job.send_at
+        && existing.account == job.account
+    {
         Ok(())
     } else {
         Err(Error::AlreadyExists {
@@ -316,6 +320,7 @@ mod tests {
             delivered_at: None,
             read_at: None,
             delivery_overdue: false,
+            account: None,
         }
     }
 

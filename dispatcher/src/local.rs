@@ -8,6 +8,7 @@ use abtrack_proto::sqlite::{Db, Durability, SetAside};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Params, Row, TransactionBehavior, params};
 
+use crate::account::{Lane, Pick};
 use crate::error::{Error, Result};
 use crate::job::{Counts, Job, JobError, JobStatus, NewJob};
 use crate::lifecycle::{self, Change, Event, Rules};
@@ -15,7 +16,8 @@ use crate::queue::{Enqueued, Selection, Store};
 
 const COLUMNS: &str = "id, to_input, message, status, attempts, lease_owner, lease_expires_at,
     next_attempt_at, send_at, created_at, updated_at, last_error_code, last_error_message,
-    sent_at, message_id, recipient, delivered_at, read_at, delivery_overdue, recipient_lid";
+    sent_at, message_id, recipient, delivered_at, read_at, delivery_overdue, recipient_lid,
+    account";
 
 #[derive(Clone)]
 pub struct LocalQueue {
@@ -63,6 +65,12 @@ impl LocalQueue {
                     None,
                 )?;
                 db.ensure_column("jobs", "recipient_lid", "TEXT", None)?;
+                db.ensure_column(
+                    "jobs",
+                    "account",
+                    "TEXT",
+                    Some("CREATE INDEX jobs_by_account ON jobs (account, status, created_at);"),
+                )?;
                 Ok(())
             },
             &["jobs"],
@@ -132,6 +140,7 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
         read_at: row.get(17)?,
         delivery_overdue: row.get(18)?,
         recipient_lid: row.get(19)?,
+        account: row.get(20)?,
     })
 }
 
@@ -209,7 +218,7 @@ impl Store for LocalQueue {
             if let Some(id) = &job.id
                 && let Some(existing) = get_job(&tx, id)?
             {
-                lifecycle::same_job(&existing, &job.to, &job.message, job.send_at)?;
+                lifecycle::same_job(&existing, &job)?;
                 return Ok(Enqueued {
                     job: existing,
                     created: false,
@@ -217,10 +226,18 @@ impl Store for LocalQueue {
             }
             let id = job.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
             tx.prepare_cached(
-                "INSERT INTO jobs (id, to_input, message, status, send_at, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?5)",
+                "INSERT INTO jobs (id, to_input, message, status, send_at, created_at, updated_at,
+                    account)
+                 VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?5, ?6)",
             )?
-            .execute(params![id, job.to, job.message, job.send_at, now])?;
+            .execute(params![
+                id,
+                job.to,
+                job.message,
+                job.send_at,
+                now,
+                job.account
+            ])?;
             let created = get_job(&tx, &id)?
                 .ok_or_else(|| Error::Internal("inserted job vanished".into()))?;
             tx.commit()?;
@@ -236,20 +253,51 @@ impl Store for LocalQueue {
     /// loss undo it, the job is pending again, and the gateway's send log (on the disk
     /// before anything is sent) keeps a second lease from sending it twice. The outcome
     /// that follows is written to the disk, and takes the lease with it.
-    async fn lease_next(&self, lease: &Event, now: i64, rules: &Rules) -> Result<Vec<Change>> {
-        let (lease, rules) = (lease.clone(), *rules);
+    ///
+    /// The default account's lane reads every job that names no other account it
+    /// knows, so it also ends the jobs naming an account nobody sends for.
+    async fn lease_next(
+        &self,
+        lease: &Event,
+        lane: &Lane,
+        now: i64,
+        rules: &Rules,
+    ) -> Result<Vec<Change>> {
+        let (lease, lane, rules) = (lease.clone(), lane.clone(), *rules);
         self.with_at(Durability::Log, move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let candidates = select(
-                &tx,
-                "WHERE status = 'pending'
+            // ?1 is the time; the account names follow.
+            let names = if lane.is_default() {
+                lane.others()
+            } else {
+                vec![lane.account.as_str()]
+            };
+            let marks: Vec<String> = (2..names.len() + 2).map(|i| format!("?{i}")).collect();
+            let accounts = if lane.is_default() {
+                format!("(account IS NULL OR account NOT IN ({}))", marks.join(", "))
+            } else {
+                "account = ?2".to_owned()
+            };
+            let sql = format!(
+                "WHERE status = 'pending' AND {accounts}
                    AND COALESCE(send_at, 0) <= ?1 AND COALESCE(next_attempt_at, 0) <= ?1
-                 ORDER BY created_at, rowid LIMIT 20",
-                params![now],
-            )?;
+                 ORDER BY created_at, rowid LIMIT 20"
+            );
+            let mut values = vec![rusqlite::types::Value::from(now)];
+            values.extend(
+                names
+                    .iter()
+                    .map(|n| rusqlite::types::Value::from(n.to_string())),
+            );
+            let candidates = select(&tx, &sql, rusqlite::params_from_iter(values))?;
             let mut changes = Vec::new();
             for job in candidates {
-                if let Some(change) = apply(&tx, &job, &lease, now, &rules)? {
+                let event = match lane.pick(job.account.as_deref()) {
+                    Pick::Take => &lease,
+                    Pick::Skip => continue,
+                    Pick::Unknown(error) => &Event::Malformed(error),
+                };
+                if let Some(change) = apply(&tx, &job, event, now, &rules)? {
                     let leased = change.job.status == JobStatus::Processing;
                     changes.push(change);
                     if leased {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
+use crate::account::{Lane, Wake};
 use crate::error::Result;
 use crate::events::Events;
 use crate::job::{Counts, Finish, Job, JobStatus, NewJob, Receipt};
@@ -40,10 +41,19 @@ pub trait Store: Send + Sync + 'static {
 
     async fn enqueue(&self, job: NewJob, now: i64) -> Result<Enqueued>;
 
-    /// Offers the pending jobs, oldest first, to [`Event::Lease`] and writes each
-    /// decision; stops at the first job leased. A job that cannot be sent as stored
-    /// gets [`Event::Malformed`] instead. Returns every change written, the lease last.
-    async fn lease_next(&self, lease: &Event, now: i64, rules: &Rules) -> Result<Vec<Change>>;
+    /// Offers `lane`'s pending jobs, oldest first, to [`Event::Lease`] and writes
+    /// each decision; stops at the first job leased. A job that cannot be sent as
+    /// stored, or names an account nobody sends for ([`Pick::Unknown`]), gets
+    /// [`Event::Malformed`] instead. Returns every change written, the lease last.
+    ///
+    /// [`Pick::Unknown`]: crate::account::Pick::Unknown
+    async fn lease_next(
+        &self,
+        lease: &Event,
+        lane: &Lane,
+        now: i64,
+        rules: &Rules,
+    ) -> Result<Vec<Change>>;
 
     /// Applies `event` to one job; `None` when it does not apply or the job is gone.
     /// A job another writer keeps changing under every try is an error.
@@ -89,7 +99,7 @@ pub struct Queue {
     store: Arc<dyn Store>,
     rules: Rules,
     events: Events,
-    wake: Arc<Notify>,
+    wake: Wake,
     recorder: Recorder,
 }
 
@@ -98,7 +108,7 @@ impl Queue {
         store: Arc<dyn Store>,
         rules: Rules,
         events: Events,
-        wake: Arc<Notify>,
+        wake: Wake,
         recorder: Recorder,
     ) -> Self {
         Self {
@@ -123,14 +133,14 @@ impl Queue {
         &self.events
     }
 
-    /// Wakes the worker: a job may have become due outside this queue's writes.
+    /// Wakes every worker: a job may have become due outside this queue's writes.
     pub fn wake(&self) {
-        self.wake.notify_one();
+        self.wake.all();
     }
 
-    /// The notice a sleeping worker waits on.
-    pub fn woken(&self) -> &Notify {
-        &self.wake
+    /// The notice the sleeping worker of `account` waits on.
+    pub fn woken(&self, account: &str) -> &Notify {
+        self.wake.of(account)
     }
 
     fn publish(&self, changes: &[Change], now: i64) {
@@ -140,8 +150,8 @@ impl Queue {
         if changes.iter().any(|c| c.log) {
             self.recorder.outcome_written();
         }
-        if changes.iter().any(|c| c.is_due(now)) {
-            self.wake.notify_one();
+        for change in changes.iter().filter(|c| c.is_due(now)) {
+            self.wake.job(change.job.account.as_deref());
         }
     }
 
@@ -157,9 +167,15 @@ impl Queue {
         Ok(enqueued)
     }
 
-    /// Leases the oldest due pending job to `owner` until `until` and counts the
-    /// attempt. Two owners never hold the same job.
-    pub async fn lease_next(&self, owner: &str, now: i64, until: i64) -> Result<Option<Job>> {
+    /// Leases the oldest due pending job of `lane` to `owner` until `until` and
+    /// counts the attempt. Two owners never hold the same job.
+    pub async fn lease_next(
+        &self,
+        owner: &str,
+        lane: &Lane,
+        now: i64,
+        until: i64,
+    ) -> Result<Option<Job>> {
         let lease = Event::Lease {
             owner: owner.to_owned(),
             until,
@@ -167,7 +183,10 @@ impl Queue {
         // A round may only end jobs (spent or malformed) without leasing one; the
         // jobs behind them are then offered in the next round.
         loop {
-            let changes = self.store.lease_next(&lease, now, &self.rules).await?;
+            let changes = self
+                .store
+                .lease_next(&lease, lane, now, &self.rules)
+                .await?;
             self.publish(&changes, now);
             if changes.is_empty() {
                 return Ok(None);

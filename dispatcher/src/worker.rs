@@ -1,4 +1,4 @@
-//! The worker loop: one job in flight per gateway. Leases the next due job, sends it
+//! The worker loop: one job in flight per account (each account is one gateway). Leases the next due job, sends it
 //! through the gateway with a deadline shorter than the lease, and records the outcome
 //! while the next job is sent; waits while the queue is paused or the gateway is not
 //! ready.
@@ -14,6 +14,7 @@ use abtrack_proto::tasks::CancellationToken;
 use abtrack_proto::time::{from_timestamp, now_ms};
 use abtrack_proto::token::TokenChannel;
 
+use crate::account::Lane;
 use crate::gateway_link::Readiness;
 use crate::job::{Finish, Job, JobStatus};
 use crate::outcome::{Action, backoff, classify};
@@ -34,6 +35,8 @@ pub struct WorkerSettings {
 
 pub struct Worker {
     pub queue: Queue,
+    /// The jobs this worker leases: its account's.
+    pub lane: Lane,
     pub gateway: GatewayClient<TokenChannel>,
     pub readiness: watch::Receiver<Readiness>,
     pub paused: watch::Receiver<bool>,
@@ -130,9 +133,11 @@ impl Worker {
         let now = now_ms();
         let lease_until = now + self.settings.lease.as_millis() as i64;
         self.queue
-            .lease_next(&self.settings.owner, now, lease_until)
+            .lease_next(&self.settings.owner, &self.lane, now, lease_until)
             .await
-            .map_err(|e| tracing::error!(error = %e, "cannot lease a job"))
+            .map_err(
+                |e| tracing::error!(account = %self.lane.account, error = %e, "cannot lease a job"),
+            )
     }
 
     /// Sleeps until a job may be due: woken by an enqueue, the next scheduled job, a
@@ -144,7 +149,7 @@ impl Worker {
             sleep = sleep.min(Duration::from_millis((due - now).max(0) as u64));
         }
         tokio::select! {
-            () = self.queue.woken().notified() => {},
+            () = self.queue.woken(&self.lane.account).notified() => {},
             () = tokio::time::sleep(sleep) => {},
             _ = self.readiness.changed() => {},
             _ = self.paused.changed() => {},
@@ -160,6 +165,7 @@ impl Worker {
             job_id: job.id.clone(),
             to: job.to.clone(),
             message: job.message.clone(),
+            account: self.lane.account.clone(),
         });
         request.set_timeout(s.send_timeout);
         let mut gateway = self.gateway.clone();
@@ -206,7 +212,7 @@ impl Worker {
     /// Writes a sent job's outcome and logs it.
     async fn record(&self, job: &Job, finish: Finish) {
         match self.write_outcome(job, finish.clone()).await {
-            Ok(Some(written)) => log_outcome(&written, &finish),
+            Ok(Some(written)) => log_outcome(&written, &finish, &self.lane.account),
             Ok(None) => tracing::warn!(
                 job_id = %job.id,
                 "lease lost before the outcome was written; the gateway's send log keeps the retry from sending twice"
@@ -243,26 +249,26 @@ impl Worker {
 }
 
 /// Logs the outcome as written: the lifecycle may have ended a retry as failed.
-fn log_outcome(job: &Job, finish: &Finish) {
+fn log_outcome(job: &Job, finish: &Finish, account: &str) {
     let to = mask_phone(&job.to);
     if let (JobStatus::Failed, Some(e)) = (job.status, &job.last_error) {
-        tracing::warn!(job_id = %job.id, to = %to, attempt = job.attempts, code = %e.code, "job failed: {}", e.message);
+        tracing::warn!(job_id = %job.id, account, to = %to, attempt = job.attempts, code = %e.code, "job failed: {}", e.message);
         return;
     }
     match finish {
         Finish::Sent { message_id, .. } => {
-            tracing::info!(job_id = %job.id, to = %to, attempt = job.attempts, message_id = %message_id, "job sent");
+            tracing::info!(job_id = %job.id, account, to = %to, attempt = job.attempts, message_id = %message_id, "job sent");
         }
         Finish::Failed(_) => {}
         Finish::Retry {
             error,
             next_attempt_at,
         } => tracing::info!(
-            job_id = %job.id, to = %to, attempt = job.attempts, code = %error.code,
+            job_id = %job.id, account, to = %to, attempt = job.attempts, code = %error.code,
             retry_in_ms = next_attempt_at - now_ms(), "job will be retried: {}", error.message
         ),
         Finish::Release { error, .. } => tracing::info!(
-            job_id = %job.id, code = %error.code, "job kept for later: {}", error.message
+            job_id = %job.id, account, code = %error.code, "job kept for later: {}", error.message
         ),
     }
 }

@@ -489,7 +489,13 @@ impl Cluster {
 
     /// Every line of the dry-run file.
     pub fn dry_run_lines(&self) -> Vec<Value> {
-        let path = self.dir.path().join("data/wa-gateway/dry-run.jsonl");
+        self.dry_run_lines_in("data/wa-gateway")
+    }
+
+    /// Every line of the dry-run file of the gateway whose data folder is
+    /// `data_dir` (relative to the cluster's folder).
+    pub fn dry_run_lines_in(&self, data_dir: &str) -> Vec<Value> {
+        let path = self.dir.path().join(data_dir).join("dry-run.jsonl");
         let text = std::fs::read_to_string(path).unwrap_or_default();
         text.lines()
             .map(|l| serde_json::from_str(l).expect("a complete JSON line"))

@@ -16,7 +16,7 @@ use crate::query::Query;
 use crate::store::Store;
 
 enum Matcher {
-    Query(Query),
+    Query(Box<Query>),
     Documents(Vec<String>),
 }
 
@@ -116,7 +116,7 @@ impl Listen {
                                 "listening on a query with a limit or offset is not supported by this emulator",
                             ));
                         }
-                        Matcher::Query(Query::new(&q.parent, &sq)?)
+                        Matcher::Query(Box::new(Query::new(&q.parent, &sq)?))
                     }
                     Some(target::TargetType::Documents(d)) => Matcher::Documents(d.documents),
                     None => return Err(Status::invalid_argument("target without a type")),

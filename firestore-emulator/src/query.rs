@@ -1,6 +1,6 @@
 //! Structured queries over the stored documents: collection selection, field,
 //! unary and composite filters, ordering (documents missing an ordered field are
-//! left out, as in Firestore), offset and limit.
+//! left out, as in Firestore), cursors, offset and limit.
 
 use std::cmp::Ordering;
 
@@ -19,6 +19,10 @@ pub struct Query {
     collections: Vec<(String, bool)>,
     filter: Option<structured_query::Filter>,
     order: Vec<(String, bool)>,
+    /// Where the results start and end: values of the ordered fields, in order, and
+    /// Firestore's `before` flag.
+    start_at: Option<(Vec<Value>, bool)>,
+    end_at: Option<(Vec<Value>, bool)>,
     offset: usize,
     limit: Option<usize>,
 }
@@ -35,9 +39,9 @@ pub(crate) const INEQUALITIES: [field_filter::Operator; 6] = [
 
 impl Query {
     pub fn new(parent: &str, q: &StructuredQuery) -> Result<Self, Status> {
-        if q.start_at.is_some() || q.end_at.is_some() || q.find_nearest.is_some() {
+        if q.find_nearest.is_some() {
             return Err(Status::unimplemented(
-                "cursors and vector search are not supported by this emulator",
+                "vector search is not supported by this emulator",
             ));
         }
         if q.from.is_empty() {
@@ -74,6 +78,8 @@ impl Query {
                 .map(|c| (c.collection_id.clone(), c.all_descendants))
                 .collect(),
             filter: q.r#where.clone(),
+            start_at: cursor(q.start_at.as_ref(), &order)?,
+            end_at: cursor(q.end_at.as_ref(), &order)?,
             order,
             offset: q.offset.max(0) as usize,
             limit: q.limit.map(|l| l.max(0) as usize),
@@ -128,7 +134,20 @@ impl Query {
         Ordering::Equal
     }
 
-    /// Runs the query over `docs`: matching, ordered, offset and limit applied.
+    /// Where a document sorts against a cursor's values, over as many ordered fields
+    /// as the cursor has values.
+    fn to_cursor(&self, doc: &Document, values: &[Value]) -> Ordering {
+        for ((path, descending), value) in self.order.iter().zip(values) {
+            let c = field(doc, path).map_or(Ordering::Equal, |x| compare(&x, value));
+            let c = if *descending { c.reverse() } else { c };
+            if c != Ordering::Equal {
+                return c;
+            }
+        }
+        Ordering::Equal
+    }
+
+    /// Runs the query over `docs`: matching, ordered, cursors, offset and limit applied.
     pub fn run<'a>(
         &self,
         docs: impl Iterator<Item = &'a Document>,
@@ -140,12 +159,46 @@ impl Query {
             }
         }
         out.sort_by(|a, b| self.compare(a, b));
+        // A cursor's `before` says whether a document at its values is in: at the
+        // start it is (start at), or is not (start after); at the end it is not (end
+        // before), or is (end at).
+        if let Some((values, before)) = &self.start_at {
+            out.retain(|d| match self.to_cursor(d, values) {
+                Ordering::Greater => true,
+                Ordering::Equal => *before,
+                Ordering::Less => false,
+            });
+        }
+        if let Some((values, before)) = &self.end_at {
+            out.retain(|d| match self.to_cursor(d, values) {
+                Ordering::Less => true,
+                Ordering::Equal => !*before,
+                Ordering::Greater => false,
+            });
+        }
         let out = out.into_iter().skip(self.offset);
         Ok(match self.limit {
             Some(limit) => out.take(limit).collect(),
             None => out.collect(),
         })
     }
+}
+
+/// A cursor as the query keeps it; more values than ordered fields is an error, as
+/// in Firestore.
+fn cursor(
+    cursor: Option<&crate::pb::google::firestore::v1::Cursor>,
+    order: &[(String, bool)],
+) -> Result<Option<(Vec<Value>, bool)>, Status> {
+    let Some(cursor) = cursor else {
+        return Ok(None);
+    };
+    if cursor.values.len() > order.len() {
+        return Err(Status::invalid_argument(
+            "a cursor has more values than the query has ordered fields",
+        ));
+    }
+    Ok(Some((cursor.values.clone(), cursor.before)))
 }
 
 fn first_inequality(filter: &structured_query::Filter) -> Option<String> {

@@ -154,17 +154,20 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
 
     /// An `http://host:port` URL of another service, without a trailing `/`.
     pub fn url(&self, var: Var) -> Result<String, ConfigError> {
-        self.read(var, |raw| {
-            let rest = raw
-                .strip_prefix("http://")
-                .or_else(|| raw.strip_prefix("https://"));
-            match rest {
-                Some(rest) if !rest.is_empty() && !rest.contains(char::is_whitespace) => {
-                    Ok(raw.trim_end_matches('/').to_owned())
-                }
-                _ => Err("expected a URL like http://127.0.0.1:50051".to_owned()),
-            }
-        })
+        self.read(var, service_url)
+    }
+}
+
+/// An `http://` or `https://` URL of another service, returned without a trailing `/`.
+pub fn service_url(raw: &str) -> Result<String, String> {
+    let rest = raw
+        .strip_prefix("http://")
+        .or_else(|| raw.strip_prefix("https://"));
+    match rest {
+        Some(rest) if !rest.is_empty() && !rest.contains(char::is_whitespace) => {
+            Ok(raw.trim_end_matches('/').to_owned())
+        }
+        _ => Err("expected a URL like http://127.0.0.1:50051".to_owned()),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Service contracts of AbTrack Notify and the few helpers every service shares.
 #![forbid(unsafe_code)]
 
+pub mod account;
 pub mod addrs;
 pub mod config;
 pub mod health;

@@ -22,7 +22,7 @@ use crate::error::ApiError;
 use crate::snapshot::{CountsView, JobView, Service};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
-const MESSAGE_FIELDS: &[&str] = &["to", "message", "sendAt", "id"];
+const MESSAGE_FIELDS: &[&str] = &["to", "message", "sendAt", "id", "account"];
 
 fn request<T>(message: T) -> Request<T> {
     let mut request = Request::new(message);
@@ -104,11 +104,16 @@ pub fn parse_message(body: &[u8]) -> Result<dpb::EnqueueRequest, ApiError> {
     }
     let to = required_string(&object, "to")?;
     let message = required_string(&object, "message")?;
-    let id = match object.get("id") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(id)) => id.clone(),
-        Some(_) => return Err(ApiError::bad_request(Some("id"), "id: must be a string")),
+    let optional = |field: &str| match object.get(field) {
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(Value::String(text)) => Ok(text.clone()),
+        Some(_) => Err(ApiError::bad_request(
+            Some(field),
+            format!("{field}: must be a string"),
+        )),
     };
+    let id = optional("id")?;
+    let account = optional("account")?;
     let send_at = match object.get("sendAt") {
         None | Some(Value::Null) => None,
         Some(Value::String(text)) => Some(parse_rfc3339(text).ok_or_else(|| {
@@ -135,6 +140,7 @@ pub fn parse_message(body: &[u8]) -> Result<dpb::EnqueueRequest, ApiError> {
         message,
         send_at: send_at.map(to_timestamp),
         id,
+        account,
     })
 }
 

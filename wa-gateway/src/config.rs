@@ -11,6 +11,7 @@ use abtrack_proto::token::InternalToken;
 /// that the parsing reads too, so `--help` shows the name and default in use.
 pub const VARS: &[Var] = &[
     ADDR,
+    ACCOUNT,
     MODE,
     DATA_DIR,
     SERVER_URL,
@@ -33,6 +34,12 @@ pub const VARS: &[Var] = &[
 ];
 
 pub const ADDR: Var = abtrack_proto::addrs::WA_ADDR;
+
+pub const ACCOUNT: Var = Var {
+    name: "WA_ACCOUNT",
+    default: abtrack_proto::account::DEFAULT,
+    help: "the name of the WhatsApp account (number) this gateway holds: lowercase letters, digits and '-'; jobs naming this account are sent here",
+};
 
 pub const MODE: Var = Var {
     name: "WA_MODE",
@@ -156,6 +163,7 @@ pub enum Mode {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub addr: SocketAddr,
+    pub account: String,
     pub mode: Mode,
     pub data_dir: PathBuf,
     pub server_url: Option<String>,
@@ -254,8 +262,12 @@ impl Config {
                 "must be above 0: a send waits for WhatsApp's answer",
             ));
         }
+        let account = env.string(ACCOUNT);
+        abtrack_proto::account::check(&account)
+            .map_err(|reason| ConfigError::new(ACCOUNT.name, &account, reason))?;
         Ok(Self {
             addr: env.addr(ADDR)?,
+            account,
             mode,
             server_url,
             client_version,
@@ -283,6 +295,7 @@ impl Config {
     pub fn log(&self) {
         tracing::info!(
             addr = %self.addr,
+            account = %self.account,
             mode = ?self.mode,
             data_dir = %self.data_dir.display(),
             server_url = self.server_url.as_deref().unwrap_or("(the library's default)"),
@@ -327,6 +340,7 @@ mod tests {
     fn defaults() {
         let c = config(&[]).unwrap();
         assert_eq!(c.addr.port(), 50052);
+        assert_eq!(c.account, "default");
         assert_eq!(c.mode, Mode::WhatsApp);
         assert_eq!(c.server_url, None);
         assert_eq!(c.reconnect_min, Duration::from_secs(1));
@@ -350,6 +364,10 @@ mod tests {
 
     #[test]
     fn rejects_bad_values_by_name() {
+        assert_eq!(
+            config(&[("WA_ACCOUNT", "SD Harapan")]).unwrap_err().name,
+            "WA_ACCOUNT"
+        );
         assert_eq!(
             config(&[("WA_MODE", "carrier-pigeon")]).unwrap_err().name,
             "WA_MODE"

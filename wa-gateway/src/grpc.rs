@@ -17,11 +17,16 @@ use crate::messenger::{ConnectionState, ReceiptKind};
 
 pub struct GatewayService {
     gateway: Gateway,
+    /// The account this gateway holds: named in its state, checked on each send.
+    account: String,
 }
 
 impl GatewayService {
-    pub fn new(gateway: Gateway) -> Self {
-        Self { gateway }
+    pub fn new(gateway: Gateway, account: impl Into<String>) -> Self {
+        Self {
+            gateway,
+            account: account.into(),
+        }
     }
 }
 
@@ -35,6 +40,12 @@ impl pb::gateway_server::Gateway for GatewayService {
     ) -> Result<Response<pb::SendResponse>, Status> {
         let deadline = grpc_timeout(&request).map(|t| Instant::now() + t);
         let req = request.into_inner();
+        if !req.account.is_empty() && req.account != self.account {
+            return Err(Status::failed_precondition(format!(
+                "this gateway holds account {:?}, not {:?}; point the dispatcher's address for {:?} at that account's gateway",
+                self.account, req.account, req.account
+            )));
+        }
         let outcome = self
             .gateway
             .send(&req.job_id, &req.to, &req.message, deadline)
@@ -72,9 +83,10 @@ impl pb::gateway_server::Gateway for GatewayService {
         let (tx, rx) = mpsc::channel(64);
         let mut state = self.gateway.state();
         let mut events = self.gateway.events();
+        let account = self.account.clone();
         self.gateway.tasks().spawn(async move {
             let first = state.borrow_and_update().clone();
-            if tx.send(Ok(state_event(&first))).await.is_err() {
+            if tx.send(Ok(state_event(&first, &account))).await.is_err() {
                 return;
             }
             loop {
@@ -84,7 +96,7 @@ impl pb::gateway_server::Gateway for GatewayService {
                             return;
                         }
                         let current = state.borrow_and_update().clone();
-                        state_event(&current)
+                        state_event(&current, &account)
                     }
                     event = events.recv() => match event {
                         Ok(event) => gateway_event(event),
@@ -124,7 +136,7 @@ impl pb::gateway_server::Gateway for GatewayService {
     }
 }
 
-fn state_event(state: &ConnectionState) -> pb::GatewayEvent {
+fn state_event(state: &ConnectionState, account: &str) -> pb::GatewayEvent {
     pb::GatewayEvent {
         event: Some(pb::gateway_event::Event::State(pb::ConnectionState {
             status: state.status as i32,
@@ -141,6 +153,7 @@ fn state_event(state: &ConnectionState) -> pb::GatewayEvent {
                 cycle_ends_at: opt_timestamp(q.cycle_ends_at),
             }),
             since: Some(to_timestamp(state.since)),
+            account: account.to_owned(),
         })),
     }
 }

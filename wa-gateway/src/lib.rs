@@ -113,7 +113,10 @@ pub async fn run(
     let router = tonic::transport::Server::builder()
         .add_service(health)
         .add_service(abtrack_proto::token::require(
-            GatewayServer::new(grpc::GatewayService::new(gateway.clone())),
+            GatewayServer::new(grpc::GatewayService::new(
+                gateway.clone(),
+                config.account.clone(),
+            )),
             config.internal_token.as_ref(),
         ))
         .add_service(abtrack_proto::notice::server(

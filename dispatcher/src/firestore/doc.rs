@@ -11,7 +11,7 @@ use prost_types::Timestamp;
 use abtrack_proto::message::check_message;
 
 use super::mapping::{self, Field, Mapping};
-use crate::job::{Job, JobError, JobStatus, MAX_SEND_AT_MS};
+use crate::job::{Job, JobError, JobStatus, MAX_SEND_AT_MS, NewJob};
 
 /// The default field names, for writers of documents in the default shape.
 pub const TO: &str = mapping::FIELD_TO.default;
@@ -33,7 +33,12 @@ const TIMESTAMP_FIELDS: [Field; 9] = [
     Field::UpdatedAt,
     Field::LoggedAt,
 ];
-const STRING_FIELDS: [Field; 3] = [Field::LeaseOwner, Field::MessageId, Field::Recipient];
+const STRING_FIELDS: [Field; 4] = [
+    Field::Account,
+    Field::LeaseOwner,
+    Field::MessageId,
+    Field::Recipient,
+];
 
 /// Why a document cannot be a job: the field (as the documents name it) and what is
 /// wrong with it.
@@ -408,27 +413,34 @@ impl Mapping {
             delivered_at: ts(Field::DeliveredAt),
             read_at: ts(Field::ReadAt),
             delivery_overdue: self.get_flag(doc, Field::DeliveryOverdue),
+            account: self.account(doc).map(str::to_owned),
         }
+    }
+
+    /// The account a job document names; `None` when it names none (absent, null,
+    /// empty, or not a string, which [`Mapping::read`] reports).
+    pub fn account<'a>(&self, doc: &'a Document) -> Option<&'a str> {
+        self.get_string(doc, Field::Account)
+            .ok()
+            .flatten()
+            .filter(|a| !a.is_empty())
     }
 
     /// The fields of a job created through the API: recipient, message, the first
     /// pending word, the creation time, no attempts yet, and the send time if any.
-    pub fn new_fields(
-        &self,
-        to: &str,
-        message: &str,
-        send_at: Option<i64>,
-        now: i64,
-    ) -> HashMap<String, Value> {
+    pub fn new_fields(&self, job: &NewJob, now: i64) -> HashMap<String, Value> {
         let mut fields = HashMap::new();
         let mut set = |field, value| set_at(&mut fields, self.path(field), value);
-        set(Field::To, text(to));
-        set(Field::Message, text(message));
+        set(Field::To, text(&job.to));
+        set(Field::Message, text(&job.message));
+        if let Some(account) = &job.account {
+            set(Field::Account, text(account));
+        }
         set(Field::Status, text(self.word(JobStatus::Pending)));
         set(Field::CreatedAt, ts(now));
         set(Field::UpdatedAt, ts(now));
         set(Field::Attempts, int(0));
-        if let Some(send_at) = send_at {
+        if let Some(send_at) = job.send_at {
             set(Field::SendAt, ts(send_at));
         }
         fields

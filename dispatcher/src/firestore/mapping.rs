@@ -13,6 +13,7 @@ pub enum Field {
     Message,
     CreatedAt,
     SendAt,
+    Account,
     Status,
     Attempts,
     LeaseOwner,
@@ -35,7 +36,7 @@ macro_rules! field_vars {
         $(pub const $konst: Var = Var { name: $name, default: $default, help: $help };)*
 
         impl Field {
-            pub const ALL: [Field; 19] = [$(Field::$field),*];
+            pub const ALL: [Field; 20] = [$(Field::$field),*];
 
             /// The variable that names this field's place in the documents.
             pub fn var(self) -> Var {
@@ -54,6 +55,8 @@ field_vars! {
     CreatedAt, FIELD_CREATED_AT, "FIRESTORE_FIELD_CREATED_AT", "createdAt",
         "field with the job's creation time, the queue order (the document's own creation time when absent)";
     SendAt, FIELD_SEND_AT, "FIRESTORE_FIELD_SEND_AT", "sendAt", "field with the earliest time to send";
+    Account, FIELD_ACCOUNT, "FIRESTORE_FIELD_ACCOUNT", "account",
+        "field naming the WhatsApp account that sends the job (absent or empty: the default account)";
     Status, FIELD_STATUS, "FIRESTORE_FIELD_STATUS", "status", "field holding the job's status word";
     Attempts, FIELD_ATTEMPTS, "FIRESTORE_FIELD_ATTEMPTS", "attempts", "field the server counts send attempts in";
     LeaseOwner, FIELD_LEASE_OWNER, "FIRESTORE_FIELD_LEASE_OWNER", "leaseOwner", "field naming the dispatcher that holds the job";

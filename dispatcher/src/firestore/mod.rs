@@ -21,6 +21,7 @@ use firestore::gcloud_sdk::google::firestore::v1::{
 };
 use tonic::Code;
 
+use crate::account::{Lane, Pick};
 use crate::error::{Error, Result};
 use crate::job::{Counts, Job, JobStatus, NewJob};
 use crate::lifecycle::{self, Change, Event, Rules};
@@ -35,6 +36,9 @@ pub use query::indexes;
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pending documents read per lease attempt.
 const CANDIDATES: u32 = 50;
+/// Pages of [`CANDIDATES`] the default account's lane reads past other accounts'
+/// pending jobs before it gives up for this round.
+const MAX_PAGES: usize = 20;
 /// Lease attempts lost to other dispatchers before giving up for this round.
 const MAX_ROUNDS: usize = 20;
 
@@ -118,6 +122,11 @@ impl FirestoreQueue {
 
     pub fn mapping(&self) -> &Mapping {
         &self.map
+    }
+
+    /// The account a job document names, if any.
+    pub fn account_of<'a>(&self, doc: &'a Document) -> Option<&'a str> {
+        self.map.account(doc)
     }
 
     /// Sets the gateway's `WA_DEFAULT_COUNTRY_CODE` (62 unless set).
@@ -342,17 +351,43 @@ impl FirestoreQueue {
         })
     }
 
-    /// Pending documents, oldest `createdAt` first; documents without `createdAt`
-    /// take their creation time as their place.
-    async fn candidates(&self) -> Result<Vec<Document>> {
-        let (ordered, any) = tokio::try_join!(
-            self.run(self.oldest_pending(CANDIDATES)),
-            self.run(self.query(self.pending(), &[], Some(CANDIDATES))),
+    /// `lane`'s pending documents, oldest `createdAt` first; documents without
+    /// `createdAt` take their creation time as their place.
+    ///
+    /// Another account's lane queries its account's documents. The default lane
+    /// reads every pending document (Firestore cannot query for a field that is
+    /// absent, and jobs naming no account are the default lane's) and leaves out the
+    /// other lanes' ones, paging on past them, up to [`MAX_PAGES`] pages, when a page
+    /// held none of its own: another account's backlog does not hide its jobs.
+    async fn candidates(&self, lane: &Lane) -> Result<Vec<Document>> {
+        let filter = if lane.is_default() {
+            self.pending()
+        } else {
+            and(vec![
+                self.pending(),
+                eq(self.path(Field::Account), text(&lane.account)),
+            ])
+        };
+        let mine = |d: &Document| lane.pick(self.map.account(d)) != Pick::Skip;
+        let (mut page, any) = tokio::try_join!(
+            self.run(self.oldest(filter.clone(), CANDIDATES, None)),
+            self.run(self.query(filter.clone(), &[], Some(CANDIDATES))),
         )?;
-        let mut docs = ordered;
+        let mut docs = Vec::new();
+        for pages in 1.. {
+            let full = page.len() == CANDIDATES as usize;
+            let after = page.last().map(|d| self.after(d));
+            docs.extend(page.into_iter().filter(|d| mine(d)));
+            if !docs.is_empty() || !full || pages == MAX_PAGES {
+                break;
+            }
+            page = self
+                .run(self.oldest(filter.clone(), CANDIDATES, after))
+                .await?;
+        }
         docs.extend(
             any.into_iter()
-                .filter(|d| self.map.is_unset(d, Field::CreatedAt)),
+                .filter(|d| self.map.is_unset(d, Field::CreatedAt) && mine(d)),
         );
         let key = |d: &Document| self.map.read(d).map(|j| j.created_at).unwrap_or(i64::MIN);
         docs.sort_by_key(key);
@@ -403,13 +438,13 @@ impl Store for FirestoreQueue {
         // even a job id repeated after a delete from being sent twice.)
         if let Some(doc) = self.moved_doc(&id).await? {
             let existing = self.map.parse_lenient(&doc);
-            lifecycle::same_job(&existing, &job.to, &job.message, job.send_at)?;
+            lifecycle::same_job(&existing, &job)?;
             return Ok(Enqueued {
                 job: existing,
                 created: false,
             });
         }
-        let fields = self.map.new_fields(&job.to, &job.message, job.send_at, now);
+        let fields = self.map.new_fields(&job, now);
         let mut client = self.db.client().get();
         let created = client
             .create_document(request(pb::CreateDocumentRequest {
@@ -434,7 +469,7 @@ impl Store for FirestoreQueue {
                     .await?
                     .map(|d| self.map.parse_lenient(&d))
                     .ok_or_else(|| Error::Firestore(format!("job {id:?} vanished")))?;
-                lifecycle::same_job(&existing, &job.to, &job.message, job.send_at)?;
+                lifecycle::same_job(&existing, &job)?;
                 Ok(Enqueued {
                     job: existing,
                     created: false,
@@ -444,14 +479,27 @@ impl Store for FirestoreQueue {
         }
     }
 
-    async fn lease_next(&self, lease: &Event, now: i64, rules: &Rules) -> Result<Vec<Change>> {
+    async fn lease_next(
+        &self,
+        lease: &Event,
+        lane: &Lane,
+        now: i64,
+        rules: &Rules,
+    ) -> Result<Vec<Change>> {
         let mut changes = Vec::new();
         for _ in 0..MAX_ROUNDS {
             let mut lost_race = false;
-            for doc in self.candidates().await? {
+            for doc in self.candidates(lane).await? {
                 let applied = match self.map.parse(&doc, &self.default_country_code) {
-                    Ok(job) => self.apply(&doc, &job, lease, now, rules).await?,
                     Err(malformed) => self.fail_malformed(&doc, malformed, now, rules).await?,
+                    Ok(job) => match lane.pick(job.account.as_deref()) {
+                        Pick::Take => self.apply(&doc, &job, lease, now, rules).await?,
+                        Pick::Skip => continue,
+                        Pick::Unknown(error) => {
+                            let event = Event::Malformed(error);
+                            self.apply(&doc, &job, &event, now, rules).await?
+                        }
+                    },
                 };
                 match applied {
                     Applied::Written(change) => {

@@ -13,7 +13,9 @@ use firestore::gcloud_sdk::google::firestore::v1::{
     ListenRequest, Target, listen_request, listen_response::ResponseType, target,
     target_change::TargetChangeType,
 };
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
+
+use crate::account::Wake;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::FirestoreQueue;
@@ -39,28 +41,28 @@ impl ListenHealth {
 /// Starts the listener and the fallback; both run until the service stops.
 pub fn start(
     queue: FirestoreQueue,
-    wake: Arc<Notify>,
+    wake: Wake,
     fallback_every: Duration,
     tasks: &Tasks,
 ) -> ListenHealth {
     let health = ListenHealth::default();
-    tasks.spawn(listen_loop(queue, Arc::clone(&wake), health.clone()));
+    tasks.spawn(listen_loop(queue, wake.clone(), health.clone()));
     tasks.spawn(fallback(wake, health.clone(), fallback_every));
     health
 }
 
-async fn fallback(wake: Arc<Notify>, health: ListenHealth, every: Duration) {
+async fn fallback(wake: Wake, health: ListenHealth, every: Duration) {
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
         if !health.is_up() {
-            wake.notify_one();
+            wake.all();
         }
     }
 }
 
-async fn listen_loop(queue: FirestoreQueue, wake: Arc<Notify>, health: ListenHealth) {
+async fn listen_loop(queue: FirestoreQueue, wake: Wake, health: ListenHealth) {
     let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
     loop {
         let ended = listen_once(&queue, &wake, &health).await;
@@ -80,7 +82,7 @@ async fn listen_loop(queue: FirestoreQueue, wake: Arc<Notify>, health: ListenHea
         }
         health.set(false);
         // Whatever was written while the stream was down is looked for at once.
-        wake.notify_one();
+        wake.all();
         tokio::time::sleep(pause).await;
     }
 }
@@ -88,7 +90,7 @@ async fn listen_loop(queue: FirestoreQueue, wake: Arc<Notify>, health: ListenHea
 /// One listen stream, until it ends or fails.
 async fn listen_once(
     queue: &FirestoreQueue,
-    wake: &Notify,
+    wake: &Wake,
     health: &ListenHealth,
 ) -> Result<(), tonic::Status> {
     let db = queue.db();
@@ -131,7 +133,7 @@ async fn listen_once(
                         );
                     }
                     health.set(true);
-                    wake.notify_one();
+                    wake.all();
                 } else if change.target_change_type == TargetChangeType::Remove as i32 {
                     return Err(change
                         .cause
@@ -142,7 +144,8 @@ async fn listen_once(
             Some(ResponseType::DocumentChange(change))
                 if change.target_ids.contains(&TARGET_ID) =>
             {
-                wake.notify_one();
+                let account = change.document.as_ref().and_then(|d| queue.account_of(d));
+                wake.job(account);
             }
             _ => {}
         }

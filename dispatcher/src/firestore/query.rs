@@ -7,9 +7,9 @@ use firestore::gcloud_sdk::google::firestore::v1::{
     self as pb, Document, StructuredQuery, Value, value::ValueType,
 };
 use firestore::{
-    FirestoreQueryCollection, FirestoreQueryFilter, FirestoreQueryFilterComposite,
-    FirestoreQueryFilterCompositeOperator, FirestoreQueryFilterUnary, FirestoreQueryOrder,
-    FirestoreQueryParams, FirestoreValue,
+    FirestoreQueryCollection, FirestoreQueryCursor, FirestoreQueryFilter,
+    FirestoreQueryFilterComposite, FirestoreQueryFilterCompositeOperator,
+    FirestoreQueryFilterUnary, FirestoreQueryOrder, FirestoreQueryParams, FirestoreValue,
 };
 
 pub(super) use firestore::FirestoreQueryDirection as Direction;
@@ -59,6 +59,8 @@ pub(super) struct Query {
     filter: Filter,
     order: Vec<FirestoreQueryOrder>,
     limit: Option<u32>,
+    /// Results start after the document with these values of the ordered fields.
+    start_after: Option<Vec<Value>>,
 }
 
 impl FirestoreQueue {
@@ -99,15 +101,45 @@ impl FirestoreQueue {
                 .map(|(path, direction)| FirestoreQueryOrder::from((*path, direction.clone())))
                 .collect(),
             limit,
+            start_after: None,
         }
     }
 
-    /// Pending jobs, oldest `createdAt` first.
-    pub(super) fn oldest_pending(&self, limit: u32) -> Query {
-        self.query(
-            self.pending(),
-            &[(self.path(Field::CreatedAt), Direction::Ascending)],
-            Some(limit),
+    /// The jobs `filter` selects, oldest `createdAt` first, after the document
+    /// [`FirestoreQueue::after`] gave `after` for.
+    pub(super) fn oldest(&self, filter: Filter, limit: u32, after: Option<Vec<Value>>) -> Query {
+        Query {
+            start_after: after,
+            ..self.query(
+                filter,
+                &[(self.path(Field::CreatedAt), Direction::Ascending)],
+                Some(limit),
+            )
+        }
+    }
+
+    /// The cursor of a document in [`FirestoreQueue::oldest`]'s order: its
+    /// `createdAt`, then its name (Firestore's last order, which parts equal times).
+    pub(super) fn after(&self, doc: &Document) -> Vec<Value> {
+        let created_at = super::doc::value_at(&doc.fields, self.path(Field::CreatedAt))
+            .cloned()
+            .unwrap_or_else(super::doc::null);
+        let name = Value {
+            value_type: Some(ValueType::ReferenceValue(doc.name.clone())),
+        };
+        vec![created_at, name]
+    }
+
+    /// The pending jobs of `account`, a query only the lanes of accounts other than
+    /// the default one run.
+    fn of_account(&self, account: &str) -> Query {
+        self.oldest(
+            and(vec![
+                self.pending(),
+                eq(self.path(Field::Account), text(account)),
+            ]),
+            1,
+            None,
         )
     }
 
@@ -171,16 +203,20 @@ impl FirestoreQueue {
     /// names the first one Firestore cannot serve (it answers `FAILED_PRECONDITION`
     /// to a query without its index); any other failure is left to the queue's own
     /// retries and only logged.
-    pub async fn check_indexes(&self) -> Result<()> {
+    pub async fn check_indexes(&self, accounts: &crate::account::Accounts) -> Result<()> {
         let now = abtrack_proto::time::now_ms();
-        let queries = [
-            ("the jobs to lease", self.oldest_pending(1)),
+        let mut queries = vec![
+            ("the jobs to lease", self.oldest(self.pending(), 1, None)),
             ("the expired leases", self.expired_leases(now)),
             ("the next scheduled job", self.next_due(Field::SendAt, now)),
             ("the next retry", self.next_due(Field::NextAttemptAt, now)),
             ("the job list", self.newest_changed(&JobStatus::ALL, 1)),
             ("the outcomes to log", self.unlogged_outcomes(1)),
         ];
+        // Only the lanes of accounts other than the default one query by account.
+        if let Some(other) = accounts.names().get(1) {
+            queries.push(("the jobs of one account", self.of_account(other)));
+        }
         for (what, query) in queries {
             let structured = self.structured(Query {
                 limit: Some(1),
@@ -246,6 +282,7 @@ impl FirestoreQueue {
             filter,
             order,
             limit,
+            start_after,
         } = query;
         let mut select = self
             .db
@@ -258,6 +295,10 @@ impl FirestoreQueue {
         }
         if let Some(limit) = limit {
             select = select.limit(limit);
+        }
+        if let Some(values) = start_after {
+            let values = values.into_iter().map(FirestoreValue::from).collect();
+            select = select.start_at(FirestoreQueryCursor::AfterValue(values));
         }
         select
             .query()
@@ -318,6 +359,8 @@ pub fn indexes(collection: &str, mapping: &super::mapping::Mapping) -> serde_jso
             })]),
             // Outcomes the Sheets logger has not taken yet, oldest first.
             index(vec![asc(Field::LoggedAt), asc(Field::UpdatedAt)]),
+            // The candidates of an account other than the default one.
+            index(vec![asc(Field::Account), asc(Field::CreatedAt)]),
         ],
         "fieldOverrides": [],
     })

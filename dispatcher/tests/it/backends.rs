@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use abtrack_dispatcher::account::{Accounts, Lane, Wake};
 use abtrack_dispatcher::config::FirestoreSettings;
 use abtrack_dispatcher::events::{Events, QueueState};
 use abtrack_dispatcher::firestore::{FirestoreQueue, connect};
@@ -53,29 +54,40 @@ pub async fn firestore_queue(host: &str, collection: &str) -> FirestoreQueue {
 /// The rules the contract tests run under.
 pub const RULES: Rules = Rules { max_attempts: 2 };
 
-/// A queue on `store` as the dispatcher builds it, with no logger attached.
+/// A queue on `store` as the dispatcher builds it, for the one default account, with
+/// no logger attached.
 pub fn queue_on(store: Arc<dyn Store>) -> Queue {
+    queue_for(store, &Accounts::single())
+}
+
+/// A queue on `store` for `accounts`, with no logger attached.
+pub fn queue_for(store: Arc<dyn Store>, accounts: &Accounts) -> Queue {
     let events = Events::start(
         Arc::clone(&store),
-        QueueState {
-            paused: false,
-            gateway_ready: true,
-            waiting_reason: String::new(),
-            backend: store.backend(),
-        },
+        QueueState::new(store.backend(), accounts),
         &Default::default(),
     );
     Queue::new(
         store,
         RULES,
         events,
-        Default::default(),
+        Wake::new(accounts),
         Recorder::default(),
     )
 }
 
+/// The lane of the one default account.
+pub fn lane() -> Lane {
+    Accounts::single().lanes().remove(0)
+}
+
 /// Two handles on one store, as two dispatcher processes would have.
 pub async fn open_pair(backend: Backend) -> (Queue, Queue, Storage) {
+    open_pair_for(backend, &Accounts::single()).await
+}
+
+/// Two handles on one store, as two dispatchers sending for `accounts` would have.
+pub async fn open_pair_for(backend: Backend, accounts: &Accounts) -> (Queue, Queue, Storage) {
     let dir = tempfile::tempdir().unwrap();
     match backend {
         Backend::Local => {
@@ -83,8 +95,8 @@ pub async fn open_pair(backend: Backend) -> (Queue, Queue, Storage) {
             let a = LocalQueue::open(&path).unwrap();
             let b = LocalQueue::open(&path).unwrap();
             (
-                queue_on(Arc::new(a)),
-                queue_on(Arc::new(b)),
+                queue_for(Arc::new(a), accounts),
+                queue_for(Arc::new(b), accounts),
                 Storage {
                     _dir: dir,
                     _firestore: None,
@@ -97,8 +109,8 @@ pub async fn open_pair(backend: Backend) -> (Queue, Queue, Storage) {
             let a = firestore_queue(&firestore.host, &collection).await;
             let b = firestore_queue(&firestore.host, &collection).await;
             (
-                queue_on(Arc::new(a)),
-                queue_on(Arc::new(b)),
+                queue_for(Arc::new(a), accounts),
+                queue_for(Arc::new(b), accounts),
                 Storage {
                     _dir: dir,
                     _firestore: Some(firestore),

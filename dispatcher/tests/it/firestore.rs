@@ -17,7 +17,7 @@ use firestore::gcloud_sdk::google::firestore::v1::{
 };
 use tonic::Code;
 
-use crate::backends::{firestore_queue, fresh_collection, queue_on};
+use crate::backends::{firestore_queue, fresh_collection, lane, queue_on};
 use crate::worker::Harness;
 
 /// Writes a job document as the app does: its own fields plus `createdAt` as the
@@ -186,7 +186,7 @@ async fn malformed_documents_end_failed_naming_the_field_and_never_stop_the_queu
 
     let mut sent_ids = Vec::new();
     while let Some(job) = queue
-        .lease_next("w", 10_000_000_000_000, 10_000_000_100_000)
+        .lease_next("w", &lane(), 10_000_000_000_000, 10_000_000_100_000)
         .await
         .unwrap()
     {
@@ -430,7 +430,7 @@ async fn a_job_that_crashes_the_gateway_ends_failed_on_firestore() {
 /// and the recorder do.
 async fn finish_and_log(queue: &abtrack_dispatcher::queue::Queue, id: &str, finish: Finish) {
     let leased = queue
-        .lease_next("d1", 10, 1_000_000)
+        .lease_next("d1", &lane(), 10, 1_000_000)
         .await
         .unwrap()
         .unwrap();
@@ -460,6 +460,7 @@ async fn finished_documents_are_moved_or_deleted_once_logged_and_receipts_and_re
         to: "081234567890".into(),
         message: "Halo".into(),
         send_at: None,
+        account: None,
     };
     let get = |name: String| {
         let db = q.db().clone();
@@ -479,7 +480,7 @@ async fn finished_documents_are_moved_or_deleted_once_logged_and_receipts_and_re
     queue.enqueue(job("sent"), 1).await.unwrap();
     // Unlogged, the document stays: nothing leaves before the outbox has it.
     let leased = queue
-        .lease_next("d1", 10, 1_000_000)
+        .lease_next("d1", &lane(), 10, 1_000_000)
         .await
         .unwrap()
         .unwrap();
@@ -547,7 +548,7 @@ async fn finished_documents_are_moved_or_deleted_once_logged_and_receipts_and_re
         back.fields
     );
     let again = queue
-        .lease_next("d1", 60, 1_000_000)
+        .lease_next("d1", &lane(), 60, 1_000_000)
         .await
         .unwrap()
         .unwrap();

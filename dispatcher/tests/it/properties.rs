@@ -5,7 +5,7 @@
 use abtrack_dispatcher::job::{JobStatus, MAX_SEND_AT_MS, NewJob};
 use proptest::prelude::*;
 
-use crate::backends::{Backend, open_pair};
+use crate::backends::{Backend, lane, open_pair};
 
 /// Any text at all: control characters, NUL, right-to-left marks, emoji, long runs.
 fn any_text() -> impl Strategy<Value = String> {
@@ -90,7 +90,11 @@ async fn round_trip(backend: Backend, jobs: Vec<(String, String, Option<i64>)>) 
         assert_eq!(stored.send_at, new.send_at, "{backend:?}");
         assert_eq!(stored.status, JobStatus::Pending);
         if send_at.is_none() {
-            let leased = queue.lease_next("p", 2_000, 60_000).await.unwrap().unwrap();
+            let leased = queue
+                .lease_next("p", &lane(), 2_000, 60_000)
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!((leased.id, leased.message), (stored.id, stored.message));
         }
     }

@@ -7,7 +7,9 @@ use std::collections::HashSet;
 use abtrack_dispatcher::job::{Finish, JobError, JobStatus, NewJob, Receipt};
 use abtrack_dispatcher::queue::Queue;
 
-use crate::backends::{Backend, open_pair};
+use abtrack_dispatcher::account::Accounts;
+
+use crate::backends::{Backend, lane, open_pair, open_pair_for};
 
 /// Runs one contract test against each backend.
 macro_rules! on_both_backends {
@@ -36,6 +38,7 @@ on_both_backends!(
     an_overdue_delivery_is_flagged_counted_and_cleared_by_its_receipt,
     enqueue_with_an_id_is_idempotent,
     finished_outcomes_wait_for_the_logger_until_marked,
+    each_account_leases_its_own_jobs_past_another_accounts_backlog,
 );
 
 fn new_job(to: &str, message: &str) -> NewJob {
@@ -75,7 +78,11 @@ async fn two_workers_on_one_store_never_own_the_same_job(backend: Backend) {
     let work = |queue: Queue, owner: &'static str| {
         tokio::spawn(async move {
             let mut mine = Vec::new();
-            while let Some(job) = queue.lease_next(owner, 1_000, 100_000).await.unwrap() {
+            while let Some(job) = queue
+                .lease_next(owner, &lane(), 1_000, 100_000)
+                .await
+                .unwrap()
+            {
                 assert_eq!(job.lease_owner.as_deref(), Some(owner));
                 // The send between lease and outcome, as a worker makes it: without
                 // it one worker's back-to-back transactions can keep the other
@@ -108,10 +115,17 @@ async fn two_workers_on_one_store_never_own_the_same_job(backend: Backend) {
 async fn an_expired_lease_returns_to_pending_and_its_old_owner_cannot_finish(backend: Backend) {
     let (q, _, _store) = open_pair(backend).await;
     let id = enqueued(&q, "Halo", 0).await;
-    let job = q.lease_next("crashed", 10, 1_010).await.unwrap().unwrap();
+    let job = q
+        .lease_next("crashed", &lane(), 10, 1_010)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((job.status, job.attempts), (JobStatus::Processing, 1));
     assert!(
-        q.lease_next("other", 20, 1_020).await.unwrap().is_none(),
+        q.lease_next("other", &lane(), 20, 1_020)
+            .await
+            .unwrap()
+            .is_none(),
         "held jobs are not leased"
     );
     assert!(
@@ -129,7 +143,11 @@ async fn an_expired_lease_returns_to_pending_and_its_old_owner_cannot_finish(bac
             .is_none(),
         "the lease is lost"
     );
-    let again = q.lease_next("other", 1_020, 2_020).await.unwrap().unwrap();
+    let again = q
+        .lease_next("other", &lane(), 1_020, 2_020)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((again.id.as_str(), again.attempts), (id.as_str(), 2));
     assert!(
         q.finish(&id, "other", sent(&id), 1_030)
@@ -146,8 +164,14 @@ async fn a_restart_under_the_same_owner_takes_its_jobs_back_at_once(backend: Bac
             .await
             .unwrap();
     }
-    q.lease_next("me", 10, 100_000).await.unwrap().unwrap();
-    q.lease_next("other", 10, 100_000).await.unwrap().unwrap();
+    q.lease_next("me", &lane(), 10, 100_000)
+        .await
+        .unwrap()
+        .unwrap();
+    q.lease_next("other", &lane(), 10, 100_000)
+        .await
+        .unwrap()
+        .unwrap();
     let released = q.release_owned("me", 20).await.unwrap();
     assert_eq!(released.len(), 1);
     assert_eq!(
@@ -166,7 +190,7 @@ async fn a_job_whose_leases_keep_expiring_ends_failed(backend: Backend) {
     let (q, _, _store) = open_pair(backend).await;
     q.enqueue(new_job("081234567890", "Halo"), 0).await.unwrap();
     for round in 0..2 {
-        q.lease_next("w", round * 100, round * 100 + 10)
+        q.lease_next("w", &lane(), round * 100, round * 100 + 10)
             .await
             .unwrap()
             .unwrap();
@@ -194,14 +218,29 @@ async fn oldest_first_and_not_before_send_at(backend: Backend) {
     let second = enqueued(&q, "second", 3).await;
     let first = enqueued(&q, "first", 2).await;
     assert_eq!(q.next_due_at(10).await.unwrap(), Some(5_000));
-    assert_eq!(q.lease_next("w", 10, 100).await.unwrap().unwrap().id, first);
     assert_eq!(
-        q.lease_next("w", 10, 100).await.unwrap().unwrap().id,
+        q.lease_next("w", &lane(), 10, 100)
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        first
+    );
+    assert_eq!(
+        q.lease_next("w", &lane(), 10, 100)
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
         second
     );
-    assert!(q.lease_next("w", 10, 100).await.unwrap().is_none());
+    assert!(q.lease_next("w", &lane(), 10, 100).await.unwrap().is_none());
     assert_eq!(
-        q.lease_next("w", 5_000, 6_000).await.unwrap().unwrap().id,
+        q.lease_next("w", &lane(), 5_000, 6_000)
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
         later
     );
 }
@@ -210,7 +249,7 @@ async fn retries_releases_and_operator_retry(backend: Backend) {
     let (q, _, _store) = open_pair(backend).await;
     let id = enqueued(&q, "Halo", 0).await;
     // Transient: back to pending, the attempt counts, not due before the backoff.
-    q.lease_next("w", 1, 100).await.unwrap().unwrap();
+    q.lease_next("w", &lane(), 1, 100).await.unwrap().unwrap();
     let error = JobError::new("internal", "boom");
     let job = q
         .finish(
@@ -229,9 +268,9 @@ async fn retries_releases_and_operator_retry(backend: Backend) {
         (job.status, job.attempts, job.next_attempt_at),
         (JobStatus::Pending, 1, Some(50))
     );
-    assert!(q.lease_next("w", 49, 100).await.unwrap().is_none());
+    assert!(q.lease_next("w", &lane(), 49, 100).await.unwrap().is_none());
     // Gateway not ready: released, the attempt does not count.
-    q.lease_next("w", 50, 150).await.unwrap().unwrap();
+    q.lease_next("w", &lane(), 50, 150).await.unwrap().unwrap();
     let job = q
         .finish(
             &id,
@@ -254,7 +293,7 @@ async fn retries_releases_and_operator_retry(backend: Backend) {
             .to_string()
             .contains("only failed jobs")
     );
-    q.lease_next("w", 60, 160).await.unwrap().unwrap();
+    q.lease_next("w", &lane(), 60, 160).await.unwrap().unwrap();
     let job = q
         .finish(&id, "w", Finish::Failed(error), 61)
         .await
@@ -278,7 +317,7 @@ async fn retries_releases_and_operator_retry(backend: Backend) {
 async fn receipts_move_a_sent_job_on_even_when_they_overtake_the_outcome(backend: Backend) {
     let (q, _, _store) = open_pair(backend).await;
     let id = enqueued(&q, "Halo", 0).await;
-    q.lease_next("w", 1, 100).await.unwrap().unwrap();
+    q.lease_next("w", &lane(), 1, 100).await.unwrap().unwrap();
     // The delivery receipt arrives before the outcome is written.
     let job = q
         .record_receipt(&id, Receipt::Delivered, 5, 5)
@@ -320,7 +359,7 @@ async fn receipts_move_a_sent_job_on_even_when_they_overtake_the_outcome(backend
 async fn an_overdue_delivery_is_flagged_counted_and_cleared_by_its_receipt(backend: Backend) {
     let (q, _, _store) = open_pair(backend).await;
     let id = enqueued(&q, "Halo", 0).await;
-    q.lease_next("w", 1, 100).await.unwrap().unwrap();
+    q.lease_next("w", &lane(), 1, 100).await.unwrap().unwrap();
     // Only a sent job can be overdue.
     assert!(
         q.record_receipt(&id, Receipt::Overdue, 3, 3)
@@ -396,7 +435,7 @@ async fn finished_outcomes_wait_for_the_logger_until_marked(backend: Backend) {
         q.store().unlogged(10).await.unwrap().is_empty(),
         "pending jobs have no outcome"
     );
-    q.lease_next("w", 1, 100).await.unwrap().unwrap();
+    q.lease_next("w", &lane(), 1, 100).await.unwrap().unwrap();
     let job = q.finish(&id, "w", sent(&id), 2).await.unwrap().unwrap();
     assert_eq!(q.store().unlogged(10).await.unwrap().len(), 1);
     // A mark for an older version of the job does not count.
@@ -410,4 +449,87 @@ async fn finished_outcomes_wait_for_the_logger_until_marked(backend: Backend) {
         .await
         .unwrap();
     assert!(q.store().unlogged(10).await.unwrap().is_empty());
+}
+
+async fn each_account_leases_its_own_jobs_past_another_accounts_backlog(backend: Backend) {
+    let accounts = Accounts::new(vec!["sd-harapan".into(), "smp-2".into()]);
+    let (a, b, _store) = open_pair_for(backend, &accounts).await;
+    let lanes = accounts.lanes();
+    let (default, smp) = (&lanes[0], &lanes[1]);
+    let job = |account: Option<&str>, message: &str| {
+        new_job("081234567890", message)
+            .for_account(account)
+            .unwrap()
+    };
+    // smp-2's backlog comes first, more than a page of lease candidates.
+    for i in 0..60 {
+        a.enqueue(job(Some("smp-2"), &format!("smp {i:02}")), i)
+            .await
+            .unwrap();
+    }
+    let id = |enqueued: abtrack_dispatcher::queue::Enqueued| enqueued.job.id;
+    let unnamed = id(a.enqueue(job(None, "unnamed"), 100).await.unwrap());
+    let named = id(a
+        .enqueue(job(Some("sd-harapan"), "named default"), 101)
+        .await
+        .unwrap());
+    // The queue takes any well-formed name (an app writing to Firestore is not
+    // checked at the door); no lane sends for this one.
+    let stranger = id(a
+        .enqueue(job(Some("sma-9"), "stranger"), 102)
+        .await
+        .unwrap());
+
+    let leased = b
+        .lease_next("w1", default, 1_000, 100_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (leased.id.as_str(), leased.account),
+        (unnamed.as_str(), None)
+    );
+    let leased = b
+        .lease_next("w1", default, 1_000, 100_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(leased.id, named);
+    assert_eq!(leased.account.as_deref(), Some("sd-harapan"));
+    assert!(
+        b.lease_next("w1", default, 1_000, 100_000)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let ended = a.get(&stranger).await.unwrap().unwrap();
+    assert_eq!(ended.status, JobStatus::Failed);
+    let error = ended.last_error.unwrap();
+    assert_eq!(error.code, "unknown_account");
+    assert_eq!(
+        error.message,
+        "no account \"sma-9\" is configured; the accounts are: sd-harapan, smp-2"
+    );
+
+    for i in 0..60 {
+        let leased = a
+            .lease_next("w2", smp, 1_000, 100_000)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(leased.message, format!("smp {i:02}"));
+        assert_eq!(leased.account.as_deref(), Some("smp-2"));
+    }
+    assert!(
+        a.lease_next("w2", smp, 1_000, 100_000)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // A repeated id must repeat the account too.
+    let mut again = job(Some("smp-2"), "unnamed");
+    again.id = Some(unnamed);
+    let err = a.enqueue(again, 200).await.unwrap_err().to_string();
+    assert!(err.contains("a different job with id"), "{err}");
 }

@@ -90,6 +90,7 @@ impl Writer {
                         message: "Halo".into(),
                         send_at: None,
                         id: id.to_owned(),
+                        account: String::new(),
                     })
                     .await
                     .unwrap_or_else(|e| panic!("cannot enqueue {id}: {e}"));

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use abtrack_dispatcher::account::Accounts;
 use abtrack_dispatcher::job::{Finish, JobStatus, NewJob};
 use abtrack_dispatcher::lifecycle::{Event, Rules};
 use abtrack_dispatcher::local::LocalQueue;
@@ -27,10 +28,12 @@ async fn jobs_per_second(store: &dyn Store, jobs: usize) -> f64 {
             to: "081234567890".into(),
             message: "Halo".into(),
             send_at: None,
+            account: None,
         };
         store.enqueue(job, now_ms()).await.unwrap();
     }
     let rules = Rules { max_attempts: 5 };
+    let lane = &Accounts::single().lanes()[0];
     let owner = "bench".to_owned();
     let started = Instant::now();
     for _ in 0..jobs {
@@ -39,7 +42,7 @@ async fn jobs_per_second(store: &dyn Store, jobs: usize) -> f64 {
             owner: owner.clone(),
             until: now + 120_000,
         };
-        let leased = store.lease_next(&lease, now, &rules).await.unwrap();
+        let leased = store.lease_next(&lease, lane, now, &rules).await.unwrap();
         let job = leased
             .into_iter()
             .map(|c| c.job)

@@ -338,16 +338,19 @@ fn the_indexes_printed_follow_the_collection_and_field_names() {
         &[
             ("FIRESTORE_FIELD_STATUS", "meta.state"),
             ("FIRESTORE_FIELD_CREATED_AT", "meta.created"),
+            ("FIRESTORE_FIELD_ACCOUNT", "meta.sekolah"),
         ],
     );
     let indexes = printed["indexes"].as_array().unwrap();
-    assert_eq!(indexes.len(), 6);
+    assert_eq!(indexes.len(), 7);
     for index in indexes {
         assert_eq!(index["collectionGroup"], "whatsapp_tasks");
         assert_eq!(index["fields"][0]["fieldPath"], "meta.state");
     }
     assert_eq!(indexes[0]["fields"][1]["fieldPath"], "meta.created");
     assert_eq!(indexes[4]["fields"][1]["fieldPath"], "updatedAt");
+    assert_eq!(indexes[6]["fields"][1]["fieldPath"], "meta.sekolah");
+    assert_eq!(indexes[6]["fields"][2]["fieldPath"], "meta.created");
 }
 
 #[test]
@@ -382,6 +385,39 @@ fn a_missing_index_stops_the_dispatcher_with_exit_64_and_one_line_naming_the_que
         last.starts_with("dispatcher: Firestore has no index for the job list in collection")
             && last.contains("state ASC,changed DESC")
             && last.contains("dispatcher firestore-indexes"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn with_several_accounts_the_index_of_one_accounts_jobs_is_checked_too() {
+    let firestore = TestFirestore::from_env();
+    let collection = collection("notifications");
+    let mut indexes = printed_indexes(&collection, &[]);
+    indexes["indexes"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|i| i["fields"][1]["fieldPath"] != "account");
+    if !enforce(&firestore, &indexes) {
+        println!("skipped: an external emulator does not enforce indexes");
+        return;
+    }
+    let env = [
+        ("FIRESTORE_EMULATOR_HOST", firestore.host.as_str()),
+        ("FIRESTORE_COLLECTION", collection.as_str()),
+        ("DISPATCHER_ADDR", "127.0.0.1:0"),
+        (
+            "DISPATCHER_ACCOUNTS",
+            "sd-harapan=http://127.0.0.1:9,smp-2=http://127.0.0.1:10",
+        ),
+    ];
+    let output = dispatcher(&[], &env);
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(64), "{stderr}");
+    let last = stderr.lines().last().unwrap();
+    assert!(
+        last.starts_with("dispatcher: Firestore has no index for the jobs of one account")
+            && last.contains("account ASC,status ASC,createdAt ASC"),
         "{stderr}"
     );
 }

@@ -13,6 +13,7 @@ fn request(job_id: &str) -> tonic::Request<SendRequest> {
         job_id: job_id.into(),
         to: "0812-3456-7890".into(),
         message: "Ananda tiba di sekolah pukul 07:02".into(),
+        ..Default::default()
     });
     request.set_timeout(Duration::from_secs(60));
     request

@@ -113,6 +113,7 @@ async fn calls_without_the_token_or_with_a_wrong_one_are_refused_but_health_is_o
         job_id: "refused-1".into(),
         to: "081234567890".into(),
         message: "never sent".into(),
+        ..Default::default()
     }))
     .await
     .unwrap_err();
@@ -189,6 +190,7 @@ async fn a_dispatcher_with_a_wrong_token_keeps_its_jobs_pending() {
             message: "Ananda tiba di sekolah".into(),
             send_at: None,
             id: "refused-token-1".into(),
+            account: String::new(),
         }))
         .await
         .unwrap()

@@ -2,6 +2,7 @@
 // Test code: a failed unwrap is a failed test, which is what it should be.
 #![allow(clippy::unwrap_used)]
 
+mod accounts;
 mod bad_input;
 mod bench;
 mod chaos;

@@ -213,6 +213,9 @@ pub struct JobView {
     pub updated_at: Option<String>,
     /// Sent, and no delivery receipt came within the gateway's timeout.
     pub delivery_overdue: bool,
+    /// The account that sends it, when the job names one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
 }
 
 /// A wire time as the API writes it (RFC 3339).
@@ -258,6 +261,7 @@ impl JobView {
             read_at: ts(&job.read_at),
             updated_at: ts(&job.updated_at),
             delivery_overdue: job.delivery_overdue,
+            account: (!job.account.is_empty()).then(|| job.account.clone()),
         }
     }
 }

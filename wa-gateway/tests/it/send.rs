@@ -15,6 +15,7 @@ fn send(job_id: &str, to: &str, message: &str, timeout: Duration) -> Request<pb:
         job_id: job_id.into(),
         to: to.into(),
         message: message.into(),
+        account: String::new(),
     });
     request.set_timeout(timeout);
     request
@@ -43,6 +44,37 @@ async fn a_second_send_of_a_job_returns_the_first_message_id_and_sends_nothing()
     assert_eq!(second.message_id, first.message_id);
     assert_eq!(second.sent_at, first.sent_at);
     assert_eq!(gw.sent_job_ids(), ["job-1"]);
+}
+
+#[tokio::test]
+async fn a_send_for_another_account_is_refused_and_the_state_names_this_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = TestGateway::start(dir.path(), Options::default()).await;
+    let mut client = gw.client.clone();
+    let mut other = send("job-1", "0812-3456-7890", "Halo", LONG);
+    other.get_mut().account = "smp-2".into();
+    let err = client.send(other).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(
+        err.message()
+            .starts_with("this gateway holds account \"sd-harapan\", not \"smp-2\""),
+        "{}",
+        err.message()
+    );
+    assert!(gw.sent_job_ids().is_empty());
+    let mut own = send("job-1", "0812-3456-7890", "Halo", LONG);
+    own.get_mut().account = "sd-harapan".into();
+    client.send(own).await.unwrap();
+    assert_eq!(gw.sent_job_ids(), ["job-1"]);
+    let mut watch = client
+        .watch(pb::WatchRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    match watch.message().await.unwrap().unwrap().event {
+        Some(Event::State(state)) => assert_eq!(state.account, "sd-harapan"),
+        other => panic!("the first event is not the state: {other:?}"),
+    }
 }
 
 #[tokio::test]

@@ -113,8 +113,9 @@ impl TestGateway {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let router = tonic::transport::Server::builder()
-            .add_service(GatewayServer::new(GatewayService::new(gateway)));
+        let router = tonic::transport::Server::builder().add_service(GatewayServer::new(
+            GatewayService::new(gateway, "sd-harapan"),
+        ));
         tokio::spawn(abtrack_proto::shutdown::serve_grpc(
             router,
             listener,

@@ -205,6 +205,7 @@ async fn assert_unavailable(client: &mut GatewayClient<Channel>) {
         job_id: "offline-1".into(),
         to: "081234567890".into(),
         message: "Ananda hadir".into(),
+        ..Default::default()
     });
     send.set_timeout(Duration::from_secs(10));
     let status = client.send(send).await.unwrap_err();
