@@ -15,7 +15,7 @@ pub type Child = Box<dyn ChildWrapper>;
 /// stdout and stderr lines are printed as `[name] line` on the launcher's stdout,
 /// by tasks of `output` that end when the process closes them.
 pub fn spawn(
-    name: &'static str,
+    name: &str,
     program: &Path,
     args: &[String],
     env: &[(String, String)],
@@ -40,8 +40,9 @@ pub fn spawn(
     command.wrap(process_wrap::tokio::ProcessGroup::leader());
     command.wrap(KillOnDrop);
     let mut child = command.spawn()?;
+    let name: std::sync::Arc<str> = name.into();
     if let Some(out) = child.stdout().take() {
-        output.spawn(prefix(name, out));
+        output.spawn(prefix(name.clone(), out));
     }
     if let Some(err) = child.stderr().take() {
         output.spawn(prefix(name, err));
@@ -63,7 +64,7 @@ pub fn quiet(program: &Path, args: &[String], env: &[(String, String)]) -> tokio
     command
 }
 
-async fn prefix(name: &'static str, stream: impl AsyncRead + Unpin) {
+async fn prefix(name: std::sync::Arc<str>, stream: impl AsyncRead + Unpin) {
     use std::io::Write as _;
     let mut reader = BufReader::new(stream);
     let mut line = Vec::new();

@@ -46,7 +46,7 @@ fn write_whole(text: &str) {
 
 fn usage() -> String {
     let mut text = USAGE.to_owned();
-    for var in [plan::BIN_DIR, plan::NO_BROWSER] {
+    for var in [plan::BIN_DIR, plan::NO_BROWSER, plan::ACCOUNTS] {
         text.push_str(&format!("\n  {:<20}{}", var.name, var.help));
     }
     text
@@ -100,11 +100,11 @@ pub async fn supervise(plan: &Plan, signals: &mut Signals, policy: Policy) -> i3
         .services
         .iter()
         .map(|service| Spec {
-            name: service.name,
+            name: service.name.clone(),
             program: service.program.clone(),
             args: Vec::new(),
             health_args: vec!["healthcheck".into()],
-            env: plan.env.clone(),
+            env: service.env(&plan.env),
         })
         .collect();
     let mut supervisor = Supervisor::start(specs, policy, Some(plan::RECORD_PATH.into()));
@@ -116,21 +116,22 @@ pub async fn supervise(plan: &Plan, signals: &mut Signals, policy: Policy) -> i3
     let (code, by_console) = loop {
         tokio::select! {
             stop = signals.recv() => {
-                say(format!("{}: stopping the four services...", stop.describe()));
+                say(format!("{}: stopping the {} services...", stop.describe(), plan.count()));
                 break (stop.exit_code(), true);
             }
             () = &mut start_limit, if !announced => {
                 let late: Vec<&str> = plan
                     .services
                     .iter()
-                    .map(|s| s.name)
-                    .filter(|name| !healthy.contains(name))
+                    .map(|s| s.name.as_str())
+                    .filter(|name| !healthy.contains(*name))
                     .collect();
                 say(format!(
-                    "{} did not become healthy within {} s; see the [{}] lines above. Stopping the four services...",
+                    "{} did not become healthy within {} s; see the [{}] lines above. Stopping the {} services...",
                     late.join(", "),
                     START_LIMIT.as_secs(),
-                    late.first().copied().unwrap_or_default()
+                    late.first().copied().unwrap_or_default(),
+                    plan.count()
                 ));
                 break (1, false);
             }
@@ -167,14 +168,17 @@ pub async fn supervise(plan: &Plan, signals: &mut Signals, policy: Policy) -> i3
         }
     };
     supervisor.stop(by_console).await;
-    say("all four services are stopped");
+    say(format!("all {} services are stopped", plan.count()));
     code
 }
 
 fn announce(plan: &Plan) {
     let mut lines = vec![
         String::new(),
-        "AbTrack Notify is running: all four services are healthy.".to_owned(),
+        format!(
+            "AbTrack Notify is running: all {} services are healthy.",
+            plan.count()
+        ),
         format!("  Dashboard: {}", plan.dashboard),
     ];
     if std::env::var_os("STATUS_WEB_PASSWORD").is_some_and(|p| !p.is_empty()) {
@@ -189,9 +193,12 @@ fn announce(plan: &Plan) {
         lines.push("  To link WhatsApp, scan the QR code shown on the dashboard (also printed above as [wa-gateway] lines).".into());
     }
     lines.push(if cfg!(windows) {
-        "  To stop all four services: close this window, or press Ctrl-C.".into()
+        format!(
+            "  To stop all {} services: close this window, or press Ctrl-C.",
+            plan.count()
+        )
     } else {
-        "  Press Ctrl-C to stop all four services.".into()
+        format!("  Press Ctrl-C to stop all {} services.", plan.count())
     });
     lines.push(String::new());
     write_whole(&(lines.join("\n") + "\n"));

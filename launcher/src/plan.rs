@@ -21,6 +21,15 @@ pub const NO_BROWSER: Var = Var {
     help: "set to anything to not open the dashboard in a browser",
 };
 
+pub const ACCOUNTS: Var = Var {
+    name: "ABTRACK_ACCOUNTS",
+    default: "",
+    help: "several WhatsApp accounts (numbers): their names, comma-separated, the default one first (e.g. sd-harapan,smp-2); one wa-gateway runs for each: the first on WA_ADDR with its data in WA_DATA_DIR, the others on WA_ADDR's port + 10, + 20, ... with their data in WA_DATA_DIR/<name>; unset: one account",
+};
+
+/// How far apart the ports of the accounts' gateways are.
+pub const ACCOUNT_PORT_STEP: u16 = 10;
+
 /// The record's place under the working folder, beside the services' own data.
 pub const RECORD_PATH: &str = "data/launcher/restarts.json";
 
@@ -53,11 +62,53 @@ impl Refusal {
 
 #[derive(Debug, Clone)]
 pub struct Service {
-    pub name: &'static str,
+    pub name: String,
     pub program: PathBuf,
     /// The variable holding its listen address, named in messages about the port.
     pub addr_var: Var,
     pub addr: SocketAddr,
+    /// Its own settings, on top of the plan's (an account's gateway: its name,
+    /// address and data folder).
+    pub env: Vec<(String, String)>,
+}
+
+impl Service {
+    /// Everything it is started with on top of the launcher's own environment.
+    pub fn env(&self, plan: &[(String, String)]) -> Vec<(String, String)> {
+        plan.iter().chain(&self.env).cloned().collect()
+    }
+}
+
+/// `ABTRACK_ACCOUNTS`: the account names, the default one first; empty when unset.
+fn accounts(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<Vec<String>, Refusal> {
+    let Some(list) = env.get(ACCOUNTS.name) else {
+        return Ok(Vec::new());
+    };
+    let refuse = |reason: String| {
+        Refusal::new(
+            EXIT_USAGE,
+            format!("{}={list:?} is invalid: {reason}", ACCOUNTS.name),
+        )
+    };
+    let mut names: Vec<String> = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        abtrack_proto::account::check(name)
+            .map_err(|e| refuse(format!("account name {name:?}: {e}")))?;
+        // The first account's data folder holds these two of its own.
+        if ["session", "old-sessions"].contains(&name) {
+            return Err(refuse(format!(
+                "{name:?} is the name of a folder in the gateway's data; choose another"
+            )));
+        }
+        if names.iter().any(|n| n == name) {
+            return Err(refuse(format!("account {name:?} is listed twice")));
+        }
+        names.push(name.to_owned());
+    }
+    if names.is_empty() {
+        return Err(refuse("lists no account".into()));
+    }
+    Ok(names)
 }
 
 #[derive(Debug, Clone)]
@@ -73,6 +124,16 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// How many services run, in words while there are few: "four" with one account.
+    pub fn count(&self) -> String {
+        match self.services.len() {
+            4 => "four".into(),
+            5 => "five".into(),
+            6 => "six".into(),
+            n => n.to_string(),
+        }
+    }
+
     /// The plan for `lookup`'s environment. `own_dir` is the launcher's own folder,
     /// where the binaries of a release archive are.
     pub fn new(
@@ -105,6 +166,10 @@ impl Plan {
             });
         }
 
+        let accounts = accounts(&env)?;
+        let gateway_data = env
+            .get("WA_DATA_DIR")
+            .unwrap_or_else(|| "data/wa-gateway".into());
         let mut services = Vec::new();
         let mut vars = Vec::new();
         for (name, var) in SERVICES {
@@ -112,12 +177,53 @@ impl Plan {
                 .addr(var)
                 .map_err(|e| Refusal::new(EXIT_USAGE, e.to_string()))?;
             vars.push((var.name.to_owned(), addr.to_string()));
+            let own_account = match (name, accounts.first()) {
+                ("wa-gateway", Some(first)) => vec![("WA_ACCOUNT".to_owned(), first.clone())],
+                _ => Vec::new(),
+            };
             services.push(Service {
-                name,
+                name: name.to_owned(),
                 program: program(name),
                 addr_var: var,
                 addr,
+                env: own_account,
             });
+            if name != "wa-gateway" {
+                continue;
+            }
+            // The other accounts' gateways, beside the first.
+            for (i, account) in accounts.iter().enumerate().skip(1) {
+                let mut addr = addr;
+                let port = u16::try_from(i)
+                    .ok()
+                    .and_then(|i| i.checked_mul(ACCOUNT_PORT_STEP))
+                    .and_then(|step| addr.port().checked_add(step))
+                    .ok_or_else(|| {
+                        Refusal::new(
+                            EXIT_USAGE,
+                            format!(
+                                "{} lists too many accounts for {}'s port {}",
+                                ACCOUNTS.name,
+                                var.name,
+                                addr.port()
+                            ),
+                        )
+                    })?;
+                addr.set_port(port);
+                let data = format!("{gateway_data}/{account}");
+                services.push(Service {
+                    name: format!("wa-gateway-{account}"),
+                    program: program(name),
+                    addr_var: var,
+                    addr,
+                    env: vec![
+                        ("WA_ACCOUNT".into(), account.clone()),
+                        (var.name.into(), addr.to_string()),
+                        ("WA_DATA_DIR".into(), data.clone()),
+                        ("WA_DRY_RUN_FILE".into(), format!("{data}/dry-run.jsonl")),
+                    ],
+                });
+            }
         }
         let addr_of = |var: Var| {
             services
@@ -126,6 +232,10 @@ impl Plan {
                 .map(|s| addrs::local(s.addr))
         };
         for (client, server) in addrs::CLIENTS {
+            // With accounts, the dispatcher gets every gateway in one list instead.
+            if !accounts.is_empty() && client.name == addrs::DISPATCHER_GATEWAY_URL.name {
+                continue;
+            }
             let url = match env.get(client.name) {
                 Some(url) => url,
                 None => format!(
@@ -134,6 +244,16 @@ impl Plan {
                 ),
             };
             vars.push((client.name.to_owned(), url));
+        }
+        if !accounts.is_empty() {
+            let gateways: Vec<String> = services
+                .iter()
+                .filter_map(|s| {
+                    let account = s.env.iter().find(|(k, _)| k == "WA_ACCOUNT")?;
+                    Some(format!("{}=http://{}", account.1, addrs::local(s.addr)))
+                })
+                .collect();
+            vars.push(("DISPATCHER_ACCOUNTS".into(), gateways.join(",")));
         }
         if dry_run {
             vars.push(("WA_MODE".into(), "dry-run".into()));
@@ -144,12 +264,9 @@ impl Plan {
             "http://{}/",
             addr_of(addrs::STATUS_WEB_ADDR).unwrap_or(server_default(addrs::STATUS_WEB_ADDR))
         );
-        let dry_run_file = env.get("WA_DRY_RUN_FILE").unwrap_or_else(|| {
-            let data = env
-                .get("WA_DATA_DIR")
-                .unwrap_or_else(|| "data/wa-gateway".into());
-            format!("{data}/dry-run.jsonl")
-        });
+        let dry_run_file = env
+            .get("WA_DRY_RUN_FILE")
+            .unwrap_or_else(|| format!("{gateway_data}/dry-run.jsonl"));
         Ok(Self {
             services,
             env: vars,
@@ -167,7 +284,8 @@ impl Plan {
             // `<binary> healthcheck` reads the configuration first (the credential and
             // config files included) and exits 64 when it is bad; then it asks a running
             // instance, so 0 means one is already serving on that address.
-            let output = crate::child::quiet(&service.program, &["healthcheck".into()], &self.env)
+            let env = service.env(&self.env);
+            let output = crate::child::quiet(&service.program, &["healthcheck".into()], &env)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .output();
@@ -290,6 +408,115 @@ mod tests {
         assert_eq!(plan.dashboard, "http://127.0.0.1:9000/");
         assert!(plan.open_browser);
         assert!(!plan.dry_run);
+    }
+
+    #[test]
+    fn each_account_gets_a_gateway_and_the_dispatcher_gets_them_all() {
+        let dir = folder_with_binaries();
+        let plan = plan(
+            &[
+                (ACCOUNTS.name, "sd-harapan, smp-2,sma-3"),
+                ("WA_ADDR", "0.0.0.0:6000"),
+            ],
+            dir.path(),
+        )
+        .unwrap();
+        let gateways: Vec<(&str, String)> = plan
+            .services
+            .iter()
+            .filter(|s| s.name.starts_with("wa-gateway"))
+            .map(|s| (s.name.as_str(), s.addr.to_string()))
+            .collect();
+        assert_eq!(
+            gateways,
+            [
+                ("wa-gateway", "0.0.0.0:6000".to_owned()),
+                ("wa-gateway-smp-2", "0.0.0.0:6010".to_owned()),
+                ("wa-gateway-sma-3", "0.0.0.0:6020".to_owned()),
+            ]
+        );
+        // They start first, before the dispatcher that sends through them.
+        assert_eq!(plan.services[2].name, "wa-gateway-sma-3");
+        let own = |name: &str, key: &str| {
+            let service = plan.services.iter().find(|s| s.name == name).unwrap();
+            service
+                .env(&plan.env)
+                .into_iter()
+                .rev()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v)
+        };
+        // The first account keeps the data folder a single account has.
+        assert_eq!(
+            own("wa-gateway", "WA_ACCOUNT").as_deref(),
+            Some("sd-harapan")
+        );
+        assert_eq!(own("wa-gateway", "WA_DATA_DIR"), None);
+        assert_eq!(
+            own("wa-gateway-smp-2", "WA_ACCOUNT").as_deref(),
+            Some("smp-2")
+        );
+        assert_eq!(
+            own("wa-gateway-smp-2", "WA_DATA_DIR").as_deref(),
+            Some("data/wa-gateway/smp-2")
+        );
+        assert_eq!(
+            own("wa-gateway-smp-2", "WA_DRY_RUN_FILE").as_deref(),
+            Some("data/wa-gateway/smp-2/dry-run.jsonl")
+        );
+        assert_eq!(
+            own("wa-gateway-smp-2", "WA_ADDR").as_deref(),
+            Some("0.0.0.0:6010")
+        );
+        assert_eq!(
+            value(&plan, "DISPATCHER_ACCOUNTS"),
+            "sd-harapan=http://127.0.0.1:6000,smp-2=http://127.0.0.1:6010,sma-3=http://127.0.0.1:6020"
+        );
+        assert!(plan.env.iter().all(|(k, _)| k != "DISPATCHER_GATEWAY_URL"));
+        assert_eq!(
+            value(&plan, "STATUS_WEB_GATEWAY_URL"),
+            "http://127.0.0.1:6000"
+        );
+
+        // Without the variable, one gateway and the single address, as before.
+        let single = super::tests::plan(&[], dir.path()).unwrap();
+        assert_eq!(single.services.len(), 4);
+        assert!(single.services.iter().all(|s| s.env.is_empty()));
+        assert!(single.env.iter().all(|(k, _)| k != "DISPATCHER_ACCOUNTS"));
+    }
+
+    #[test]
+    fn bad_account_lists_are_refused_naming_the_variable() {
+        let dir = folder_with_binaries();
+        for (list, reason) in [
+            ("SD", "account name \"SD\": use lowercase"),
+            ("a,b,a", "account \"a\" is listed twice"),
+            ("a,session", "\"session\" is the name of a folder"),
+            (" , ", "lists no account"),
+        ] {
+            let refusal = plan(&[(ACCOUNTS.name, list)], dir.path()).unwrap_err();
+            assert_eq!(refusal.code, EXIT_USAGE);
+            assert!(
+                refusal.message.starts_with("ABTRACK_ACCOUNTS=")
+                    && refusal.message.contains(reason),
+                "{list}: {}",
+                refusal.message
+            );
+        }
+        let many: Vec<String> = (0..8).map(|i| format!("a{i}")).collect();
+        let refusal = plan(
+            &[
+                (ACCOUNTS.name, &many.join(",")),
+                ("WA_ADDR", "127.0.0.1:65500"),
+            ],
+            dir.path(),
+        )
+        .unwrap_err();
+        assert!(
+            refusal.message.contains("too many accounts"),
+            "{}",
+            refusal.message
+        );
     }
 
     #[test]

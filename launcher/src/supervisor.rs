@@ -19,7 +19,7 @@ use crate::record::Record;
 /// One service to keep running.
 #[derive(Debug, Clone)]
 pub struct Spec {
-    pub name: &'static str,
+    pub name: String,
     pub program: PathBuf,
     pub args: Vec<String>,
     /// The arguments that make `program` check the running service's health: exit 0
@@ -60,18 +60,18 @@ impl Default for Policy {
 pub enum Event {
     /// It answers its health check: after being started for the `start`-th time
     /// (0: the first start).
-    Healthy { name: &'static str, start: u32 },
+    Healthy { name: String, start: u32 },
     /// It exited and is started again in `restart_in`; `restarts` counts them.
     Exited {
-        name: &'static str,
+        name: String,
         exit: Exit,
         restart_in: Duration,
         restarts: u32,
     },
     /// It exited with the configuration code: a restart cannot help.
-    ConfigurationError { name: &'static str },
+    ConfigurationError { name: String },
     /// Its program could not be started at all.
-    CannotStart { name: &'static str, error: String },
+    CannotStart { name: String, error: String },
 }
 
 /// The running services.
@@ -94,7 +94,9 @@ impl Supervisor {
         let services = TaskTracker::new();
         let output = TaskTracker::new();
         let asked_by_console = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let book = Arc::new(Mutex::new(Record::new(specs.iter().map(|s| s.name))));
+        let book = Arc::new(Mutex::new(Record::new(
+            specs.iter().map(|s| s.name.as_str()),
+        )));
         if let Some(path) = &record {
             write_record(&book, path);
         }
@@ -161,12 +163,12 @@ struct Keeper {
 
 impl Keeper {
     async fn run(self) {
-        let name = self.spec.name;
+        let name = self.spec.name.clone();
         let mut backoff = Backoff::new(self.policy.restart_min, self.policy.restart_max);
         let mut restarts = 0;
         loop {
             let spawned = child::spawn(
-                name,
+                &name,
                 &self.spec.program,
                 &self.spec.args,
                 &self.spec.env,
@@ -199,11 +201,11 @@ impl Keeper {
             if let Some((book, path)) = &self.record {
                 book.lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .restarted(name, &exit);
+                    .restarted(&name, &exit);
                 write_record(book, path);
             }
             let _ = self.events.send(Event::Exited {
-                name,
+                name: name.clone(),
                 exit,
                 restart_in,
                 restarts,
@@ -218,7 +220,7 @@ impl Keeper {
     /// Runs until the child exits (its end) or the launcher stops (`None`, the child
     /// stopped), reporting its health once it answers.
     async fn watch(&self, child: &mut Child, start: u32) -> Option<Exit> {
-        let name = self.spec.name;
+        let name = &self.spec.name;
         let healthy = self.wait_healthy();
         tokio::pin!(healthy);
         let mut reported = false;
@@ -232,7 +234,7 @@ impl Keeper {
                 }
                 () = &mut healthy, if !reported => {
                     reported = true;
-                    let _ = self.events.send(Event::Healthy { name, start });
+                    let _ = self.events.send(Event::Healthy { name: name.clone(), start });
                 }
                 () = self.stopping.cancelled() => {
                     let asked = self.asked_by_console.load(std::sync::atomic::Ordering::SeqCst);
@@ -290,10 +292,10 @@ mod tests {
     }
 
     /// A service that is a shell script run in `dir`; healthy once `healthy` exits 0.
-    fn script(name: &'static str, dir: &Path, body: &str, healthy: &str) -> Spec {
+    fn script(name: &str, dir: &Path, body: &str, healthy: &str) -> Spec {
         let cd = format!("cd '{}' && ", dir.display());
         Spec {
-            name,
+            name: name.to_owned(),
             program: "sh".into(),
             args: vec!["-c".into(), format!("{cd}{body}")],
             health_args: vec!["-c".into(), format!("{cd}{healthy}")],
@@ -400,7 +402,7 @@ mod tests {
         assert_eq!(
             next_exit(&mut supervisor).await,
             Event::ConfigurationError {
-                name: "misconfigured"
+                name: "misconfigured".into()
             }
         );
         // Its keeper is done: no restart can come.
@@ -424,7 +426,7 @@ mod tests {
         assert_eq!(
             next(&mut supervisor).await,
             Event::Healthy {
-                name: "svc",
+                name: "svc".into(),
                 start: 0
             }
         );
@@ -436,7 +438,7 @@ mod tests {
         assert_eq!(
             next(&mut supervisor).await,
             Event::Healthy {
-                name: "svc",
+                name: "svc".into(),
                 start: 1
             }
         );
@@ -481,7 +483,7 @@ mod tests {
     #[tokio::test]
     async fn a_program_that_cannot_start_is_reported() {
         let spec = Spec {
-            name: "missing",
+            name: "missing".into(),
             program: "/nonexistent/abtrack-service".into(),
             args: Vec::new(),
             health_args: Vec::new(),

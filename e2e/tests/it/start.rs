@@ -455,6 +455,54 @@ fn dry_run_sends(folder: &Folder) -> BTreeMap<String, usize> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_sh_runs_one_gateway_per_account_and_each_sends_its_own_jobs() {
+    let ports: BTreeMap<&str, u16> = SERVICES.iter().map(|s| (*s, free_port())).collect();
+    let mut folder = Folder::new(&ports);
+    folder
+        .env
+        .push(("ABTRACK_ACCOUNTS".into(), "sd-harapan,smp-2".into()));
+    let mut script = folder.spawn(&["--dry-run"]);
+    wait_for(
+        &folder,
+        &mut script,
+        "all five services are healthy",
+        1,
+        Duration::from_secs(60),
+    )
+    .await;
+    let base = format!("http://127.0.0.1:{}", ports["status-web"]);
+    let http = reqwest::Client::new();
+    for (id, account) in [("for-sd", None), ("for-smp", Some("smp-2"))] {
+        let mut body = json!({"to": "0812-3456-7890", "message": "Ananda hadir", "id": id});
+        if let Some(account) = account {
+            body["account"] = json!(account);
+        }
+        let response = http
+            .post(format!("{base}/api/messages"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 201, "{id}");
+    }
+    let ids = ["for-sd".to_owned(), "for-smp".to_owned()];
+    wait_sent(&http, &base, &ids, Duration::from_secs(30), || folder.log()).await;
+    // The first account keeps the single account's folder; the other has its own.
+    assert_eq!(
+        dry_run_sends(&folder),
+        BTreeMap::from([("for-sd".into(), 1)])
+    );
+    let smp =
+        std::fs::read_to_string(folder.path().join("data/wa-gateway/smp-2/dry-run.jsonl")).unwrap();
+    assert_eq!(smp.lines().count(), 1);
+    assert!(smp.contains("\"job_id\":\"for-smp\""), "{smp}");
+    let log = folder.log();
+    assert!(log.contains("[wa-gateway-smp-2] "), "{log}");
+    interrupt(&folder, script).await;
+    assert!(folder.log().contains("all five services are stopped"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_service_is_started_again_and_the_others_are_left_alone() {
     let (folder, mut script, ports) = started(&["--dry-run"]).await;
     let base = format!("http://127.0.0.1:{}", ports["status-web"]);
