@@ -387,46 +387,22 @@ fn gateways(
             url: env.url(GATEWAY_URL)?,
         }]);
     };
-    let invalid = |reason: String| ConfigError::new(ACCOUNTS.name, &list, reason);
     if env.get(GATEWAY_URL.name).is_some() {
-        return Err(invalid(format!(
-            "set it or {}, not both (the accounts list each gateway's URL)",
-            GATEWAY_URL.name
-        )));
+        return Err(ConfigError::new(
+            ACCOUNTS.name,
+            &list,
+            format!(
+                "set it or {}, not both (the accounts list each gateway's URL)",
+                GATEWAY_URL.name
+            ),
+        ));
     }
-    let mut gateways: Vec<AccountGateway> = Vec::new();
-    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let Some((account, url)) = entry.split_once('=') else {
-            return Err(invalid(format!(
-                "{entry:?} is not name=URL (like sd-harapan=http://127.0.0.1:50052)"
-            )));
-        };
-        let (account, url) = (account.trim(), url.trim());
-        abtrack_proto::account::check(account)
-            .map_err(|e| invalid(format!("account name {account:?}: {e}")))?;
-        let url = config::service_url(url).map_err(|e| invalid(format!("{account}: {e}")))?;
-        if let Some(twice) = gateways
-            .iter()
-            .find(|g| g.account == account || g.url == url)
-        {
-            return Err(invalid(if twice.account == account {
-                format!("account {account:?} is listed twice")
-            } else {
-                format!(
-                    "{} and {account} have the same gateway {url}; each account needs its own",
-                    twice.account
-                )
-            }));
-        }
-        gateways.push(AccountGateway {
-            account: account.to_owned(),
-            url,
-        });
-    }
-    if gateways.is_empty() {
-        return Err(invalid("lists no account".into()));
-    }
-    Ok(gateways)
+    let gateways = abtrack_proto::account::parse_gateways(&list)
+        .map_err(|reason| ConfigError::new(ACCOUNTS.name, &list, reason))?;
+    Ok(gateways
+        .into_iter()
+        .map(|(account, url)| AccountGateway { account, url })
+        .collect())
 }
 
 #[derive(Debug, Clone)]

@@ -232,8 +232,12 @@ impl Plan {
                 .map(|s| addrs::local(s.addr))
         };
         for (client, server) in addrs::CLIENTS {
-            // With accounts, the dispatcher gets every gateway in one list instead.
-            if !accounts.is_empty() && client.name == addrs::DISPATCHER_GATEWAY_URL.name {
+            // With accounts, the dispatcher and status-web get every gateway in one
+            // list instead.
+            let gateway_url = [addrs::DISPATCHER_GATEWAY_URL, addrs::STATUS_WEB_GATEWAY_URL]
+                .iter()
+                .any(|var| var.name == client.name);
+            if !accounts.is_empty() && gateway_url {
                 continue;
             }
             let url = match env.get(client.name) {
@@ -253,7 +257,9 @@ impl Plan {
                     Some(format!("{}=http://{}", account.1, addrs::local(s.addr)))
                 })
                 .collect();
-            vars.push(("DISPATCHER_ACCOUNTS".into(), gateways.join(",")));
+            for var in ["DISPATCHER_ACCOUNTS", "STATUS_WEB_ACCOUNTS"] {
+                vars.push((var.into(), gateways.join(",")));
+            }
         }
         if dry_run {
             vars.push(("WA_MODE".into(), "dry-run".into()));
@@ -472,11 +478,11 @@ mod tests {
             value(&plan, "DISPATCHER_ACCOUNTS"),
             "sd-harapan=http://127.0.0.1:6000,smp-2=http://127.0.0.1:6010,sma-3=http://127.0.0.1:6020"
         );
-        assert!(plan.env.iter().all(|(k, _)| k != "DISPATCHER_GATEWAY_URL"));
         assert_eq!(
-            value(&plan, "STATUS_WEB_GATEWAY_URL"),
-            "http://127.0.0.1:6000"
+            value(&plan, "STATUS_WEB_ACCOUNTS"),
+            value(&plan, "DISPATCHER_ACCOUNTS")
         );
+        assert!(plan.env.iter().all(|(k, _)| !k.ends_with("_GATEWAY_URL")));
 
         // Without the variable, one gateway and the single address, as before.
         let single = super::tests::plan(&[], dir.path()).unwrap();

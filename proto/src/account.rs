@@ -33,6 +33,37 @@ pub fn check(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Reads a list of accounts and their gateways, `name=URL` comma-separated, the
+/// default account first (`DISPATCHER_ACCOUNTS`, `STATUS_WEB_ACCOUNTS`). Refused: an
+/// entry that is not `name=URL`, a bad name or URL, a name listed twice, two
+/// accounts with one URL, an empty list.
+pub fn parse_gateways(list: &str) -> Result<Vec<(String, String)>, String> {
+    let mut gateways: Vec<(String, String)> = Vec::new();
+    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let Some((account, url)) = entry.split_once('=') else {
+            return Err(format!(
+                "{entry:?} is not name=URL (like sd-harapan=http://127.0.0.1:50052)"
+            ));
+        };
+        let (account, url) = (account.trim(), url.trim());
+        check(account).map_err(|e| format!("account name {account:?}: {e}"))?;
+        let url = crate::config::service_url(url).map_err(|e| format!("{account}: {e}"))?;
+        if let Some((twice, _)) = gateways.iter().find(|(a, _)| a == account) {
+            return Err(format!("account {twice:?} is listed twice"));
+        }
+        if let Some((other, _)) = gateways.iter().find(|(_, u)| *u == url) {
+            return Err(format!(
+                "{other} and {account} have the same gateway {url}; each account needs its own"
+            ));
+        }
+        gateways.push((account.to_owned(), url));
+    }
+    if gateways.is_empty() {
+        return Err("lists no account".into());
+    }
+    Ok(gateways)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

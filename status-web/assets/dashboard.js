@@ -136,6 +136,7 @@
       $("qr").innerHTML = ""; $("qr").dataset.svg = ""; qrBox.hidden = true;
     }
     tick();
+    renderAccounts(s);
 
     const c = s.queue.counts;
     const counts = $("counts"); counts.replaceChildren();
@@ -237,6 +238,80 @@
       });
       li.append(b);
     }
+  }
+
+  // The other accounts' cards (the default account's is the first card), each built
+  // once and filled at every snapshot, so a half-typed number survives an update.
+  const cards = new Map();
+  function accountStatus(a) {
+    return a.service.up ? a.gateway.status
+      : (a.service.state === REFUSED ? "refused" : (a.gateway.status === "unknown" ? "unknown" : "down"));
+  }
+  function accountCard(name) {
+    if (cards.has(name)) return cards.get(name);
+    const q = encodeURIComponent(name);
+    const c = { root: el("section", null, "card account") };
+    c.root.dataset.account = name;
+    const title = el("h2"); title.append(el("span", t("whatsapp") + " "), el("span", name, "muted"));
+    c.pill = el("span", null, "pill"); c.name = el("span");
+    const line = el("p"); line.append(c.pill, " ", c.name);
+    c.next = el("p", null, "next"); c.detail = el("p", null, "muted"); c.waiting = el("p", null, "next warn");
+    c.qr = el("div"); c.qr.setAttribute("aria-label", "QR");
+    const form = el("form"); const label = el("label");
+    const input = el("input"); input.name = "phone"; input.required = true; input.setAttribute("inputmode", "tel"); input.placeholder = "62812...";
+    label.append(el("span", t("pair_phone") + " "), input);
+    form.append(label, el("button", t("pair_button")));
+    const pairResult = el("p", null, "result"); pairResult.dataset.role = "pair-result";
+    const pair = el("details"); pair.append(el("summary", t("pair_title")), form, pairResult);
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      try {
+        const r = await api("POST", "/api/gateway/pair-code?account=" + q, { phone: input.value });
+        pairResult.className = "result"; pairResult.replaceChildren(el("span", t("pair_code") + " "), el("span", r.code, "pair-code"));
+      } catch (err) { pairResult.textContent = err.message; pairResult.className = "result error"; }
+    });
+    const reset = el("button", t("reset"), "danger"); reset.type = "button"; reset.dataset.role = "reset";
+    const yes = el("button", t("reset_yes"), "danger"); yes.type = "button"; yes.dataset.role = "reset-yes";
+    const no = el("button", t("cancel")); no.type = "button";
+    const confirm = el("span"); confirm.hidden = true; confirm.append(el("span", t("reset_confirm") + " "), yes, " ", no);
+    const resetResult = el("p", null, "result"); resetResult.dataset.role = "reset-result";
+    reset.addEventListener("click", () => { confirm.hidden = false; });
+    no.addEventListener("click", () => { confirm.hidden = true; });
+    yes.addEventListener("click", async () => {
+      confirm.hidden = true;
+      try { await api("POST", "/api/gateway/logout?account=" + q); resetResult.textContent = t("reset_done"); resetResult.className = "result"; }
+      catch (err) { resetResult.textContent = err.message; resetResult.className = "result error"; }
+    });
+    const resetBox = el("div"); resetBox.append(reset, " ", confirm, resetResult);
+    c.root.append(title, line, c.next, c.detail, c.waiting, c.qr, pair, resetBox);
+    cards.set(name, c);
+    return c;
+  }
+  function renderAccounts(s) {
+    const accounts = s.accounts || [];
+    const several = accounts.length > 1;
+    $("whatsapp-account").textContent = several ? accounts[0].name : "";
+    const box = $("accounts"); box.hidden = !several;
+    const shown = [];
+    accounts.slice(1).forEach((a, i) => {
+      const c = accountCard(a.name);
+      const status = accountStatus(a);
+      const st = T[lang].st[status] || [status, a.gateway.detail];
+      c.pill.textContent = st[0]; c.pill.className = "pill " + tone(status); c.pill.dataset.status = status;
+      c.name.textContent = [a.gateway.pushName, a.gateway.ownNumber].filter(Boolean).join(" · ");
+      c.next.textContent = st[1];
+      c.detail.textContent = a.gateway.detail || "";
+      // Linked, yet its jobs wait (the dispatcher cannot reach it, or it holds
+      // another account): the state alone does not say why.
+      const stuck = status === "connected" && !a.ready && a.waitingReason;
+      c.waiting.hidden = !stuck;
+      c.waiting.textContent = stuck ? t("waiting") + a.waitingReason : "";
+      const svg = (s.accountQrSvgs || [])[i + 1];
+      if (svg) { if (c.qr.dataset.svg !== svg) { c.qr.innerHTML = svg; c.qr.dataset.svg = svg; } }
+      else { c.qr.innerHTML = ""; c.qr.dataset.svg = ""; }
+      shown.push(c.root);
+    });
+    box.replaceChildren(...shown);
   }
 
   function tick() {

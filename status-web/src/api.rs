@@ -16,6 +16,7 @@ use tonic::Request;
 use abtrack_proto::dispatcher::v1 as dpb;
 use abtrack_proto::gateway::v1 as gpb;
 use abtrack_proto::time::{parse_rfc3339, to_timestamp};
+use abtrack_proto::token::TokenChannel;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -277,12 +278,47 @@ pub async fn resume(State(state): State<AppState>) -> Result<impl IntoResponse, 
     ))
 }
 
-/// `POST /api/gateway/pair-code`: `{"phone": "62812..."}`; answers `{"code": "ABCD-EFGH"}`
-/// to be entered on the phone.
+/// `?account=<name>` on the gateway routes: which account's gateway; absent, the
+/// default account's.
+#[derive(Debug, Deserialize)]
+pub struct AccountQuery {
+    account: Option<String>,
+}
+
+impl AccountQuery {
+    /// The gateway of the account asked for; `404` naming the accounts when there is
+    /// no such account.
+    fn gateway(
+        &self,
+        state: &AppState,
+    ) -> Result<(String, gpb::gateway_client::GatewayClient<TokenChannel>), ApiError> {
+        let found = match self.account.as_deref().filter(|a| !a.is_empty()) {
+            None => state.gateways.first(),
+            Some(name) => state.gateways.iter().find(|(n, _)| n == name),
+        };
+        found.cloned().ok_or_else(|| {
+            let names: Vec<&str> = state.gateways.iter().map(|(n, _)| n.as_str()).collect();
+            ApiError {
+                status: StatusCode::NOT_FOUND,
+                field: Some("account".into()),
+                message: format!(
+                    "account: no account {:?}; the accounts are: {}",
+                    self.account.as_deref().unwrap_or_default(),
+                    names.join(", ")
+                ),
+            }
+        })
+    }
+}
+
+/// `POST /api/gateway/pair-code[?account=<name>]`: `{"phone": "62812..."}`; answers
+/// `{"code": "ABCD-EFGH"}` to be entered on the phone.
 pub async fn pair_code(
     State(state): State<AppState>,
+    Query(account): Query<AccountQuery>,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
+    let (_, mut client) = account.gateway(&state)?;
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(None, format!("body is not valid JSON: {e}")))?;
     let phone = match &value {
@@ -297,7 +333,6 @@ pub async fn pair_code(
     if phone.trim().is_empty() {
         return Err(ApiError::bad_request(Some("phone"), "phone: is required"));
     }
-    let mut client = state.gateway.clone();
     let response = client
         .request_pair_code(request(gpb::RequestPairCodeRequest { phone }))
         .await
@@ -306,14 +341,18 @@ pub async fn pair_code(
     Ok(Json(json!({ "code": response.code })))
 }
 
-/// `POST /api/gateway/logout`: drops the WhatsApp session; a fresh pairing starts.
-pub async fn reset_session(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let mut client = state.gateway.clone();
+/// `POST /api/gateway/logout[?account=<name>]`: drops that account's WhatsApp
+/// session; a fresh pairing starts.
+pub async fn reset_session(
+    State(state): State<AppState>,
+    Query(account): Query<AccountQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (name, mut client) = account.gateway(&state)?;
     client
         .logout(request(gpb::LogoutRequest {}))
         .await
         .map_err(from_gateway)?;
-    tracing::warn!("WhatsApp session reset from the dashboard");
+    tracing::warn!(account = %name, "WhatsApp session reset from the dashboard");
     Ok(Json(json!({ "reset": true })))
 }
 

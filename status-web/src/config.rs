@@ -14,6 +14,7 @@ pub const VARS: &[Var] = &[
     ADDR,
     DISPATCHER_URL,
     GATEWAY_URL,
+    ACCOUNTS,
     LOGGER_URL,
     PASSWORD,
     ALLOWED_HOSTS,
@@ -28,6 +29,13 @@ pub const DISPATCHER_URL: Var = abtrack_proto::addrs::STATUS_WEB_DISPATCHER_URL;
 pub const GATEWAY_URL: Var = abtrack_proto::addrs::STATUS_WEB_GATEWAY_URL;
 
 pub const LOGGER_URL: Var = abtrack_proto::addrs::STATUS_WEB_LOGGER_URL;
+
+/// Unset: one account, named `default`, at [`GATEWAY_URL`].
+pub const ACCOUNTS: Var = Var {
+    name: "STATUS_WEB_ACCOUNTS",
+    default: "",
+    help: "several WhatsApp accounts, each name=gateway URL, comma-separated, the default account first (as DISPATCHER_ACCOUNTS); the dashboard shows each; unset: one account, default, at STATUS_WEB_GATEWAY_URL",
+};
 
 pub const PASSWORD: Var = Var {
     name: "STATUS_WEB_PASSWORD",
@@ -56,7 +64,8 @@ const MIN_API_KEY: usize = 16;
 pub struct Config {
     pub addr: SocketAddr,
     pub dispatcher_url: String,
-    pub gateway_url: String,
+    /// Each account and its gateway's URL, the default account first.
+    pub gateways: Vec<(String, String)>,
     pub logger_url: String,
     /// `None`: no login, loopback only.
     pub password: Option<String>,
@@ -127,7 +136,7 @@ impl Config {
             addr,
             allowed_hosts,
             dispatcher_url: env.url(DISPATCHER_URL)?,
-            gateway_url: env.url(GATEWAY_URL)?,
+            gateways: gateways(&env)?,
             logger_url: env.url(LOGGER_URL)?,
             password,
             api_key,
@@ -142,7 +151,12 @@ impl Config {
         tracing::info!(
             addr = %self.addr,
             dispatcher_url = %self.dispatcher_url,
-            gateway_url = %self.gateway_url,
+            accounts = %self
+                .gateways
+                .iter()
+                .map(|(account, url)| format!("{account}={url}"))
+                .collect::<Vec<_>>()
+                .join(","),
             logger_url = %self.logger_url,
             password = if self.password.is_some() { "****" } else { "(none)" },
             api_key = if self.api_key.is_some() { "****" } else { "(none)" },
@@ -166,6 +180,27 @@ impl Config {
             );
         }
     }
+}
+
+/// [`ACCOUNTS`], or the one default account at [`GATEWAY_URL`].
+fn gateways(
+    env: &Env<impl Fn(&str) -> Option<String>>,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let Some(list) = env.get(ACCOUNTS.name) else {
+        return Ok(vec![(
+            abtrack_proto::account::DEFAULT.to_owned(),
+            env.url(GATEWAY_URL)?,
+        )]);
+    };
+    if env.get(GATEWAY_URL.name).is_some() {
+        return Err(ConfigError::new(
+            ACCOUNTS.name,
+            &list,
+            format!("set it or {}, not both", GATEWAY_URL.name),
+        ));
+    }
+    abtrack_proto::account::parse_gateways(&list)
+        .map_err(|reason| ConfigError::new(ACCOUNTS.name, &list, reason))
 }
 
 #[cfg(test)]

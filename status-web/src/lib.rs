@@ -56,7 +56,8 @@ pub struct AppState {
     pub auth: auth::Auth,
     pub snapshot: watch::Receiver<Snapshot>,
     pub dispatcher: DispatcherClient<TokenChannel>,
-    pub gateway: GatewayClient<TokenChannel>,
+    /// Each account's gateway, the default account's first.
+    pub gateways: Vec<(String, GatewayClient<TokenChannel>)>,
     /// The three services' notices, and what lists them into the snapshot.
     pub notices: notices::Notices,
     /// The service's tasks: the live feed's, the watchers', the launcher file's reader, the notices' poller.
@@ -123,26 +124,41 @@ pub async fn run(
     let channel = |url: &str| Ok::<_, Error>(with_token(lazy_channel(url, &tasks)?, token));
     // One channel per service, shared by its clients.
     let dispatcher_channel = channel(&config.dispatcher_url)?;
-    let gateway_channel = channel(&config.gateway_url)?;
     let logger_channel = channel(&config.logger_url)?;
     let dispatcher = DispatcherClient::new(dispatcher_channel.clone());
-    let gateway = GatewayClient::new(gateway_channel.clone());
+    // Each channel lives only in its clients: its connection task ends with them.
+    let mut gateways: Vec<(String, GatewayClient<TokenChannel>)> = Vec::new();
+    let mut default_gateway = None;
+    for (account, url) in &config.gateways {
+        let gateway = channel(url)?;
+        default_gateway.get_or_insert_with(|| gateway.clone());
+        gateways.push((account.clone(), GatewayClient::new(gateway)));
+    }
+    // The configuration always names one account at least.
+    let default_gateway = default_gateway.ok_or_else(|| {
+        Error::Address(
+            config::ACCOUNTS.name.into(),
+            "lists no WhatsApp account".into(),
+        )
+    })?;
     let logger = SheetsLoggerClient::new(logger_channel.clone());
-    let (snapshot_tx, snapshot) = watch::channel(Snapshot::default());
+    let names: Vec<String> = gateways.iter().map(|(name, _)| name.clone()).collect();
+    let (snapshot_tx, snapshot) = watch::channel(Snapshot::for_accounts(&names));
     if let Some(path) = &config.launcher_file {
         restarts::start(path.clone(), snapshot_tx.clone(), &tasks);
     }
     let notices = notices::Notices::new(
         snapshot_tx.clone(),
         NoticesClient::new(dispatcher_channel),
-        NoticesClient::new(gateway_channel),
+        // The default account's gateway.
+        NoticesClient::new(default_gateway),
         NoticesClient::new(logger_channel),
     );
     notices::start(notices.clone(), &tasks);
     watchers::start(
         snapshot_tx,
         dispatcher.clone(),
-        gateway.clone(),
+        gateways.iter().map(|(_, client)| client.clone()).collect(),
         logger,
         &tasks,
     );
@@ -152,7 +168,7 @@ pub async fn run(
         auth: auth::Auth::new(config.password.clone(), config.api_key.clone()),
         snapshot,
         dispatcher,
-        gateway,
+        gateways,
         notices,
         tasks: tasks.clone(),
     });

@@ -29,24 +29,29 @@ const SESSION_CHECK: Duration = Duration::from_secs(60);
 struct Live<'a> {
     #[serde(flatten)]
     snapshot: &'a Snapshot,
-    /// The QR code to scan, as an SVG document; absent when none is waiting.
+    /// The default account's QR code to scan, as an SVG document; absent when none
+    /// is waiting.
     qr_svg: Option<&'a str>,
+    /// Each account's, in the order of `accounts`.
+    account_qr_svgs: Vec<Option<&'a str>>,
 }
 
-/// Remembers the SVG of the last QR code, so a code is drawn once however many
+/// Remembers the SVGs of the last QR codes, so a code is drawn once however many
 /// updates and clients there are.
 #[derive(Clone, Default)]
-pub struct QrCache(Arc<Mutex<Option<DrawnQr>>>);
+pub struct QrCache(Arc<Mutex<Vec<DrawnQr>>>);
 
 /// A QR code and its SVG.
 type DrawnQr = (String, Arc<str>);
 
+/// QR codes remembered: a few per account (each account's gateway shows one at a
+/// time and changes it every 20 s or so).
+const QR_CACHE: usize = 64;
+
 impl QrCache {
     pub fn svg(&self, code: &str) -> Option<Arc<str>> {
         let mut cache = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((cached, svg)) = cache.as_ref()
-            && cached == code
-        {
+        if let Some((_, svg)) = cache.iter().find(|(cached, _)| cached == code) {
             return Some(Arc::clone(svg));
         }
         let svg: Arc<str> = match render_qr(code) {
@@ -56,7 +61,10 @@ impl QrCache {
                 return None;
             }
         };
-        *cache = Some((code.to_owned(), Arc::clone(&svg)));
+        if cache.len() == QR_CACHE {
+            cache.remove(0);
+        }
+        cache.push((code.to_owned(), Arc::clone(&svg)));
         Some(svg)
     }
 }
@@ -75,9 +83,15 @@ pub fn render_qr(code: &str) -> Result<String, qrcode::types::QrError> {
 /// The JSON sent to browsers.
 pub fn payload(snapshot: &Snapshot, qr: &QrCache) -> Value {
     let qr_svg = snapshot.gateway.qr_code.as_deref().and_then(|c| qr.svg(c));
+    let drawn: Vec<Option<Arc<str>>> = snapshot
+        .accounts
+        .iter()
+        .map(|a| a.gateway.qr_code.as_deref().and_then(|c| qr.svg(c)))
+        .collect();
     serde_json::to_value(Live {
         snapshot,
         qr_svg: qr_svg.as_deref(),
+        account_qr_svgs: drawn.iter().map(|svg| svg.as_deref()).collect(),
     })
     .unwrap_or(Value::Null)
 }

@@ -145,6 +145,27 @@ pub fn render(s: &Snapshot) -> String {
         ),
     );
     registry.register(
+        "abtrack_account_connected",
+        "1 when the account's WhatsApp connection is connected",
+        gauges(
+            "account",
+            s.accounts.iter().map(|a| {
+                (
+                    a.name.clone(),
+                    a.service.up && a.gateway.status == "connected",
+                )
+            }),
+        ),
+    );
+    registry.register(
+        "abtrack_account_ready",
+        "1 when the dispatcher sends the account's jobs (its gateway is linked and reachable)",
+        gauges(
+            "account",
+            s.accounts.iter().map(|a| (a.name.clone(), a.ready)),
+        ),
+    );
+    registry.register(
         "abtrack_logger_backlog",
         "Outcome records not yet written to Google Sheets",
         ConstGauge::new(s.logger.backlog),
@@ -352,7 +373,10 @@ mod tests {
     /// it: the same bytes the hand-written renderer wrote before `prometheus-client`.
     #[test]
     fn the_whole_text_is_the_prometheus_format() {
-        let mut s = Snapshot::default();
+        let mut s = Snapshot::for_accounts(&["default".into(), "smp-2".into()]);
+        s.accounts[0].ready = true;
+        s.accounts[0].service.up = true;
+        s.accounts[0].gateway.status = "connected".into();
         s.queue.counts.pending = 3;
         s.queue.counts.sent = 7;
         s.queue.counts.delivery_overdue = 1;
@@ -417,6 +441,14 @@ abtrack_gateway_state{state="logged_out"} 0
 abtrack_gateway_state{state="banned"} 0
 abtrack_gateway_state{state="replaced"} 0
 abtrack_gateway_state{state="outdated"} 0
+# HELP abtrack_account_connected 1 when the account's WhatsApp connection is connected.
+# TYPE abtrack_account_connected gauge
+abtrack_account_connected{account="default"} 1
+abtrack_account_connected{account="smp-2"} 0
+# HELP abtrack_account_ready 1 when the dispatcher sends the account's jobs (its gateway is linked and reachable).
+# TYPE abtrack_account_ready gauge
+abtrack_account_ready{account="default"} 1
+abtrack_account_ready{account="smp-2"} 0
 # HELP abtrack_logger_backlog Outcome records not yet written to Google Sheets.
 # TYPE abtrack_logger_backlog gauge
 abtrack_logger_backlog 4

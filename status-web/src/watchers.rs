@@ -21,17 +21,47 @@ const RECONNECT_MIN: Duration = Duration::from_millis(200);
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Starts the three subscriptions.
+/// What one subscription reports on: a service, or the gateway of the `i`-th account.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Service(Service),
+    Gateway(usize),
+}
+
+impl Target {
+    fn service(self) -> Service {
+        match self {
+            Target::Service(service) => service,
+            Target::Gateway(_) => Service::Gateway,
+        }
+    }
+
+    fn set_up(self, s: &mut Snapshot, up: bool, error: Option<String>, now: i64) -> bool {
+        match self {
+            Target::Service(service) => s.set_up(service, up, error, now),
+            Target::Gateway(i) => s.set_gateway_up(i, up, error, now),
+        }
+    }
+
+    fn set_refused(self, s: &mut Snapshot, error: String, now: i64) -> bool {
+        match self {
+            Target::Service(service) => s.set_refused(service, error, now),
+            Target::Gateway(i) => s.set_gateway_refused(i, error, now),
+        }
+    }
+}
+
+/// Starts the subscriptions: the dispatcher, each account's gateway, the logger.
 pub fn start(
     snapshot: watch::Sender<Snapshot>,
     dispatcher: DispatcherClient<TokenChannel>,
-    gateway: GatewayClient<TokenChannel>,
+    gateways: Vec<GatewayClient<TokenChannel>>,
     logger: SheetsLoggerClient<TokenChannel>,
     tasks: &Tasks,
 ) {
     let s = snapshot.clone();
     tasks.spawn(keep_watching(
-        Service::Dispatcher,
+        Target::Service(Service::Dispatcher),
         snapshot.clone(),
         move || {
             let (mut client, s) = (dispatcher.clone(), s.clone());
@@ -53,17 +83,19 @@ pub fn start(
         },
         Snapshot::apply_dispatcher,
     ));
+    for (i, gateway) in gateways.into_iter().enumerate() {
+        tasks.spawn(keep_watching(
+            Target::Gateway(i),
+            snapshot.clone(),
+            move || {
+                let mut client = gateway.clone();
+                async move { Ok(client.watch(gpb::WatchRequest {}).await?.into_inner()) }
+            },
+            move |s: &mut Snapshot, event| s.apply_account_gateway(i, event),
+        ));
+    }
     tasks.spawn(keep_watching(
-        Service::Gateway,
-        snapshot.clone(),
-        move || {
-            let mut client = gateway.clone();
-            async move { Ok(client.watch(gpb::WatchRequest {}).await?.into_inner()) }
-        },
-        Snapshot::apply_gateway,
-    ));
-    tasks.spawn(keep_watching(
-        Service::Logger,
+        Target::Service(Service::Logger),
         snapshot,
         move || {
             let mut client = logger.clone();
@@ -93,21 +125,22 @@ pub fn refused_message(service: &str, status: &Status) -> String {
 }
 
 async fn keep_watching<T, Open, Fut>(
-    service: Service,
+    target: Target,
     snapshot: watch::Sender<Snapshot>,
     open: Open,
-    apply: fn(&mut Snapshot, T),
+    apply: impl Fn(&mut Snapshot, T),
 ) where
     Open: Fn() -> Fut,
     Fut: Future<Output = Result<Streaming<T>, Status>>,
 {
+    let service = target.service();
     let mut backoff = Backoff::new(RECONNECT_MIN, RECONNECT_MAX);
     loop {
         let failure = match open().await {
             Ok(mut stream) => {
-                tracing::info!(service = ?service, "watching");
+                tracing::info!(service = ?target, "watching");
                 snapshot.send_modify(|s| {
-                    s.set_up(service, true, None, now_ms());
+                    target.set_up(s, true, None, now_ms());
                 });
                 backoff.reset();
                 loop {
@@ -122,16 +155,16 @@ async fn keep_watching<T, Open, Fut>(
         };
         snapshot.send_if_modified(|s| match &failure {
             Err(error) => {
-                let changed = s.set_up(service, false, Some(error.clone()), now_ms());
+                let changed = target.set_up(s, false, Some(error.clone()), now_ms());
                 if changed {
-                    tracing::warn!(service = ?service, error = %error, "service unreachable; retrying");
+                    tracing::warn!(service = ?target, error = %error, "service unreachable; retrying");
                 }
                 changed
             }
             Ok(refused) => {
-                let changed = s.set_refused(service, refused.clone(), now_ms());
+                let changed = target.set_refused(s, refused.clone(), now_ms());
                 if changed {
-                    tracing::error!(service = ?service, "{refused}");
+                    tracing::error!(service = ?target, "{refused}");
                 }
                 changed
             }

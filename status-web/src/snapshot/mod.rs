@@ -24,7 +24,10 @@ pub const RECENT_JOBS: usize = 50;
 #[serde(rename_all = "camelCase")]
 pub struct Snapshot {
     pub services: Services,
+    /// The default account's gateway (the first of `accounts`).
     pub gateway: GatewayView,
+    /// Every account, the default one first.
+    pub accounts: Vec<AccountView>,
     pub queue: QueueView,
     pub logger: LoggerView,
     /// Most recently changed first.
@@ -121,61 +124,80 @@ impl Snapshot {
         error: Option<String>,
         now: i64,
     ) -> bool {
-        let up = state == "up";
-        let health = self.service_mut(service);
-        let changed = health.state != state || health.since.is_none();
-        if changed {
-            health.since = Some(rfc3339(now));
+        if service == Service::Gateway {
+            return self.set_gateway_state(0, state, error, now);
         }
-        health.up = up;
-        health.state = state.to_owned();
-        health.error = error;
-        if !up && service == Service::Gateway {
-            self.gateway.qr_available = false;
-            self.gateway.qr_code = None;
+        set_health(self.service_mut(service), state, error, now)
+    }
+
+    /// An empty snapshot for these accounts (names, the default one first).
+    pub fn for_accounts(names: &[String]) -> Self {
+        Self {
+            accounts: names
+                .iter()
+                .map(|name| AccountView {
+                    name: name.clone(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    /// Marks the gateway of the `i`-th account up or down; returns whether that
+    /// changed.
+    pub fn set_gateway_up(&mut self, i: usize, up: bool, error: Option<String>, now: i64) -> bool {
+        self.set_gateway_state(i, if up { "up" } else { "down" }, error, now)
+    }
+
+    /// Marks the gateway of the `i`-th account as refusing the internal token.
+    pub fn set_gateway_refused(&mut self, i: usize, error: String, now: i64) -> bool {
+        self.set_gateway_state(i, REFUSED, Some(error), now)
+    }
+
+    /// The first account's gateway is also the one `gateway` and
+    /// `services.gateway` show.
+    fn set_gateway_state(
+        &mut self,
+        i: usize,
+        state: &str,
+        error: Option<String>,
+        now: i64,
+    ) -> bool {
+        let mut changed = false;
+        if let Some(account) = self.accounts.get_mut(i) {
+            changed |= set_gateway_health(
+                &mut account.service,
+                &mut account.gateway,
+                state,
+                error.clone(),
+                now,
+            );
+        }
+        if i == 0 {
+            changed |= set_gateway_health(
+                &mut self.services.gateway,
+                &mut self.gateway,
+                state,
+                error,
+                now,
+            );
         }
         changed
     }
 
+    /// The default account's gateway event.
     pub fn apply_gateway(&mut self, event: gpb::GatewayEvent) {
-        use gpb::gateway_event::Event as E;
-        match event.event {
-            Some(E::State(state)) => {
-                let status = gpb::ConnectionStatus::try_from(state.status)
-                    .unwrap_or(gpb::ConnectionStatus::Unspecified);
-                let waiting_for_qr = status == gpb::ConnectionStatus::WaitingForQr;
-                let g = &mut self.gateway;
-                g.status = status.name().to_owned();
-                g.mode = state.mode;
-                g.detail = state.detail;
-                g.own_number = if state.own_number.is_empty() {
-                    String::new()
-                } else {
-                    mask_phone(&state.own_number)
-                };
-                g.push_name = state.push_name;
-                g.retry_at = ts(&state.retry_at);
-                g.banned_until = ts(&state.banned_until);
-                g.time_lock_until = ts(&state.time_lock_until);
-                g.new_chat_quota = state.new_chat_quota.map(|q| NewChatQuotaView {
-                    used: q.used,
-                    total: q.total,
-                    cycle_ends_at: ts(&q.cycle_ends_at),
-                });
-                g.since = ts(&state.since);
-                if !waiting_for_qr {
-                    g.qr_available = false;
-                    g.qr_code = None;
-                    g.qr_expires_at = None;
-                }
-            }
-            Some(E::Qr(qr)) => {
-                self.gateway.qr_available = true;
-                self.gateway.qr_expires_at = ts(&qr.expires_at);
-                self.gateway.qr_code = Some(qr.code);
-            }
-            // Pair codes and receipts reach the jobs through the dispatcher.
-            Some(E::PairCode(_)) | Some(E::Receipt(_)) | None => {}
+        self.apply_account_gateway(0, event);
+    }
+
+    /// An event of the `i`-th account's gateway.
+    pub fn apply_account_gateway(&mut self, i: usize, event: gpb::GatewayEvent) {
+        if let Some(account) = self.accounts.get_mut(i) {
+            apply_gateway_event(&mut account.gateway, event.clone());
+        }
+        if i == 0 {
+            apply_gateway_event(&mut self.gateway, event);
         }
     }
 
@@ -187,6 +209,12 @@ impl Snapshot {
                 self.queue.paused = s.paused;
                 self.queue.gateway_ready = s.gateway_ready;
                 self.queue.waiting_reason = s.waiting_reason;
+                for state in s.accounts {
+                    if let Some(account) = self.accounts.iter_mut().find(|a| a.name == state.name) {
+                        account.ready = state.ready;
+                        account.waiting_reason = state.waiting_reason;
+                    }
+                }
             }
             Some(E::Counts(c)) => self.queue.counts = CountsView::from(&c),
             Some(E::Job(job)) => {
@@ -223,6 +251,75 @@ impl Snapshot {
             detail: status.detail,
             last_flush_at: ts(&status.last_flush_at),
         };
+    }
+}
+
+/// Sets a service's state; returns whether it changed.
+fn set_health(health: &mut ServiceHealth, state: &str, error: Option<String>, now: i64) -> bool {
+    let changed = health.state != state || health.since.is_none();
+    if changed {
+        health.since = Some(rfc3339(now));
+    }
+    health.up = state == "up";
+    health.state = state.to_owned();
+    health.error = error;
+    changed
+}
+
+/// Sets a gateway's state: one that is not up has no QR code to show.
+fn set_gateway_health(
+    health: &mut ServiceHealth,
+    gateway: &mut GatewayView,
+    state: &str,
+    error: Option<String>,
+    now: i64,
+) -> bool {
+    let changed = set_health(health, state, error, now);
+    if !health.up {
+        gateway.qr_available = false;
+        gateway.qr_code = None;
+    }
+    changed
+}
+
+fn apply_gateway_event(g: &mut GatewayView, event: gpb::GatewayEvent) {
+    use gpb::gateway_event::Event as E;
+    match event.event {
+        Some(E::State(state)) => {
+            let status = gpb::ConnectionStatus::try_from(state.status)
+                .unwrap_or(gpb::ConnectionStatus::Unspecified);
+            let waiting_for_qr = status == gpb::ConnectionStatus::WaitingForQr;
+            g.status = status.name().to_owned();
+            g.mode = state.mode;
+            g.detail = state.detail;
+            g.own_number = if state.own_number.is_empty() {
+                String::new()
+            } else {
+                mask_phone(&state.own_number)
+            };
+            g.push_name = state.push_name;
+            g.retry_at = ts(&state.retry_at);
+            g.banned_until = ts(&state.banned_until);
+            g.time_lock_until = ts(&state.time_lock_until);
+            g.new_chat_quota = state.new_chat_quota.map(|q| NewChatQuotaView {
+                used: q.used,
+                total: q.total,
+                cycle_ends_at: ts(&q.cycle_ends_at),
+            });
+            g.since = ts(&state.since);
+            if !waiting_for_qr {
+                g.qr_available = false;
+                g.qr_code = None;
+                g.qr_expires_at = None;
+            }
+        }
+        Some(E::Qr(qr)) => {
+            g.qr_available = true;
+            g.qr_expires_at = ts(&qr.expires_at);
+            g.qr_code = Some(qr.code);
+        }
+        // Pair codes and receipts reach the jobs through the dispatcher.
+        Some(E::PairCode(_)) | Some(E::Receipt(_)) | None => {}
     }
 }
 

@@ -93,6 +93,19 @@ pub struct GatewayView {
     pub qr_code: Option<String>,
 }
 
+/// One WhatsApp account: its gateway, and whether the dispatcher's jobs for it flow.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountView {
+    pub name: String,
+    /// Its gateway's reachability.
+    pub service: ServiceHealth,
+    pub gateway: GatewayView,
+    /// As the dispatcher last said.
+    pub ready: bool,
+    pub waiting_reason: String,
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct NewChatQuotaView {

@@ -24,9 +24,56 @@ pub struct System {
     pub base: String,
     events: watch::Sender<Vec<gpb::GatewayEvent>>,
     pub logouts: Arc<Mutex<u32>>,
+    /// With [`System::start_two_accounts`]: the second account's gateway.
+    pub second: Option<SecondAccount>,
     /// The services' data, and the launcher's record of restarts.
     dir: tempfile::TempDir,
     _stops: Vec<oneshot::Sender<()>>,
+}
+
+/// The second account's scripted gateway.
+pub struct SecondAccount {
+    events: watch::Sender<Vec<gpb::GatewayEvent>>,
+    pub logouts: Arc<Mutex<u32>>,
+}
+
+impl SecondAccount {
+    pub fn emit(&self, event: gpb::GatewayEvent) {
+        self.events.send_modify(|events| events.push(event));
+    }
+}
+
+/// The name of the second account of [`System::start_two_accounts`]; the first is
+/// `default`.
+pub const SECOND: &str = "smp-2";
+
+/// A scripted gateway serving until the system stops: its URL, events and logouts.
+async fn scripted_gateway(
+    stops: &mut Vec<oneshot::Sender<()>>,
+) -> (
+    String,
+    watch::Sender<Vec<gpb::GatewayEvent>>,
+    Arc<Mutex<u32>>,
+) {
+    let (events, events_rx) = watch::channel(vec![state(gpb::ConnectionStatus::WaitingForQr)]);
+    // Sends succeed, except that a message `fail-once` is refused as invalid the
+    // first time (a permanent failure) and accepted after a retry.
+    let gateway = ScriptedGateway::new(events_rx, |request, call| async move {
+        if request.message == "fail-once" && call == 1 {
+            return Err(Status::invalid_argument("recipient refused by the script"));
+        }
+        Ok(())
+    });
+    let logouts = Arc::clone(&gateway.logouts);
+    let (gl, gateway_url) = listener().await;
+    let router = tonic::transport::Server::builder().add_service(GatewayServer::new(gateway));
+    tokio::spawn(abtrack_proto::shutdown::serve_grpc(
+        router,
+        gl,
+        stopper(stops),
+        Default::default(),
+    ));
+    (gateway_url, events, logouts)
 }
 
 async fn listener() -> (tokio::net::TcpListener, String) {
@@ -65,27 +112,31 @@ impl System {
 
     /// Starts everything, the gateway waiting for a QR scan.
     pub async fn start_with(login: Login) -> Self {
+        Self::start_system(login, false).await
+    }
+
+    /// Starts everything with a password and two accounts, `default` and
+    /// [`SECOND`], each gateway waiting for a QR scan.
+    pub async fn start_two_accounts() -> Self {
+        Self::start_system(Login::Password, true).await
+    }
+
+    async fn start_system(login: Login, two_accounts: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut stops = Vec::new();
-
-        let (events, events_rx) = watch::channel(vec![state(gpb::ConnectionStatus::WaitingForQr)]);
-        // Sends succeed, except that a message `fail-once` is refused as invalid the
-        // first time (a permanent failure) and accepted after a retry.
-        let gateway = ScriptedGateway::new(events_rx, |request, call| async move {
-            if request.message == "fail-once" && call == 1 {
-                return Err(Status::invalid_argument("recipient refused by the script"));
-            }
-            Ok(())
-        });
-        let logouts = Arc::clone(&gateway.logouts);
-        let (gl, gateway_url) = listener().await;
-        let router = tonic::transport::Server::builder().add_service(GatewayServer::new(gateway));
-        tokio::spawn(abtrack_proto::shutdown::serve_grpc(
-            router,
-            gl,
-            stopper(&mut stops),
-            Default::default(),
-        ));
+        let (gateway_url, events, logouts) = scripted_gateway(&mut stops).await;
+        let (second, accounts) = if two_accounts {
+            let (url, events, logouts) = scripted_gateway(&mut stops).await;
+            let accounts = format!("default={gateway_url},{SECOND}={url}");
+            (Some(SecondAccount { events, logouts }), Some(accounts))
+        } else {
+            (None, None)
+        };
+        // The gateways as the dispatcher and status-web are told of them.
+        let gateway_vars = |one: &'static str, several: &'static str| match &accounts {
+            Some(list) => (several, list.clone()),
+            None => (one, gateway_url.clone()),
+        };
 
         let (ll, logger_url) = listener().await;
         let data = dir.path().join("logger");
@@ -106,7 +157,7 @@ impl System {
                 "DISPATCHER_DATA_DIR",
                 dir.path().join("dispatcher").display().to_string(),
             ),
-            ("DISPATCHER_GATEWAY_URL", gateway_url.clone()),
+            gateway_vars("DISPATCHER_GATEWAY_URL", "DISPATCHER_ACCOUNTS"),
             ("DISPATCHER_LOGGER_URL", logger_url.clone()),
             ("DISPATCHER_LEASE_SECS", "10".into()),
             ("DISPATCHER_SEND_TIMEOUT_SECS", "2".into()),
@@ -122,7 +173,7 @@ impl System {
         // As the launcher sets it; the file only exists once a test writes it.
         let mut env: HashMap<&str, String> = HashMap::from([
             ("STATUS_WEB_DISPATCHER_URL", dispatcher_url),
-            ("STATUS_WEB_GATEWAY_URL", gateway_url),
+            gateway_vars("STATUS_WEB_GATEWAY_URL", "STATUS_WEB_ACCOUNTS"),
             ("STATUS_WEB_LOGGER_URL", logger_url),
             (
                 "STATUS_WEB_LAUNCHER_FILE",
@@ -140,6 +191,7 @@ impl System {
             base,
             events,
             logouts,
+            second,
             dir,
             _stops: stops,
         };
