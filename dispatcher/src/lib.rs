@@ -80,7 +80,12 @@ pub async fn run(
     let logger =
         SheetsLoggerClient::new(with_token(lazy_channel(&config.logger_url, &tasks)?, token));
     let recorder = logger_link::Recorder::default();
-    recorder.start(logger, Arc::clone(&store), &tasks);
+    recorder.start(
+        logger,
+        Arc::clone(&store),
+        accounts.default_name().to_owned(),
+        &tasks,
+    );
     let rules = Rules {
         max_attempts: config.max_attempts,
     };

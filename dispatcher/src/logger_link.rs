@@ -37,13 +37,15 @@ pub struct Recorder {
 
 impl Recorder {
     /// Starts bringing the store's unlogged outcomes to the logger.
+    /// Jobs that name no account are recorded as `default_account`'s.
     pub fn start(
         &self,
         client: SheetsLoggerClient<TokenChannel>,
         store: Arc<dyn Store>,
+        default_account: String,
         tasks: &Tasks,
     ) {
-        tasks.spawn(run(client, store, Arc::clone(&self.wake)));
+        tasks.spawn(run(client, store, default_account, Arc::clone(&self.wake)));
     }
 
     pub fn outcome_written(&self) {
@@ -54,11 +56,12 @@ impl Recorder {
 async fn run(
     mut client: SheetsLoggerClient<TokenChannel>,
     queue: Arc<dyn Store>,
+    default_account: String,
     wake: Arc<Notify>,
 ) {
     let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
     loop {
-        match record_batch(&mut client, queue.as_ref()).await {
+        match record_batch(&mut client, queue.as_ref(), &default_account).await {
             Ok(n) if n == BATCH => continue,
             Ok(_) => {
                 backoff.reset();
@@ -79,13 +82,17 @@ async fn run(
 async fn record_batch(
     client: &mut SheetsLoggerClient<TokenChannel>,
     queue: &dyn Store,
+    default_account: &str,
 ) -> Result<usize, String> {
     let jobs = queue.unlogged(BATCH).await.map_err(|e| e.to_string())?;
     if jobs.is_empty() {
         return Ok(0);
     }
     let mut request = tonic::Request::new(RecordBatchRequest {
-        records: jobs.iter().map(record_request).collect(),
+        records: jobs
+            .iter()
+            .map(|job| record_request(job, default_account))
+            .collect(),
     });
     request.set_timeout(CALL_TIMEOUT);
     client.record_batch(request).await.map_err(|status| {
@@ -110,7 +117,7 @@ async fn record_batch(
 
 /// One outcome per attempt: delivered and read are progress of a sent message, so
 /// they are recorded as `sent`.
-fn record_request(job: &Job) -> RecordRequest {
+fn record_request(job: &Job, default_account: &str) -> RecordRequest {
     let status = if job.status == JobStatus::Failed {
         "failed"
     } else {
@@ -138,5 +145,9 @@ fn record_request(job: &Job) -> RecordRequest {
         },
         message: job.message.clone(),
         occurred_at: Some(to_timestamp(job.sent_at.unwrap_or(job.updated_at))),
+        account: job
+            .account
+            .clone()
+            .unwrap_or_else(|| default_account.to_owned()),
     }
 }

@@ -77,6 +77,14 @@ impl FakeGoogle {
             .unwrap_or_default()
     }
 
+    /// Puts `rows` into a tab as a person would have typed them (a sheet already in
+    /// use before the logger started).
+    pub fn seed(&self, tab: &str, rows: Vec<Vec<Value>>) {
+        let mut sheet = self.inner.lock().unwrap();
+        sheet.tabs.retain(|(t, _)| t != tab);
+        sheet.tabs.push((tab.to_owned(), rows));
+    }
+
     pub fn tabs(&self) -> Vec<String> {
         self.inner
             .lock()

@@ -38,7 +38,8 @@ pub struct Flusher {
 
 impl Flusher {
     pub async fn run(self) {
-        let mut tab_ready = false;
+        // Once the tab is known: whether it has the Account column.
+        let mut tab = None;
         let mut verify = match self.outbox.in_flight().await {
             Ok(in_flight) => in_flight,
             Err(e) => {
@@ -72,7 +73,7 @@ impl Flusher {
                     continue;
                 }
             }
-            match self.flush_once(&mut tab_ready, &mut verify).await {
+            match self.flush_once(&mut tab, &mut verify).await {
                 Ok(sent) => {
                     backoff.reset();
                     let backlog = self.outbox.backlog().await.unwrap_or(0);
@@ -94,7 +95,7 @@ impl Flusher {
                         verify = true;
                     }
                     if operator {
-                        tab_ready = false;
+                        tab = None;
                     }
                     let wait = backoff.next_delay();
                     let message = if operator {
@@ -124,13 +125,13 @@ impl Flusher {
     /// Appends the oldest batch; returns how many records left the outbox.
     async fn flush_once(
         &self,
-        tab_ready: &mut bool,
+        tab: &mut Option<bool>,
         verify: &mut bool,
     ) -> Result<usize, SheetError> {
-        if !*tab_ready {
-            self.client.ensure_tab(self.format.header()).await?;
-            *tab_ready = true;
-        }
+        let account_column = match *tab {
+            Some(account_column) => account_column,
+            None => *tab.insert(self.client.ensure_tab(self.format.header()).await?),
+        };
         let storage = |e: crate::Error| SheetError::Transient(format!("outbox: {e}"));
         let mut batch = self
             .outbox
@@ -170,7 +171,7 @@ impl Flusher {
         }
         let rows = batch
             .iter()
-            .map(|(_, record)| self.format.row(record))
+            .map(|(_, record)| self.format.row(record, account_column))
             .collect();
         self.outbox.set_in_flight(true).await.map_err(storage)?;
         match self.client.append(rows).await {

@@ -70,6 +70,7 @@ impl TryFrom<pb::RecordRequest> for Record {
             error_message: req.error_message,
             message: req.message,
             occurred_at: req.occurred_at.as_ref().map_or_else(now_ms, from_timestamp),
+            account: req.account,
         })
     }
 }

@@ -31,6 +31,8 @@ pub struct Record {
     /// Empty unless the operator enabled message texts.
     pub message: String,
     pub occurred_at: i64,
+    /// The WhatsApp account that sent it; empty from a dispatcher that names none.
+    pub account: String,
 }
 
 #[derive(Clone)]
@@ -73,7 +75,10 @@ impl Outbox {
                 PRIMARY KEY (job_id, status, occurred_at)
             );
             CREATE INDEX IF NOT EXISTS written_by_age ON written (written_at);",
-            |_| Ok(()),
+            |db| {
+                db.ensure_column("outbox", "account", "TEXT NOT NULL DEFAULT ''", None)?;
+                Ok(())
+            },
             &["outbox", "meta", "written"],
         )?;
         Ok(Self { db, set_aside })
@@ -116,7 +121,7 @@ impl Outbox {
         self.with(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT seq, job_id, status, recipient, attempts, message_id, error_code, error_message,
-                    message, occurred_at
+                    message, occurred_at, account
                  FROM outbox ORDER BY seq LIMIT ?1",
             )?;
             let rows = stmt.query_map([limit as i64], |row| {
@@ -132,6 +137,7 @@ impl Outbox {
                         error_message: row.get(7)?,
                         message: row.get(8)?,
                         occurred_at: row.get(9)?,
+                        account: row.get(10)?,
                     },
                 ))
             })?;
@@ -248,8 +254,8 @@ fn insert(
     }
     tx.prepare_cached(
         "INSERT INTO outbox (job_id, status, recipient, attempts, message_id, error_code,
-            error_message, message, occurred_at, recorded_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            error_message, message, occurred_at, recorded_at, account)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
         record.job_id,
@@ -261,7 +267,8 @@ fn insert(
         record.error_message,
         record.message,
         record.occurred_at,
-        now
+        now,
+        record.account
     ])?;
     Ok((tx.last_insert_rowid() as u64, false))
 }
@@ -288,6 +295,7 @@ mod tests {
             error_message: String::new(),
             message: String::new(),
             occurred_at: i64::from(attempts) * 1000,
+            account: String::new(),
         }
     }
 

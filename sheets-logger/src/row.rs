@@ -9,7 +9,7 @@ use abtrack_proto::mask_phone;
 
 use crate::outbox::Record;
 
-/// The header row, written when the tab is empty.
+/// The columns every tab has, in order.
 pub const HEADER: &[&str] = &[
     "Time",
     "Job ID",
@@ -18,8 +18,14 @@ pub const HEADER: &[&str] = &[
     "Attempts",
     "Message ID",
     "Error",
-    "Message",
 ];
+
+/// The column naming the WhatsApp account, after [`HEADER`]: in every tab the logger
+/// starts; a tab whose header was written without it keeps its columns.
+pub const ACCOUNT: &str = "Account";
+
+/// The message text's column, last, when enabled.
+pub const MESSAGE: &str = "Message";
 
 #[derive(Debug, Clone)]
 pub struct RowFormat {
@@ -29,20 +35,14 @@ pub struct RowFormat {
 }
 
 impl RowFormat {
-    /// The number of columns written.
-    pub fn width(&self) -> usize {
-        if self.include_message {
-            HEADER.len()
-        } else {
-            HEADER.len() - 1
-        }
-    }
-
+    /// The header of a tab the logger starts: with the Account column.
     pub fn header(&self) -> Vec<Value> {
-        HEADER[..self.width()]
-            .iter()
-            .map(|h| Value::from(*h))
-            .collect()
+        let mut header: Vec<Value> = HEADER.iter().map(|h| Value::from(*h)).collect();
+        header.push(Value::from(ACCOUNT));
+        if self.include_message {
+            header.push(Value::from(MESSAGE));
+        }
+        header
     }
 
     fn time(&self, ms: i64) -> String {
@@ -63,7 +63,9 @@ impl RowFormat {
         )
     }
 
-    pub fn row(&self, record: &Record) -> Vec<Value> {
+    /// The row of `record`, for a tab with an Account column or without one (a tab
+    /// started before the column existed).
+    pub fn row(&self, record: &Record, account_column: bool) -> Vec<Value> {
         let time = self.time(record.occurred_at);
         let recipient = if self.full_recipient {
             record
@@ -93,6 +95,9 @@ impl RowFormat {
             Value::from(record.message_id.clone()),
             Value::from(error),
         ];
+        if account_column {
+            row.push(Value::from(record.account.clone()));
+        }
         if self.include_message {
             row.push(Value::from(record.message.clone()));
         }
@@ -131,6 +136,7 @@ mod tests {
             message: "Ananda tidak hadir".into(),
             // 2026-11-24T00:30:00Z
             occurred_at: 1_795_480_200_000,
+            account: "sd-harapan".into(),
         }
     }
 
@@ -141,8 +147,10 @@ mod tests {
             full_recipient: false,
             include_message: false,
         };
-        let row = format.row(&record());
+        let row = format.row(&record(), true);
         assert_eq!(row.len(), format.header().len());
+        assert_eq!(format.header()[7], "Account");
+        assert_eq!(row[7], "sd-harapan");
         assert_eq!(row[0], "2026-11-24 07:30:00");
         assert_eq!(row[2], "62812*****890");
         assert_eq!(row[4], 3);
@@ -158,11 +166,15 @@ mod tests {
             full_recipient: true,
             include_message: true,
         };
-        let row = format.row(&record());
+        let row = format.row(&record(), true);
         assert_eq!(row[0], "2026-11-24 00:30:00");
         assert_eq!(row[2], "6281234567890");
-        assert_eq!(row[7], "Ananda tidak hadir");
-        assert_eq!(format.header().len(), 8);
+        assert_eq!(row[8], "Ananda tidak hadir");
+        assert_eq!(format.header().len(), 9);
+        // A tab started without the Account column keeps its columns.
+        let old = format.row(&record(), false);
+        assert_eq!(old.len(), 8);
+        assert_eq!(old[7], "Ananda tidak hadir");
         // A row read back has its numbers as strings.
         let read: Vec<Value> = row
             .iter()

@@ -17,6 +17,8 @@ use google_sheets4::yup_oauth2::client::CustomHyperClientBuilder;
 use google_sheets4::yup_oauth2::{ServiceAccountAuthenticator, ServiceAccountKey};
 use serde_json::Value;
 
+use crate::row::{ACCOUNT, HEADER};
+
 /// The longest one call to Google may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -82,13 +84,15 @@ impl SheetClient {
         })
     }
 
-    /// The tab's whole-column range, quoted as A1 notation needs: `'Log'!A:H`.
+    /// The tab's whole-column range, quoted as A1 notation needs: `'Log'!A:I`.
     fn range(&self, columns: &str) -> String {
         format!("'{}'!{columns}", self.tab.replace('\'', "''"))
     }
 
     /// Creates the tab when it is missing and writes `header` when it is empty.
-    pub async fn ensure_tab(&self, header: Vec<Value>) -> Result<(), SheetError> {
+    /// Answers whether the tab's header has the Account column (it has when written
+    /// now; a tab started before the column existed has not).
+    pub async fn ensure_tab(&self, header: Vec<Value>) -> Result<bool, SheetError> {
         let call = self
             .hub
             .spreadsheets()
@@ -124,15 +128,21 @@ impl SheetClient {
             .timed(
                 self.hub
                     .spreadsheets()
-                    .values_get(&self.spreadsheet_id, &self.range("A1:H1"))
+                    .values_get(&self.spreadsheet_id, &self.range("A1:I1"))
                     .doit(),
             )
             .await?;
-        if first.values.unwrap_or_default().is_empty() {
+        let first = first.values.unwrap_or_default();
+        let Some(existing) = first.first().filter(|row| !row.is_empty()) else {
             self.append(vec![header]).await?;
             tracing::info!(tab = %self.tab, "wrote the header row");
+            return Ok(true);
+        };
+        let account = existing.get(HEADER.len()) == Some(&Value::from(ACCOUNT));
+        if !account {
+            tracing::info!(tab = %self.tab, "the tab was started without an Account column; rows keep its columns");
         }
-        Ok(())
+        Ok(account)
     }
 
     /// Appends rows after the last row of the tab's table, as raw values.
@@ -145,7 +155,7 @@ impl SheetClient {
         let call = self
             .hub
             .spreadsheets()
-            .values_append(body, &self.spreadsheet_id, &self.range("A:H"))
+            .values_append(body, &self.spreadsheet_id, &self.range("A:I"))
             .value_input_option("RAW")
             .insert_data_option("INSERT_ROWS");
         self.timed(call.doit()).await?;

@@ -125,6 +125,34 @@ async fn each_job_goes_out_from_its_own_account_and_a_stopped_account_holds_up_o
     assert!(smp_later.iter().all(|id| smp_sent.contains(id)));
     assert!(sd_later.iter().all(|id| !smp_sent.contains(id)));
 
+    // The logger holds each outcome with the account that sent it (jobs naming none
+    // as the default account's).
+    let outbox = cluster.dir.path().join("data/sheets-logger/outbox.sqlite3");
+    let by_account = || -> Vec<(String, i64)> {
+        let conn = rusqlite::Connection::open_with_flags(
+            &outbox,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        let mut stmt = conn
+            .prepare("SELECT account, COUNT(*) FROM outbox GROUP BY account ORDER BY account")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let expected = vec![("sd-harapan".to_owned(), 60), ("smp-2".to_owned(), 60)];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while by_account() != expected {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "outbox by account: {:?}",
+            by_account()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // An account nobody sends for is refused at the door, naming the accounts.
     let body = json!({ "to": "0812-3456-7890", "message": "Halo", "account": "sma-9" });
     let (code, answer) = cluster.post("/api/messages", body.to_string()).await;

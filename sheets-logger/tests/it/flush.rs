@@ -66,6 +66,11 @@ fn record(n: usize) -> pb::RecordRequest {
         error_message: String::new(),
         message: "Ananda hadir".into(),
         occurred_at: Some(to_timestamp(1_795_480_200_000 + n as i64 * 1000)),
+        account: if n.is_multiple_of(2) {
+            "sd-harapan".into()
+        } else {
+            "smp-2".into()
+        },
     }
 }
 
@@ -182,7 +187,10 @@ async fn a_thousand_rows_arrive_in_order_once_through_an_outage_and_rate_limits(
     );
     assert_eq!(rows[1][0], "2026-11-24 07:30:00", "times in Asia/Jakarta");
     assert_eq!(rows[1][2], "62812*****890", "recipients masked by default");
-    assert_eq!(rows[1].len(), 7, "no message column unless enabled");
+    assert_eq!(rows[0][7], "Account");
+    assert_eq!(rows[1][7], "sd-harapan");
+    assert_eq!(rows[2][7], "smp-2");
+    assert_eq!(rows[1].len(), 8, "no message column unless enabled");
     assert!(
         fake.append_calls() > 11,
         "rate-limited calls were retried ({})",
@@ -190,6 +198,39 @@ async fn a_thousand_rows_arrive_in_order_once_through_an_outage_and_rate_limits(
     );
     assert_eq!(fake.unauthorized_calls(), 0);
     assert_eq!(fake.tabs(), ["Log"], "the missing tab was created");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tab_started_before_the_account_column_keeps_its_columns() {
+    let (fake, url) = FakeGoogle::start("sheet-1").await;
+    let old_header: Vec<serde_json::Value> = [
+        "Time",
+        "Job ID",
+        "Recipient",
+        "Status",
+        "Attempts",
+        "Message ID",
+        "Error",
+    ]
+    .map(serde_json::Value::from)
+    .to_vec();
+    fake.seed("Log", vec![old_header.clone()]);
+    let logger = start_logger(&url, &fake, "sheet-1").await;
+    let mut client = logger.client.clone();
+    for n in 1..=3 {
+        client.record(record(n)).await.unwrap();
+    }
+    wait_state(&logger.client, Duration::from_secs(30), |s| {
+        s.state == pb::LoggerState::Ok as i32 && s.backlog == 0
+    })
+    .await;
+    let rows = fake.rows("Log");
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    assert_eq!(rows[0], old_header, "the header is left as it was");
+    for row in &rows[1..] {
+        assert_eq!(row.len(), 7, "no column the header does not have: {row:?}");
+    }
+    assert_eq!(rows[1][1], "job-0001");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
