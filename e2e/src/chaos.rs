@@ -39,6 +39,26 @@ pub enum Backend {
     /// Firestore, the documents in an app's own shape ([`APP_SHAPE`]): nested
     /// fields, other status words.
     FirestoreAppShape,
+    /// Firestore with two accounts, each its own gateway ([`ACCOUNTS`]), and three
+    /// dispatchers: the gateway kills alternate between the accounts, and every job
+    /// must go out from its own account's gateway.
+    FirestoreAccounts,
+}
+
+/// The accounts of [`Backend::FirestoreAccounts`], the default one first: a job names
+/// the first, the second, or none (the first's).
+pub const ACCOUNTS: [&str; 2] = ["sd-harapan", "smp-2"];
+/// The second account's gateway, as the cluster names it, and its data folder.
+const SECOND_GATEWAY: &str = "wa-gateway-smp-2";
+const SECOND_DATA: &str = "data/wa-gateway/smp-2";
+
+/// The account the `i`-th planned job names with several accounts.
+fn account_of(i: usize) -> Option<&'static str> {
+    match i % 3 {
+        0 => None,
+        1 => Some(ACCOUNTS[0]),
+        _ => Some(ACCOUNTS[1]),
+    }
 }
 
 impl Backend {
@@ -47,13 +67,19 @@ impl Backend {
             Self::Local => "local",
             Self::Firestore => "firestore",
             Self::FirestoreAppShape => "firestore-app-shape",
+            Self::FirestoreAccounts => "firestore-accounts",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::Local, Self::Firestore, Self::FirestoreAppShape]
-            .into_iter()
-            .find(|b| b.name() == text)
+        [
+            Self::Local,
+            Self::Firestore,
+            Self::FirestoreAppShape,
+            Self::FirestoreAccounts,
+        ]
+        .into_iter()
+        .find(|b| b.name() == text)
     }
 
     fn is_firestore(self) -> bool {
@@ -191,13 +217,15 @@ async fn write_jobs(
     jobs: Vec<PlannedJob>,
     start: tokio::time::Instant,
     writer: Writer,
+    accounts: bool,
 ) -> Vec<String> {
     let mut not_written = Vec::new();
-    for job in jobs {
+    for (i, job) in jobs.into_iter().enumerate() {
         tokio::time::sleep_until(start + job.at).await;
         let deadline = Instant::now() + WRITE_LIMIT;
+        let account = if accounts { account_of(i) } else { None };
         loop {
-            if writer.write(&job).await {
+            if writer.write(&job, account).await {
                 break;
             }
             if Instant::now() > deadline {
@@ -218,10 +246,15 @@ enum Writer {
 }
 
 impl Writer {
-    async fn write(&self, job: &PlannedJob) -> bool {
+    async fn write(&self, job: &PlannedJob, account: Option<&str>) -> bool {
         match self {
             Self::Api { http, url } => {
-                let body = json!({ "id": job.id, "to": job.to, "message": job.message });
+                let body = json!({
+                    "id": job.id,
+                    "to": job.to,
+                    "message": job.message,
+                    "account": account,
+                });
                 let response = http
                     .post(url)
                     .timeout(Duration::from_secs(10))
@@ -242,7 +275,8 @@ impl Writer {
             }
             // It retries on its own while the emulator is down.
             Self::Firestore(app) => {
-                app.write_job(&job.id, &job.to, &job.message).await;
+                app.write_job_for(&job.id, &job.to, &job.message, account)
+                    .await;
                 true
             }
         }
@@ -281,7 +315,13 @@ pub async fn run(options: &Options) -> Report {
                 &[]
             };
             env.extend_from_slice(shape);
-            let cluster = Cluster::start_firestore(&f.host, &collection, &env).await;
+            if options.backend == Backend::FirestoreAccounts {
+                env.push(("WA_ACCOUNT", ACCOUNTS[0]));
+            }
+            let mut cluster = Cluster::start_firestore(&f.host, &collection, &env).await;
+            if options.backend == Backend::FirestoreAccounts {
+                with_two_accounts_and_three_dispatchers(&mut cluster).await;
+            }
             let app = Arc::new(App::connect_shaped(&f.host, &collection, shape).await);
             (
                 cluster,
@@ -313,7 +353,12 @@ pub async fn run(options: &Options) -> Report {
     };
     let started = Instant::now();
     let start = tokio::time::Instant::now();
-    let writing = tokio::spawn(write_jobs(schedule.jobs.clone(), start, writer));
+    let accounts = options.backend == Backend::FirestoreAccounts;
+    let writing = tokio::spawn(write_jobs(schedule.jobs.clone(), start, writer, accounts));
+    // With two accounts the gateway kills alternate between them; a start brings back
+    // the one killed last.
+    let mut gateway_kills = 0;
+    let mut gateway_down = "wa-gateway";
 
     let mut dispatcher_generation = 0;
     let mut next_progress = Duration::from_secs(30);
@@ -326,8 +371,16 @@ pub async fn run(options: &Options) -> Report {
         tokio::time::sleep_until(start + *at).await;
         match action {
             Action::Kill(service) => {
+                let mut service = *service;
+                if service == "wa-gateway" {
+                    if accounts && gateway_kills % 2 == 1 {
+                        service = SECOND_GATEWAY;
+                    }
+                    gateway_kills += 1;
+                    gateway_down = service;
+                }
                 cluster.kill(service);
-                *report.kills.entry((*service).to_owned()).or_default() += 1;
+                *report.kills.entry(service.to_owned()).or_default() += 1;
             }
             Action::Start {
                 service: "dispatcher",
@@ -339,6 +392,10 @@ pub async fn run(options: &Options) -> Report {
                 let id = format!("chaos-dispatcher-{dispatcher_generation}");
                 cluster.spawn_as("dispatcher", "dispatcher", &[("DISPATCHER_ID", &id)]);
             }
+            Action::Start {
+                service: "wa-gateway",
+                ..
+            } if gateway_down == SECOND_GATEWAY => spawn_second_gateway(&mut cluster),
             Action::Start { service, .. } => cluster.spawn(service),
             Action::StopEmulator => {
                 if let Some(emulator) = firestore.as_mut().and_then(|f| f.builtin.as_mut()) {
@@ -361,6 +418,9 @@ pub async fn run(options: &Options) -> Report {
     report.chaos = started.elapsed();
     for service in ["wa-gateway", "dispatcher", "sheets-logger", "status-web"] {
         cluster.wait_serving(service).await;
+    }
+    if accounts {
+        cluster.wait_serving(SECOND_GATEWAY).await;
     }
 
     // The drain: until every job is sent, every outcome acknowledged by the logger,
@@ -398,12 +458,71 @@ pub async fn run(options: &Options) -> Report {
     for service in crate::SERVICES {
         cluster.kill(service);
     }
-    let log = cluster.dir.path().join("data/wa-gateway/dry-run.jsonl");
-    report.sends = Occurrences::of_jsonl(&std::fs::read_to_string(log).unwrap_or_default());
+    let sent_by = |data: &str| {
+        let log = cluster.dir.path().join(data).join("dry-run.jsonl");
+        Occurrences::of_jsonl(&std::fs::read_to_string(log).unwrap_or_default())
+    };
+    report.sends = sent_by("data/wa-gateway");
+    if accounts {
+        let second = sent_by(SECOND_DATA);
+        report.wrong_account = ids
+            .iter()
+            .enumerate()
+            .filter(|(i, id)| {
+                let wrong = if account_of(*i) == Some(ACCOUNTS[1]) {
+                    &report.sends
+                } else {
+                    &second
+                };
+                wrong.by_id.contains_key(*id)
+            })
+            .map(|(_, id)| id.clone())
+            .collect();
+        report.sends.merge(second);
+    }
     if !report.passed() {
         keep_evidence(&cluster, &report);
     }
     report
+}
+
+/// Makes the cluster send for two accounts ([`ACCOUNTS`]) through three dispatchers:
+/// starts the second account's gateway, and restarts the dispatcher with both
+/// accounts, beside two more.
+async fn with_two_accounts_and_three_dispatchers(cluster: &mut Cluster) {
+    let second = crate::free_port();
+    cluster
+        .extra_ports
+        .insert(SECOND_GATEWAY.to_owned(), second);
+    spawn_second_gateway(cluster);
+    cluster.wait_serving(SECOND_GATEWAY).await;
+    cluster.stop("dispatcher");
+    let accounts = format!(
+        "{}=http://127.0.0.1:{},{}=http://127.0.0.1:{second}",
+        ACCOUNTS[0], cluster.ports["wa-gateway"], ACCOUNTS[1]
+    );
+    cluster.set_env("DISPATCHER_GATEWAY_URL", "");
+    cluster.set_env("DISPATCHER_ACCOUNTS", &accounts);
+    cluster.spawn("dispatcher");
+    cluster.wait_serving("dispatcher").await;
+    for label in ["chaos-dispatcher-b", "chaos-dispatcher-c"] {
+        cluster.spawn_dispatcher(label);
+        cluster.wait_serving(label).await;
+    }
+}
+
+/// Starts (again) the second account's gateway on its port, its data in its folder.
+fn spawn_second_gateway(cluster: &mut Cluster) {
+    let addr = format!("127.0.0.1:{}", cluster.extra_ports[SECOND_GATEWAY]);
+    cluster.spawn_as(
+        "wa-gateway",
+        SECOND_GATEWAY,
+        &[
+            ("WA_ACCOUNT", ACCOUNTS[1]),
+            ("WA_ADDR", addr.as_str()),
+            ("WA_DATA_DIR", SECOND_DATA),
+        ],
+    );
 }
 
 /// Serves again on the same port. The port was just released, so binding it is

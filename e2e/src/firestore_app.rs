@@ -56,10 +56,18 @@ impl App {
     /// server's request time), retrying while the emulator is unreachable (a
     /// restart); an existing document counts as written.
     pub async fn write_job(&self, id: &str, to: &str, message: &str) {
+        self.write_job_for(id, to, message, None).await;
+    }
+
+    /// [`App::write_job`] naming the account that sends it.
+    pub async fn write_job_for(&self, id: &str, to: &str, message: &str, account: Option<&str>) {
         let m = self.queue.mapping();
         let mut fields = HashMap::new();
         set_at(&mut fields, m.path(Field::To), text(to));
         set_at(&mut fields, m.path(Field::Message), text(message));
+        if let Some(account) = account {
+            set_at(&mut fields, m.path(Field::Account), text(account));
+        }
         set_at(
             &mut fields,
             m.path(Field::Status),

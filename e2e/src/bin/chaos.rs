@@ -13,20 +13,22 @@ chaos: kills and restarts the AbTrack Notify services while jobs flow, then chec
 that every job was sent exactly once and logged to the sheet exactly once.
 
 USAGE
-    cargo run -p abtrack-e2e --bin chaos -- --backend local|firestore|firestore-app-shape [OPTIONS]
+    cargo run -p abtrack-e2e --bin chaos -- --backend local|firestore|firestore-app-shape|firestore-accounts [OPTIONS]
 
     Run `cargo build --workspace --bins` first: the run starts the four service
     binaries (dispatcher, wa-gateway, sheets-logger, status-web) from the same
     target folder as this command (or from ABTRACK_BIN_DIR).
 
 OPTIONS
-    --backend local|firestore|firestore-app-shape
+    --backend local|firestore|firestore-app-shape|firestore-accounts
                                 the dispatcher's queue: the embedded SQLite queue, or
                                 Firestore through the built-in emulator (or the one
                                 FIRESTORE_EMULATOR_HOST names, which is not restarted);
                                 firestore-app-shape writes the documents in an app's
                                 own shape (nested fields, other status words) and
-                                configures the mapping for it
+                                configures the mapping for it; firestore-accounts
+                                sends from two accounts (two gateways, the kills
+                                alternating between them) through three dispatchers
     --jobs N                    jobs written over the run (default 1000)
     --minutes M                 length of the chaos phase, may be fractional
                                 (default 10)
@@ -128,6 +130,9 @@ fn record(args: &Args, report: &chaos::Report) {
         Backend::Firestore => "Firestore through the built-in emulator (firestore-emulator crate)",
         Backend::FirestoreAppShape => {
             "Firestore through the built-in emulator, documents in an app's own shape (FIRESTORE_FIELD_*, FIRESTORE_STATUS_*)"
+        }
+        Backend::FirestoreAccounts => {
+            "Firestore through the built-in emulator, two accounts (two gateways) and three dispatchers"
         }
     };
     let minutes = if args.minutes.fract() == 0.0 {

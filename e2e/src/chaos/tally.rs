@@ -44,6 +44,14 @@ impl Occurrences {
         out
     }
 
+    /// Adds the occurrences of another log (another account's gateway).
+    pub fn merge(&mut self, other: Occurrences) {
+        for (id, n) in other.by_id {
+            *self.by_id.entry(id).or_default() += n;
+        }
+        self.unreadable += other.unreadable;
+    }
+
     pub fn total(&self) -> usize {
         self.by_id.values().sum()
     }
@@ -106,6 +114,8 @@ pub struct Report {
     pub unlogged: usize,
     pub outbox_backlog: u64,
     pub ids: Vec<String>,
+    /// With several accounts: jobs sent by another account's gateway than their own.
+    pub wrong_account: Vec<String>,
 }
 
 impl Report {
@@ -159,6 +169,13 @@ impl Report {
         let unknown = self.sends.unknown(&self.ids);
         if !unknown.is_empty() {
             out.push(format!("sends of unknown jobs: {}", owned(&unknown)));
+        }
+        if !self.wrong_account.is_empty() {
+            out.push(format!(
+                "{} jobs sent from another account than their own: {}",
+                self.wrong_account.len(),
+                owned(&self.wrong_account)
+            ));
         }
         let mut not_sent: Vec<String> = self
             .ids
@@ -223,7 +240,9 @@ impl Report {
         let kills = |s: &str| self.kills.get(s).copied().unwrap_or(0);
         let emulator = match (&self.emulator_note, self.backend.as_str()) {
             (Some(note), _) => format!("{} ({note})", self.emulator_restarts),
-            (None, "firestore" | "firestore-app-shape") => self.emulator_restarts.to_string(),
+            (None, "firestore" | "firestore-app-shape" | "firestore-accounts") => {
+                self.emulator_restarts.to_string()
+            }
             (None, _) => "- (no emulator)".into(),
         };
         let rows = [
@@ -236,8 +255,13 @@ impl Report {
                 format!("{:.1} s", self.drain.as_secs_f64()),
             ),
             (
-                "wa-gateway kills (SIGKILL)",
-                kills("wa-gateway").to_string(),
+                "wa-gateway kills (SIGKILL, every account's)",
+                self.kills
+                    .iter()
+                    .filter(|(s, _)| s.starts_with("wa-gateway"))
+                    .map(|(_, n)| n)
+                    .sum::<usize>()
+                    .to_string(),
             ),
             (
                 "dispatcher kills (SIGKILL)",
@@ -257,6 +281,10 @@ impl Report {
                     .to_string(),
             ),
             ("duplicates", self.sends.repeated().len().to_string()),
+            (
+                "sent from another account",
+                self.wrong_account.len().to_string(),
+            ),
             ("missing", self.sends.missing(&self.ids).len().to_string()),
             (
                 "torn dry-run lines (a kill mid-write)",

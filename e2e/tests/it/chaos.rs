@@ -2,7 +2,9 @@
 //! killed every 2–6 s, the dispatcher twice and the logger once (and, on Firestore,
 //! the emulator restarted once); every job sent exactly once, none left pending or
 //! processing, one sheet row each; on Firestore once more with the documents in an
-//! app's own shape. `CHAOS_SEED` replays a schedule. The long run is
+//! app's own shape, and once with two accounts (each its own gateway, the kills
+//! alternating between them) and three dispatchers, every job sent from its own
+//! account. `CHAOS_SEED` replays a schedule. The long run is
 //! `cargo run -p abtrack-e2e --bin chaos` (docs/testing.md).
 
 use std::time::Duration;
@@ -27,7 +29,16 @@ async fn short_run(backend: Backend) {
         failures.join("\n"),
         report.table()
     );
-    assert!(report.kills["wa-gateway"] >= 5, "{}", report.table());
+    let gateway_kills: usize = report
+        .kills
+        .iter()
+        .filter(|(s, _)| s.starts_with("wa-gateway"))
+        .map(|(_, n)| n)
+        .sum();
+    assert!(gateway_kills >= 5, "{}", report.table());
+    if backend == Backend::FirestoreAccounts {
+        assert!(report.kills["wa-gateway-smp-2"] >= 2, "{}", report.table());
+    }
     assert_eq!(report.kills["dispatcher"], 2);
     assert_eq!(report.kills["sheets-logger"], 1);
     assert_eq!(report.rows.total(), 150);
@@ -46,4 +57,9 @@ async fn firestore_queue_survives_kills_and_an_emulator_restart_and_sends_each_j
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn firestore_documents_in_an_apps_own_shape_are_each_sent_once_through_the_same_chaos() {
     short_run(Backend::FirestoreAppShape).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_accounts_and_three_dispatchers_send_each_job_once_from_its_own_account() {
+    short_run(Backend::FirestoreAccounts).await;
 }
