@@ -112,6 +112,7 @@ pub fn router(mock: Arc<MockServer>, control: SocketAddr, gateway: String) -> Ro
         .route("/", get(state))
         .route("/state", get(state))
         .route("/scan", post(scan))
+        .route("/phones", post(add_phone))
         .route("/pair-code", post(pair_code))
         .route("/recipients", get(recipients))
         .route("/recipients/{number}", put(set_recipient).get(recipient))
@@ -239,7 +240,8 @@ async fn state(State(ctx): State<Ctx>) -> Answer {
         "newChatsOpened": mock.new_chats_opened(),
         "routes": [
             "GET /state",
-            "POST /scan {} | {\"gateway\": \"http://host:port\"} | {\"code\": \"<QR code text>\"}",
+            "POST /scan {} | {\"gateway\": \"http://host:port\"} | {\"code\": \"<QR code text>\"}, and \"phone\": \"<number>\" for another account's phone",
+            "POST /phones {\"number\": \"62...\"}",
             "POST /pair-code {\"code\": \"ABCD-1234\"}",
             "GET /recipients",
             "GET|PUT /recipients/{number} {\"ack\", \"cold\", \"offline\", \"lidOnly\"}",
@@ -260,6 +262,9 @@ struct Scan {
     code: Option<String>,
     /// The gateway's gRPC address, if not the one given with `--gateway`.
     gateway: Option<String>,
+    /// The number of the phone that scans (one added with `POST /phones`); absent:
+    /// the first phone.
+    phone: Option<String>,
 }
 
 /// The phone scans a QR code: the one given, or the one the gateway shows (read from
@@ -270,10 +275,28 @@ async fn scan(State(ctx): State<Ctx>, raw: Bytes) -> Answer {
         Some(code) => code,
         None => gateway_qr(&ctx, asked.gateway.as_deref().unwrap_or(&ctx.gateway)).await?,
     };
-    ctx.mock
-        .scan_qr(&code)
-        .map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
+    let scanned = match &asked.phone {
+        Some(phone) => ctx.mock.scan_qr_as(phone, &code),
+        None => ctx.mock.scan_qr(&code),
+    };
+    scanned.map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
     Ok(Json(json!({ "scanned": true })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NewPhone {
+    number: Option<String>,
+}
+
+/// Adds another account's phone: its number (digits).
+async fn add_phone(State(ctx): State<Ctx>, raw: Bytes) -> Answer {
+    let NewPhone { number } = body(&raw)?;
+    let number = number
+        .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+        .ok_or_else(|| ApiError::bad("number: the phone's number in digits (62...)"))?;
+    ctx.mock.add_phone(&number);
+    Ok(Json(json!({ "added": number })))
 }
 
 #[derive(Deserialize, Default)]
@@ -504,7 +527,9 @@ async fn received(State(ctx): State<Ctx>) -> Answer {
         .mock
         .received()
         .into_iter()
-        .map(|m| json!({ "to": m.to, "id": m.message_id, "text": m.text, "atMs": m.at_ms }))
+        .map(|m| {
+            json!({ "from": m.from, "to": m.to, "id": m.message_id, "text": m.text, "atMs": m.at_ms })
+        })
         .collect();
     Ok(Json(Value::Array(all)))
 }

@@ -99,14 +99,46 @@ impl MockServer {
         &self.url
     }
 
-    /// The phone's number (digits).
+    /// The first phone's number (digits): the one the server started with.
     pub fn phone_number(&self) -> String {
-        self.shared.lock().number.clone()
+        self.shared.lock().phones[0].number.clone()
     }
 
-    /// The phone scans `code` (the string a client shows as its QR code): it answers
-    /// the client that shows it with `pair-success` and a signed device identity.
+    /// Adds the phone of another account, with the number `phone` (digits): its
+    /// devices link, log in and send as the first phone's do, and what the server
+    /// holds against an account (a time lock, a ban, a logout) holds against one
+    /// phone only. The methods without a number act on the first phone.
+    pub fn add_phone(&self, phone: &str) {
+        let mut state = self.shared.lock();
+        if state.phone_index(phone).is_none() {
+            state
+                .phones
+                .push(crate::server::Phone::new(phone.to_owned()));
+        }
+    }
+
+    /// The index of `phone`'s phone.
+    fn phone(&self, phone: &str) -> Result<usize> {
+        self.shared
+            .lock()
+            .phone_index(phone)
+            .ok_or_else(|| Error::Phone(format!("the mock holds no phone {phone}")))
+    }
+
+    /// The first phone scans `code` (the string a client shows as its QR code): it
+    /// answers the client that shows it with `pair-success` and a signed device
+    /// identity.
     pub fn scan_qr(&self, code: &str) -> Result<()> {
+        self.scan_qr_with(0, code)
+    }
+
+    /// `phone`'s phone scans `code`: the client showing it becomes a device of that
+    /// account.
+    pub fn scan_qr_as(&self, phone: &str, code: &str) -> Result<()> {
+        self.scan_qr_with(self.phone(phone)?, code)
+    }
+
+    fn scan_qr_with(&self, phone: usize, code: &str) -> Result<()> {
         let qr = pairing::parse_qr(code)?;
         let mut state = self.shared.lock();
         let Some((id, _)) = state.connections.iter().find(|(_, c)| {
@@ -117,26 +149,35 @@ impl MockServer {
             ));
         };
         let id = *id;
-        self.shared.send_pair_success(&mut state, id, &qr)
+        self.shared.send_pair_success(&mut state, phone, id, &qr)
     }
 
-    /// The phone's user types `code`, the pair code a client shows after asking to be
-    /// linked by phone number: the phone answers the newest such client with
+    /// The user of the phone the code was asked for types `code`, the pair code a
+    /// client shows after asking to be linked by phone number: the phone answers the
+    /// newest such client with
     /// `primary_hello`; the client's `companion_finish` then gets `pair-success`. A
     /// wrong code is found out when the client's key bundle does not open.
     pub fn enter_pair_code(&self, code: &str) -> Result<()> {
-        let (connection, wrapped) = {
+        let (connection, wrapped, phone) = {
             let state = self.shared.lock();
             let hello = state
                 .code_hellos
                 .last()
                 .ok_or_else(|| Error::Phone("no client asked for a pair code".into()))?;
-            (hello.connection, hello.wrapped_ephemeral.clone())
+            (
+                hello.connection,
+                hello.wrapped_ephemeral.clone(),
+                hello.phone,
+            )
         };
         // Key derivation takes a while (PBKDF2): not under the lock.
         let entry = pairing::enter_code(&wrapped, code)?;
         let mut state = self.shared.lock();
-        let account = state.account.public_key.public_key_bytes().to_vec();
+        let account = state.phones[phone]
+            .account
+            .public_key
+            .public_key_bytes()
+            .to_vec();
         let hello = state
             .code_hellos
             .iter_mut()
@@ -204,9 +245,15 @@ impl MockServer {
         }
     }
 
-    /// How many devices are linked to the phone.
+    /// How many devices are linked to the first phone.
     pub fn linked_devices(&self) -> usize {
-        self.shared.lock().devices.len()
+        self.shared.lock().phones[0].devices.len()
+    }
+
+    /// How many devices are linked to `phone`'s phone.
+    pub fn linked_devices_of(&self, phone: &str) -> Result<usize> {
+        let i = self.phone(phone)?;
+        Ok(self.shared.lock().phones[i].devices.len())
     }
 
     /// The pair-code steps the phone refused, each with its reason: a mistyped code
@@ -215,9 +262,9 @@ impl MockServer {
         self.shared.lock().refused_pair_steps.clone()
     }
 
-    /// How many logins (`success`) the server granted.
+    /// How many logins (`success`) the server granted, to every phone's devices.
     pub fn logins(&self) -> u64 {
-        self.shared.lock().logins
+        self.shared.lock().phones.iter().map(|p| p.logins).sum()
     }
 
     /// How many clients are connected and waiting to be linked (showing a QR code).
@@ -250,12 +297,26 @@ impl MockServer {
             .count()
     }
 
-    /// The phone unlinks every device ("log out" in Linked devices): each open
-    /// session gets the stream error WhatsApp sends for a removed device.
+    /// The first phone unlinks every device ("log out" in Linked devices): each
+    /// open session gets the stream error WhatsApp sends for a removed device.
     pub fn logout_from_phone(&self) {
+        self.logout_with(0);
+    }
+
+    /// `phone`'s phone unlinks every device; the other phones' devices stay.
+    pub fn logout_phone(&self, phone: &str) -> Result<()> {
+        self.logout_with(self.phone(phone)?);
+        Ok(())
+    }
+
+    fn logout_with(&self, phone: usize) {
         let mut state = self.shared.lock();
-        state.devices.clear();
-        for c in state.connections.values().filter(|c| c.device.is_some()) {
+        state.phones[phone].devices.clear();
+        for c in state
+            .connections
+            .values()
+            .filter(|c| c.device.is_some() && c.phone == phone)
+        {
             let error = NodeBuilder::new("stream:error")
                 .attr("code", "401")
                 .children([NodeBuilder::new("conflict")
@@ -284,19 +345,24 @@ impl MockServer {
         }
     }
 
-    /// Bans the account for `duration`: open sessions are dropped and every login
-    /// until then is refused with a temporary-ban failure.
+    /// Bans the first phone's account for `duration`: its open sessions (and those
+    /// still linking) are dropped and every login until then is refused with a
+    /// temporary-ban failure.
     pub fn temporary_ban(&self, duration: Duration) {
         let mut state = self.shared.lock();
-        state.banned_until = Some(now_secs() + duration.as_secs().max(1));
-        for c in state.connections.values() {
+        state.phones[0].banned_until = Some(now_secs() + duration.as_secs().max(1));
+        for c in state
+            .connections
+            .values()
+            .filter(|c| c.device.is_none() || c.phone == 0)
+        {
             let _ = c.tx.send(Outbound::Drop);
         }
     }
 
     /// Lifts a ban early.
     pub fn lift_ban(&self) {
-        self.shared.lock().banned_until = None;
+        self.shared.lock().phones[0].banned_until = None;
     }
 
     /// The connections open now stop answering anything (no acks, no iq results),
@@ -383,17 +449,33 @@ impl MockServer {
         self.shared.lock().stanzas.clone()
     }
 
-    /// Marks `phone` (digits) as a contact who never wrote to the account: under a
-    /// reach-out time lock, messages to it are refused with 463.
+    /// Marks `phone` (digits) as a contact who never wrote to the first phone's
+    /// account: under a reach-out time lock, messages to it are refused with 463.
     pub fn set_cold(&self, phone: &str) {
-        self.shared.lock().cold.insert(phone.to_owned());
+        self.shared.lock().phones[0].cold.insert(phone.to_owned());
     }
 
-    /// Puts the account under a reach-out time lock ending `ends_in` from now (whole
-    /// seconds): messages to cold contacts get nack 463, and the time-lock query
-    /// (`w:mex`) reports the lock and its end. Warm contacts are not affected.
+    /// Marks `contact` (digits) as one who never wrote to `phone`'s account.
+    pub fn set_cold_for(&self, phone: &str, contact: &str) -> Result<()> {
+        let i = self.phone(phone)?;
+        self.shared.lock().phones[i].cold.insert(contact.to_owned());
+        Ok(())
+    }
+
+    /// Puts the first phone's account under a reach-out time lock ending `ends_in`
+    /// from now (whole seconds): messages to cold contacts get nack 463, and the
+    /// time-lock query (`w:mex`) reports the lock and its end. Warm contacts are not
+    /// affected.
     pub fn reach_out_time_lock(&self, ends_in: Duration) {
-        self.shared.lock().time_lock_until = Some(now_secs() + ends_in.as_secs().max(1));
+        self.shared.lock().phones[0].time_lock_until = Some(now_secs() + ends_in.as_secs().max(1));
+    }
+
+    /// Puts `phone`'s account under a reach-out time lock; the other accounts are
+    /// not affected.
+    pub fn reach_out_time_lock_of(&self, phone: &str, ends_in: Duration) -> Result<()> {
+        let i = self.phone(phone)?;
+        self.shared.lock().phones[i].time_lock_until = Some(now_secs() + ends_in.as_secs().max(1));
+        Ok(())
     }
 
     /// Limits the new chats the account may open to `total` until `cycle` from now:
@@ -403,7 +485,7 @@ impl MockServer {
     /// end. Warm contacts are not counted.
     pub fn new_chat_quota(&self, total: usize, cycle: Duration) {
         let now = now_secs();
-        self.shared.lock().quota = Some(crate::server::NewChatQuota {
+        self.shared.lock().phones[0].quota = Some(crate::server::NewChatQuota {
             total,
             cycle_start: now,
             cycle_end: now + cycle.as_secs().max(1),
@@ -413,7 +495,9 @@ impl MockServer {
 
     /// How many new chats the account opened in the quota's current cycle.
     pub fn new_chats_opened(&self) -> Option<usize> {
-        self.shared.lock().current_quota().map(|q| q.opened.len())
+        self.shared.lock().phones[0]
+            .current_quota()
+            .map(|q| q.opened.len())
     }
 
     /// How the server answers messages to `phone` (digits) from now on.
@@ -475,7 +559,7 @@ impl MockServer {
                 number: number.clone(),
                 lid: state.lid_only.get(number).cloned(),
                 behaviour: state.behaviours.get(number).cloned().unwrap_or_default(),
-                cold: state.cold.contains(number),
+                cold: state.phones[0].cold.contains(number),
                 offline: state.offline.contains(number),
                 held_receipts: state
                     .held_receipts
@@ -488,20 +572,19 @@ impl MockServer {
 
     /// When the reach-out time lock ends (secs since the epoch), while one lasts.
     pub fn time_lock_until(&self) -> Option<u64> {
-        self.shared
-            .lock()
+        self.shared.lock().phones[0]
             .time_lock_until
             .filter(|t| *t > now_secs())
     }
 
     /// Lifts the reach-out time lock early.
     pub fn lift_time_lock(&self) {
-        self.shared.lock().time_lock_until = None;
+        self.shared.lock().phones[0].time_lock_until = None;
     }
 
     /// Marks `phone` (digits) as a contact who wrote to the account (undoes `set_cold`).
     pub fn set_warm(&self, phone: &str) {
-        self.shared.lock().cold.remove(phone);
+        self.shared.lock().phones[0].cold.remove(phone);
     }
 
     /// Waits until `condition` holds, for at most `limit`; answers whether it did.

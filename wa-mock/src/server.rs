@@ -34,6 +34,60 @@ pub(crate) struct NewChatQuota {
     pub opened: std::collections::BTreeSet<String>,
 }
 
+/// One phone: a WhatsApp account, its linked devices, and what WhatsApp holds
+/// against it. The mock holds one per account a test links.
+pub(crate) struct Phone {
+    pub number: String,
+    pub lid: String,
+    pub account: KeyPair,
+    pub next_device: u16,
+    pub devices: BTreeMap<u16, LinkedDevice>,
+    /// Recipients that never wrote to this account: a reach-out time lock keeps
+    /// messages to them out (nack 463) while it lasts.
+    pub cold: std::collections::BTreeSet<String>,
+    /// Set by `new_chat_quota`; lapses at the cycle's end.
+    pub quota: Option<NewChatQuota>,
+    /// Set by `reach_out_time_lock`: the lock's end (secs).
+    pub time_lock_until: Option<u64>,
+    /// Set by `temporary_ban`: logins get a 402 failure until this time (secs).
+    pub banned_until: Option<u64>,
+    pub logins: u64,
+}
+
+impl Phone {
+    pub(crate) fn new(number: String) -> Self {
+        let lid = format!("1{}", &number[number.len().saturating_sub(10)..]);
+        Self {
+            number,
+            lid,
+            account: KeyPair::generate(&mut rand10::rng()),
+            next_device: 1,
+            devices: BTreeMap::new(),
+            cold: Default::default(),
+            quota: None,
+            time_lock_until: None,
+            banned_until: None,
+            logins: 0,
+        }
+    }
+
+    /// The new-chat quota while its cycle lasts.
+    pub(crate) fn current_quota(&mut self) -> Option<&mut NewChatQuota> {
+        if self
+            .quota
+            .as_ref()
+            .is_some_and(|q| q.cycle_end <= now_secs())
+        {
+            self.quota = None;
+        }
+        self.quota.as_mut()
+    }
+
+    pub(crate) fn time_locked(&self) -> bool {
+        self.time_lock_until.is_some_and(|t| t > now_secs())
+    }
+}
+
 /// A device linked to the phone's account.
 #[derive(Debug, Clone)]
 pub(crate) struct LinkedDevice {
@@ -43,6 +97,8 @@ pub(crate) struct LinkedDevice {
 /// A linking the phone started, waiting for the device's signature.
 #[derive(Debug, Clone)]
 pub(crate) struct PendingLink {
+    /// The phone (index in `State::phones`) linking the device.
+    pub phone: usize,
     pub request_id: String,
     pub device: u16,
     pub noise_key: [u8; 32],
@@ -52,6 +108,8 @@ pub(crate) struct PendingLink {
 /// A device that asked to be linked by pair code (`companion_hello`).
 pub(crate) struct CodeHello {
     pub connection: u64,
+    /// The phone (index in `State::phones`) the code was asked for.
+    pub phone: usize,
     pub pairing_ref: Vec<u8>,
     pub wrapped_ephemeral: Vec<u8>,
     /// Set once the phone's user typed a code.
@@ -63,6 +121,8 @@ pub(crate) struct Connection {
     pub noise_key: [u8; 32],
     /// The device this connection logged in as; `None` while pairing.
     pub device: Option<u16>,
+    /// The phone (index in `State::phones`) whose device it logged in as.
+    pub phone: usize,
     pub refs: Vec<String>,
     pub pending: Option<PendingLink>,
     /// Set by `stall`: the server reads this connection's nodes and answers none
@@ -101,6 +161,8 @@ pub struct Ack {
 /// A message stanza as it reached the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stanza {
+    /// The sending account's number (digits).
+    pub from: String,
     /// The recipient's number (digits).
     pub to: String,
     pub message_id: String,
@@ -109,6 +171,8 @@ pub struct Stanza {
 /// A message the mock decrypted for one of its contacts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Received {
+    /// The number (digits) of the account that sent it.
+    pub from: String,
     /// The contact's number (digits).
     pub to: String,
     pub message_id: String,
@@ -118,11 +182,8 @@ pub struct Received {
 }
 
 pub(crate) struct State {
-    pub number: String,
-    pub lid: String,
-    pub account: KeyPair,
-    pub next_device: u16,
-    pub devices: BTreeMap<u16, LinkedDevice>,
+    /// Every account's phone; the first is the one the server started with.
+    pub phones: Vec<Phone>,
     pub connections: BTreeMap<u64, Connection>,
     pub contacts: BTreeMap<String, Contact>,
     /// Contacts WhatsApp addresses by LID only: number (digits) to LID (digits).
@@ -142,9 +203,6 @@ pub(crate) struct State {
     pub stanzas: Vec<Stanza>,
     /// How messages to each recipient (digits) are answered; absent: normally.
     pub behaviours: BTreeMap<String, AckBehaviour>,
-    /// Recipients that never wrote to the account: a reach-out time lock keeps
-    /// messages to them out (nack 463) while it lasts.
-    pub cold: std::collections::BTreeSet<String>,
     /// Whether each delivered message gets a delivery receipt from its recipient's
     /// phone by itself (the standalone mock); off in tests, which send receipts.
     pub auto_receipts: bool,
@@ -152,32 +210,24 @@ pub(crate) struct State {
     /// here (number, message id) until released.
     pub offline: std::collections::BTreeSet<String>,
     pub held_receipts: Vec<(String, String)>,
-    /// Set by `new_chat_quota`; lapses at the cycle's end.
-    pub quota: Option<NewChatQuota>,
     /// Devices waiting to be linked by pair code, newest last.
     pub code_hellos: Vec<CodeHello>,
     /// Set by `ignore_sends`: every connection logged in from now on takes no
     /// message and answers no ping (other queries it answers).
     pub ignore_sends: bool,
-    /// Set by `reach_out_time_lock`: the lock's end (secs).
-    pub time_lock_until: Option<u64>,
-    /// Set by `temporary_ban`: logins get a 402 failure until this time (secs).
-    pub banned_until: Option<u64>,
-    pub logins: u64,
     pub iq_counter: u64,
 }
 
 impl State {
-    /// The new-chat quota while its cycle lasts.
-    pub(crate) fn current_quota(&mut self) -> Option<&mut NewChatQuota> {
-        if self
-            .quota
-            .as_ref()
-            .is_some_and(|q| q.cycle_end <= now_secs())
-        {
-            self.quota = None;
-        }
-        self.quota.as_mut()
+    /// The phone of the account whose number is `number` (digits).
+    pub(crate) fn phone_index(&self, number: &str) -> Option<usize> {
+        self.phones.iter().position(|p| p.number == number)
+    }
+
+    /// The phone of the account that sent `message_id`, when the server saw it.
+    pub(crate) fn sender_of(&self, message_id: &str) -> Option<usize> {
+        let stanza = self.stanzas.iter().find(|s| s.message_id == message_id)?;
+        self.phone_index(&stanza.from)
     }
 
     /// The number (digits) of the contact `jid` names: its user for a phone-number
@@ -266,15 +316,10 @@ pub(crate) fn result_for(node: &Node) -> NodeBuilder {
 
 impl Shared {
     pub(crate) fn new(number: String) -> Self {
-        let lid = format!("1{}", &number[number.len().saturating_sub(10)..]);
         Self {
             identity: ServerIdentity::generate(),
             state: Mutex::new(State {
-                number,
-                lid,
-                account: KeyPair::generate(&mut rand10::rng()),
-                next_device: 1,
-                devices: BTreeMap::new(),
+                phones: vec![Phone::new(number)],
                 connections: BTreeMap::new(),
                 contacts: BTreeMap::new(),
                 lid_only: BTreeMap::new(),
@@ -285,16 +330,11 @@ impl Shared {
                 acks: Vec::new(),
                 stanzas: Vec::new(),
                 behaviours: BTreeMap::new(),
-                cold: std::collections::BTreeSet::new(),
-                time_lock_until: None,
-                quota: None,
                 ignore_sends: false,
                 code_hellos: Vec::new(),
                 auto_receipts: false,
                 offline: std::collections::BTreeSet::new(),
                 held_receipts: Vec::new(),
-                banned_until: None,
-                logins: 0,
                 iq_counter: 0,
             }),
             changed: watch::Sender::new(0),
@@ -341,6 +381,7 @@ impl Shared {
             tx,
             noise_key,
             device: None,
+            phone: 0,
             refs: Vec::new(),
             pending: None,
             stalled: false,
@@ -349,12 +390,17 @@ impl Shared {
         match (payload.username, payload.device) {
             (Some(user), device) => {
                 let device = device.unwrap_or(0) as u16;
-                let known = user.to_string() == state.number
-                    && state
+                let phone = state.phone_index(&user.to_string());
+                let known = phone.is_some_and(|p| {
+                    state.phones[p]
                         .devices
                         .get(&device)
-                        .is_some_and(|d| d.noise_key == noise_key);
-                let banned = state.banned_until.filter(|until| *until > now_secs());
+                        .is_some_and(|d| d.noise_key == noise_key)
+                });
+                let phone = phone.unwrap_or(0);
+                let banned = state.phones[phone]
+                    .banned_until
+                    .filter(|until| *until > now_secs());
                 let reply = if !known {
                     NodeBuilder::new("failure").attr("reason", "401").build()
                 } else if let Some(until) = banned {
@@ -365,11 +411,15 @@ impl Shared {
                         .build()
                 } else {
                     connection.device = Some(device);
+                    connection.phone = phone;
                     connection.ignores_sends = state.ignore_sends;
-                    state.logins += 1;
+                    state.phones[phone].logins += 1;
                     NodeBuilder::new("success")
                         .attr("t", now_secs())
-                        .attr("lid", Jid::lid_device(state.lid.clone(), device))
+                        .attr(
+                            "lid",
+                            Jid::lid_device(state.phones[phone].lid.clone(), device),
+                        )
                         .attr("props", "1")
                         .build()
                 };
@@ -420,8 +470,15 @@ impl Shared {
             receipt = receipt.attr("type", "read");
         }
         let node = receipt.build();
+        // To the devices of the account that sent the message (every logged-in device
+        // for a message the server never saw).
+        let sender = state.sender_of(message_id);
         let mut sent = false;
-        for c in state.connections.values().filter(|c| c.device.is_some()) {
+        for c in state
+            .connections
+            .values()
+            .filter(|c| c.device.is_some() && sender.is_none_or(|p| p == c.phone))
+        {
             sent |= c.tx.send(Outbound::Node(Box::new(node.clone()))).is_ok();
         }
         if sent {
@@ -501,7 +558,7 @@ impl Shared {
                 offline
             }
             "w:sync:app:state" => app_state_reply(node),
-            "w:mex" => self.mex_reply(node),
+            "w:mex" => self.mex_reply(id, node),
             "md" if node.get_optional_child("link_code_companion_reg").is_some() => {
                 match self.link_by_code(id, node) {
                     // Answered, and the phone's pair-success sent after it.
@@ -524,14 +581,15 @@ impl Shared {
 
     /// Answers the GraphQL queries WhatsApp Web sends over `w:mex`; the reach-out
     /// time-lock query with the account's lock, any other with no data.
-    fn mex_reply(&self, node: &Node) -> Node {
+    fn mex_reply(&self, id: u64, node: &Node) -> Node {
         let query_id = node
             .get_optional_child("query")
             .and_then(|q| attr(q, "query_id"))
             .unwrap_or_default();
+        let phone = self.lock().connections.get(&id).map_or(0, |c| c.phone);
         let data = if query_id == NEW_CHAT_CAPPING_QUERY {
             let mut state = self.lock();
-            let info = state.current_quota().map(|q| {
+            let info = state.phones[phone].current_quota().map(|q| {
                 format!(
                     r#"{{"total_quota":"{}","used_quota":"{}","cycle_start_timestamp":{},"cycle_end_timestamp":{},"server_sent_timestamp":{}}}"#,
                     q.total,
@@ -546,7 +604,9 @@ impl Shared {
                 info.unwrap_or_else(|| "null".into())
             )
         } else if query_id == REACHOUT_TIMELOCK_QUERY {
-            let until = self.lock().time_lock_until.filter(|t| *t > now_secs());
+            let until = self.lock().phones[phone]
+                .time_lock_until
+                .filter(|t| *t > now_secs());
             format!(
                 r#"{{"data":{{"xwa2_fetch_account_reachout_timelock":{{"is_active":{},"time_enforcement_ends":"{}","enforcement_type":"DEFAULT"}}}}}}"#,
                 until.is_some(),
@@ -574,12 +634,13 @@ impl Shared {
         };
         let mut state = self.lock();
         let asked = attr(reg, "jid").unwrap_or_default();
-        if asked.split('@').next() != Some(state.number.as_str()) {
+        let Some(phone) = state.phone_index(asked.split('@').next().unwrap_or_default()) else {
+            let numbers: Vec<&str> = state.phones.iter().map(|p| p.number.as_str()).collect();
             return Err(crate::Error::Phone(format!(
-                "a pair code was asked for another number than this phone's {}",
-                state.number
+                "a pair code was asked for another number than this mock's phones ({})",
+                numbers.join(", ")
             )));
-        }
+        };
         match attr(reg, "stage").as_deref() {
             Some("companion_hello") => {
                 let wrapped = child("link_code_pairing_wrapped_companion_ephemeral_pub")
@@ -590,6 +651,7 @@ impl Shared {
                 state.code_hellos.retain(|h| h.connection != id);
                 state.code_hellos.push(CodeHello {
                     connection: id,
+                    phone,
                     pairing_ref: pairing_ref.clone(),
                     wrapped_ephemeral: wrapped,
                     entry: None,
@@ -623,8 +685,12 @@ impl Shared {
                     })?;
                 let hello = state.code_hellos.remove(position);
                 let entry = hello.entry.as_ref().ok_or(crate::Error::Closed)?;
-                let adv_secret =
-                    crate::pairing::open_key_bundle(&state.account, entry, &bundle, &identity)?;
+                let adv_secret = crate::pairing::open_key_bundle(
+                    &state.phones[phone].account,
+                    entry,
+                    &bundle,
+                    &identity,
+                )?;
                 let noise_key = state
                     .connections
                     .get(&id)
@@ -641,7 +707,7 @@ impl Shared {
                 if let Some(c) = state.connections.get(&id) {
                     let _ = c.tx.send(Outbound::Node(Box::new(answer)));
                 }
-                self.send_pair_success(&mut state, id, &device)?;
+                self.send_pair_success(&mut state, phone, id, &device)?;
                 Ok(None)
             }
             other => Err(crate::Error::Phone(format!(
@@ -655,19 +721,21 @@ impl Shared {
     pub(crate) fn send_pair_success(
         &self,
         state: &mut State,
+        phone: usize,
         id: u64,
         device: &crate::pairing::ScannedQr,
     ) -> crate::Result<()> {
-        let number = state.number.clone();
-        let lid = state.lid.clone();
-        let index = state.next_device;
+        let account = state.phones.get_mut(phone).ok_or(crate::Error::Closed)?;
+        let number = account.number.clone();
+        let lid = account.lid.clone();
+        let index = account.next_device;
         let identity = crate::pairing::signed_device_identity(
-            &state.account,
+            &account.account,
             device,
             index.into(),
             now_secs(),
         )?;
-        state.next_device += 1;
+        account.next_device += 1;
         state.iq_counter += 1;
         let request_id = format!("mock-{}", state.iq_counter);
         let node = NodeBuilder::new("iq")
@@ -689,6 +757,7 @@ impl Shared {
             .build();
         let connection = state.connections.get_mut(&id).ok_or(crate::Error::Closed)?;
         connection.pending = Some(PendingLink {
+            phone,
             request_id,
             device: index,
             noise_key: device.noise_key,
@@ -716,13 +785,16 @@ impl Shared {
             .get_optional_child("device-identity")
             .and_then(bytes)
             .unwrap_or_default();
+        let Some(phone) = state.phones.get_mut(pending.phone) else {
+            return;
+        };
         if let Err(e) =
-            crate::pairing::verify_device_signature(&state.account, &pending.identity_key, signed)
+            crate::pairing::verify_device_signature(&phone.account, &pending.identity_key, signed)
         {
             tracing::warn!(error = %e, "the mock phone rejects the device's signature");
             return;
         }
-        state.devices.insert(
+        phone.devices.insert(
             pending.device,
             LinkedDevice {
                 noise_key: pending.noise_key,

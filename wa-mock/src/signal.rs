@@ -417,22 +417,23 @@ pub(crate) fn handle_message(shared: &Arc<Shared>, id: u64, node: &Node) {
         return;
     };
     let to = attr(node, "to").unwrap_or_default();
-    let (recipient, sender) = {
+    let (recipient, sender, phone) = {
         let mut state = shared.lock();
         let recipient = to
             .parse::<Jid>()
             .ok()
             .and_then(|jid| state.number_of(&jid))
             .unwrap_or_else(|| to.split(['@', ':']).next().unwrap_or_default().to_owned());
+        let connection = state.connections.get(&id);
+        let device = connection.and_then(|c| c.device);
+        let phone = connection.map_or(0, |c| c.phone);
+        let number = state.phones[phone].number.clone();
         state.stanzas.push(Stanza {
+            from: number.clone(),
             to: recipient.clone(),
             message_id: message_id.clone(),
         });
-        let device = state.connections.get(&id).and_then(|c| c.device);
-        (
-            recipient,
-            device.map(|d| Jid::pn_device(state.number.clone(), d)),
-        )
+        (recipient, device.map(|d| Jid::pn_device(number, d)), phone)
     };
     let from = to.parse::<Jid>().unwrap_or_else(|_| Jid::pn(to.clone()));
     let Some(sender) = sender else {
@@ -462,10 +463,11 @@ pub(crate) fn handle_message(shared: &Arc<Shared>, id: u64, node: &Node) {
     tokio::spawn(async move {
         let behaviour = {
             let mut state = shared.lock();
-            let locked = state.time_lock_until.is_some_and(|t| t > now_secs());
-            let cold = state.cold.contains(&recipient);
+            let account = &mut state.phones[phone];
+            let locked = account.time_locked();
+            let cold = account.cold.contains(&recipient);
             let capped = cold
-                && state
+                && account
                     .current_quota()
                     .is_some_and(|q| !q.opened.contains(&recipient) && q.opened.len() >= q.total);
             if locked && cold {
@@ -499,13 +501,14 @@ pub(crate) fn handle_message(shared: &Arc<Shared>, id: u64, node: &Node) {
                 match text {
                     Ok(text) if delivers => {
                         let mut state = shared.lock();
-                        let seen = state
-                            .received
-                            .iter()
-                            .any(|r| r.to == number && r.message_id == message_id);
+                        let from = state.phones[phone].number.clone();
+                        let seen = state.received.iter().any(|r| {
+                            r.from == from && r.to == number && r.message_id == message_id
+                        });
                         if !seen {
                             fresh = true;
                             state.received.push(Received {
+                                from,
                                 to: number,
                                 message_id: message_id.clone(),
                                 text,
@@ -557,8 +560,9 @@ pub(crate) fn handle_message(shared: &Arc<Shared>, id: u64, node: &Node) {
         }
         if accepted {
             let mut state = shared.lock();
-            let cold = state.cold.contains(&recipient);
-            if let Some(quota) = state.current_quota().filter(|_| cold) {
+            let account = &mut state.phones[phone];
+            let cold = account.cold.contains(&recipient);
+            if let Some(quota) = account.current_quota().filter(|_| cold) {
                 quota.opened.insert(recipient.clone());
             }
         }

@@ -1,7 +1,8 @@
 //! The four services as processes, the gateway in its real mode (`whatsapp-rust`)
 //! pointed at the mock WhatsApp Web server with `WA_SERVER_URL`: linking from the
 //! dashboard, fifty jobs to their exact recipients with receipts, a number that is
-//! not on WhatsApp, a logout from the phone, and a gateway restart.
+//! not on WhatsApp, a logout from the phone, and a gateway restart; two accounts,
+//! each its own gateway linked to its own phone of the mock.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -29,15 +30,21 @@ fn count(status: &Value, name: &str) -> u64 {
     status["queue"]["counts"][name].as_u64().unwrap_or(0)
 }
 
-async fn gateway(cluster: &Cluster) -> GatewayClient<Channel> {
-    let url = format!("http://127.0.0.1:{}", cluster.ports["wa-gateway"]);
-    GatewayClient::connect(url).await.unwrap()
+async fn gateway(port: u16) -> GatewayClient<Channel> {
+    GatewayClient::connect(format!("http://127.0.0.1:{port}"))
+        .await
+        .unwrap()
 }
 
 /// Has the mock renew the pairing round and answers the QR code the gateway then
 /// publishes (the code the dashboard draws).
 pub async fn fresh_qr(cluster: &Cluster, mock: &MockServer) -> String {
-    let mut events = gateway(cluster)
+    fresh_qr_at(cluster.ports["wa-gateway"], mock).await
+}
+
+/// [`fresh_qr`] of the gateway serving on `port`.
+async fn fresh_qr_at(port: u16, mock: &MockServer) -> String {
+    let mut events = gateway(port)
         .await
         .watch(pb::WatchRequest::default())
         .await
@@ -414,4 +421,164 @@ async fn linking_by_pair_code_from_the_dashboard() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The second account's phone, gateway (as the cluster names it) and data folder.
+const SECOND_PHONE: &str = "6281100000002";
+const SECOND_GATEWAY: &str = "wa-gateway-smp-2";
+const SECOND_DATA: &str = "data/wa-gateway/smp-2";
+
+/// Enqueues a job for `account` (`None`: the default account).
+async fn enqueue_for(cluster: &Cluster, to: &str, message: &str, account: Option<&str>) -> String {
+    let local = format!("0{}", &to[2..]);
+    let mut body = json!({ "to": local, "message": message });
+    if let Some(account) = account {
+        body["account"] = json!(account);
+    }
+    let (code, job) = cluster.post("/api/messages", body.to_string()).await;
+    assert_eq!(code, 201, "{job}");
+    job["id"].as_str().unwrap().to_owned()
+}
+
+/// The job's status, as the REST API shows it.
+async fn status_of(cluster: &Cluster, id: &str) -> String {
+    job(cluster, id).await["status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_accounts_send_from_their_own_numbers_and_a_logged_out_one_waits_for_its_rescan() {
+    let mock = MockServer::start(PHONE).await.unwrap();
+    mock.add_phone(SECOND_PHONE);
+    for r in RECIPIENTS {
+        mock.add_contact(r);
+    }
+    let mut cluster = linked_cluster(&mock, &[("WA_ACCOUNT", "sd-harapan")]).await;
+
+    // The second account's gateway on the same server, linked by the second phone.
+    let port = abtrack_e2e::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    cluster.extra_ports.insert(SECOND_GATEWAY.into(), port);
+    cluster.spawn_as(
+        "wa-gateway",
+        SECOND_GATEWAY,
+        &[
+            ("WA_ACCOUNT", "smp-2"),
+            ("WA_ADDR", addr.as_str()),
+            ("WA_DATA_DIR", SECOND_DATA),
+        ],
+    );
+    cluster.wait_serving(SECOND_GATEWAY).await;
+    let code = fresh_qr_at(port, &mock).await;
+    mock.scan_qr_as(SECOND_PHONE, &code).unwrap();
+    assert!(
+        mock.wait_for(WAIT, |m| {
+            m.linked_devices_of(SECOND_PHONE).unwrap() == 1 && m.online() == 2
+        })
+        .await
+    );
+    assert_eq!(mock.linked_devices(), 1, "each phone links its own device");
+
+    // The dispatcher sends for both.
+    cluster.stop("dispatcher");
+    let accounts = format!(
+        "sd-harapan=http://127.0.0.1:{},smp-2=http://{addr}",
+        cluster.ports["wa-gateway"]
+    );
+    cluster.set_env("DISPATCHER_GATEWAY_URL", "");
+    cluster.set_env("DISPATCHER_ACCOUNTS", &accounts);
+    cluster.spawn("dispatcher");
+    cluster.wait_serving("dispatcher").await;
+    cluster
+        .wait_status(WAIT, "both accounts ready", |s| {
+            s["queue"]["gatewayReady"] == true
+        })
+        .await;
+
+    // 100 jobs split between them, to five recipients: each from its own number.
+    let mut expected = BTreeMap::new();
+    for n in 0..100 {
+        let to = RECIPIENTS[n % RECIPIENTS.len()];
+        let (account, from) = if n % 2 == 0 {
+            (None, PHONE)
+        } else {
+            (Some("smp-2"), SECOND_PHONE)
+        };
+        let text = format!("split {n}");
+        enqueue_for(&cluster, to, &text, account).await;
+        expected.insert((from.to_owned(), to.to_owned(), text), 1);
+    }
+    cluster
+        .wait_status(WAIT, "100 sent jobs", |s| count(s, "sent") == 100)
+        .await;
+    assert!(mock.wait_for(WAIT, |m| m.received().len() >= 100).await);
+    let by_sender = |mock: &MockServer| {
+        let mut seen = BTreeMap::new();
+        for r in mock.received() {
+            *seen.entry((r.from, r.to, r.text)).or_insert(0) += 1;
+        }
+        seen
+    };
+    assert_eq!(by_sender(&mock), expected);
+
+    // The second phone logs its device out: its jobs wait, the first account's go on.
+    mock.logout_phone(SECOND_PHONE).unwrap();
+    cluster
+        .wait_status(WAIT, "smp-2 to wait", |s| {
+            s["queue"]["waitingReason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("smp-2: "))
+        })
+        .await;
+    let mut first = Vec::new();
+    let mut second = Vec::new();
+    for (n, to) in RECIPIENTS.iter().enumerate() {
+        let text = format!("while logged out {n}");
+        second.push(enqueue_for(&cluster, to, &text, Some("smp-2")).await);
+        expected.insert((SECOND_PHONE.to_owned(), (*to).to_owned(), text.clone()), 1);
+        let text = format!("meanwhile {n}");
+        first.push(enqueue_for(&cluster, to, &text, Some("sd-harapan")).await);
+        expected.insert((PHONE.to_owned(), (*to).to_owned(), text), 1);
+    }
+    for id in &first {
+        wait_job(&cluster, id, "the first account's job", |j| {
+            j["status"] == "sent"
+        })
+        .await;
+    }
+    for id in &second {
+        assert_eq!(status_of(&cluster, id).await, "pending", "{id}");
+    }
+    assert_eq!(
+        mock.received().len(),
+        105,
+        "nothing leaves the logged-out account"
+    );
+
+    // Rescanned: its jobs go out, from its own number.
+    let code = fresh_qr_at(port, &mock).await;
+    mock.scan_qr_as(SECOND_PHONE, &code).unwrap();
+    for id in &second {
+        wait_job(
+            &cluster,
+            id,
+            "the second account's job after its rescan",
+            |j| j["status"] == "sent",
+        )
+        .await;
+    }
+    assert!(mock.wait_for(WAIT, |m| m.received().len() >= 110).await);
+    assert_eq!(by_sender(&mock), expected);
+    let old = cluster.dir.path().join(SECOND_DATA).join("old-sessions");
+    assert_eq!(std::fs::read_dir(&old).unwrap().count(), 1);
+    assert!(
+        !cluster
+            .dir
+            .path()
+            .join("data/wa-gateway/old-sessions")
+            .exists(),
+        "the first account's session was never touched"
+    );
 }
