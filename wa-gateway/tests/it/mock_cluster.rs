@@ -582,3 +582,97 @@ async fn two_accounts_send_from_their_own_numbers_and_a_logged_out_one_waits_for
         "the first account's session was never touched"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_account_installation_names_its_accounts_without_a_rescan_or_a_lost_job() {
+    let firestore = abtrack_firestore_emulator::TestFirestore::from_env();
+    let collection = format!("upgrade-{}", uuid::Uuid::new_v4().simple());
+    let mock = MockServer::start(PHONE).await.unwrap();
+    for r in RECIPIENTS {
+        mock.add_contact(r);
+    }
+    let queue = [
+        ("QUEUE", "firestore"),
+        ("FIRESTORE_EMULATOR_HOST", firestore.host.as_str()),
+        ("FIRESTORE_COLLECTION", collection.as_str()),
+    ];
+    // Before: one account, named nothing, its session in data/wa-gateway.
+    let mut cluster = linked_cluster(&mock, &queue).await;
+    let app = abtrack_e2e::firestore_app::App::connect(&firestore.host, &collection).await;
+    let local = |to: &str| format!("0{}", &to[2..]);
+    for (n, to) in RECIPIENTS.iter().enumerate() {
+        app.write_job(&format!("before-{n}"), &local(to), &format!("before {n}"))
+            .await;
+    }
+    for n in 0..RECIPIENTS.len() {
+        wait_job(
+            &cluster,
+            &format!("before-{n}"),
+            "a job before the upgrade",
+            |j| j["status"] == "sent",
+        )
+        .await;
+    }
+    // Stopped for the upgrade, while the app goes on writing jobs (naming no account).
+    cluster.stop("dispatcher");
+    cluster.stop("wa-gateway");
+    for (n, to) in RECIPIENTS.iter().enumerate() {
+        app.write_job(&format!("after-{n}"), &local(to), &format!("after {n}"))
+            .await;
+    }
+    let logins = mock.logins();
+
+    // After: the same data folder and collection, the accounts named.
+    cluster.set_env("WA_ACCOUNT", "sd-harapan");
+    cluster.spawn("wa-gateway");
+    let accounts = format!(
+        "sd-harapan=http://127.0.0.1:{},smp-2=http://127.0.0.1:{}",
+        cluster.ports["wa-gateway"],
+        abtrack_e2e::free_port()
+    );
+    cluster.set_env("DISPATCHER_GATEWAY_URL", "");
+    cluster.set_env("DISPATCHER_ACCOUNTS", &accounts);
+    cluster.spawn("dispatcher");
+    cluster.wait_serving("wa-gateway").await;
+    cluster.wait_serving("dispatcher").await;
+    for n in 0..RECIPIENTS.len() {
+        wait_job(
+            &cluster,
+            &format!("after-{n}"),
+            "a job written during the upgrade",
+            |j| j["status"] == "sent",
+        )
+        .await;
+    }
+    // No rescan: the same linked device logged in again with its session.
+    assert_eq!(mock.linked_devices(), 1);
+    assert!(mock.logins() > logins);
+    assert!(
+        !cluster
+            .dir
+            .path()
+            .join("data/wa-gateway/old-sessions")
+            .exists(),
+        "no session was moved aside"
+    );
+    let status = cluster
+        .wait_status(WAIT, "the upgraded gateway connected", |s| {
+            s["gateway"]["status"] == "connected"
+        })
+        .await;
+    assert_eq!(status["gateway"]["qrAvailable"], false);
+    // Every job once, from the one number it always had.
+    assert!(mock.wait_for(WAIT, |m| m.received().len() >= 10).await);
+    let mut texts: Vec<(String, String)> = mock
+        .received()
+        .into_iter()
+        .map(|r| (r.from, r.text))
+        .collect();
+    texts.sort();
+    let mut expected: Vec<(String, String)> = (0..RECIPIENTS.len())
+        .flat_map(|n| [format!("after {n}"), format!("before {n}")])
+        .map(|text| (PHONE.to_owned(), text))
+        .collect();
+    expected.sort();
+    assert_eq!(texts, expected);
+}
