@@ -384,7 +384,7 @@ fn gateways(
     let Some(list) = env.get(ACCOUNTS.name) else {
         return Ok(vec![AccountGateway {
             account: abtrack_proto::account::DEFAULT.to_owned(),
-            url: env.url(GATEWAY_URL)?,
+            url: env.grpc_url(GATEWAY_URL)?,
         }]);
     };
     if env.get(GATEWAY_URL.name).is_some() {
@@ -459,7 +459,7 @@ impl Config {
             backend,
             data_dir: PathBuf::from(env.string(DATA_DIR)),
             gateways: gateways(&env)?,
-            logger_url: env.url(LOGGER_URL)?,
+            logger_url: env.grpc_url(LOGGER_URL)?,
             owner,
             lease: env.secs(LEASE_SECS)?,
             send_timeout: env.secs(SEND_TIMEOUT_SECS)?,
@@ -567,7 +567,7 @@ mod tests {
     fn several_accounts_each_name_their_gateway() {
         let c = config(&[(
             "DISPATCHER_ACCOUNTS",
-            " sd-harapan=http://127.0.0.1:50052/, smp-2=https://gw.sekolah.id:443 ",
+            " sd-harapan=http://127.0.0.1:50052/, smp-2=http://10.8.0.7:50052 ",
         )])
         .unwrap();
         let listed: Vec<(&str, &str)> = c
@@ -579,7 +579,7 @@ mod tests {
             listed,
             [
                 ("sd-harapan", "http://127.0.0.1:50052"),
-                ("smp-2", "https://gw.sekolah.id:443")
+                ("smp-2", "http://10.8.0.7:50052")
             ]
         );
         for (pairs, reason) in [

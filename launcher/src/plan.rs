@@ -233,11 +233,17 @@ impl Plan {
         };
         for (client, server) in addrs::CLIENTS {
             // With accounts, the dispatcher and status-web get every gateway in one
-            // list instead.
-            let gateway_url = [addrs::DISPATCHER_GATEWAY_URL, addrs::STATUS_WEB_GATEWAY_URL]
-                .iter()
-                .any(|var| var.name == client.name);
-            if !accounts.is_empty() && gateway_url {
+            // list instead: the launcher's (ABTRACK_ACCOUNTS), or one set by hand
+            // (gateways on other machines).
+            let listed = [
+                (addrs::DISPATCHER_GATEWAY_URL, "DISPATCHER_ACCOUNTS"),
+                (addrs::STATUS_WEB_GATEWAY_URL, "STATUS_WEB_ACCOUNTS"),
+            ]
+            .iter()
+            .any(|(var, list)| {
+                var.name == client.name && (!accounts.is_empty() || env.get(list).is_some())
+            });
+            if listed {
                 continue;
             }
             let url = match env.get(client.name) {
@@ -489,6 +495,25 @@ mod tests {
         assert_eq!(single.services.len(), 4);
         assert!(single.services.iter().all(|s| s.env.is_empty()));
         assert!(single.env.iter().all(|(k, _)| k != "DISPATCHER_ACCOUNTS"));
+    }
+
+    #[test]
+    fn accounts_listed_by_hand_take_the_place_of_the_gateway_urls() {
+        let dir = folder_with_binaries();
+        let list = "sd-harapan=http://127.0.0.1:50052,smp-2=http://10.8.0.7:50052";
+        let plan = plan(
+            &[
+                ("WA_ACCOUNT", "sd-harapan"),
+                ("DISPATCHER_ACCOUNTS", list),
+                ("STATUS_WEB_ACCOUNTS", list),
+            ],
+            dir.path(),
+        )
+        .unwrap();
+        // One local gateway; the lists reach the services from the environment.
+        assert_eq!(plan.services.len(), 4);
+        assert!(plan.env.iter().all(|(k, _)| !k.ends_with("_GATEWAY_URL")));
+        assert!(plan.env.iter().all(|(k, _)| !k.ends_with("_ACCOUNTS")));
     }
 
     #[test]

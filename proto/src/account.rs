@@ -47,7 +47,7 @@ pub fn parse_gateways(list: &str) -> Result<Vec<(String, String)>, String> {
         };
         let (account, url) = (account.trim(), url.trim());
         check(account).map_err(|e| format!("account name {account:?}: {e}"))?;
-        let url = crate::config::service_url(url).map_err(|e| format!("{account}: {e}"))?;
+        let url = crate::config::grpc_url(url).map_err(|e| format!("{account}: {e}"))?;
         if let Some((twice, _)) = gateways.iter().find(|(a, _)| a == account) {
             return Err(format!("account {twice:?} is listed twice"));
         }

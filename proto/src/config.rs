@@ -152,14 +152,32 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         })
     }
 
-    /// An `http://host:port` URL of another service, without a trailing `/`.
+    /// An `http://` or `https://` URL of a web service, without a trailing `/`.
     pub fn url(&self, var: Var) -> Result<String, ConfigError> {
-        self.read(var, service_url)
+        self.read(var, web_url)
+    }
+
+    /// The `http://host:port` URL of another AbTrack Notify service ([`grpc_url`]).
+    pub fn grpc_url(&self, var: Var) -> Result<String, ConfigError> {
+        self.read(var, grpc_url)
     }
 }
 
-/// An `http://` or `https://` URL of another service, returned without a trailing `/`.
-pub fn service_url(raw: &str) -> Result<String, String> {
+/// The URL of another AbTrack Notify service's gRPC server, `http://host:port`,
+/// returned without a trailing `/`. The services speak plain gRPC to each other (no
+/// TLS in this build), so an `https://` URL, which could never connect, is refused.
+pub fn grpc_url(raw: &str) -> Result<String, String> {
+    if raw.starts_with("https://") {
+        return Err(
+            "https:// is not supported: the services speak plain gRPC to each other; across machines, carry it through an encrypted tunnel (docs/accounts.md)"
+                .into(),
+        );
+    }
+    web_url(raw)
+}
+
+/// An `http://` or `https://` URL, returned without a trailing `/`.
+pub fn web_url(raw: &str) -> Result<String, String> {
     let rest = raw
         .strip_prefix("http://")
         .or_else(|| raw.strip_prefix("https://"));
@@ -415,6 +433,12 @@ mod tests {
             env.url(var("U", "http://a:1")).unwrap_err().to_string(),
             "U=\"ftp://x\" is invalid: expected a URL like http://127.0.0.1:50051"
         );
+        assert!(
+            grpc_url("https://gw.sekolah.id:443")
+                .unwrap_err()
+                .starts_with("https:// is not supported")
+        );
+        assert_eq!(grpc_url("http://gw:50052/"), Ok("http://gw:50052".into()));
         assert_eq!(
             env.bool(var("F", "true")).unwrap_err().to_string(),
             "F=\"maybe\" is invalid: expected true or false"

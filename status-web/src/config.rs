@@ -135,9 +135,9 @@ impl Config {
         Ok(Self {
             addr,
             allowed_hosts,
-            dispatcher_url: env.url(DISPATCHER_URL)?,
+            dispatcher_url: env.grpc_url(DISPATCHER_URL)?,
             gateways: gateways(&env)?,
-            logger_url: env.url(LOGGER_URL)?,
+            logger_url: env.grpc_url(LOGGER_URL)?,
             password,
             api_key,
             internal_token: InternalToken::from_env(&env)?,
@@ -189,7 +189,7 @@ fn gateways(
     let Some(list) = env.get(ACCOUNTS.name) else {
         return Ok(vec![(
             abtrack_proto::account::DEFAULT.to_owned(),
-            env.url(GATEWAY_URL)?,
+            env.grpc_url(GATEWAY_URL)?,
         )]);
     };
     if env.get(GATEWAY_URL.name).is_some() {

@@ -90,6 +90,7 @@ fn compose_runs_the_four_services_from_one_image_with_one_published_port() {
         .collect();
     let mut expected: BTreeSet<&str> = SERVICES.into_iter().collect();
     expected.insert("firestore-emulator");
+    expected.insert("wa-gateway-2");
     assert_eq!(names, expected);
 
     let image = services["status-web"]["image"].as_str().unwrap();
@@ -100,11 +101,20 @@ fn compose_runs_the_four_services_from_one_image_with_one_published_port() {
         .map(|k| k.as_str().unwrap().to_owned())
         .collect();
     let mut used_volumes = BTreeSet::new();
-    for service in SERVICES {
-        let s = &services[service];
-        assert_eq!(s["image"].as_str(), Some(image), "{service}: one image");
-        assert_eq!(s["build"].as_str(), Some("."), "{service}");
-        assert_eq!(strings(&s["command"]), [service], "{service}: its binary");
+    // The second account's gateway is the gateway's binary, data folder and checks.
+    fn binary(name: &str) -> &str {
+        if name == "wa-gateway-2" {
+            "wa-gateway"
+        } else {
+            name
+        }
+    }
+    for name in SERVICES.into_iter().chain(["wa-gateway-2"]) {
+        let s = &services[name];
+        let service = binary(name);
+        assert_eq!(s["image"].as_str(), Some(image), "{name}: one image");
+        assert_eq!(s["build"].as_str(), Some("."), "{name}");
+        assert_eq!(strings(&s["command"]), [service], "{name}: its binary");
         assert_eq!(s["restart"].as_str(), Some("unless-stopped"), "{service}");
         assert_eq!(
             strings(&s["healthcheck"]["test"]),
@@ -147,11 +157,36 @@ fn compose_runs_the_four_services_from_one_image_with_one_published_port() {
         );
     }
     assert_eq!(used_volumes, top_volumes, "every named volume is used");
-    // The gateway session, the logger outbox and the local queue each have a volume.
+    // Each account's gateway session, the logger outbox and the local queue each
+    // have a volume.
     assert_eq!(
         used_volumes,
-        BTreeSet::from(["outbox", "queue", "wa-session"].map(String::from))
+        BTreeSet::from(["outbox", "queue", "wa-session", "wa-session-2"].map(String::from))
     );
+    // The second account only with its profile, under its own name.
+    let second = &services["wa-gateway-2"];
+    assert_eq!(strings(&second["profiles"]), ["second-account"]);
+    assert_eq!(
+        environment(second)["WA_ACCOUNT"],
+        "${WA_ACCOUNT_2:-account-2}"
+    );
+    assert_eq!(
+        environment(&services["wa-gateway"])["WA_ACCOUNT"],
+        "${WA_ACCOUNT:-}"
+    );
+    // The dispatcher and status-web find every account's gateway in one list, by
+    // default the one gateway under the default account's name.
+    for (client, var) in [
+        ("dispatcher", "DISPATCHER_ACCOUNTS"),
+        ("status-web", "STATUS_WEB_ACCOUNTS"),
+    ] {
+        assert_eq!(
+            environment(&services[client])[var],
+            format!("${{{var}:-default=http://wa-gateway:50052}}"),
+            "{client}"
+        );
+    }
+    assert!(read(".env.example").contains("wa-gateway-2:50052"));
 
     // Exactly one published port: status-web's, on loopback unless told otherwise.
     let mut published = Vec::new();
@@ -182,12 +217,6 @@ fn compose_runs_the_four_services_from_one_image_with_one_published_port() {
     for (client, url_var, server, addr_var) in [
         (
             "dispatcher",
-            "DISPATCHER_GATEWAY_URL",
-            "wa-gateway",
-            "WA_ADDR",
-        ),
-        (
-            "dispatcher",
             "DISPATCHER_LOGGER_URL",
             "sheets-logger",
             "SHEETS_ADDR",
@@ -197,12 +226,6 @@ fn compose_runs_the_four_services_from_one_image_with_one_published_port() {
             "STATUS_WEB_DISPATCHER_URL",
             "dispatcher",
             "DISPATCHER_ADDR",
-        ),
-        (
-            "status-web",
-            "STATUS_WEB_GATEWAY_URL",
-            "wa-gateway",
-            "WA_ADDR",
         ),
         (
             "status-web",
