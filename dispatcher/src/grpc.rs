@@ -205,7 +205,22 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
             0 => DEFAULT_LIMIT,
             n => n.min(MAX_LIMIT),
         };
-        let jobs = self.queue.list(&statuses, limit).await?;
+        let account = req.account.trim();
+        let lane = if account.is_empty() {
+            None
+        } else if self.accounts.knows(account) {
+            self.accounts
+                .lanes()
+                .into_iter()
+                .find(|lane| lane.account == account)
+        } else {
+            return Err(Error::InvalidArgument {
+                field: "account",
+                reason: self.accounts.unknown(account),
+            }
+            .into());
+        };
+        let jobs = self.queue.list(&statuses, lane.as_ref(), limit).await?;
         let counts = self.queue.counts().await?;
         Ok(Response::new(pb::ListJobsResponse {
             jobs: jobs.iter().map(pb::Job::from).collect(),

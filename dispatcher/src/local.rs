@@ -367,21 +367,43 @@ impl Store for LocalQueue {
         self.read(|conn| get_job(conn, id)).await
     }
 
-    async fn list(&self, statuses: &[JobStatus], limit: usize) -> Result<Vec<Job>> {
-        let statuses: Vec<&'static str> = statuses.iter().map(|s| s.as_str()).collect();
+    async fn list(
+        &self,
+        statuses: &[JobStatus],
+        lane: Option<&Lane>,
+        limit: usize,
+    ) -> Result<Vec<Job>> {
+        let mut values: Vec<rusqlite::types::Value> = statuses
+            .iter()
+            .map(|s| rusqlite::types::Value::from(s.as_str().to_owned()))
+            .collect();
+        let mut filters = Vec::new();
+        if !statuses.is_empty() {
+            filters.push(format!(
+                "status IN ({})",
+                vec!["?"; statuses.len()].join(", ")
+            ));
+        }
+        if let Some(lane) = lane {
+            values.push(rusqlite::types::Value::from(lane.account.clone()));
+            filters.push(if lane.is_default() {
+                "(account IS NULL OR account = ?)".to_owned()
+            } else {
+                "account = ?".to_owned()
+            });
+        }
         self.with(move |conn| {
-            let filter = if statuses.is_empty() {
+            let filter = if filters.is_empty() {
                 String::new()
             } else {
-                let marks = vec!["?"; statuses.len()].join(", ");
-                format!("WHERE status IN ({marks})")
+                format!("WHERE {}", filters.join(" AND "))
             };
             let sql = format!(
                 "SELECT {COLUMNS} FROM jobs {filter} ORDER BY updated_at DESC, rowid DESC LIMIT {limit}"
             );
             let mut stmt = conn.prepare_cached(&sql)?;
             let jobs = stmt
-                .query_map(rusqlite::params_from_iter(statuses.iter()), job_from_row)?
+                .query_map(rusqlite::params_from_iter(values), job_from_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(jobs)
         })

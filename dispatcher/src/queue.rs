@@ -76,8 +76,15 @@ pub trait Store: Send + Sync + 'static {
 
     async fn get(&self, id: &str) -> Result<Option<Job>>;
 
-    /// Newest update first; all statuses when `statuses` is empty.
-    async fn list(&self, statuses: &[JobStatus], limit: usize) -> Result<Vec<Job>>;
+    /// Newest update first; all statuses when `statuses` is empty; with `lane`, only
+    /// the jobs that lane sends (for the default account's, those naming no account
+    /// too).
+    async fn list(
+        &self,
+        statuses: &[JobStatus],
+        lane: Option<&Lane>,
+        limit: usize,
+    ) -> Result<Vec<Job>>;
 
     async fn counts(&self) -> Result<Counts>;
 
@@ -277,8 +284,13 @@ impl Queue {
         self.store.get(id).await
     }
 
-    pub async fn list(&self, statuses: &[JobStatus], limit: usize) -> Result<Vec<Job>> {
-        self.store.list(statuses, limit).await
+    pub async fn list(
+        &self,
+        statuses: &[JobStatus],
+        lane: Option<&Lane>,
+        limit: usize,
+    ) -> Result<Vec<Job>> {
+        self.store.list(statuses, lane, limit).await
     }
 
     pub async fn counts(&self) -> Result<Counts> {

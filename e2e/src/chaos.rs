@@ -161,7 +161,7 @@ async fn snapshot(store: &Store, limit: usize) -> Option<(HashMap<String, String
                 .flatten()
         }
         Store::Firestore(app) => {
-            let jobs = app.queue().list(&[], limit).await.ok()?;
+            let jobs = app.queue().list(&[], None, limit).await.ok()?;
             let unlogged = app.queue().unlogged(limit).await.ok()?.len();
             let statuses = jobs
                 .into_iter()

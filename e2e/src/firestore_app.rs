@@ -175,7 +175,11 @@ impl App {
     /// Jobs in `processing` held by `owner`.
     pub async fn held_by(&self, owner: &str) -> Vec<Job> {
         self.queue
-            .list(&[abtrack_dispatcher::job::JobStatus::Processing], 1000)
+            .list(
+                &[abtrack_dispatcher::job::JobStatus::Processing],
+                None,
+                1000,
+            )
             .await
             .unwrap()
             .into_iter()

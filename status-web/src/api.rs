@@ -176,6 +176,8 @@ pub struct ListQuery {
     status: Option<String>,
     /// Parsed by hand so a bad value gets the usual JSON error.
     limit: Option<String>,
+    /// Only this account's jobs.
+    account: Option<String>,
 }
 
 pub async fn list_jobs(
@@ -211,7 +213,11 @@ pub async fn list_jobs(
     };
     let mut client = state.dispatcher.clone();
     let response = client
-        .list_jobs(request(dpb::ListJobsRequest { statuses, limit }))
+        .list_jobs(request(dpb::ListJobsRequest {
+            statuses,
+            limit,
+            account: query.account.unwrap_or_default(),
+        }))
         .await
         .map_err(from_dispatcher)?
         .into_inner();

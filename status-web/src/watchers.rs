@@ -70,6 +70,7 @@ pub fn start(
                 let mut list = Request::new(dpb::ListJobsRequest {
                     statuses: vec![],
                     limit: RECENT_JOBS as u32,
+                    ..Default::default()
                 });
                 list.set_timeout(CALL_TIMEOUT);
                 let jobs = client.list_jobs(list).await?.into_inner().jobs;

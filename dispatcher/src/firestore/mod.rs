@@ -376,7 +376,7 @@ impl FirestoreQueue {
         let mut docs = Vec::new();
         for pages in 1.. {
             let full = page.len() == CANDIDATES as usize;
-            let after = page.last().map(|d| self.after(d));
+            let after = page.last().map(|d| self.after(d, Field::CreatedAt));
             docs.extend(page.into_iter().filter(|d| mine(d)));
             if !docs.is_empty() || !full || pages == MAX_PAGES {
                 break;
@@ -589,7 +589,15 @@ impl Store for FirestoreQueue {
             .map(|(d, _)| self.map.parse_lenient(&d)))
     }
 
-    async fn list(&self, statuses_wanted: &[JobStatus], limit: usize) -> Result<Vec<Job>> {
+    /// The default account's lane reads every job and keeps those naming no other
+    /// account (Firestore cannot query for an absent field), paging on, up to
+    /// [`MAX_PAGES`] pages, until it has `limit`.
+    async fn list(
+        &self,
+        statuses_wanted: &[JobStatus],
+        lane: Option<&Lane>,
+        limit: usize,
+    ) -> Result<Vec<Job>> {
         // IN keeps the query an equality on `status`, served by the (status,
         // updatedAt) index.
         let wanted = if statuses_wanted.is_empty() {
@@ -597,10 +605,38 @@ impl Store for FirestoreQueue {
         } else {
             statuses_wanted
         };
-        let docs = self
-            .run(self.newest_changed(wanted, limit.min(u32::MAX as usize) as u32))
-            .await?;
-        Ok(docs.iter().map(|d| self.map.parse_lenient(d)).collect())
+        let limit = limit.min(u32::MAX as usize) as u32;
+        let Some(lane) = lane else {
+            let docs = self
+                .run(self.newest_changed(wanted, None, limit, None))
+                .await?;
+            return Ok(docs.iter().map(|d| self.map.parse_lenient(d)).collect());
+        };
+        if !lane.is_default() {
+            let docs = self
+                .run(self.newest_changed(wanted, Some(&lane.account), limit, None))
+                .await?;
+            return Ok(docs.iter().map(|d| self.map.parse_lenient(d)).collect());
+        }
+        let mut jobs = Vec::new();
+        let mut after = None;
+        for _ in 0..MAX_PAGES {
+            let page = self
+                .run(self.newest_changed(wanted, None, limit, after))
+                .await?;
+            let full = page.len() == limit as usize;
+            after = page.last().map(|d| self.after(d, Field::UpdatedAt));
+            jobs.extend(
+                page.iter()
+                    .map(|d| self.map.parse_lenient(d))
+                    .filter(|j| lane.pick(j.account.as_deref()) == Pick::Take),
+            );
+            if jobs.len() >= limit as usize || !full {
+                break;
+            }
+        }
+        jobs.truncate(limit as usize);
+        Ok(jobs)
     }
 
     async fn counts(&self) -> Result<Counts> {

@@ -118,16 +118,17 @@ impl FirestoreQueue {
         }
     }
 
-    /// The cursor of a document in [`FirestoreQueue::oldest`]'s order: its
-    /// `createdAt`, then its name (Firestore's last order, which parts equal times).
-    pub(super) fn after(&self, doc: &Document) -> Vec<Value> {
-        let created_at = super::doc::value_at(&doc.fields, self.path(Field::CreatedAt))
+    /// The cursor of a document in a query ordered by `field` alone
+    /// ([`FirestoreQueue::oldest`], [`FirestoreQueue::newest_changed`]): its value of
+    /// `field`, then its name (Firestore's last order, which parts equal values).
+    pub(super) fn after(&self, doc: &Document, field: Field) -> Vec<Value> {
+        let value = super::doc::value_at(&doc.fields, self.path(field))
             .cloned()
             .unwrap_or_else(super::doc::null);
         let name = Value {
             value_type: Some(ValueType::ReferenceValue(doc.name.clone())),
         };
-        vec![created_at, name]
+        vec![value, name]
     }
 
     /// The pending jobs of `account`, a query only the lanes of accounts other than
@@ -172,13 +173,30 @@ impl FirestoreQueue {
         )
     }
 
-    /// Jobs in `statuses`, most recently changed first.
-    pub(super) fn newest_changed(&self, statuses: &[JobStatus], limit: u32) -> Query {
-        self.query(
-            self.status_in(statuses),
-            &[(self.path(Field::UpdatedAt), Direction::Descending)],
-            Some(limit),
-        )
+    /// Jobs in `statuses` (and naming `account`), most recently changed first, after
+    /// the document [`FirestoreQueue::after`] gave `after` for.
+    pub(super) fn newest_changed(
+        &self,
+        statuses: &[JobStatus],
+        account: Option<&str>,
+        limit: u32,
+        after: Option<Vec<Value>>,
+    ) -> Query {
+        let filter = match account {
+            None => self.status_in(statuses),
+            Some(account) => and(vec![
+                self.status_in(statuses),
+                eq(self.path(Field::Account), text(account)),
+            ]),
+        };
+        Query {
+            start_after: after,
+            ..self.query(
+                filter,
+                &[(self.path(Field::UpdatedAt), Direction::Descending)],
+                Some(limit),
+            )
+        }
     }
 
     /// Finished jobs whose outcome the Sheets logger has not taken, oldest first.
@@ -210,12 +228,19 @@ impl FirestoreQueue {
             ("the expired leases", self.expired_leases(now)),
             ("the next scheduled job", self.next_due(Field::SendAt, now)),
             ("the next retry", self.next_due(Field::NextAttemptAt, now)),
-            ("the job list", self.newest_changed(&JobStatus::ALL, 1)),
+            (
+                "the job list",
+                self.newest_changed(&JobStatus::ALL, None, 1, None),
+            ),
             ("the outcomes to log", self.unlogged_outcomes(1)),
         ];
         // Only the lanes of accounts other than the default one query by account.
         if let Some(other) = accounts.names().get(1) {
             queries.push(("the jobs of one account", self.of_account(other)));
+            queries.push((
+                "the job list of one account",
+                self.newest_changed(&JobStatus::ALL, Some(other), 1, None),
+            ));
         }
         for (what, query) in queries {
             let structured = self.structured(Query {
@@ -361,6 +386,14 @@ pub fn indexes(collection: &str, mapping: &super::mapping::Mapping) -> serde_jso
             index(vec![asc(Field::LoggedAt), asc(Field::UpdatedAt)]),
             // The candidates of an account other than the default one.
             index(vec![asc(Field::Account), asc(Field::CreatedAt)]),
+            // The job list of an account other than the default one.
+            index(vec![
+                asc(Field::Account),
+                serde_json::json!({
+                    "fieldPath": mapping.path(Field::UpdatedAt),
+                    "order": "DESCENDING"
+                }),
+            ]),
         ],
         "fieldOverrides": [],
     })

@@ -527,6 +527,24 @@ async fn each_account_leases_its_own_jobs_past_another_accounts_backlog(backend:
             .is_none()
     );
 
+    // Each account's job list: smp-2's own; the default account's, those naming it or
+    // none (read page by page past smp-2's in Firestore); the stranger is neither's.
+    let listed = a.list(&[], Some(smp), 100).await.unwrap();
+    assert_eq!(listed.len(), 60);
+    assert!(listed.iter().all(|j| j.account.as_deref() == Some("smp-2")));
+    let mut listed: Vec<String> = a
+        .list(&[], Some(default), 5)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    listed.sort();
+    let mut own = vec![unnamed.clone(), named.clone()];
+    own.sort();
+    assert_eq!(listed, own);
+    assert_eq!(a.list(&[], None, 100).await.unwrap().len(), 63);
+
     // A repeated id must repeat the account too.
     let mut again = job(Some("smp-2"), "unnamed");
     again.id = Some(unnamed);

@@ -342,7 +342,7 @@ fn the_indexes_printed_follow_the_collection_and_field_names() {
         ],
     );
     let indexes = printed["indexes"].as_array().unwrap();
-    assert_eq!(indexes.len(), 7);
+    assert_eq!(indexes.len(), 8);
     for index in indexes {
         assert_eq!(index["collectionGroup"], "whatsapp_tasks");
         assert_eq!(index["fields"][0]["fieldPath"], "meta.state");
@@ -351,6 +351,8 @@ fn the_indexes_printed_follow_the_collection_and_field_names() {
     assert_eq!(indexes[4]["fields"][1]["fieldPath"], "updatedAt");
     assert_eq!(indexes[6]["fields"][1]["fieldPath"], "meta.sekolah");
     assert_eq!(indexes[6]["fields"][2]["fieldPath"], "meta.created");
+    assert_eq!(indexes[7]["fields"][1]["fieldPath"], "meta.sekolah");
+    assert_eq!(indexes[7]["fields"][2]["order"], "DESCENDING");
 }
 
 #[test]

@@ -33,6 +33,7 @@ async fn codes(channel_for: impl Fn(&str) -> TokenChannel) -> Vec<Code> {
         .list_jobs(call(dpb::ListJobsRequest {
             statuses: vec![],
             limit: 1,
+            ..Default::default()
         }))
         .await
         .map(|_| ());

@@ -109,6 +109,35 @@ async fn each_account_has_its_own_state_pair_code_reset_and_jobs() {
         .unwrap();
     assert_eq!(jobs["status"], "pending", "{jobs}");
 
+    // The job list of one account.
+    let list = |query: &'static str| {
+        let url = system.url(&format!("/api/jobs?{query}"));
+        async move {
+            let response = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(API_KEY)
+                .send()
+                .await
+                .unwrap();
+            (response.status(), response.json::<Value>().await.unwrap())
+        }
+    };
+    let (code, listed) = list("account=smp-2").await;
+    assert_eq!(code, StatusCode::OK, "{listed}");
+    let ids: Vec<&str> = listed["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [id.as_str()]);
+    let (_, listed) = list("account=default").await;
+    assert_eq!(listed["jobs"][0]["id"], waiting["id"]);
+    assert_eq!(listed["jobs"].as_array().unwrap().len(), 1);
+    let (code, error) = list("account=sma-9").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{error}");
+    assert_eq!(error["field"], "account");
+
     // Pair code and reset reach the account asked for.
     let (code, pair) = post(
         &system,
