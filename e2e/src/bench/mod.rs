@@ -3,6 +3,7 @@
 //! latency, resident memory (beside headless Chromium), start-up time and CPU time per
 //! job, all in one run on one machine. `docs/benchmarks.md` says what each figure means.
 
+pub mod accounts;
 pub mod chromium;
 pub mod load;
 pub mod procfs;

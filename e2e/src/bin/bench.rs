@@ -10,9 +10,37 @@
 use abtrack_e2e::bench::{self, Options};
 use abtrack_e2e::{machine, shell, write_benchmark_section};
 
-const USAGE: &str = "usage: bench [--jobs N] [--quick]
-  --jobs N   jobs per measurement (default 500; 20 with --quick)
-  --quick    a short run (1 launch timed, Chromium after 3 s) that only prints";
+const USAGE: &str = "usage: bench [--jobs N] [--quick] | bench --accounts [N,N,...]
+  --jobs N       jobs per measurement (default 500; 20 with --quick)
+  --quick        a short run (1 launch timed, Chromium after 3 s) that only prints
+  --accounts     instead: resident memory with N WhatsApp accounts linked to the mock
+                 (default 1,5,20), written as the \"accounts\" section; build first with
+                 the command docs/benchmarks.md gives (the gateways need the mock-server
+                 feature)";
+
+/// `--accounts`: the account counts to measure.
+fn accounts_option() -> Result<Option<Vec<usize>>, String> {
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() != Some("--accounts") {
+        return Ok(None);
+    }
+    let counts = match args.next() {
+        None => vec![1, 5, 20],
+        Some(list) => list
+            .split(',')
+            .map(|n| {
+                n.trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=50).contains(n))
+                    .ok_or(format!(
+                        "--accounts {list:?}: expected numbers from 1 to 50"
+                    ))
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(Some(counts))
+}
 
 fn options() -> Result<(Options, bool), String> {
     let mut args = std::env::args().skip(1);
@@ -47,6 +75,14 @@ fn options() -> Result<(Options, bool), String> {
 
 #[tokio::main]
 async fn main() {
+    match accounts_option() {
+        Ok(Some(counts)) => return accounts(&counts).await,
+        Ok(None) => {}
+        Err(why) => {
+            eprintln!("bench: {why}\n{USAGE}");
+            std::process::exit(64);
+        }
+    }
     let (options, quick) = match options() {
         Ok(o) => o,
         Err(why) => {
@@ -86,4 +122,31 @@ async fn main() {
         write_benchmark_section("system", &section);
         eprintln!("wrote the \"system\" section of BENCHMARKS.md");
     }
+}
+
+/// Resident memory with each number of accounts in `counts`, one after the other.
+async fn accounts(counts: &[usize]) {
+    let mut runs = Vec::new();
+    for n in counts {
+        eprintln!(
+            "{n} accounts: linking each to the mock, then {} s idle...",
+            bench::accounts::IDLE.as_secs()
+        );
+        runs.push(bench::accounts::measure(*n).await);
+    }
+    let commit = shell("git rev-parse --short HEAD 2>/dev/null");
+    let measured = format!(
+        "{} on {}{}",
+        shell("date -u '+%Y-%m-%d %H:%M UTC'"),
+        machine(),
+        if commit.is_empty() {
+            String::new()
+        } else {
+            format!(", at commit {commit}")
+        }
+    );
+    let section = bench::accounts::markdown(&runs, &measured);
+    println!("{section}");
+    write_benchmark_section("accounts", &section);
+    eprintln!("wrote the \"accounts\" section of BENCHMARKS.md");
 }
