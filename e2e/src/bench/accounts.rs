@@ -50,8 +50,9 @@ fn gateway_name(i: usize) -> String {
     }
 }
 
-/// The QR code the gateway on `port` shows once the mock renews its pairing round.
-async fn fresh_qr(port: u16, mock: &MockServer) -> String {
+/// The QR code the gateway on `port` shows once the mock renews its pairing round
+/// (the code the dashboard draws).
+pub async fn fresh_qr(port: u16, mock: &MockServer) -> String {
     let mut client = GatewayClient::connect(format!("http://127.0.0.1:{port}"))
         .await
         .expect("the gateway serves");

@@ -103,17 +103,7 @@ async fn main() {
     let command = format!(
         "cargo build --release --workspace --bins && cargo run --release -p abtrack-e2e --bin bench{args}"
     );
-    let commit = shell("git rev-parse --short HEAD 2>/dev/null");
-    let measured = format!(
-        "{} on {}{}",
-        shell("date -u '+%Y-%m-%d %H:%M UTC'"),
-        machine(),
-        if commit.is_empty() {
-            String::new()
-        } else {
-            format!(", at commit {commit}")
-        }
-    );
+    let measured = measured();
     let section = report.markdown(&command, &measured);
     println!("{section}");
     if quick {
@@ -134,8 +124,17 @@ async fn accounts(counts: &[usize]) {
         );
         runs.push(bench::accounts::measure(*n).await);
     }
+    let measured = measured();
+    let section = bench::accounts::markdown(&runs, &measured);
+    println!("{section}");
+    write_benchmark_section("accounts", &section);
+    eprintln!("wrote the \"accounts\" section of BENCHMARKS.md");
+}
+
+/// When, where and at which commit the figures were measured.
+fn measured() -> String {
     let commit = shell("git rev-parse --short HEAD 2>/dev/null");
-    let measured = format!(
+    format!(
         "{} on {}{}",
         shell("date -u '+%Y-%m-%d %H:%M UTC'"),
         machine(),
@@ -144,9 +143,5 @@ async fn accounts(counts: &[usize]) {
         } else {
             format!(", at commit {commit}")
         }
-    );
-    let section = bench::accounts::markdown(&runs, &measured);
-    println!("{section}");
-    write_benchmark_section("accounts", &section);
-    eprintln!("wrote the \"accounts\" section of BENCHMARKS.md");
+    )
 }

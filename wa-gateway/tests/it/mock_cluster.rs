@@ -8,11 +8,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tonic::transport::Channel;
 
 use abtrack_e2e::Cluster;
-use abtrack_proto::gateway::v1 as pb;
-use abtrack_proto::gateway::v1::gateway_client::GatewayClient;
 use abtrack_wa_mock::{MockServer, ReceiptKind};
 
 use crate::mock_whatsapp::PHONE;
@@ -30,12 +27,6 @@ fn count(status: &Value, name: &str) -> u64 {
     status["queue"]["counts"][name].as_u64().unwrap_or(0)
 }
 
-async fn gateway(port: u16) -> GatewayClient<Channel> {
-    GatewayClient::connect(format!("http://127.0.0.1:{port}"))
-        .await
-        .unwrap()
-}
-
 /// Has the mock renew the pairing round and answers the QR code the gateway then
 /// publishes (the code the dashboard draws).
 pub async fn fresh_qr(cluster: &Cluster, mock: &MockServer) -> String {
@@ -44,28 +35,7 @@ pub async fn fresh_qr(cluster: &Cluster, mock: &MockServer) -> String {
 
 /// [`fresh_qr`] of the gateway serving on `port`.
 async fn fresh_qr_at(port: u16, mock: &MockServer) -> String {
-    let mut events = gateway(port)
-        .await
-        .watch(pb::WatchRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    mock.refresh_pairing();
-    let wait = async {
-        loop {
-            let event = events
-                .message()
-                .await
-                .unwrap()
-                .expect("the stream stays open");
-            if let Some(pb::gateway_event::Event::Qr(qr)) = event.event {
-                return qr.code;
-            }
-        }
-    };
-    tokio::time::timeout(WAIT, wait)
-        .await
-        .expect("a QR code within the bound")
+    abtrack_e2e::bench::accounts::fresh_qr(port, mock).await
 }
 
 /// The four services with the gateway on `mock` (`extra` on top), linked by
