@@ -57,6 +57,14 @@ impl Accounts {
         )
     }
 
+    /// The lane of the account named `name`, if it is one of these.
+    pub fn lane(&self, name: &str) -> Option<Lane> {
+        self.knows(name).then(|| Lane {
+            account: name.to_owned(),
+            accounts: self.clone(),
+        })
+    }
+
     /// The lane of each account, the default one first.
     pub fn lanes(&self) -> Vec<Lane> {
         self.0

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use abtrack_proto::account::Gateway;
 use abtrack_proto::config::{self, ConfigError, Env, Var};
 use abtrack_proto::token::InternalToken;
 
@@ -370,48 +371,13 @@ fn read_key(path: &std::path::Path) -> Result<serde_json::Value, ConfigError> {
     }
 }
 
-/// One account and where its gateway is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccountGateway {
-    pub account: String,
-    pub url: String,
-}
-
-/// [`ACCOUNTS`], or the one default account at [`GATEWAY_URL`].
-fn gateways(
-    env: &Env<impl Fn(&str) -> Option<String>>,
-) -> Result<Vec<AccountGateway>, ConfigError> {
-    let Some(list) = env.get(ACCOUNTS.name) else {
-        return Ok(vec![AccountGateway {
-            account: abtrack_proto::account::DEFAULT.to_owned(),
-            url: env.grpc_url(GATEWAY_URL)?,
-        }]);
-    };
-    if env.get(GATEWAY_URL.name).is_some() {
-        return Err(ConfigError::new(
-            ACCOUNTS.name,
-            &list,
-            format!(
-                "set it or {}, not both (the accounts list each gateway's URL)",
-                GATEWAY_URL.name
-            ),
-        ));
-    }
-    let gateways = abtrack_proto::account::parse_gateways(&list)
-        .map_err(|reason| ConfigError::new(ACCOUNTS.name, &list, reason))?;
-    Ok(gateways
-        .into_iter()
-        .map(|(account, url)| AccountGateway { account, url })
-        .collect())
-}
-
 #[derive(Debug, Clone)]
 pub struct Config {
     pub addr: SocketAddr,
     pub backend: Backend,
     pub data_dir: PathBuf,
     /// Each account and its gateway's URL, the default account first.
-    pub gateways: Vec<AccountGateway>,
+    pub gateways: Vec<Gateway>,
     pub logger_url: String,
     pub owner: String,
     pub lease: Duration,
@@ -458,7 +424,7 @@ impl Config {
             addr: env.addr(ADDR)?,
             backend,
             data_dir: PathBuf::from(env.string(DATA_DIR)),
-            gateways: gateways(&env)?,
+            gateways: env.gateways(ACCOUNTS, GATEWAY_URL)?,
             logger_url: env.grpc_url(LOGGER_URL)?,
             owner,
             lease: env.secs(LEASE_SECS)?,
@@ -556,7 +522,7 @@ mod tests {
         assert_eq!(c.backend, Backend::Local);
         assert_eq!(
             c.gateways,
-            [AccountGateway {
+            [Gateway {
                 account: "default".into(),
                 url: "http://127.0.0.1:50052".into()
             }]

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use abtrack_proto::account::Gateway;
 use abtrack_proto::gateway::v1::{self as pb, gateway_client::GatewayClient};
 use abtrack_proto::retry::Backoff;
 use abtrack_proto::tasks::Tasks;
@@ -25,20 +26,13 @@ pub struct Readiness {
     pub reason: String,
 }
 
-/// Which gateway is watched: the account it must hold, and its address.
-#[derive(Debug, Clone)]
-pub struct Watched {
-    pub account: String,
-    pub url: String,
-}
-
 /// The reason an account waits before its gateway has answered.
 pub const NOT_YET: &str = "waiting for the WhatsApp gateway";
 
 /// Watches the gateway until the process ends; returns the readiness it keeps current.
 pub fn watch_gateway(
     client: GatewayClient<TokenChannel>,
-    watched: Watched,
+    watched: Gateway,
     queue: Queue,
     tasks: &Tasks,
 ) -> watch::Receiver<Readiness> {
@@ -52,7 +46,7 @@ pub fn watch_gateway(
 
 async fn run(
     mut client: GatewayClient<TokenChannel>,
-    watched: Watched,
+    watched: Gateway,
     queue: Queue,
     tx: watch::Sender<Readiness>,
 ) {
@@ -119,7 +113,7 @@ fn set(tx: &watch::Sender<Readiness>, account: &str, ready: bool, reason: String
 
 async fn handle(
     event: pb::GatewayEvent,
-    watched: &Watched,
+    watched: &Gateway,
     tx: &watch::Sender<Readiness>,
     queue: &Queue,
 ) {

@@ -206,19 +206,16 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
             n => n.min(MAX_LIMIT),
         };
         let account = req.account.trim();
-        let lane = if account.is_empty() {
-            None
-        } else if self.accounts.knows(account) {
-            self.accounts
-                .lanes()
-                .into_iter()
-                .find(|lane| lane.account == account)
-        } else {
-            return Err(Error::InvalidArgument {
-                field: "account",
-                reason: self.accounts.unknown(account),
+        let lane = match self.accounts.lane(account) {
+            _ if account.is_empty() => None,
+            Some(lane) => Some(lane),
+            None => {
+                return Err(Error::InvalidArgument {
+                    field: "account",
+                    reason: self.accounts.unknown(account),
+                }
+                .into());
             }
-            .into());
         };
         let jobs = self.queue.list(&statuses, lane.as_ref(), limit).await?;
         let counts = self.queue.counts().await?;

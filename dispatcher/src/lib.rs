@@ -112,11 +112,8 @@ pub async fn run(
     // holds up only its own jobs.
     for (gateway, lane) in config.gateways.iter().zip(accounts.lanes()) {
         let client = GatewayClient::new(with_token(lazy_channel(&gateway.url, &tasks)?, token));
-        let watched = gateway_link::Watched {
-            account: gateway.account.clone(),
-            url: gateway.url.clone(),
-        };
-        let readiness = gateway_link::watch_gateway(client.clone(), watched, queue.clone(), &tasks);
+        let readiness =
+            gateway_link::watch_gateway(client.clone(), gateway.clone(), queue.clone(), &tasks);
         tasks.spawn(mirror_readiness(
             readiness.clone(),
             gateway.account.clone(),

@@ -33,12 +33,19 @@ pub fn check(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// One account and the URL of its gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gateway {
+    pub account: String,
+    pub url: String,
+}
+
 /// Reads a list of accounts and their gateways, `name=URL` comma-separated, the
 /// default account first (`DISPATCHER_ACCOUNTS`, `STATUS_WEB_ACCOUNTS`). Refused: an
 /// entry that is not `name=URL`, a bad name or URL, a name listed twice, two
 /// accounts with one URL, an empty list.
-pub fn parse_gateways(list: &str) -> Result<Vec<(String, String)>, String> {
-    let mut gateways: Vec<(String, String)> = Vec::new();
+pub fn parse_gateways(list: &str) -> Result<Vec<Gateway>, String> {
+    let mut gateways: Vec<Gateway> = Vec::new();
     for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
         let Some((account, url)) = entry.split_once('=') else {
             return Err(format!(
@@ -48,15 +55,19 @@ pub fn parse_gateways(list: &str) -> Result<Vec<(String, String)>, String> {
         let (account, url) = (account.trim(), url.trim());
         check(account).map_err(|e| format!("account name {account:?}: {e}"))?;
         let url = crate::config::grpc_url(url).map_err(|e| format!("{account}: {e}"))?;
-        if let Some((twice, _)) = gateways.iter().find(|(a, _)| a == account) {
-            return Err(format!("account {twice:?} is listed twice"));
+        if gateways.iter().any(|g| g.account == account) {
+            return Err(format!("account {account:?} is listed twice"));
         }
-        if let Some((other, _)) = gateways.iter().find(|(_, u)| *u == url) {
+        if let Some(other) = gateways.iter().find(|g| g.url == url) {
             return Err(format!(
-                "{other} and {account} have the same gateway {url}; each account needs its own"
+                "{} and {account} have the same gateway {url}; each account needs its own",
+                other.account
             ));
         }
-        gateways.push((account.to_owned(), url));
+        gateways.push(Gateway {
+            account: account.to_owned(),
+            url,
+        });
     }
     if gateways.is_empty() {
         return Err("lists no account".into());

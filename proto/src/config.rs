@@ -161,6 +161,34 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     pub fn grpc_url(&self, var: Var) -> Result<String, ConfigError> {
         self.read(var, grpc_url)
     }
+
+    /// Every account's gateway: the list in `list`
+    /// ([`crate::account::parse_gateways`]), or, unset, one account named
+    /// [`crate::account::DEFAULT`] at the URL in `single`. Setting both is refused.
+    pub fn gateways(
+        &self,
+        list: Var,
+        single: Var,
+    ) -> Result<Vec<crate::account::Gateway>, ConfigError> {
+        let Some(value) = self.get(list.name) else {
+            return Ok(vec![crate::account::Gateway {
+                account: crate::account::DEFAULT.to_owned(),
+                url: self.grpc_url(single)?,
+            }]);
+        };
+        if self.get(single.name).is_some() {
+            return Err(ConfigError::new(
+                list.name,
+                &value,
+                format!(
+                    "set it or {}, not both (the accounts list each gateway's URL)",
+                    single.name
+                ),
+            ));
+        }
+        crate::account::parse_gateways(&value)
+            .map_err(|reason| ConfigError::new(list.name, &value, reason))
+    }
 }
 
 /// The URL of another AbTrack Notify service's gRPC server, `http://host:port`,

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use abtrack_proto::account::Gateway;
 use abtrack_proto::config::{ConfigError, Env, Var};
 use abtrack_proto::token::InternalToken;
 
@@ -65,7 +66,7 @@ pub struct Config {
     pub addr: SocketAddr,
     pub dispatcher_url: String,
     /// Each account and its gateway's URL, the default account first.
-    pub gateways: Vec<(String, String)>,
+    pub gateways: Vec<Gateway>,
     pub logger_url: String,
     /// `None`: no login, loopback only.
     pub password: Option<String>,
@@ -136,7 +137,7 @@ impl Config {
             addr,
             allowed_hosts,
             dispatcher_url: env.grpc_url(DISPATCHER_URL)?,
-            gateways: gateways(&env)?,
+            gateways: env.gateways(ACCOUNTS, GATEWAY_URL)?,
             logger_url: env.grpc_url(LOGGER_URL)?,
             password,
             api_key,
@@ -154,7 +155,7 @@ impl Config {
             accounts = %self
                 .gateways
                 .iter()
-                .map(|(account, url)| format!("{account}={url}"))
+                .map(|g| format!("{}={}", g.account, g.url))
                 .collect::<Vec<_>>()
                 .join(","),
             logger_url = %self.logger_url,
@@ -180,27 +181,6 @@ impl Config {
             );
         }
     }
-}
-
-/// [`ACCOUNTS`], or the one default account at [`GATEWAY_URL`].
-fn gateways(
-    env: &Env<impl Fn(&str) -> Option<String>>,
-) -> Result<Vec<(String, String)>, ConfigError> {
-    let Some(list) = env.get(ACCOUNTS.name) else {
-        return Ok(vec![(
-            abtrack_proto::account::DEFAULT.to_owned(),
-            env.grpc_url(GATEWAY_URL)?,
-        )]);
-    };
-    if env.get(GATEWAY_URL.name).is_some() {
-        return Err(ConfigError::new(
-            ACCOUNTS.name,
-            &list,
-            format!("set it or {}, not both", GATEWAY_URL.name),
-        ));
-    }
-    abtrack_proto::account::parse_gateways(&list)
-        .map_err(|reason| ConfigError::new(ACCOUNTS.name, &list, reason))
 }
 
 #[cfg(test)]

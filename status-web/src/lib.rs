@@ -129,10 +129,10 @@ pub async fn run(
     // Each channel lives only in its clients: its connection task ends with them.
     let mut gateways: Vec<(String, GatewayClient<TokenChannel>)> = Vec::new();
     let mut default_gateway = None;
-    for (account, url) in &config.gateways {
-        let gateway = channel(url)?;
-        default_gateway.get_or_insert_with(|| gateway.clone());
-        gateways.push((account.clone(), GatewayClient::new(gateway)));
+    for gateway in &config.gateways {
+        let channel = channel(&gateway.url)?;
+        default_gateway.get_or_insert_with(|| channel.clone());
+        gateways.push((gateway.account.clone(), GatewayClient::new(channel)));
     }
     // The configuration always names one account at least.
     let default_gateway = default_gateway.ok_or_else(|| {
