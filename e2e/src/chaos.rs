@@ -395,7 +395,9 @@ pub async fn run(options: &Options) -> Report {
             Action::Start {
                 service: "wa-gateway",
                 ..
-            } if gateway_down == SECOND_GATEWAY => spawn_second_gateway(&mut cluster),
+            } if gateway_down == SECOND_GATEWAY => {
+                cluster.spawn_gateway(SECOND_GATEWAY, ACCOUNTS[1]);
+            }
             Action::Start { service, .. } => cluster.spawn(service),
             Action::StopEmulator => {
                 if let Some(emulator) = firestore.as_mut().and_then(|f| f.builtin.as_mut()) {
@@ -490,39 +492,17 @@ pub async fn run(options: &Options) -> Report {
 /// starts the second account's gateway, and restarts the dispatcher with both
 /// accounts, beside two more.
 async fn with_two_accounts_and_three_dispatchers(cluster: &mut Cluster) {
-    let second = crate::free_port();
-    cluster
-        .extra_ports
-        .insert(SECOND_GATEWAY.to_owned(), second);
-    spawn_second_gateway(cluster);
+    let second = cluster.spawn_gateway(SECOND_GATEWAY, ACCOUNTS[1]);
     cluster.wait_serving(SECOND_GATEWAY).await;
-    cluster.stop("dispatcher");
     let accounts = format!(
         "{}=http://127.0.0.1:{},{}=http://127.0.0.1:{second}",
         ACCOUNTS[0], cluster.ports["wa-gateway"], ACCOUNTS[1]
     );
-    cluster.set_env("DISPATCHER_GATEWAY_URL", "");
-    cluster.set_env("DISPATCHER_ACCOUNTS", &accounts);
-    cluster.spawn("dispatcher");
-    cluster.wait_serving("dispatcher").await;
+    cluster.give_accounts("dispatcher", &accounts).await;
     for label in ["chaos-dispatcher-b", "chaos-dispatcher-c"] {
         cluster.spawn_dispatcher(label);
         cluster.wait_serving(label).await;
     }
-}
-
-/// Starts (again) the second account's gateway on its port, its data in its folder.
-fn spawn_second_gateway(cluster: &mut Cluster) {
-    let addr = format!("127.0.0.1:{}", cluster.extra_ports[SECOND_GATEWAY]);
-    cluster.spawn_as(
-        "wa-gateway",
-        SECOND_GATEWAY,
-        &[
-            ("WA_ACCOUNT", ACCOUNTS[1]),
-            ("WA_ADDR", addr.as_str()),
-            ("WA_DATA_DIR", SECOND_DATA),
-        ],
-    );
 }
 
 /// Serves again on the same port. The port was just released, so binding it is

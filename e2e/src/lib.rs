@@ -258,6 +258,44 @@ impl Cluster {
         port
     }
 
+    /// Starts (again) the gateway of one more account, as the launcher does: named
+    /// `name`, its data in `data/wa-gateway/<account>`, on the port
+    /// `extra_ports[name]` (a free one the first time). Answers the port.
+    pub fn spawn_gateway(&mut self, name: &str, account: &str) -> u16 {
+        let port = *self
+            .extra_ports
+            .entry(name.to_owned())
+            .or_insert_with(free_port);
+        let addr = format!("127.0.0.1:{port}");
+        let data = format!("data/wa-gateway/{account}");
+        self.spawn_as(
+            "wa-gateway",
+            name,
+            &[
+                ("WA_ACCOUNT", account),
+                ("WA_ADDR", addr.as_str()),
+                ("WA_DATA_DIR", data.as_str()),
+            ],
+        );
+        port
+    }
+
+    /// Gives `service` (the dispatcher or status-web) the accounts list `accounts`
+    /// (`name=URL,...`) instead of its one gateway's URL: it is (re)started with it,
+    /// and so is every later start.
+    pub async fn give_accounts(&mut self, service: &'static str, accounts: &str) {
+        let (single, list) = match service {
+            "dispatcher" => ("DISPATCHER_GATEWAY_URL", "DISPATCHER_ACCOUNTS"),
+            "status-web" => ("STATUS_WEB_GATEWAY_URL", "STATUS_WEB_ACCOUNTS"),
+            other => panic!("{other} takes no accounts list"),
+        };
+        self.stop(service);
+        self.set_env(single, "");
+        self.set_env(list, accounts);
+        self.spawn(service);
+        self.wait_serving(service).await;
+    }
+
     /// Starts `binary` under the name `name` (its log file and handle), with
     /// `overrides` on top of the cluster's environment.
     pub fn spawn_as(&mut self, binary: &str, name: &str, overrides: &[(&str, &str)]) {

@@ -84,24 +84,13 @@ pub async fn fresh_qr(port: u16, mock: &MockServer) -> String {
 /// connections take ports too) makes the gateway exit: it is tried on another.
 async fn spawn_gateway(cluster: &mut Cluster, i: usize, account: &str) -> u16 {
     let name = gateway_name(i);
-    let data = format!("data/wa-gateway/{account}");
     for _ in 0..5 {
-        let port = crate::free_port();
-        let addr = format!("127.0.0.1:{port}");
-        cluster.extra_ports.insert(name.clone(), port);
-        cluster.spawn_as(
-            "wa-gateway",
-            &name,
-            &[
-                ("WA_ACCOUNT", account),
-                ("WA_ADDR", addr.as_str()),
-                ("WA_DATA_DIR", data.as_str()),
-            ],
-        );
+        let port = cluster.spawn_gateway(&name, account);
         tokio::time::sleep(Duration::from_millis(500)).await;
         if cluster.running(&name) {
             return port;
         }
+        cluster.extra_ports.remove(&name);
     }
     panic!("{name} could not listen on any of five free ports");
 }
@@ -147,23 +136,8 @@ pub async fn measure(accounts: usize) -> Measured {
     );
     // The dispatcher and status-web send for and show every account.
     let list = list.join(",");
-    for (service, url_var, list_var) in [
-        (
-            "dispatcher",
-            "DISPATCHER_GATEWAY_URL",
-            "DISPATCHER_ACCOUNTS",
-        ),
-        (
-            "status-web",
-            "STATUS_WEB_GATEWAY_URL",
-            "STATUS_WEB_ACCOUNTS",
-        ),
-    ] {
-        cluster.stop(service);
-        cluster.set_env(url_var, "");
-        cluster.set_env(list_var, &list);
-        cluster.spawn(service);
-        cluster.wait_serving(service).await;
+    for service in ["dispatcher", "status-web"] {
+        cluster.give_accounts(service, &list).await;
     }
     cluster
         .wait_status(LINK_LIMIT, "every account ready", |s| {

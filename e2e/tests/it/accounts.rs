@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use abtrack_e2e::{Cluster, free_port};
+use abtrack_e2e::Cluster;
 use serde_json::json;
 
 /// The second account's gateway: its name in the cluster and its data folder.
@@ -30,33 +30,15 @@ async fn enqueue(cluster: &Cluster, id: &str, account: Option<&str>) {
     assert_eq!(code, 201, "{answer}");
 }
 
-fn spawn_smp_gateway(cluster: &mut Cluster, addr: &str) {
-    cluster.spawn_as(
-        "wa-gateway",
-        SMP,
-        &[
-            ("WA_ACCOUNT", "smp-2"),
-            ("WA_ADDR", addr),
-            ("WA_DATA_DIR", SMP_DATA),
-        ],
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_job_goes_out_from_its_own_account_and_a_stopped_account_holds_up_only_its_jobs() {
     let mut cluster = Cluster::start(&[("WA_ACCOUNT", "sd-harapan")]).await;
-    let smp_port = free_port();
-    let smp_addr = format!("127.0.0.1:{smp_port}");
-    spawn_smp_gateway(&mut cluster, &smp_addr);
-    cluster.stop("dispatcher");
+    let smp_port = cluster.spawn_gateway(SMP, "smp-2");
     let accounts = format!(
-        "sd-harapan=http://127.0.0.1:{},smp-2=http://{smp_addr}",
+        "sd-harapan=http://127.0.0.1:{},smp-2=http://127.0.0.1:{smp_port}",
         cluster.ports["wa-gateway"]
     );
-    cluster.set_env("DISPATCHER_GATEWAY_URL", "");
-    cluster.set_env("DISPATCHER_ACCOUNTS", &accounts);
-    cluster.spawn("dispatcher");
-    cluster.wait_serving("dispatcher").await;
+    cluster.give_accounts("dispatcher", &accounts).await;
     cluster
         .wait_status(Duration::from_secs(30), "both accounts ready", |s| {
             s["queue"]["gatewayReady"] == true
@@ -119,7 +101,7 @@ async fn each_job_goes_out_from_its_own_account_and_a_stopped_account_holds_up_o
         assert_eq!(job["status"], "pending", "{job}");
     }
     // Back: its jobs go out, from its own number.
-    spawn_smp_gateway(&mut cluster, &smp_addr);
+    cluster.spawn_gateway(SMP, "smp-2");
     cluster.wait_sent(&smp_later, Duration::from_secs(60)).await;
     let smp_sent = sent_by(&cluster, SMP_DATA);
     assert!(smp_later.iter().all(|id| smp_sent.contains(id)));
@@ -170,13 +152,9 @@ async fn each_job_goes_out_from_its_own_account_and_a_stopped_account_holds_up_o
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_holding_another_account_is_never_sent_through() {
     let mut cluster = Cluster::start(&[("WA_ACCOUNT", "sd-harapan")]).await;
-    cluster.stop("dispatcher");
     // The address of sd-harapan's gateway given for smp-2.
     let accounts = format!("smp-2=http://127.0.0.1:{}", cluster.ports["wa-gateway"]);
-    cluster.set_env("DISPATCHER_GATEWAY_URL", "");
-    cluster.set_env("DISPATCHER_ACCOUNTS", &accounts);
-    cluster.spawn("dispatcher");
-    cluster.wait_serving("dispatcher").await;
+    cluster.give_accounts("dispatcher", &accounts).await;
     enqueue(&cluster, "wrong-number-1", None).await;
     cluster
         .wait_status(Duration::from_secs(30), "the mix-up to be reported", |s| {

@@ -396,6 +396,7 @@ async fn linking_by_pair_code_from_the_dashboard() {
 /// The second account's phone, gateway (as the cluster names it) and data folder.
 const SECOND_PHONE: &str = "6281100000002";
 const SECOND_GATEWAY: &str = "wa-gateway-smp-2";
+/// Its data folder, where [`Cluster::spawn_gateway`] puts it.
 const SECOND_DATA: &str = "data/wa-gateway/smp-2";
 
 /// Enqueues a job for `account` (`None`: the default account).
@@ -428,18 +429,7 @@ async fn two_accounts_send_from_their_own_numbers_and_a_logged_out_one_waits_for
     let mut cluster = linked_cluster(&mock, &[("WA_ACCOUNT", "sd-harapan")]).await;
 
     // The second account's gateway on the same server, linked by the second phone.
-    let port = abtrack_e2e::free_port();
-    let addr = format!("127.0.0.1:{port}");
-    cluster.extra_ports.insert(SECOND_GATEWAY.into(), port);
-    cluster.spawn_as(
-        "wa-gateway",
-        SECOND_GATEWAY,
-        &[
-            ("WA_ACCOUNT", "smp-2"),
-            ("WA_ADDR", addr.as_str()),
-            ("WA_DATA_DIR", SECOND_DATA),
-        ],
-    );
+    let port = cluster.spawn_gateway(SECOND_GATEWAY, "smp-2");
     cluster.wait_serving(SECOND_GATEWAY).await;
     let code = fresh_qr_at(port, &mock).await;
     mock.scan_qr_as(SECOND_PHONE, &code).unwrap();
@@ -452,15 +442,11 @@ async fn two_accounts_send_from_their_own_numbers_and_a_logged_out_one_waits_for
     assert_eq!(mock.linked_devices(), 1, "each phone links its own device");
 
     // The dispatcher sends for both.
-    cluster.stop("dispatcher");
     let accounts = format!(
-        "sd-harapan=http://127.0.0.1:{},smp-2=http://{addr}",
+        "sd-harapan=http://127.0.0.1:{},smp-2=http://127.0.0.1:{port}",
         cluster.ports["wa-gateway"]
     );
-    cluster.set_env("DISPATCHER_GATEWAY_URL", "");
-    cluster.set_env("DISPATCHER_ACCOUNTS", &accounts);
-    cluster.spawn("dispatcher");
-    cluster.wait_serving("dispatcher").await;
+    cluster.give_accounts("dispatcher", &accounts).await;
     cluster
         .wait_status(WAIT, "both accounts ready", |s| {
             s["queue"]["gatewayReady"] == true
@@ -600,11 +586,8 @@ async fn a_single_account_installation_names_its_accounts_without_a_rescan_or_a_
         cluster.ports["wa-gateway"],
         abtrack_e2e::free_port()
     );
-    cluster.set_env("DISPATCHER_GATEWAY_URL", "");
-    cluster.set_env("DISPATCHER_ACCOUNTS", &accounts);
-    cluster.spawn("dispatcher");
+    cluster.give_accounts("dispatcher", &accounts).await;
     cluster.wait_serving("wa-gateway").await;
-    cluster.wait_serving("dispatcher").await;
     for n in 0..RECIPIENTS.len() {
         wait_job(
             &cluster,
