@@ -10,8 +10,8 @@ use abtrack_proto::tasks::Tasks;
 
 use crate::account::Accounts;
 use crate::gateway_link::NOT_YET;
-use crate::job::{Counts, Job};
-use crate::queue::Store;
+use crate::job::{AllCounts, Job};
+use crate::queue::{Store, all_counts};
 
 /// How often counts are recomputed at most while jobs change.
 const COUNTS_INTERVAL: Duration = Duration::from_millis(100);
@@ -87,22 +87,28 @@ impl QueueState {
 #[derive(Clone)]
 pub struct Events {
     jobs: broadcast::Sender<Job>,
-    counts: watch::Sender<Counts>,
+    counts: watch::Sender<AllCounts>,
     state: watch::Sender<QueueState>,
     dirty: Arc<Notify>,
 }
 
 impl Events {
-    /// Starts the task that keeps the counts current.
-    pub fn start(queue: Arc<dyn Store>, initial: QueueState, tasks: &Tasks) -> Self {
+    /// Starts the task that keeps the counts (the queue's and each account's) current.
+    pub fn start(
+        queue: Arc<dyn Store>,
+        initial: QueueState,
+        accounts: Accounts,
+        tasks: &Tasks,
+    ) -> Self {
         let events = Self {
             jobs: broadcast::Sender::new(4096),
-            counts: watch::Sender::new(Counts::default()),
+            counts: watch::Sender::new(AllCounts::default()),
             state: watch::Sender::new(initial),
             dirty: Arc::new(Notify::new()),
         };
         tasks.spawn(keep_counts(
             queue,
+            accounts,
             events.counts.clone(),
             Arc::clone(&events.dirty),
         ));
@@ -122,7 +128,7 @@ impl Events {
         self.jobs.subscribe()
     }
 
-    pub fn counts(&self) -> watch::Receiver<Counts> {
+    pub fn counts(&self) -> watch::Receiver<AllCounts> {
         self.counts.subscribe()
     }
 
@@ -139,10 +145,15 @@ impl Events {
     }
 }
 
-async fn keep_counts(queue: Arc<dyn Store>, counts: watch::Sender<Counts>, dirty: Arc<Notify>) {
+async fn keep_counts(
+    queue: Arc<dyn Store>,
+    accounts: Accounts,
+    counts: watch::Sender<AllCounts>,
+    dirty: Arc<Notify>,
+) {
     loop {
         dirty.notified().await;
-        match queue.counts().await {
+        match all_counts(&*queue, &accounts).await {
             Ok(current) => {
                 counts.send_if_modified(|c| {
                     let changed = *c != current;

@@ -13,7 +13,7 @@ use abtrack_proto::time::{from_timestamp, now_ms, opt_timestamp, to_timestamp};
 use crate::account::Accounts;
 use crate::error::Error;
 use crate::events::QueueState;
-use crate::job::{Counts, Job, JobStatus, NewJob};
+use crate::job::{AllCounts, Counts, Job, JobStatus, NewJob};
 use crate::pause::PauseSwitch;
 use crate::queue::Queue;
 
@@ -122,6 +122,23 @@ impl From<Counts> for pb::QueueCounts {
             read: c.read,
             failed: c.failed,
             delivery_overdue: c.delivery_overdue,
+            accounts: Vec::new(),
+        }
+    }
+}
+
+impl From<&AllCounts> for pb::QueueCounts {
+    fn from(c: &AllCounts) -> Self {
+        pb::QueueCounts {
+            accounts: c
+                .accounts
+                .iter()
+                .map(|(name, counts)| pb::AccountCounts {
+                    name: name.clone(),
+                    counts: Some((*counts).into()),
+                })
+                .collect(),
+            ..c.total.into()
         }
     }
 }
@@ -218,10 +235,10 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
             }
         };
         let jobs = self.queue.list(&statuses, lane.as_ref(), limit).await?;
-        let counts = self.queue.counts().await?;
+        let counts = self.queue.all_counts(&self.accounts).await?;
         Ok(Response::new(pb::ListJobsResponse {
             jobs: jobs.iter().map(pb::Job::from).collect(),
-            counts: Some(counts.into()),
+            counts: Some((&counts).into()),
         }))
     }
 
@@ -268,7 +285,7 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
                 }
             };
             let first_state = pb::QueueState::from(&*state.borrow_and_update());
-            let first_counts = pb::QueueCounts::from(*counts.borrow_and_update());
+            let first_counts = pb::QueueCounts::from(&*counts.borrow_and_update());
             if !send(E::State(first_state)).await || !send(E::Counts(first_counts)).await {
                 return;
             }
@@ -279,7 +296,7 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
                         Err(_) => return,
                     },
                     changed = counts.changed() => match changed {
-                        Ok(()) => E::Counts(pb::QueueCounts::from(*counts.borrow_and_update())),
+                        Ok(()) => E::Counts(pb::QueueCounts::from(&*counts.borrow_and_update())),
                         Err(_) => return,
                     },
                     job = jobs.recv() => match job {

@@ -189,6 +189,28 @@ impl Counts {
             JobStatus::Failed => self.failed += n,
         }
     }
+
+    /// These counts less `other`'s (counted a moment apart, so never below zero).
+    pub fn less(self, other: &Counts) -> Counts {
+        Counts {
+            pending: self.pending.saturating_sub(other.pending),
+            processing: self.processing.saturating_sub(other.processing),
+            sent: self.sent.saturating_sub(other.sent),
+            delivered: self.delivered.saturating_sub(other.delivered),
+            read: self.read.saturating_sub(other.read),
+            failed: self.failed.saturating_sub(other.failed),
+            delivery_overdue: self.delivery_overdue.saturating_sub(other.delivery_overdue),
+        }
+    }
+}
+
+/// The queue's counts and, with several accounts, each account's, the default one
+/// first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AllCounts {
+    pub total: Counts,
+    /// Empty with one account (its counts are the total).
+    pub accounts: Vec<(String, Counts)>,
 }
 
 /// A receipt from the recipient's phone.

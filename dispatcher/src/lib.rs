@@ -74,6 +74,7 @@ pub async fn run(
     let events = Events::start(
         Arc::clone(&store),
         QueueState::new(store.backend(), &accounts),
+        accounts.clone(),
         &tasks,
     );
     let token = config.internal_token.as_ref();

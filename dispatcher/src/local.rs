@@ -112,6 +112,39 @@ impl LocalQueue {
     }
 }
 
+/// The jobs in each status: all of them, or those naming `account`.
+fn count(conn: &Connection, account: Option<&str>) -> rusqlite::Result<Counts> {
+    let (filter, values) = match account {
+        Some(account) => ("WHERE account = ?1", vec![account]),
+        None => ("", vec![]),
+    };
+    let mut counts = Counts::default();
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT status, COUNT(*) FROM jobs {filter} GROUP BY status"
+    ))?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(&values), |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+    })?;
+    for row in rows {
+        let (status, n) = row?;
+        if let Some(status) = JobStatus::parse(&status) {
+            counts.add(status, n as u64);
+        }
+    }
+    let and = if account.is_some() {
+        "AND account = ?1"
+    } else {
+        ""
+    };
+    let overdue: i64 = conn
+        .prepare_cached(&format!(
+            "SELECT COUNT(*) FROM jobs WHERE status = 'sent' AND delivery_overdue = 1 {and}"
+        ))?
+        .query_row(rusqlite::params_from_iter(&values), |row| row.get(0))?;
+    counts.delivery_overdue = overdue as u64;
+    Ok(counts)
+}
+
 fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
     let status: String = row.get(3)?;
     let code: Option<String> = row.get(11)?;
@@ -411,28 +444,13 @@ impl Store for LocalQueue {
     }
 
     async fn counts(&self) -> Result<Counts> {
-        self.with(|conn| {
-            let mut stmt =
-                conn.prepare_cached("SELECT status, COUNT(*) FROM jobs GROUP BY status")?;
-            let mut counts = Counts::default();
-            let rows = stmt.query_map([], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
-            })?;
-            for row in rows {
-                let (status, n) = row?;
-                if let Some(status) = JobStatus::parse(&status) {
-                    counts.add(status, n as u64);
-                }
-            }
-            let overdue: i64 = conn
-                .prepare_cached(
-                    "SELECT COUNT(*) FROM jobs WHERE status = 'sent' AND delivery_overdue = 1",
-                )?
-                .query_row([], |row| row.get(0))?;
-            counts.delivery_overdue = overdue as u64;
-            Ok(counts)
-        })
-        .await
+        self.with(|conn| Ok(count(conn, None)?)).await
+    }
+
+    async fn account_counts(&self, account: &str) -> Result<Counts> {
+        let account = account.to_owned();
+        self.with(move |conn| Ok(count(conn, Some(&account))?))
+            .await
     }
 
     async fn next_due_at(&self, now: i64) -> Result<Option<i64>> {

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use crate::account::{Lane, Wake};
+use crate::account::{Accounts, Lane, Wake};
 use crate::error::Result;
 use crate::events::Events;
-use crate::job::{Counts, Finish, Job, JobStatus, NewJob, Receipt};
+use crate::job::{AllCounts, Counts, Finish, Job, JobStatus, NewJob, Receipt};
 use crate::lifecycle::{Change, Event, Rules};
 use crate::logger_link::Recorder;
 
@@ -87,6 +87,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Job>>;
 
     async fn counts(&self) -> Result<Counts>;
+
+    /// The counts of the jobs that name `account`.
+    async fn account_counts(&self, account: &str) -> Result<Counts>;
 
     /// When the earliest pending job that is not due yet becomes due.
     async fn next_due_at(&self, now: i64) -> Result<Option<i64>>;
@@ -297,7 +300,40 @@ impl Queue {
         self.store.counts().await
     }
 
+    /// The queue's counts and each account's.
+    pub async fn all_counts(&self, accounts: &Accounts) -> Result<AllCounts> {
+        all_counts(&*self.store, accounts).await
+    }
+
     pub async fn next_due_at(&self, now: i64) -> Result<Option<i64>> {
         self.store.next_due_at(now).await
     }
+}
+
+/// The queue's counts and, with several accounts, each account's. The default
+/// account's are what the others leave, as jobs naming no account are its own and
+/// Firestore cannot count documents lacking a field; jobs naming an account nobody
+/// sends for (all `failed`) count there too.
+pub async fn all_counts(store: &dyn Store, accounts: &Accounts) -> Result<AllCounts> {
+    let total = store.counts().await?;
+    let names = accounts.names();
+    if names.len() < 2 {
+        return Ok(AllCounts {
+            total,
+            accounts: Vec::new(),
+        });
+    }
+    let mut others = Vec::with_capacity(names.len() - 1);
+    let mut rest = total;
+    for name in &names[1..] {
+        let counts = store.account_counts(name).await?;
+        rest = rest.less(&counts);
+        others.push((name.clone(), counts));
+    }
+    let mut each = vec![(names[0].clone(), rest)];
+    each.extend(others);
+    Ok(AllCounts {
+        total,
+        accounts: each,
+    })
 }

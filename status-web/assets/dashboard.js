@@ -30,6 +30,10 @@
       notice_one: "{service}: Berkas data tidak dapat dibaca saat mulai. Berkas dipindahkan ke {keptAt} (tidak ada yang dihapus) dan berkas baru dimulai; {n} catatan dibawa.",
       notice_disk_full: "{service}: Disk penuh. Berkas data tidak dapat ditulis, jadi yang tidak dapat disimpan ditolak. Kosongkan ruang disk; layanan pulih sendiri.",
       dismiss: "Tutup",
+      pace_none: "Tanpa jeda antarpesan.", pace_every: "Satu pesan tiap {min} detik.", pace_range: "Satu pesan tiap {min}–{max} detik.",
+      pace_sent: "{n} terkirim dalam 24 jam terakhir.", pace_cap: "{n} dari {cap} yang diizinkan per 24 jam terkirim.",
+      pace_cap_full: "Batas harian tercapai ({n} dari {cap}): pesan berikutnya dapat dikirim pada {t}; yang lain menunggu dan terkirim sendiri.",
+      account_jobs: "Pekerjaan nomor ini",
       time_lock: "WhatsApp membatasi chat baru dari nomor ini sampai {t}. Pesan ke orang tua yang belum pernah mengirim pesan ke sekolah menunggu sampai saat itu lalu terkirim sendiri; pesan ke kontak lain tetap terkirim. Agar tidak terulang: minta orang tua menyimpan nomor sekolah dan mengirim satu pesan, dan kirim lebih pelan (WA_MIN_INTERVAL_MS, WA_DAILY_CAP).",
       st: {
         unknown: ["belum terjangkau", "Gateway WhatsApp belum terjangkau. Pastikan layanan wa-gateway berjalan."],
@@ -74,6 +78,10 @@
       notice_one: "{service}: a data file could not be read at start. It was moved aside to {keptAt} (nothing was deleted) and a fresh one started; {n} record was carried over.",
       notice_disk_full: "{service}: disk full. A data file cannot be written, so what cannot be stored is refused. Free space on the disk; the service recovers by itself.",
       dismiss: "Dismiss",
+      pace_none: "No pause between messages.", pace_every: "One message every {min} s.", pace_range: "One message every {min}–{max} s.",
+      pace_sent: "{n} sent in the last 24 hours.", pace_cap: "{n} of the {cap} allowed in 24 hours sent.",
+      pace_cap_full: "Daily cap reached ({n} of {cap}): the next message can go at {t}; the others wait and go out by themselves.",
+      account_jobs: "This number's jobs",
       time_lock: "WhatsApp limits new chats from this number until {t}. Messages to parents who never wrote to the school wait until then and go out by themselves; messages to other contacts keep going. To avoid it: ask parents to save the school's number and send it one message, and send more slowly (WA_MIN_INTERVAL_MS, WA_DAILY_CAP).",
       st: {
         unknown: ["not reached yet", "The WhatsApp gateway has not been reached yet. Check that the wa-gateway service is running."],
@@ -128,6 +136,9 @@
     $("new-chats").textContent = !q ? "" : t(full ? "new_chats_full" : "new_chats")
       .replace("{u}", String(q.used)).replace("{n}", String(q.total))
       .replace("{t}", q.cycleEndsAt ? time(q.cycleEndsAt) : "?");
+    renderPacing($("pacing"), g.pacing);
+    const own = (s.accounts || [])[0];
+    renderAccountCounts($("account-counts"), own && own.counts);
     const qrBox = $("qr-box");
     if (s.qrSvg) {
       if ($("qr").dataset.svg !== s.qrSvg) { $("qr").innerHTML = s.qrSvg; $("qr").dataset.svg = s.qrSvg; }
@@ -179,6 +190,33 @@
       tr.append(act); body.append(tr);
     }
     $("jobs-empty").hidden = s.recentJobs.length > 0;
+  }
+
+  // An account's pacing: the gap between messages, and its sends of the last 24
+  // hours against the daily cap (a warning while the cap holds messages back).
+  const secs = (ms) => String(Math.round(ms / 100) / 10);
+  function renderPacing(node, p) {
+    node.hidden = !p;
+    if (!p) { node.textContent = ""; return; }
+    const every = p.minIntervalMs + p.jitterMs === 0 ? t("pace_none")
+      : fill(t(p.jitterMs ? "pace_range" : "pace_every"), { min: secs(p.minIntervalMs), max: secs(p.minIntervalMs + p.jitterMs) });
+    const full = p.dailyCap > 0 && p.sentLastDay >= p.dailyCap && !!p.capFreesAt;
+    const use = fill(t(full ? "pace_cap_full" : (p.dailyCap > 0 ? "pace_cap" : "pace_sent")),
+      { n: p.sentLastDay, cap: p.dailyCap, t: time(p.capFreesAt) });
+    node.textContent = every + " " + use;
+    node.className = full ? "next warn pacing" : "muted pacing";
+    node.dataset.full = String(full);
+  }
+
+  // An account's own job counts (several accounts only), under its card.
+  function renderAccountCounts(node, c) {
+    node.hidden = !c;
+    if (!c) { node.replaceChildren(); return; }
+    const grid = el("div", null, "counts");
+    for (const k of ["pending", "processing", "sent", "delivered", "read", "failed"]) {
+      const d = el("div"); d.dataset.count = k; d.append(el("b", String(c[k])), el("span", t("c_" + k))); grid.append(d);
+    }
+    node.replaceChildren(el("h3", t("account_jobs")), grid);
   }
 
   // The launcher's record of restarts (absent without a launcher): a line per
@@ -256,6 +294,7 @@
     c.pill = el("span", null, "pill"); c.name = el("span");
     const line = el("p"); line.append(c.pill, " ", c.name);
     c.next = el("p", null, "next"); c.detail = el("p", null, "muted"); c.waiting = el("p", null, "next warn");
+    c.pacing = el("p", null, "muted pacing"); c.counts = el("div", null, "account-counts");
     c.qr = el("div"); c.qr.setAttribute("aria-label", "QR");
     const form = el("form"); const label = el("label");
     const input = el("input"); input.name = "phone"; input.required = true; input.setAttribute("inputmode", "tel"); input.placeholder = "62812...";
@@ -283,7 +322,7 @@
       catch (err) { resetResult.textContent = err.message; resetResult.className = "result error"; }
     });
     const resetBox = el("div"); resetBox.append(reset, " ", confirm, resetResult);
-    c.root.append(title, line, c.next, c.detail, c.waiting, c.qr, pair, resetBox);
+    c.root.append(title, line, c.next, c.detail, c.waiting, c.pacing, c.qr, c.counts, pair, resetBox);
     cards.set(name, c);
     return c;
   }
@@ -306,6 +345,8 @@
       const stuck = status === "connected" && !a.ready && a.waitingReason;
       c.waiting.hidden = !stuck;
       c.waiting.textContent = stuck ? t("waiting") + a.waitingReason : "";
+      renderPacing(c.pacing, a.gateway.pacing);
+      renderAccountCounts(c.counts, a.counts);
       const svg = (s.accountQrSvgs || [])[i + 1];
       if (svg) { if (c.qr.dataset.svg !== svg) { c.qr.innerHTML = svg; c.qr.dataset.svg = svg; } }
       else { c.qr.innerHTML = ""; c.qr.dataset.svg = ""; }

@@ -166,6 +166,52 @@ pub fn render(s: &Snapshot) -> String {
         ),
     );
     registry.register(
+        "abtrack_account_jobs",
+        "Jobs of each account by status (with several accounts; the default account's include jobs naming none)",
+        Series(
+            s.accounts
+                .iter()
+                .filter_map(|a| Some((a, a.counts?)))
+                .flat_map(|(a, c)| {
+                    [
+                        ("pending", c.pending),
+                        ("processing", c.processing),
+                        ("sent", c.sent),
+                        ("delivered", c.delivered),
+                        ("read", c.read),
+                        ("failed", c.failed),
+                    ]
+                    .map(|(status, n)| {
+                        (
+                            vec![("account", a.name.clone()), ("status", status.to_owned())],
+                            ConstGauge::new(n),
+                        )
+                    })
+                })
+                .collect(),
+        ),
+    );
+    registry.register(
+        "abtrack_account_sent_last_day",
+        "Messages WhatsApp's server accepted from the account in the last 24 hours",
+        gauges(
+            "account",
+            s.accounts
+                .iter()
+                .filter_map(|a| Some((a.name.clone(), a.gateway.pacing.as_ref()?.sent_last_day))),
+        ),
+    );
+    registry.register(
+        "abtrack_account_daily_cap",
+        "Most sends the account's gateway allows in any 24 hours (WA_DAILY_CAP); 0 means no cap",
+        gauges(
+            "account",
+            s.accounts
+                .iter()
+                .filter_map(|a| Some((a.name.clone(), a.gateway.pacing.as_ref()?.daily_cap))),
+        ),
+    );
+    registry.register(
         "abtrack_logger_backlog",
         "Outcome records not yet written to Google Sheets",
         ConstGauge::new(s.logger.backlog),
@@ -234,6 +280,7 @@ pub fn render(s: &Snapshot) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snapshot::{CountsView, PacingView};
     use abtrack_proto::dispatcher::v1 as dpb;
     use prost_types::Timestamp;
 
@@ -377,6 +424,23 @@ mod tests {
         s.accounts[0].ready = true;
         s.accounts[0].service.up = true;
         s.accounts[0].gateway.status = "connected".into();
+        s.accounts[0].gateway.pacing = Some(PacingView {
+            min_interval_ms: 3000,
+            jitter_ms: 2000,
+            daily_cap: 200,
+            sent_last_day: 5,
+            cap_frees_at: None,
+        });
+        s.accounts[0].counts = Some(CountsView {
+            pending: 3,
+            sent: 5,
+            delivery_overdue: 1,
+            ..CountsView::default()
+        });
+        s.accounts[1].counts = Some(CountsView {
+            sent: 2,
+            ..CountsView::default()
+        });
         s.queue.counts.pending = 3;
         s.queue.counts.sent = 7;
         s.queue.counts.delivery_overdue = 1;
@@ -449,6 +513,26 @@ abtrack_account_connected{account="smp-2"} 0
 # TYPE abtrack_account_ready gauge
 abtrack_account_ready{account="default"} 1
 abtrack_account_ready{account="smp-2"} 0
+# HELP abtrack_account_jobs Jobs of each account by status (with several accounts; the default account's include jobs naming none).
+# TYPE abtrack_account_jobs gauge
+abtrack_account_jobs{account="default",status="pending"} 3
+abtrack_account_jobs{account="default",status="processing"} 0
+abtrack_account_jobs{account="default",status="sent"} 5
+abtrack_account_jobs{account="default",status="delivered"} 0
+abtrack_account_jobs{account="default",status="read"} 0
+abtrack_account_jobs{account="default",status="failed"} 0
+abtrack_account_jobs{account="smp-2",status="pending"} 0
+abtrack_account_jobs{account="smp-2",status="processing"} 0
+abtrack_account_jobs{account="smp-2",status="sent"} 2
+abtrack_account_jobs{account="smp-2",status="delivered"} 0
+abtrack_account_jobs{account="smp-2",status="read"} 0
+abtrack_account_jobs{account="smp-2",status="failed"} 0
+# HELP abtrack_account_sent_last_day Messages WhatsApp's server accepted from the account in the last 24 hours.
+# TYPE abtrack_account_sent_last_day gauge
+abtrack_account_sent_last_day{account="default"} 5
+# HELP abtrack_account_daily_cap Most sends the account's gateway allows in any 24 hours (WA_DAILY_CAP); 0 means no cap.
+# TYPE abtrack_account_daily_cap gauge
+abtrack_account_daily_cap{account="default"} 200
 # HELP abtrack_logger_backlog Outcome records not yet written to Google Sheets.
 # TYPE abtrack_logger_backlog gauge
 abtrack_logger_backlog 4

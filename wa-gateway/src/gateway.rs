@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{Notify, broadcast, watch};
 use tokio::time::Instant;
 
 use abtrack_proto::message::check_message;
@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::messenger::{
     ConnectionState, Messenger, MessengerEvent, NumberCheck, Outgoing, ReceiptKind,
 };
-use crate::pacing::{Pacer, PacingConfig};
+use crate::pacing::{Pacer, PacingConfig, PacingUse};
 use crate::sendlog::{Entry, SendLog};
 
 /// What a send needs at most once its slot has come; a slot later than the deadline
@@ -91,6 +91,10 @@ struct Inner {
     numbers: Mutex<HashMap<String, (NumberCheck, Instant)>>,
     settings: GatewaySettings,
     events: broadcast::Sender<Event>,
+    /// The pacing settings and the last 24 hours' sends, as the state reports them.
+    pacing_use: watch::Sender<PacingUse>,
+    /// Told after each send, so the pacing use is counted again.
+    sent: Notify,
     tasks: Tasks,
     /// The sends in flight, which shutdown lets finish.
     sends: Tasks,
@@ -105,7 +109,8 @@ impl Gateway {
         settings: GatewaySettings,
         tasks: &Tasks,
     ) -> Self {
-        let mut pacer = Pacer::new(settings.pacing);
+        let pacing = settings.pacing;
+        let mut pacer = Pacer::new(pacing);
         pacer.remember(&settings.recent_sends);
         let inner = Arc::new(Inner {
             pacer: tokio::sync::Mutex::new(pacer),
@@ -114,10 +119,17 @@ impl Gateway {
             numbers: Mutex::new(HashMap::new()),
             settings,
             events: broadcast::Sender::new(1024),
+            pacing_use: watch::Sender::new(PacingUse {
+                config: pacing,
+                sent_last_day: 0,
+                cap_frees_at: None,
+            }),
+            sent: Notify::new(),
             tasks: tasks.clone(),
             sends: Tasks::new(),
         });
         tasks.spawn(forward_events(Arc::clone(&inner)));
+        tasks.spawn(keep_pacing_use(Arc::clone(&inner)));
         if let Some(timeout) = inner.settings.delivery_timeout {
             tasks.spawn(report_overdue(Arc::clone(&inner), timeout));
         }
@@ -150,6 +162,12 @@ impl Gateway {
 
     pub fn events(&self) -> broadcast::Receiver<Event> {
         self.inner.events.subscribe()
+    }
+
+    /// The pacing settings and the last 24 hours' sends, counted again after each
+    /// send and at least every minute.
+    pub fn pacing_use(&self) -> watch::Receiver<PacingUse> {
+        self.inner.pacing_use.subscribe()
     }
 
     /// Sends `text` to `to` for `job_id`, once. The work runs in its own task, so a
@@ -307,6 +325,7 @@ impl Inner {
         {
             tracing::error!(job_id = %job_id, error = %e, "the message was sent but the send log cannot record it");
         }
+        self.sent.notify_one();
         tracing::info!(
             job_id = %job_id,
             message_id = %entry.message_id,
@@ -417,6 +436,42 @@ async fn forward_events(inner: Arc<Inner>) {
             }
         };
         let _ = inner.events.send(event);
+    }
+}
+
+/// Keeps the pacing use current: counted from the send log after each send, at least
+/// every minute as sends age out, and when a reached cap frees.
+async fn keep_pacing_use(inner: Arc<Inner>) {
+    const DAY_MS: i64 = 24 * 3600 * 1000;
+    let config = inner.settings.pacing;
+    loop {
+        let now = now_ms();
+        let mut next = Duration::from_secs(60);
+        match inner
+            .log
+            .sent_count_since(now - DAY_MS, config.daily_cap)
+            .await
+        {
+            Ok((sent_last_day, holding)) => {
+                let cap_frees_at = holding.map(|at| at + DAY_MS);
+                if let Some(at) = cap_frees_at {
+                    next = next.min(Duration::from_millis((at - now).max(0) as u64 + 1));
+                }
+                inner.pacing_use.send_if_modified(|u| {
+                    let current = PacingUse {
+                        config,
+                        sent_last_day,
+                        cap_frees_at,
+                    };
+                    std::mem::replace(u, current) != current
+                });
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot count the last day's sends"),
+        }
+        tokio::select! {
+            () = inner.sent.notified() => {}
+            () = tokio::time::sleep(next) => {}
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use abtrack_proto::time::{opt_timestamp, to_timestamp};
 
 use crate::gateway::{Event, Gateway};
 use crate::messenger::{ConnectionState, ReceiptKind};
+use crate::pacing::PacingUse;
 
 pub struct GatewayService {
     gateway: Gateway,
@@ -82,11 +83,16 @@ impl pb::gateway_server::Gateway for GatewayService {
     ) -> Result<Response<WatchStream>, Status> {
         let (tx, rx) = mpsc::channel(64);
         let mut state = self.gateway.state();
+        let mut pacing = self.gateway.pacing_use();
         let mut events = self.gateway.events();
         let account = self.account.clone();
         self.gateway.tasks().spawn(async move {
-            let first = state.borrow_and_update().clone();
-            if tx.send(Ok(state_event(&first, &account))).await.is_err() {
+            let first = state_event(
+                &state.borrow_and_update(),
+                &pacing.borrow_and_update(),
+                &account,
+            );
+            if tx.send(Ok(first)).await.is_err() {
                 return;
             }
             loop {
@@ -96,7 +102,14 @@ impl pb::gateway_server::Gateway for GatewayService {
                             return;
                         }
                         let current = state.borrow_and_update().clone();
-                        state_event(&current, &account)
+                        state_event(&current, &pacing.borrow(), &account)
+                    }
+                    changed = pacing.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        let current = *pacing.borrow_and_update();
+                        state_event(&state.borrow(), &current, &account)
                     }
                     event = events.recv() => match event {
                         Ok(event) => gateway_event(event),
@@ -136,7 +149,7 @@ impl pb::gateway_server::Gateway for GatewayService {
     }
 }
 
-fn state_event(state: &ConnectionState, account: &str) -> pb::GatewayEvent {
+fn state_event(state: &ConnectionState, pacing: &PacingUse, account: &str) -> pb::GatewayEvent {
     pb::GatewayEvent {
         event: Some(pb::gateway_event::Event::State(pb::ConnectionState {
             status: state.status as i32,
@@ -154,6 +167,13 @@ fn state_event(state: &ConnectionState, account: &str) -> pb::GatewayEvent {
             }),
             since: Some(to_timestamp(state.since)),
             account: account.to_owned(),
+            pacing: Some(pb::Pacing {
+                min_interval_ms: pacing.config.min_interval.as_millis() as u64,
+                jitter_ms: pacing.config.jitter.as_millis() as u64,
+                daily_cap: pacing.config.daily_cap,
+                sent_last_day: pacing.sent_last_day,
+                cap_frees_at: opt_timestamp(pacing.cap_frees_at),
+            }),
         })),
     }
 }

@@ -10,12 +10,24 @@ use tokio::time::Instant;
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PacingConfig {
     pub min_interval: Duration,
     pub jitter: Duration,
     /// 0 means no cap.
     pub daily_cap: u32,
+}
+
+/// The account's pacing as its state reports it: the settings, and the sends of the
+/// last 24 hours against the cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacingUse {
+    pub config: PacingConfig,
+    /// Messages WhatsApp's server accepted in the last 24 hours (the send log's count).
+    pub sent_last_day: u64,
+    /// While the cap is reached: when the oldest counted send ages out (ms since the
+    /// epoch).
+    pub cap_frees_at: Option<i64>,
 }
 
 /// Why a send cannot happen in time.

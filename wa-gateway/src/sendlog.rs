@@ -50,6 +50,9 @@ impl SendLog {
             );
             -- Whether a recipient was written to before (a new chat or not), per send.
             CREATE INDEX IF NOT EXISTS sends_by_recipient ON sends (recipient)
+                WHERE sent_at IS NOT NULL;
+            -- The sends of the last 24 hours, which the dashboard shows against the cap.
+            CREATE INDEX IF NOT EXISTS sends_by_sent_at ON sends (sent_at)
                 WHERE sent_at IS NOT NULL;",
             |db| {
                 // Delivery tracking came later: messages sent before it are not
@@ -194,6 +197,28 @@ impl SendLog {
                 .query_map([since], |row| row.get(0))?
                 .collect::<rusqlite::Result<Vec<i64>>>()?;
             Ok(times)
+        })
+        .await
+    }
+
+    /// How many messages went out since `since` (ms since the epoch), and, when they
+    /// are at least `cap`, when the one that must age out before another may go
+    /// went out.
+    pub async fn sent_count_since(&self, since: i64, cap: u32) -> Result<(u64, Option<i64>)> {
+        self.with(move |conn| {
+            let n: i64 = conn
+                .prepare_cached("SELECT COUNT(*) FROM sends WHERE sent_at >= ?1")?
+                .query_row([since], |row| row.get(0))?;
+            if cap == 0 || n < i64::from(cap) {
+                return Ok((n.max(0) as u64, None));
+            }
+            let holding: Option<i64> = conn
+                .prepare_cached(
+                    "SELECT sent_at FROM sends WHERE sent_at >= ?1 ORDER BY sent_at LIMIT 1 OFFSET ?2",
+                )?
+                .query_row(params![since, n - i64::from(cap)], |row| row.get(0))
+                .optional()?;
+            Ok((n as u64, holding))
         })
         .await
     }

@@ -640,18 +640,11 @@ impl Store for FirestoreQueue {
     }
 
     async fn counts(&self) -> Result<Counts> {
-        let mut counts = Counts::default();
-        for status in JobStatus::ALL {
-            let n = self.count(self.status_in(&[status])).await?;
-            counts.add(status, n);
-        }
-        counts.delivery_overdue = self
-            .count(and(vec![
-                self.status_in(&[JobStatus::Sent]),
-                eq(self.path(Field::DeliveryOverdue), boolean(true)),
-            ]))
-            .await?;
-        Ok(counts)
+        self.count_each(None).await
+    }
+
+    async fn account_counts(&self, account: &str) -> Result<Counts> {
+        self.count_each(Some(account)).await
     }
 
     async fn next_due_at(&self, now: i64) -> Result<Option<i64>> {

@@ -17,10 +17,10 @@ pub(super) use firestore::FirestoreQueryFilterCompare as Compare;
 pub(super) type Filter = FirestoreQueryFilter;
 
 use super::FirestoreQueue;
-use super::doc::{text, ts};
+use super::doc::{boolean, text, ts};
 use super::mapping::Field;
 use crate::error::{Error, Result};
-use crate::job::JobStatus;
+use crate::job::{Counts, JobStatus};
 
 /// `path` compared with `value` by `op`, e.g. `cmp(Compare::LessThan, path, ts(now))`.
 pub(super) fn cmp(op: fn(String, FirestoreValue) -> Compare, path: &str, value: Value) -> Filter {
@@ -329,6 +329,27 @@ impl FirestoreQueue {
             .query()
             .await
             .map_err(|e| query_error("query failed", e))
+    }
+
+    /// The jobs in each status: all of them, or those naming `account` (equalities
+    /// only, served by the single-field indexes).
+    pub(super) async fn count_each(&self, account: Option<&str>) -> Result<Counts> {
+        let of_account = |filter: Filter| match account {
+            Some(account) => and(vec![filter, eq(self.path(Field::Account), text(account))]),
+            None => filter,
+        };
+        let mut counts = Counts::default();
+        for status in JobStatus::ALL {
+            let n = self.count(of_account(self.status_in(&[status]))).await?;
+            counts.add(status, n);
+        }
+        counts.delivery_overdue = self
+            .count(of_account(and(vec![
+                self.status_in(&[JobStatus::Sent]),
+                eq(self.path(Field::DeliveryOverdue), boolean(true)),
+            ])))
+            .await?;
+        Ok(counts)
     }
 
     pub(super) async fn count(&self, filter: Filter) -> Result<u64> {

@@ -65,6 +65,7 @@ pub fn queue_for(store: Arc<dyn Store>, accounts: &Accounts) -> Queue {
     let events = Events::start(
         Arc::clone(&store),
         QueueState::new(store.backend(), accounts),
+        accounts.clone(),
         &Default::default(),
     );
     Queue::new(

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use abtrack_dispatcher::job::{Finish, JobError, JobStatus, NewJob, Receipt};
+use abtrack_dispatcher::job::{Counts, Finish, JobError, JobStatus, NewJob, Receipt};
 use abtrack_dispatcher::queue::Queue;
 
 use abtrack_dispatcher::account::Accounts;
@@ -544,6 +544,25 @@ async fn each_account_leases_its_own_jobs_past_another_accounts_backlog(backend:
     own.sort();
     assert_eq!(listed, own);
     assert_eq!(a.list(&[], None, 100).await.unwrap().len(), 63);
+
+    // Each account's counts: smp-2's own; the default account's, what the others
+    // leave (the stranger's failure among them).
+    let counts = a.all_counts(&accounts).await.unwrap();
+    let of = |processing, failed| Counts {
+        processing,
+        failed,
+        ..Counts::default()
+    };
+    assert_eq!(counts.total, of(62, 1));
+    assert_eq!(
+        counts.accounts,
+        vec![
+            ("sd-harapan".to_owned(), of(2, 1)),
+            ("smp-2".to_owned(), of(60, 0))
+        ]
+    );
+    let single = Accounts::new(vec!["sd-harapan".into()]);
+    assert!(a.all_counts(&single).await.unwrap().accounts.is_empty());
 
     // A repeated id must repeat the account too.
     let mut again = job(Some("smp-2"), "unnamed");

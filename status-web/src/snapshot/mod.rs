@@ -216,7 +216,17 @@ impl Snapshot {
                     }
                 }
             }
-            Some(E::Counts(c)) => self.queue.counts = CountsView::from(&c),
+            Some(E::Counts(c)) => {
+                self.queue.counts = CountsView::from(&c);
+                for account in &mut self.accounts {
+                    account.counts = c
+                        .accounts
+                        .iter()
+                        .find(|a| a.name == account.name)
+                        .and_then(|a| a.counts.as_ref())
+                        .map(CountsView::from);
+                }
+            }
             Some(E::Job(job)) => {
                 let previous = self
                     .recent_jobs
@@ -306,6 +316,7 @@ fn apply_gateway_event(g: &mut GatewayView, event: gpb::GatewayEvent) {
                 total: q.total,
                 cycle_ends_at: ts(&q.cycle_ends_at),
             });
+            g.pacing = state.pacing.as_ref().map(PacingView::from);
             g.since = ts(&state.since);
             if !waiting_for_qr {
                 g.qr_available = false;

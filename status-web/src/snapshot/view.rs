@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use abtrack_proto::dispatcher::v1 as dpb;
+use abtrack_proto::gateway::v1 as gpb;
 use abtrack_proto::mask_phone;
 use abtrack_proto::time::{from_timestamp, rfc3339};
 
@@ -85,6 +86,8 @@ pub struct GatewayView {
     /// The new chats WhatsApp lets the account open in its current cycle, as it
     /// last said; `None` when it never said.
     pub new_chat_quota: Option<NewChatQuotaView>,
+    /// How the gateway paces the account, and its sends of the last 24 hours.
+    pub pacing: Option<PacingView>,
     pub since: Option<String>,
     /// Whether a QR code is waiting to be scanned; the code itself is not served here.
     pub qr_available: bool,
@@ -104,6 +107,34 @@ pub struct AccountView {
     /// As the dispatcher last said.
     pub ready: bool,
     pub waiting_reason: String,
+    /// The account's jobs by status, as the dispatcher last counted them (with
+    /// several accounts only; the default account's include jobs naming none).
+    pub counts: Option<CountsView>,
+}
+
+/// The gateway's pacing settings and the account's sends of the last 24 hours.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PacingView {
+    pub min_interval_ms: u64,
+    pub jitter_ms: u64,
+    /// Most sends in any 24 hours; 0: no cap.
+    pub daily_cap: u32,
+    pub sent_last_day: u64,
+    /// While the cap is reached: when the next send may go.
+    pub cap_frees_at: Option<String>,
+}
+
+impl From<&gpb::Pacing> for PacingView {
+    fn from(p: &gpb::Pacing) -> Self {
+        Self {
+            min_interval_ms: p.min_interval_ms,
+            jitter_ms: p.jitter_ms,
+            daily_cap: p.daily_cap,
+            sent_last_day: p.sent_last_day,
+            cap_frees_at: ts(&p.cap_frees_at),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -126,6 +157,7 @@ impl Default for GatewayView {
             banned_until: None,
             time_lock_until: None,
             new_chat_quota: None,
+            pacing: None,
             since: None,
             qr_available: false,
             qr_expires_at: None,

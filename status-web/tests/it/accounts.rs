@@ -1,5 +1,6 @@
 //! Several WhatsApp accounts: one card each in the status and on the dashboard, each
-//! account's own QR code, pair code and session reset, and jobs naming an account.
+//! account's own QR code, pair code, session reset, pacing and job counts, and jobs
+//! naming an account.
 
 use reqwest::StatusCode;
 use reqwest::header;
@@ -24,11 +25,51 @@ async fn post(system: &System, path: &str, body: Value) -> (StatusCode, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// `status`, the account's daily cap of 2 used up for another hour.
+fn capped(status: gpb::ConnectionStatus) -> gpb::GatewayEvent {
+    let mut event = state(status);
+    if let Some(gpb::gateway_event::Event::State(state)) = &mut event.event {
+        state.pacing = Some(gpb::Pacing {
+            min_interval_ms: 3000,
+            jitter_ms: 2000,
+            daily_cap: 2,
+            sent_last_day: 2,
+            cap_frees_at: Some(abtrack_proto::time::to_timestamp(
+                abtrack_proto::time::now_ms() + 3_600_000,
+            )),
+        });
+    }
+    event
+}
+
+/// Sends a job for the second account and waits until it is sent.
+async fn send_for_second(system: &System) -> String {
+    let (code, job) = post(
+        system,
+        "/api/messages",
+        json!({"to": "0812-3456-7890", "message": "Halo", "account": SECOND}),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{job}");
+    assert_eq!(job["account"], SECOND);
+    let id = job["id"].as_str().unwrap().to_owned();
+    system
+        .wait_for_status("the second account's job sent", |s| {
+            s["recentJobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|j| j["id"] == id.as_str() && j["status"] == "sent")
+        })
+        .await;
+    id
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_account_has_its_own_state_pair_code_reset_and_jobs() {
     let system = System::start_two_accounts().await;
     let second = system.second.as_ref().unwrap();
-    second.emit(state(gpb::ConnectionStatus::Connected));
+    second.emit(capped(gpb::ConnectionStatus::Connected));
     let status = system
         .wait_for_status("the second account connected and ready", |s| {
             s["accounts"][1]["gateway"]["status"] == "connected"
@@ -71,16 +112,24 @@ async fn each_account_has_its_own_state_pair_code_reset_and_jobs() {
         assert!(metrics.contains(line), "{line} in {metrics}");
     }
 
+    // Each account's pacing, as its gateway reports it.
+    assert_eq!(
+        accounts[1]["gateway"]["pacing"]["sentLastDay"], 2,
+        "{status}"
+    );
+    assert_eq!(accounts[1]["gateway"]["pacing"]["dailyCap"], 2);
+    assert_eq!(accounts[1]["gateway"]["pacing"]["minIntervalMs"], 3000);
+    assert!(accounts[1]["gateway"]["pacing"]["capFreesAt"].is_string());
+    assert!(accounts[0]["gateway"]["pacing"].is_null(), "{status}");
+    for line in [
+        "abtrack_account_sent_last_day{account=\"smp-2\"} 2\n",
+        "abtrack_account_daily_cap{account=\"smp-2\"} 2\n",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+
     // A job for the second account goes out through its gateway while the default
-    // account's waits.
-    let (code, job) = post(
-        &system,
-        "/api/messages",
-        json!({"to": "0812-3456-7890", "message": "Halo", "account": SECOND}),
-    )
-    .await;
-    assert_eq!(code, StatusCode::CREATED, "{job}");
-    assert_eq!(job["account"], SECOND);
+    // account's waits; each account counts its own.
     let (code, waiting) = post(
         &system,
         "/api/messages",
@@ -88,16 +137,24 @@ async fn each_account_has_its_own_state_pair_code_reset_and_jobs() {
     )
     .await;
     assert_eq!(code, StatusCode::CREATED, "{waiting}");
-    let id = job["id"].as_str().unwrap().to_owned();
-    system
-        .wait_for_status("the second account's job sent", |s| {
-            s["recentJobs"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|j| j["id"] == id.as_str() && j["status"] == "sent")
+    let id = send_for_second(&system).await;
+    let status = system
+        .wait_for_status("each account's counts", |s| {
+            s["accounts"][1]["counts"]["sent"] == 1 && s["accounts"][0]["counts"]["pending"] == 1
         })
         .await;
+    assert_eq!(status["accounts"][1]["counts"]["pending"], 0, "{status}");
+    assert_eq!(status["accounts"][0]["counts"]["sent"], 0, "{status}");
+    assert_eq!(status["queue"]["counts"]["sent"], 1);
+    assert_eq!(status["queue"]["counts"]["pending"], 1);
+    let metrics = system.metrics().await;
+    for line in [
+        "abtrack_account_jobs{account=\"smp-2\",status=\"sent\"} 1\n",
+        "abtrack_account_jobs{account=\"default\",status=\"pending\"} 1\n",
+        "abtrack_account_jobs{account=\"default\",status=\"sent\"} 0\n",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
     let jobs = reqwest::Client::new()
         .get(system.url(&format!("/api/jobs/{}", waiting["id"].as_str().unwrap())))
         .bearer_auth(API_KEY)
@@ -170,7 +227,8 @@ async fn each_account_has_its_own_state_pair_code_reset_and_jobs() {
 async fn the_dashboard_shows_a_card_per_account_and_resets_the_one_asked() {
     let system = System::start_two_accounts().await;
     let second = system.second.as_ref().unwrap();
-    second.emit(state(gpb::ConnectionStatus::Connected));
+    second.emit(capped(gpb::ConnectionStatus::Connected));
+    send_for_second(&system).await;
     let Conversation {
         child,
         mut stdin,
@@ -193,7 +251,7 @@ async fn the_dashboard_shows_a_card_per_account_and_resets_the_one_asked() {
         steps.push(step.to_owned());
         match step {
             "cards" => {
-                second.emit(state(gpb::ConnectionStatus::WaitingForQr));
+                second.emit(capped(gpb::ConnectionStatus::WaitingForQr));
                 second.emit(gpb::GatewayEvent {
                     event: Some(gpb::gateway_event::Event::Qr(gpb::QrCode {
                         code: "2@second-account,abc".into(),

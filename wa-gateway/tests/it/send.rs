@@ -321,6 +321,80 @@ async fn pacing_refuses_a_send_whose_slot_is_past_the_deadline() {
 }
 
 #[tokio::test]
+async fn the_state_reports_the_pacing_and_the_days_sends_against_the_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = TestGateway::start(
+        dir.path(),
+        Options {
+            min_interval: Duration::from_millis(20),
+            daily_cap: 2,
+            ..Options::default()
+        },
+    )
+    .await;
+    let mut client = gw.client.clone();
+    let mut watch = client
+        .watch(pb::WatchRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    // Waits, bounded, for a state whose pacing `f` accepts.
+    let mut pacing_until = async |f: &dyn Fn(&pb::Pacing) -> bool| loop {
+        let event = tokio::time::timeout(LONG, watch.message())
+            .await
+            .expect("no such state in time")
+            .unwrap()
+            .unwrap();
+        if let Some(Event::State(state)) = event.event
+            && let Some(pacing) = state.pacing
+            && f(&pacing)
+        {
+            return pacing;
+        }
+    };
+    let idle = pacing_until(&|_| true).await;
+    assert_eq!(
+        (idle.min_interval_ms, idle.jitter_ms, idle.daily_cap),
+        (20, 0, 2)
+    );
+    assert_eq!(idle.sent_last_day, 0);
+    assert!(idle.cap_frees_at.is_none());
+
+    let first = client
+        .send(send("one", "081234567890", "Halo", LONG))
+        .await
+        .unwrap()
+        .into_inner();
+    let one = pacing_until(&|p| p.sent_last_day == 1).await;
+    assert!(one.cap_frees_at.is_none(), "the cap is not reached yet");
+    client
+        .send(send("two", "081234567891", "Halo", LONG))
+        .await
+        .unwrap();
+    let full = pacing_until(&|p| p.sent_last_day == 2).await;
+    let first_at = first.sent_at.unwrap();
+    assert_eq!(
+        full.cap_frees_at.unwrap(),
+        prost_types::Timestamp {
+            seconds: first_at.seconds + 24 * 3600,
+            ..first_at
+        },
+        "the first send ages out a day after it went"
+    );
+    let err = client
+        .send(send(
+            "three",
+            "081234567892",
+            "Halo",
+            Duration::from_secs(2),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("daily cap"), "{}", err.message());
+}
+
+#[tokio::test]
 async fn watch_starts_with_the_state_and_carries_receipts_with_their_job() {
     let dir = tempfile::tempdir().unwrap();
     let gw = TestGateway::start(

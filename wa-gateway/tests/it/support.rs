@@ -64,6 +64,7 @@ pub struct TestGateway {
 pub struct Options {
     pub delay: Duration,
     pub min_interval: Duration,
+    pub daily_cap: u32,
     pub not_on_whatsapp: Vec<String>,
     pub receipts: bool,
 }
@@ -73,6 +74,7 @@ impl Default for Options {
         Self {
             delay: Duration::ZERO,
             min_interval: Duration::ZERO,
+            daily_cap: 0,
             not_on_whatsapp: vec![],
             receipts: false,
         }
@@ -102,7 +104,7 @@ impl TestGateway {
                 pacing: PacingConfig {
                     min_interval: options.min_interval,
                     jitter: Duration::ZERO,
-                    daily_cap: 0,
+                    daily_cap: options.daily_cap,
                 },
                 check_cache_ttl: Duration::from_secs(60),
                 delivery_timeout: None,
