@@ -45,6 +45,7 @@ pub const VARS: &[Var] = &[
     mapping::FIELD_DELIVERY_OVERDUE,
     mapping::FIELD_UPDATED_AT,
     mapping::FIELD_LOGGED_AT,
+    mapping::FIELD_HISTORY,
     mapping::STATUS_PENDING,
     mapping::STATUS_SENT,
     mapping::STATUS_DELIVERED,

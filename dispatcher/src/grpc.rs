@@ -14,6 +14,7 @@ use crate::account::Accounts;
 use crate::error::Error;
 use crate::events::QueueState;
 use crate::job::{AllCounts, Counts, Job, JobStatus, NewJob};
+use crate::lifecycle::Step;
 use crate::pause::PauseSwitch;
 use crate::queue::Queue;
 
@@ -108,6 +109,23 @@ impl From<&Job> for pb::Job {
             delivery_overdue: job.delivery_overdue,
             recipient_lid: job.recipient_lid.clone().unwrap_or_default(),
             account: job.account.clone().unwrap_or_default(),
+            steps: Vec::new(),
+        }
+    }
+}
+
+impl From<&Step> for pb::JobStep {
+    fn from(step: &Step) -> Self {
+        pb::JobStep {
+            at: Some(to_timestamp(step.at)),
+            kind: step.kind.as_str().to_owned(),
+            attempt: step.attempt,
+            owner: step.owner.clone().unwrap_or_default(),
+            error: step.error.as_ref().map(|e| pb::JobError {
+                code: e.code.clone(),
+                message: e.message.clone(),
+            }),
+            next_attempt_at: opt_timestamp(step.next_attempt_at),
         }
     }
 }
@@ -205,7 +223,11 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
             .get(id.trim())
             .await?
             .ok_or_else(|| Error::NotFound(format!("no job with id {id:?}")))?;
-        Ok(Response::new(pb::Job::from(&job)))
+        let steps = self.queue.steps(&job.id).await?;
+        Ok(Response::new(pb::Job {
+            steps: steps.iter().map(pb::JobStep::from).collect(),
+            ..pb::Job::from(&job)
+        }))
     }
 
     async fn list_jobs(

@@ -39,7 +39,88 @@ pub struct Change {
     pub job: Job,
     /// The job reached an outcome the logger has to record (again).
     pub log: bool,
+    /// The step the job's history keeps of it; `None` for a new job (its creation is
+    /// read from `created_at`).
+    pub step: Option<Step>,
 }
+
+/// One step of a job's story, as its history keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub at: i64,
+    pub kind: StepKind,
+    /// The attempt the step belongs to (0 before the first).
+    pub attempt: u32,
+    /// The dispatcher that leased the job, for [`StepKind::Leased`].
+    pub owner: Option<String>,
+    pub error: Option<JobError>,
+    /// When the job may be tried again, for [`StepKind::RetryLater`] and
+    /// [`StepKind::Released`].
+    pub next_attempt_at: Option<i64>,
+}
+
+/// What a step was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepKind {
+    /// A dispatcher took the job for an attempt.
+    Leased,
+    /// WhatsApp's server accepted the message.
+    Sent,
+    /// The attempt failed for now; the job waits for its next attempt.
+    RetryLater,
+    /// Given back without spending the attempt (the account's gateway was not ready,
+    /// or held the message back).
+    Released,
+    /// The attempt ended without an outcome (the dispatcher stopped or restarted);
+    /// the job waits again.
+    Interrupted,
+    /// The job ended failed.
+    Failed,
+    /// An operator sent a failed job again.
+    OperatorRetry,
+    Delivered,
+    Read,
+    /// No delivery receipt came within the gateway's delivery timeout.
+    DeliveryOverdue,
+}
+
+impl StepKind {
+    pub const ALL: [StepKind; 10] = [
+        StepKind::Leased,
+        StepKind::Sent,
+        StepKind::RetryLater,
+        StepKind::Released,
+        StepKind::Interrupted,
+        StepKind::Failed,
+        StepKind::OperatorRetry,
+        StepKind::Delivered,
+        StepKind::Read,
+        StepKind::DeliveryOverdue,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::Leased => "leased",
+            StepKind::Sent => "sent",
+            StepKind::RetryLater => "retry_later",
+            StepKind::Released => "released",
+            StepKind::Interrupted => "interrupted",
+            StepKind::Failed => "failed",
+            StepKind::OperatorRetry => "operator_retry",
+            StepKind::Delivered => "delivered",
+            StepKind::Read => "read",
+            StepKind::DeliveryOverdue => "delivery_overdue",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+}
+
+/// The most steps a job's history keeps: the newest ones (a job released again and
+/// again while its account's daily cap holds would otherwise grow without end).
+pub const MAX_STEPS: usize = 50;
 
 impl Change {
     /// True when the job now waits in the queue and is due at `now`.
@@ -147,7 +228,61 @@ pub fn decide(job: &Job, event: &Event, now: i64, rules: &Rules) -> Result<Optio
             true
         }
     };
-    Ok(Some(Change { job: next, log }))
+    let step = step_of(event, job, &next, now);
+    Ok(Some(Change {
+        job: next,
+        log,
+        step: Some(step),
+    }))
+}
+
+/// The step a transition from `before` to `after` by `event` leaves in the job's
+/// history.
+fn step_of(event: &Event, before: &Job, after: &Job, now: i64) -> Step {
+    let failed = after.status == JobStatus::Failed && before.status != JobStatus::Failed;
+    let (kind, at) = match event {
+        _ if failed => (StepKind::Failed, now),
+        Event::Lease { .. } => (StepKind::Leased, now),
+        Event::Finish { finish, .. } => match finish {
+            Finish::Sent { .. } => (StepKind::Sent, now),
+            Finish::Failed(_) => (StepKind::Failed, now),
+            Finish::Retry { .. } => (StepKind::RetryLater, now),
+            Finish::Release { .. } => (StepKind::Released, now),
+        },
+        Event::LeaseExpired | Event::Restarted { .. } => (StepKind::Interrupted, now),
+        Event::Retry => (StepKind::OperatorRetry, now),
+        Event::Receipt { receipt, at } => match receipt {
+            Receipt::Delivered => (StepKind::Delivered, *at),
+            Receipt::Read => (StepKind::Read, *at),
+            Receipt::Overdue => (StepKind::DeliveryOverdue, now),
+        },
+        Event::Malformed(_) => (StepKind::Failed, now),
+    };
+    let error = match kind {
+        StepKind::Failed | StepKind::RetryLater | StepKind::Released | StepKind::Interrupted => {
+            after.last_error.clone()
+        }
+        _ => None,
+    };
+    Step {
+        at,
+        kind,
+        // A released attempt was not spent, yet the step is that attempt's.
+        attempt: if kind == StepKind::Released {
+            before.attempts
+        } else {
+            after.attempts
+        },
+        owner: match event {
+            Event::Lease { owner, .. } if kind == StepKind::Leased => Some(owner.clone()),
+            _ => None,
+        },
+        error,
+        next_attempt_at: match kind {
+            StepKind::RetryLater | StepKind::Released => after.next_attempt_at,
+            _ => None,
+        },
+    }
 }
 
 fn held_by(job: &Job, owner: &str) -> bool {
@@ -411,6 +546,25 @@ mod tests {
                         if rank(before.status) > 0 && job.status != JobStatus::Failed {
                             prop_assert!(rank(job.status) >= rank(before.status), "{:?} -> {:?}", before.status, job.status);
                         }
+                        // Each change leaves one step, which says what the change did.
+                        let step = change.step.expect("every decided change has a step");
+                        let ended_failed = job.status == JobStatus::Failed
+                            && (before.status != JobStatus::Failed || matches!(event, Event::Malformed(_)));
+                        prop_assert_eq!(step.kind == StepKind::Failed, ended_failed, "{:?}", step);
+                        prop_assert_eq!(
+                            step.kind == StepKind::Leased,
+                            job.status == JobStatus::Processing && before.status != JobStatus::Processing,
+                            "{:?}", step
+                        );
+                        prop_assert_eq!(
+                            step.kind == StepKind::Sent,
+                            before.status == JobStatus::Processing && rank(job.status) > 0,
+                            "{:?}", step
+                        );
+                        prop_assert_eq!(step.owner.is_some(), step.kind == StepKind::Leased);
+                        if step.error.is_some() {
+                            prop_assert_eq!(&step.error, &job.last_error);
+                        }
                     }
                 }
                 prop_assert!(job.attempts <= RULES.max_attempts, "{:?}", job);
@@ -462,6 +616,63 @@ mod tests {
             prop_assert_eq!(job.status, JobStatus::Failed);
             prop_assert!(leases <= RULES.max_attempts);
             prop_assert!(job.last_error.unwrap().message.contains("gave up after 3 attempts"));
+        }
+    }
+
+    #[test]
+    fn a_job_retried_once_then_read_tells_each_step() {
+        let mut job = pending();
+        let mut steps = Vec::new();
+        let mut apply = |job: &mut Job, event: Event, now: i64| {
+            let change = decide(job, &event, now, &RULES).unwrap().unwrap();
+            *job = change.job;
+            steps.push(change.step.unwrap());
+        };
+        apply(&mut job, lease("a"), 10);
+        let finish = |finish| Event::Finish {
+            owner: "a".into(),
+            finish,
+        };
+        apply(
+            &mut job,
+            finish(Finish::Retry {
+                error: error(),
+                next_attempt_at: 30,
+            }),
+            20,
+        );
+        apply(&mut job, lease("a"), 30);
+        apply(&mut job, finish(sent()), 40);
+        let receipt = |receipt| Event::Receipt { receipt, at: 55 };
+        apply(&mut job, receipt(Receipt::Delivered), 50);
+        apply(&mut job, receipt(Receipt::Read), 60);
+        let told: Vec<_> = steps
+            .iter()
+            .map(|s| {
+                (
+                    s.at,
+                    s.kind,
+                    s.attempt,
+                    s.error.is_some(),
+                    s.next_attempt_at,
+                )
+            })
+            .collect();
+        assert_eq!(
+            told,
+            [
+                (10, StepKind::Leased, 1, false, None),
+                (20, StepKind::RetryLater, 1, true, Some(30)),
+                (30, StepKind::Leased, 2, false, None),
+                (40, StepKind::Sent, 2, false, None),
+                (55, StepKind::Delivered, 2, false, None),
+                (55, StepKind::Read, 2, false, None),
+            ]
+        );
+        assert_eq!(steps[0].owner.as_deref(), Some("a"));
+        assert_eq!(steps[1].error, Some(error()));
+        for kind in StepKind::ALL {
+            assert_eq!(StepKind::parse(kind.as_str()), Some(kind));
         }
     }
 

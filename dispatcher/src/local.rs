@@ -11,7 +11,7 @@ use rusqlite::{Connection, OptionalExtension, Params, Row, TransactionBehavior, 
 use crate::account::{Lane, Pick};
 use crate::error::{Error, Result};
 use crate::job::{Counts, Job, JobError, JobStatus, NewJob};
-use crate::lifecycle::{self, Change, Event, Rules};
+use crate::lifecycle::{self, Change, Event, MAX_STEPS, Rules, Step, StepKind};
 use crate::queue::{Enqueued, Selection, Store};
 
 const COLUMNS: &str = "id, to_input, message, status, attempts, lease_owner, lease_expires_at,
@@ -56,7 +56,20 @@ impl LocalQueue {
             CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, created_at);
             CREATE INDEX IF NOT EXISTS jobs_by_update ON jobs (updated_at);
             CREATE INDEX IF NOT EXISTS jobs_unlogged ON jobs (updated_at)
-                WHERE logged_at IS NULL AND status IN ('sent', 'delivered', 'read', 'failed');",
+                WHERE logged_at IS NULL AND status IN ('sent', 'delivered', 'read', 'failed');
+            -- Each job's history, the newest MAX_STEPS steps per job. A damaged file's
+            -- steps are not carried over: its jobs are, with their fields.
+            CREATE TABLE IF NOT EXISTS job_steps (
+                job_id          TEXT NOT NULL,
+                at              INTEGER NOT NULL,
+                kind            TEXT NOT NULL,
+                attempt         INTEGER NOT NULL,
+                owner           TEXT,
+                error_code      TEXT,
+                error_message   TEXT,
+                next_attempt_at INTEGER
+            );
+            CREATE INDEX IF NOT EXISTS job_steps_by_job ON job_steps (job_id);",
             |db| {
                 db.ensure_column(
                     "jobs",
@@ -236,7 +249,70 @@ fn apply(
         j.delivery_overdue,
         change.log,
     ])?;
+    if let Some(step) = &change.step {
+        record_step(conn, &j.id, step)?;
+    }
     Ok(Some(change))
+}
+
+/// Adds `step` to the job's history, dropping its oldest steps past [`MAX_STEPS`].
+fn record_step(conn: &Connection, id: &str, step: &Step) -> Result<()> {
+    let (code, message) = match &step.error {
+        Some(e) => (Some(e.code.as_str()), Some(e.message.as_str())),
+        None => (None, None),
+    };
+    conn.prepare_cached(
+        "INSERT INTO job_steps (job_id, at, kind, attempt, owner, error_code, error_message,
+            next_attempt_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        id,
+        step.at,
+        step.kind.as_str(),
+        step.attempt,
+        step.owner,
+        code,
+        message,
+        step.next_attempt_at,
+    ])?;
+    conn.prepare_cached(
+        "DELETE FROM job_steps WHERE job_id = ?1 AND rowid NOT IN
+            (SELECT rowid FROM job_steps WHERE job_id = ?1 ORDER BY rowid DESC LIMIT ?2)",
+    )?
+    .execute(params![id, MAX_STEPS as i64])?;
+    Ok(())
+}
+
+fn steps_of(conn: &Connection, id: &str) -> Result<Vec<Step>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT at, kind, attempt, owner, error_code, error_message, next_attempt_at
+         FROM job_steps WHERE job_id = ?1 ORDER BY rowid",
+    )?;
+    let steps = stmt
+        .query_map([id], |row| {
+            let kind: String = row.get(1)?;
+            let code: Option<String> = row.get(4)?;
+            let message: Option<String> = row.get(5)?;
+            // Only this module writes the column, always from `StepKind::as_str`.
+            let Some(kind) = StepKind::parse(&kind) else {
+                return Ok(None);
+            };
+            Ok(Some(Step {
+                at: row.get(0)?,
+                kind,
+                attempt: row.get(2)?,
+                owner: row.get(3)?,
+                error: code.map(|code| JobError {
+                    code,
+                    message: message.unwrap_or_default(),
+                }),
+                next_attempt_at: row.get(6)?,
+            }))
+        })?
+        .filter_map(|step| step.transpose())
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(steps)
 }
 
 #[async_trait]
@@ -394,6 +470,10 @@ impl Store for LocalQueue {
             Ok(changes)
         })
         .await
+    }
+
+    async fn steps(&self, id: &str) -> Result<Vec<Step>> {
+        self.read(|conn| steps_of(conn, id)).await
     }
 
     async fn get(&self, id: &str) -> Result<Option<Job>> {

@@ -14,7 +14,7 @@ use crate::account::{Accounts, Lane, Wake};
 use crate::error::Result;
 use crate::events::Events;
 use crate::job::{AllCounts, Counts, Finish, Job, JobStatus, NewJob, Receipt};
-use crate::lifecycle::{Change, Event, Rules};
+use crate::lifecycle::{Change, Event, Rules, Step};
 use crate::logger_link::Recorder;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +75,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Change>>;
 
     async fn get(&self, id: &str) -> Result<Option<Job>>;
+
+    /// The job's history, oldest first (at most [`crate::lifecycle::MAX_STEPS`]
+    /// steps); empty for a job unknown or never changed.
+    async fn steps(&self, id: &str) -> Result<Vec<Step>>;
 
     /// Newest update first; all statuses when `statuses` is empty; with `lane`, only
     /// the jobs that lane sends (for the default account's, those naming no account
@@ -171,6 +175,7 @@ impl Queue {
             let change = Change {
                 job: enqueued.job.clone(),
                 log: false,
+                step: None,
             };
             self.publish(&[change], now);
         }
@@ -285,6 +290,10 @@ impl Queue {
 
     pub async fn get(&self, id: &str) -> Result<Option<Job>> {
         self.store.get(id).await
+    }
+
+    pub async fn steps(&self, id: &str) -> Result<Vec<Step>> {
+        self.store.steps(id).await
     }
 
     pub async fn list(

@@ -12,6 +12,7 @@ use abtrack_proto::message::check_message;
 
 use super::mapping::{self, Field, Mapping};
 use crate::job::{Job, JobError, JobStatus, MAX_SEND_AT_MS, NewJob};
+use crate::lifecycle::{MAX_STEPS, Step, StepKind};
 
 /// The default field names, for writers of documents in the default shape.
 pub const TO: &str = mapping::FIELD_TO.default;
@@ -195,8 +196,106 @@ pub fn set_at(fields: &mut HashMap<String, Value>, path: &str, value: Value) {
     }
 }
 
+fn map_value(fields: Vec<(&str, Value)>) -> Value {
+    Value {
+        value_type: Some(ValueType::MapValue(MapValue {
+            fields: fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        })),
+    }
+}
+
+/// One step as the history field keeps it.
+fn step_value(step: &Step) -> Value {
+    let mut fields = vec![
+        ("at", ts(step.at)),
+        ("kind", text(step.kind.as_str())),
+        ("attempt", int(i64::from(step.attempt))),
+    ];
+    if let Some(owner) = &step.owner {
+        fields.push(("owner", text(owner)));
+    }
+    if step.error.is_some() {
+        fields.push(("error", error_value(step.error.as_ref())));
+    }
+    if let Some(at) = step.next_attempt_at {
+        fields.push(("nextAttemptAt", ts(at)));
+    }
+    map_value(fields)
+}
+
+/// A step read back; `None` for an entry this server did not write.
+fn step_from(value: &Value) -> Option<Step> {
+    let Some(ValueType::MapValue(map)) = &value.value_type else {
+        return None;
+    };
+    let get = |name: &str| map.fields.get(name).and_then(|v| v.value_type.as_ref());
+    let time = |name: &str| match get(name) {
+        Some(ValueType::TimestampValue(t)) => Some(ts_to_ms(t)),
+        _ => None,
+    };
+    let string = |name: &str| match get(name) {
+        Some(ValueType::StringValue(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let error = match get("error") {
+        Some(ValueType::MapValue(e)) => {
+            let part = |name: &str| match e.fields.get(name).and_then(|v| v.value_type.as_ref()) {
+                Some(ValueType::StringValue(s)) => s.clone(),
+                _ => String::new(),
+            };
+            Some(JobError {
+                code: part("code"),
+                message: part("message"),
+            })
+        }
+        _ => None,
+    };
+    Some(Step {
+        at: time("at")?,
+        kind: StepKind::parse(&string("kind")?)?,
+        attempt: match get("attempt") {
+            Some(ValueType::IntegerValue(n)) => u32::try_from(*n).unwrap_or(0),
+            _ => 0,
+        },
+        owner: string("owner"),
+        error,
+        next_attempt_at: time("nextAttemptAt"),
+    })
+}
+
 /// Reading a document's fields and writing a job's through the mapping.
 impl Mapping {
+    /// The steps of the document's history this server can read, oldest first.
+    pub fn steps(&self, doc: &Document) -> Vec<Step> {
+        match self
+            .value(doc, Field::History)
+            .and_then(|v| v.value_type.as_ref())
+        {
+            Some(ValueType::ArrayValue(list)) => list.values.iter().filter_map(step_from).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The document's history with `step` added, its oldest entries dropped past
+    /// [`MAX_STEPS`]; anything but a list there is replaced.
+    pub fn history_with(&self, doc: &Document, step: &Step) -> Value {
+        let mut values = match self
+            .value(doc, Field::History)
+            .and_then(|v| v.value_type.as_ref())
+        {
+            Some(ValueType::ArrayValue(list)) => list.values.clone(),
+            _ => Vec::new(),
+        };
+        values.push(step_value(step));
+        let extra = values.len().saturating_sub(MAX_STEPS);
+        values.drain(..extra);
+        Value {
+            value_type: Some(ValueType::ArrayValue(
+                firestore::gcloud_sdk::google::firestore::v1::ArrayValue { values },
+            )),
+        }
+    }
+
     fn value<'a>(&self, doc: &'a Document, field: Field) -> Option<&'a Value> {
         value_at(&doc.fields, self.path(field))
     }
@@ -628,6 +727,52 @@ mod tests {
         for ms in [0, 1, 999, 1_700_000_000_123, -1] {
             assert_eq!(ts_to_ms(&ms_to_ts(ms)), ms);
         }
+    }
+
+    #[test]
+    fn the_history_keeps_the_newest_steps_and_reads_them_back() {
+        let map = Mapping::default();
+        let step = |at: i64| Step {
+            at,
+            kind: StepKind::RetryLater,
+            attempt: 1,
+            owner: None,
+            error: Some(JobError::new("e", "why")),
+            next_attempt_at: Some(at + 10),
+        };
+        let mut d = doc(&[]);
+        assert!(map.steps(&d).is_empty());
+        for at in 0..(MAX_STEPS as i64 + 5) {
+            let history = map.history_with(&d, &step(at));
+            d.fields.insert("history".into(), history);
+        }
+        let steps = map.steps(&d);
+        assert_eq!(steps.len(), MAX_STEPS);
+        assert_eq!(steps[0], step(5), "the oldest steps went");
+        assert_eq!(steps[MAX_STEPS - 1], step(MAX_STEPS as i64 + 4));
+        // Something else in the field is replaced, an entry not written here skipped.
+        d.fields.insert("history".into(), text("x"));
+        assert_eq!(map.steps(&map_doc(&map, &d, &step(1))), [step(1)]);
+        let mut odd = doc(&[]);
+        odd.fields.insert(
+            "history".into(),
+            Value {
+                value_type: Some(ValueType::ArrayValue(
+                    firestore::gcloud_sdk::google::firestore::v1::ArrayValue {
+                        values: vec![text("x"), step_value(&step(2))],
+                    },
+                )),
+            },
+        );
+        assert_eq!(map.steps(&odd), [step(2)]);
+    }
+
+    /// `d` with `step` added to its history.
+    fn map_doc(map: &Mapping, d: &Document, step: &Step) -> Document {
+        let mut d = d.clone();
+        let history = map.history_with(&d, step);
+        d.fields.insert("history".into(), history);
+        d
     }
 
     mod properties {

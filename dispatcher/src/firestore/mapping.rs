@@ -29,6 +29,7 @@ pub enum Field {
     DeliveryOverdue,
     UpdatedAt,
     LoggedAt,
+    History,
 }
 
 macro_rules! field_vars {
@@ -36,7 +37,7 @@ macro_rules! field_vars {
         $(pub const $konst: Var = Var { name: $name, default: $default, help: $help };)*
 
         impl Field {
-            pub const ALL: [Field; 20] = [$(Field::$field),*];
+            pub const ALL: [Field; 21] = [$(Field::$field),*];
 
             /// The variable that names this field's place in the documents.
             pub fn var(self) -> Var {
@@ -72,6 +73,8 @@ field_vars! {
     DeliveryOverdue, FIELD_DELIVERY_OVERDUE, "FIRESTORE_FIELD_DELIVERY_OVERDUE", "deliveryOverdue", "field set true when no delivery receipt came in time";
     UpdatedAt, FIELD_UPDATED_AT, "FIRESTORE_FIELD_UPDATED_AT", "updatedAt", "field with the time the server last changed the job";
     LoggedAt, FIELD_LOGGED_AT, "FIRESTORE_FIELD_LOGGED_AT", "loggedAt", "field with the time the Sheets logger took the outcome";
+    History, FIELD_HISTORY, "FIRESTORE_FIELD_HISTORY", "history",
+        "field the server keeps the job's steps in (a list of maps, the newest 50: each lease, outcome, retry and receipt with its time)";
 }
 
 pub const STATUS_PENDING: Var = Var {

@@ -24,7 +24,7 @@ use tonic::Code;
 use crate::account::{Lane, Pick};
 use crate::error::{Error, Result};
 use crate::job::{Counts, Job, JobStatus, NewJob};
-use crate::lifecycle::{self, Change, Event, Rules};
+use crate::lifecycle::{self, Change, Event, Rules, Step};
 use crate::queue::{Enqueued, Selection, Store};
 use doc::*;
 use mapping::{Field, Mapping};
@@ -300,9 +300,19 @@ impl FirestoreQueue {
         self.write_change(doc, job, change).await
     }
 
+    /// The fields a decided change writes onto the document it was decided from: the
+    /// job's changed fields, and its step added to the history.
+    fn change_fields(&self, doc: &Document, job: &Job, change: &Change) -> Vec<(&str, Value)> {
+        let mut fields = self.map.changed_fields(job, &change.job, change.log);
+        if let Some(step) = &change.step {
+            fields.push((self.path(Field::History), self.map.history_with(doc, step)));
+        }
+        fields
+    }
+
     /// Writes a decided change onto the document it was decided from.
     async fn write_change(&self, doc: &Document, job: &Job, change: Change) -> Result<Applied> {
-        let fields = self.map.changed_fields(job, &change.job, change.log);
+        let fields = self.change_fields(doc, job, &change);
         Ok(match self.patch(doc, fields).await? {
             Some(_) => Applied::Written(Box::new(change)),
             None => Applied::Conflict,
@@ -342,7 +352,7 @@ impl FirestoreQueue {
         if change.job.status.is_terminal() {
             return self.write_change(doc, &job, change).await;
         }
-        let mut fields = self.map.changed_fields(&job, &change.job, change.log);
+        let mut fields = self.change_fields(doc, &job, &change);
         fields.push((self.path(Field::LoggedAt), null()));
         Ok(if self.move_doc(doc, self.name(&job.id), fields).await? {
             Applied::Written(Box::new(change))
@@ -587,6 +597,14 @@ impl Store for FirestoreQueue {
             .find(id)
             .await?
             .map(|(d, _)| self.map.parse_lenient(&d)))
+    }
+
+    async fn steps(&self, id: &str) -> Result<Vec<Step>> {
+        Ok(self
+            .find(id)
+            .await?
+            .map(|(d, _)| self.map.steps(&d))
+            .unwrap_or_default())
     }
 
     /// The default account's lane reads every job and keeps those naming no other

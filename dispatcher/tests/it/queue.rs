@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 
 use abtrack_dispatcher::job::{Counts, Finish, JobError, JobStatus, NewJob, Receipt};
+use abtrack_dispatcher::lifecycle::StepKind;
 use abtrack_dispatcher::queue::Queue;
 
 use abtrack_dispatcher::account::Accounts;
@@ -305,6 +306,45 @@ async fn retries_releases_and_operator_retry(backend: Backend) {
         (job.status, job.attempts, job.last_error),
         (JobStatus::Pending, 0, None)
     );
+    // Then sent and read: the history tells each step, with its time and error.
+    q.lease_next("w", &lane(), 70, 170).await.unwrap().unwrap();
+    q.finish(&id, "w", sent(&id), 71).await.unwrap().unwrap();
+    q.record_receipt(&id, Receipt::Read, 75, 76)
+        .await
+        .unwrap()
+        .unwrap();
+    let steps = q.steps(&id).await.unwrap();
+    let told: Vec<_> = steps
+        .iter()
+        .map(|s| {
+            (
+                s.at,
+                s.kind,
+                s.attempt,
+                s.error.as_ref().map(|e| e.code.as_str()),
+                s.next_attempt_at,
+            )
+        })
+        .collect();
+    use StepKind::*;
+    assert_eq!(
+        told,
+        [
+            (1, Leased, 1, None, None),
+            (2, RetryLater, 1, Some("internal"), Some(50)),
+            (50, Leased, 2, None, None),
+            (51, Released, 2, Some("not_linked"), None),
+            (60, Leased, 2, None, None),
+            (61, Failed, 2, Some("internal"), None),
+            (62, OperatorRetry, 0, None, None),
+            (70, Leased, 1, None, None),
+            (71, Sent, 1, None, None),
+            (75, Read, 1, None, None),
+        ]
+    );
+    assert_eq!(steps[0].owner.as_deref(), Some("w"));
+    assert_eq!(steps[1].error.as_ref().unwrap().message, "boom");
+    assert!(q.steps("missing").await.unwrap().is_empty());
     assert!(
         q.retry("missing", 63)
             .await

@@ -261,6 +261,40 @@ pub struct JobView {
     /// The account that sends it, when the job names one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
+    /// The job's history, oldest first: only in one job's view.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<Vec<StepView>>,
+}
+
+/// One step of a job's history.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StepView {
+    pub at: Option<String>,
+    pub kind: String,
+    pub attempt: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<JobErrorView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
+}
+
+impl From<&dpb::JobStep> for StepView {
+    fn from(step: &dpb::JobStep) -> Self {
+        Self {
+            at: ts(&step.at),
+            kind: step.kind.clone(),
+            attempt: step.attempt,
+            owner: (!step.owner.is_empty()).then(|| step.owner.clone()),
+            error: step.error.as_ref().map(|e| JobErrorView {
+                code: e.code.clone(),
+                message: e.message.clone(),
+            }),
+            next_attempt_at: ts(&step.next_attempt_at),
+        }
+    }
 }
 
 /// A wire time as the API writes it (RFC 3339).
@@ -279,11 +313,12 @@ pub fn job_status_name(status: i32) -> String {
 }
 
 impl JobView {
-    pub fn from_pb(job: &dpb::Job, with_message: bool) -> Self {
+    /// `one_job`: the view of one job asked for, with its message text and history.
+    pub fn from_pb(job: &dpb::Job, one_job: bool) -> Self {
         Self {
             id: job.id.clone(),
             to: mask_phone(&job.to),
-            message: with_message.then(|| job.message.clone()),
+            message: one_job.then(|| job.message.clone()),
             status: job_status_name(job.status),
             attempts: job.attempts,
             recipient: if job.recipient.is_empty() {
@@ -307,6 +342,7 @@ impl JobView {
             updated_at: ts(&job.updated_at),
             delivery_overdue: job.delivery_overdue,
             account: (!job.account.is_empty()).then(|| job.account.clone()),
+            steps: one_job.then(|| job.steps.iter().map(StepView::from).collect()),
         }
     }
 }
