@@ -114,6 +114,12 @@ impl Lane {
         }
     }
 
+    /// Whether a job naming `account` is in this lane's job list: its own, and for the
+    /// default lane those naming no account too.
+    pub fn lists(&self, account: Option<&str>) -> bool {
+        self.pick(account) == Pick::Take
+    }
+
     /// The accounts whose jobs this lane leaves to their own lanes.
     pub fn others(&self) -> Vec<&str> {
         self.accounts

@@ -10,16 +10,17 @@ use abtrack_proto::dispatcher::v1 as pb;
 use abtrack_proto::tasks::Tasks;
 use abtrack_proto::time::{from_timestamp, now_ms, opt_timestamp, to_timestamp};
 
-use crate::account::Accounts;
+use crate::account::{Accounts, Lane};
 use crate::error::Error;
 use crate::events::QueueState;
-use crate::job::{AllCounts, Counts, Job, JobStatus, NewJob};
+use crate::job::{AllCounts, Counts, Job, JobStatus, NewJob, Search};
 use crate::lifecycle::Step;
 use crate::pause::PauseSwitch;
 use crate::queue::Queue;
 
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 1000;
+const MAX_SEARCH_LIMIT: usize = 1000;
 
 pub struct DispatcherService {
     pub queue: Queue,
@@ -28,6 +29,24 @@ pub struct DispatcherService {
     pub pause: PauseSwitch,
     pub default_country_code: String,
     pub accounts: Accounts,
+}
+
+impl DispatcherService {
+    /// The lane of a request's `account`: `None` when empty; an unknown name is
+    /// refused, naming the accounts.
+    fn lane(&self, account: &str) -> Result<Option<Lane>, Error> {
+        let account = account.trim();
+        if account.is_empty() {
+            return Ok(None);
+        }
+        self.accounts
+            .lane(account)
+            .map(Some)
+            .ok_or_else(|| Error::InvalidArgument {
+                field: "account",
+                reason: self.accounts.unknown(account),
+            })
+    }
 }
 
 /// Checks an enqueue request with the gateway's default country code, for one of
@@ -244,23 +263,58 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
             0 => DEFAULT_LIMIT,
             n => n.min(MAX_LIMIT),
         };
-        let account = req.account.trim();
-        let lane = match self.accounts.lane(account) {
-            _ if account.is_empty() => None,
-            Some(lane) => Some(lane),
-            None => {
-                return Err(Error::InvalidArgument {
-                    field: "account",
-                    reason: self.accounts.unknown(account),
-                }
-                .into());
-            }
-        };
+        let lane = self.lane(&req.account)?;
         let jobs = self.queue.list(&statuses, lane.as_ref(), limit).await?;
         let counts = self.queue.all_counts(&self.accounts).await?;
         Ok(Response::new(pb::ListJobsResponse {
             jobs: jobs.iter().map(pb::Job::from).collect(),
             counts: Some((&counts).into()),
+        }))
+    }
+
+    async fn search_jobs(
+        &self,
+        request: Request<pb::SearchJobsRequest>,
+    ) -> Result<Response<pb::SearchJobsResponse>, Status> {
+        let req = request.into_inner();
+        let statuses = req
+            .statuses
+            .into_iter()
+            .map(status_from_pb)
+            .collect::<Result<Vec<_>, _>>()?;
+        let phone = req.phone.trim();
+        let recipient = if phone.is_empty() {
+            None
+        } else {
+            let jid = abtrack_proto::normalize_recipient(phone, &self.default_country_code)
+                .map_err(|e| Error::InvalidArgument {
+                    field: "phone",
+                    reason: e.to_string(),
+                })?;
+            Some(jid.to_string())
+        };
+        let search = Search {
+            statuses,
+            account: self.lane(&req.account)?,
+            recipient,
+            id: Some(req.id.trim().to_owned()).filter(|id| !id.is_empty()),
+            created_from: req.created_from.as_ref().map(from_timestamp),
+            created_until: req.created_until.as_ref().map(from_timestamp),
+        };
+        let limit = match req.limit as usize {
+            0 => DEFAULT_LIMIT,
+            n => n.min(MAX_SEARCH_LIMIT),
+        };
+        let cursor = req.cursor.trim();
+        let page = self
+            .queue
+            .search(&search, (!cursor.is_empty()).then_some(cursor), limit)
+            .await?;
+        let counts = self.queue.counts().await?;
+        Ok(Response::new(pb::SearchJobsResponse {
+            jobs: page.jobs.iter().map(pb::Job::from).collect(),
+            next_cursor: page.next.unwrap_or_default(),
+            counts: Some(counts.into()),
         }))
     }
 

@@ -104,6 +104,9 @@ pub struct NewJob {
     pub send_at: Option<i64>,
     /// The account that sends it; `None`: the default account.
     pub account: Option<String>,
+    /// The recipient as a JID, normalised as the gateway does, when known at the
+    /// door: written with the job, so a search by number finds it before it is sent.
+    pub recipient: Option<String>,
 }
 
 fn invalid(field: &'static str, reason: impl ToString) -> Error {
@@ -136,7 +139,8 @@ impl NewJob {
                 ));
             }
         }
-        normalize_recipient(to, default_country_code).map_err(|e| invalid("to", e))?;
+        let recipient =
+            normalize_recipient(to, default_country_code).map_err(|e| invalid("to", e))?;
         check_message(message).map_err(|e| invalid("message", e))?;
         if send_at.is_some_and(|ms| ms > MAX_SEND_AT_MS) {
             return Err(invalid("sendAt", "must be before the year 10000"));
@@ -147,6 +151,7 @@ impl NewJob {
             message: message.to_owned(),
             send_at,
             account: None,
+            recipient: Some(recipient.to_string()),
         })
     }
 
@@ -162,6 +167,61 @@ impl NewJob {
             }
         };
         Ok(self)
+    }
+}
+
+/// Which jobs a search finds: every condition given must hold. Newest `created_at`
+/// first (then id, descending).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Search {
+    /// Empty: every status.
+    pub statuses: Vec<JobStatus>,
+    /// The jobs this account sends (for the default account, those naming none too).
+    pub account: Option<crate::account::Lane>,
+    /// The normalised recipient (a JID, as `recipient` holds it).
+    pub recipient: Option<String>,
+    pub id: Option<String>,
+    /// Created at or after (ms).
+    pub created_from: Option<i64>,
+    /// Created before (ms).
+    pub created_until: Option<i64>,
+}
+
+impl Search {
+    /// Whether `job` is one this search finds.
+    pub fn matches(&self, job: &Job) -> bool {
+        (self.statuses.is_empty() || self.statuses.contains(&job.status))
+            && self
+                .account
+                .as_ref()
+                .is_none_or(|lane| lane.lists(job.account.as_deref()))
+            && self
+                .recipient
+                .as_ref()
+                .is_none_or(|r| job.recipient.as_ref() == Some(r))
+            && self.id.as_ref().is_none_or(|id| *id == job.id)
+            && self.created_from.is_none_or(|from| job.created_at >= from)
+            && self
+                .created_until
+                .is_none_or(|until| job.created_at < until)
+    }
+}
+
+/// One page of a search, and where the next starts (`None`: nothing more).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    pub jobs: Vec<Job>,
+    /// The id of the last job looked at, which the next page starts after.
+    pub next: Option<String>,
+}
+
+impl Page {
+    /// The error of a page asked for after a job that is gone.
+    pub fn cursor_gone(after: &str) -> Error {
+        invalid(
+            "cursor",
+            format!("no job {after:?} to continue after (it was removed); start the search again"),
+        )
     }
 }
 

@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, Params, Row, TransactionBehavior, 
 
 use crate::account::{Lane, Pick};
 use crate::error::{Error, Result};
-use crate::job::{Counts, Job, JobError, JobStatus, NewJob};
+use crate::job::{Counts, Job, JobError, JobStatus, NewJob, Page, Search};
 use crate::lifecycle::{self, Change, Event, MAX_STEPS, Rules, Step, StepKind};
 use crate::queue::{Enqueued, Selection, Store};
 
@@ -55,6 +55,9 @@ impl LocalQueue {
             );
             CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, created_at);
             CREATE INDEX IF NOT EXISTS jobs_by_update ON jobs (updated_at);
+            -- Searches: newest first, by number.
+            CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (created_at, id);
+            CREATE INDEX IF NOT EXISTS jobs_by_recipient ON jobs (recipient, created_at, id);
             CREATE INDEX IF NOT EXISTS jobs_unlogged ON jobs (updated_at)
                 WHERE logged_at IS NULL AND status IN ('sent', 'delivered', 'read', 'failed');
             -- Each job's history, the newest MAX_STEPS steps per job. A damaged file's
@@ -336,8 +339,8 @@ impl Store for LocalQueue {
             let id = job.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
             tx.prepare_cached(
                 "INSERT INTO jobs (id, to_input, message, status, send_at, created_at, updated_at,
-                    account)
-                 VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?5, ?6)",
+                    account, recipient)
+                 VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?5, ?6, ?7)",
             )?
             .execute(params![
                 id,
@@ -345,7 +348,8 @@ impl Store for LocalQueue {
                 job.message,
                 job.send_at,
                 now,
-                job.account
+                job.account,
+                job.recipient
             ])?;
             let created = get_job(&tx, &id)?
                 .ok_or_else(|| Error::Internal("inserted job vanished".into()))?;
@@ -519,6 +523,74 @@ impl Store for LocalQueue {
                 .query_map(rusqlite::params_from_iter(values), job_from_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(jobs)
+        })
+        .await
+    }
+
+    async fn search(&self, search: &Search, after: Option<&str>, limit: usize) -> Result<Page> {
+        let (search, after) = (search.clone(), after.map(str::to_owned));
+        self.with(move |conn| {
+            use rusqlite::types::Value;
+            let mut conditions = Vec::new();
+            let mut values: Vec<Value> = Vec::new();
+            if !search.statuses.is_empty() {
+                // The words come from `JobStatus::as_str`, never from the request.
+                let list = search
+                    .statuses
+                    .iter()
+                    .map(|s| format!("'{}'", s.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                conditions.push(format!("status IN ({list})"));
+            }
+            let mut bind = |condition: &str, value: Value| {
+                values.push(value);
+                conditions.push(condition.replace('?', &format!("?{}", values.len())));
+            };
+            if let Some(lane) = &search.account {
+                if lane.is_default() {
+                    bind("(account IS NULL OR account = ?)", lane.account.clone().into());
+                } else {
+                    bind("account = ?", lane.account.clone().into());
+                }
+            }
+            if let Some(recipient) = &search.recipient {
+                bind("recipient = ?", recipient.clone().into());
+            }
+            if let Some(id) = &search.id {
+                bind("id = ?", id.clone().into());
+            }
+            if let Some(from) = search.created_from {
+                bind("created_at >= ?", from.into());
+            }
+            if let Some(until) = search.created_until {
+                bind("created_at < ?", until.into());
+            }
+            if let Some(after) = &after {
+                let Some(last) = get_job(conn, after)? else {
+                    return Err(Page::cursor_gone(after));
+                };
+                values.push(last.created_at.into());
+                values.push(last.id.into());
+                let (a, b) = (values.len() - 1, values.len());
+                conditions.push(format!("(created_at, id) < (?{a}, ?{b})"));
+            }
+            let filter = if conditions.is_empty() {
+                String::new()
+            } else {
+                format!("WHERE {}", conditions.join(" AND "))
+            };
+            let sql = format!(
+                "SELECT {COLUMNS} FROM jobs {filter} ORDER BY created_at DESC, id DESC LIMIT {limit}"
+            );
+            let jobs = conn
+                .prepare_cached(&sql)?
+                .query_map(rusqlite::params_from_iter(values), job_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let next = (jobs.len() == limit)
+                .then(|| jobs.last().map(|j| j.id.clone()))
+                .flatten();
+            Ok(Page { jobs, next })
         })
         .await
     }

@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use crate::account::{Accounts, Lane, Wake};
 use crate::error::Result;
 use crate::events::Events;
-use crate::job::{AllCounts, Counts, Finish, Job, JobStatus, NewJob, Receipt};
+use crate::job::{AllCounts, Counts, Finish, Job, JobStatus, NewJob, Page, Receipt, Search};
 use crate::lifecycle::{Change, Event, Rules, Step};
 use crate::logger_link::Recorder;
 
@@ -89,6 +89,10 @@ pub trait Store: Send + Sync + 'static {
         lane: Option<&Lane>,
         limit: usize,
     ) -> Result<Vec<Job>>;
+
+    /// One page of the jobs `search` finds, newest `created_at` first, after the job
+    /// `after` names (a page's `next`); at most `limit`.
+    async fn search(&self, search: &Search, after: Option<&str>, limit: usize) -> Result<Page>;
 
     async fn counts(&self) -> Result<Counts>;
 
@@ -303,6 +307,10 @@ impl Queue {
         limit: usize,
     ) -> Result<Vec<Job>> {
         self.store.list(statuses, lane, limit).await
+    }
+
+    pub async fn search(&self, search: &Search, after: Option<&str>, limit: usize) -> Result<Page> {
+        self.store.search(search, after, limit).await
     }
 
     pub async fn counts(&self) -> Result<Counts> {

@@ -1,5 +1,6 @@
-//! The REST API: status, jobs, enqueueing, retry, pause and resume, the gateway's
-//! pairing and session reset, and dismissing the services' notices.
+//! The REST API: status, one job, enqueueing, retry, pause and resume, the gateway's
+//! pairing and session reset, and dismissing the services' notices (finding jobs is
+//! [`crate::jobs`]).
 
 use std::time::Duration;
 
@@ -20,18 +21,18 @@ use abtrack_proto::token::TokenChannel;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::snapshot::{CountsView, JobView, Service};
+use crate::snapshot::{JobView, Service};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const MESSAGE_FIELDS: &[&str] = &["to", "message", "sendAt", "id", "account"];
 
-fn request<T>(message: T) -> Request<T> {
+pub(crate) fn request<T>(message: T) -> Request<T> {
     let mut request = Request::new(message);
     request.set_timeout(CALL_TIMEOUT);
     request
 }
 
-fn from_dispatcher(status: tonic::Status) -> ApiError {
+pub(crate) fn from_dispatcher(status: tonic::Status) -> ApiError {
     ApiError::from_service(Service::Dispatcher, status)
 }
 
@@ -168,70 +169,6 @@ fn json_type(value: &Value) -> &'static str {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
-}
-
-#[derive(Debug, Deserialize)]
-pub struct ListQuery {
-    /// Comma-separated statuses.
-    status: Option<String>,
-    /// Parsed by hand so a bad value gets the usual JSON error.
-    limit: Option<String>,
-    /// Only this account's jobs.
-    account: Option<String>,
-}
-
-pub async fn list_jobs(
-    State(state): State<AppState>,
-    Query(query): Query<ListQuery>,
-) -> Result<impl IntoResponse, ApiError> {
-    let mut statuses = Vec::new();
-    for name in query
-        .status
-        .iter()
-        .flat_map(|s| s.split(','))
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        let status = dpb::JobStatus::from_str_name(&format!("JOB_STATUS_{}", name.to_ascii_uppercase()))
-            .filter(|s| *s != dpb::JobStatus::Unspecified)
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    Some("status"),
-                    format!("status: unknown status {name:?}; use pending, processing, sent, delivered, read or failed"),
-                )
-            })?;
-        statuses.push(status as i32);
-    }
-    let limit = match query.limit.as_deref().map(str::trim) {
-        None | Some("") => 50,
-        Some(text) => text.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
-            ApiError::bad_request(
-                Some("limit"),
-                "limit: expected a whole number from 1 to 1000",
-            )
-        })?,
-    };
-    let mut client = state.dispatcher.clone();
-    let response = client
-        .list_jobs(request(dpb::ListJobsRequest {
-            statuses,
-            limit,
-            account: query.account.unwrap_or_default(),
-        }))
-        .await
-        .map_err(from_dispatcher)?
-        .into_inner();
-    let jobs: Vec<JobView> = response
-        .jobs
-        .iter()
-        .map(|j| JobView::from_pb(j, false))
-        .collect();
-    let counts = response
-        .counts
-        .as_ref()
-        .map(CountsView::from)
-        .unwrap_or_default();
-    Ok(Json(json!({ "jobs": jobs, "counts": counts })))
 }
 
 pub async fn get_job(

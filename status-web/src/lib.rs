@@ -10,6 +10,7 @@ pub mod config;
 pub mod dashboard;
 pub mod error;
 pub mod i18n;
+pub mod jobs;
 pub mod live;
 pub mod metrics;
 pub mod notices;
@@ -94,7 +95,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(api::healthz))
         .route("/api/status", get(api::status))
         .route("/api/messages", post(api::enqueue))
-        .route("/api/jobs", get(api::list_jobs))
+        .route("/api/jobs", get(jobs::list_jobs))
+        .route("/api/jobs.csv", get(jobs::export_csv))
         .route("/api/jobs/{id}", get(api::get_job))
         .route("/api/jobs/{id}/retry", post(api::retry_job))
         .route("/api/queue/pause", post(api::pause))

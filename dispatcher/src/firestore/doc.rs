@@ -535,6 +535,9 @@ impl Mapping {
         if let Some(account) = &job.account {
             set(Field::Account, text(account));
         }
+        if let Some(recipient) = &job.recipient {
+            set(Field::Recipient, text(recipient));
+        }
         set(Field::Status, text(self.word(JobStatus::Pending)));
         set(Field::CreatedAt, ts(now));
         set(Field::UpdatedAt, ts(now));

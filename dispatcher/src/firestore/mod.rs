@@ -23,7 +23,7 @@ use tonic::Code;
 
 use crate::account::{Lane, Pick};
 use crate::error::{Error, Result};
-use crate::job::{Counts, Job, JobStatus, NewJob};
+use crate::job::{Counts, Job, JobStatus, NewJob, Page, Search};
 use crate::lifecycle::{self, Change, Event, Rules, Step};
 use crate::queue::{Enqueued, Selection, Store};
 use doc::*;
@@ -301,11 +301,23 @@ impl FirestoreQueue {
     }
 
     /// The fields a decided change writes onto the document it was decided from: the
-    /// job's changed fields, and its step added to the history.
+    /// job's changed fields, and its step added to the history. A document the app
+    /// wrote without them also gets, once, what a search needs: its creation time
+    /// (the document's own, the queue order already) and its recipient, normalised.
     fn change_fields(&self, doc: &Document, job: &Job, change: &Change) -> Vec<(&str, Value)> {
         let mut fields = self.map.changed_fields(job, &change.job, change.log);
         if let Some(step) = &change.step {
             fields.push((self.path(Field::History), self.map.history_with(doc, step)));
+        }
+        if self.map.is_unset(doc, Field::CreatedAt) {
+            fields.push((self.path(Field::CreatedAt), ts(change.job.created_at)));
+        }
+        if change.job.recipient.is_none()
+            && self.map.is_unset(doc, Field::Recipient)
+            && let Ok(jid) =
+                abtrack_proto::normalize_recipient(&change.job.to, &self.default_country_code)
+        {
+            fields.push((self.path(Field::Recipient), text(&jid.to_string())));
         }
         fields
     }
@@ -647,7 +659,7 @@ impl Store for FirestoreQueue {
             jobs.extend(
                 page.iter()
                     .map(|d| self.map.parse_lenient(d))
-                    .filter(|j| lane.pick(j.account.as_deref()) == Pick::Take),
+                    .filter(|j| lane.lists(j.account.as_deref())),
             );
             if jobs.len() >= limit as usize || !full {
                 break;
@@ -655,6 +667,62 @@ impl Store for FirestoreQueue {
         }
         jobs.truncate(limit as usize);
         Ok(jobs)
+    }
+
+    /// Reads pages of the query [`FirestoreQueue::newest_created`] builds (one
+    /// condition of the search, the creation range), keeps the jobs that meet the
+    /// rest, and stops at `limit` jobs or after [`MAX_PAGES`] pages, answering where
+    /// the next page starts. A search by id reads that one document.
+    async fn search(&self, search: &Search, after: Option<&str>, limit: usize) -> Result<Page> {
+        if let Some(id) = &search.id {
+            let job = match after {
+                Some(_) => None,
+                None => self
+                    .find(id)
+                    .await?
+                    .map(|(d, _)| self.map.parse_lenient(&d)),
+            };
+            return Ok(Page {
+                jobs: job.filter(|j| search.matches(j)).into_iter().collect(),
+                next: None,
+            });
+        }
+        let mut cursor = match after {
+            None => None,
+            Some(id) => match self.get_doc(id).await? {
+                Some(doc) => Some(self.after(&doc, Field::CreatedAt)),
+                None => return Err(Page::cursor_gone(id)),
+            },
+        };
+        let page_size = limit.clamp(1, u32::MAX as usize) as u32;
+        let mut jobs = Vec::new();
+        let mut last_read = None;
+        for _ in 0..MAX_PAGES {
+            let page = self
+                .run(self.newest_created(search, page_size, cursor.take()))
+                .await?;
+            let full = page.len() == page_size as usize;
+            for doc in &page {
+                let job = self.map.parse_lenient(doc);
+                cursor = Some(self.after(doc, Field::CreatedAt));
+                last_read = Some(job.id.clone());
+                if search.matches(&job) {
+                    jobs.push(job);
+                    if jobs.len() == limit {
+                        let next = jobs.last().map(|j| j.id.clone());
+                        return Ok(Page { jobs, next });
+                    }
+                }
+            }
+            if !full {
+                return Ok(Page { jobs, next: None });
+            }
+        }
+        // Read as far as one answer may: the next page starts after the last one read.
+        Ok(Page {
+            jobs,
+            next: last_read,
+        })
     }
 
     async fn counts(&self) -> Result<Counts> {

@@ -20,7 +20,7 @@ use super::FirestoreQueue;
 use super::doc::{boolean, text, ts};
 use super::mapping::Field;
 use crate::error::{Error, Result};
-use crate::job::{Counts, JobStatus};
+use crate::job::{Counts, JobStatus, Search};
 
 /// `path` compared with `value` by `op`, e.g. `cmp(Compare::LessThan, path, ts(now))`.
 pub(super) fn cmp(op: fn(String, FirestoreValue) -> Compare, path: &str, value: Value) -> Filter {
@@ -56,7 +56,8 @@ fn query_error(what: &str, e: firestore::errors::FirestoreError) -> Error {
 
 /// One query of the job collection.
 pub(super) struct Query {
-    filter: Filter,
+    /// `None`: every document.
+    filter: Option<Filter>,
     order: Vec<FirestoreQueryOrder>,
     limit: Option<u32>,
     /// Results start after the document with these values of the ordered fields.
@@ -95,7 +96,7 @@ impl FirestoreQueue {
         limit: Option<u32>,
     ) -> Query {
         Query {
-            filter,
+            filter: Some(filter),
             order: order
                 .iter()
                 .map(|(path, direction)| FirestoreQueryOrder::from((*path, direction.clone())))
@@ -199,6 +200,44 @@ impl FirestoreQueue {
         }
     }
 
+    /// A search's query: at most one equality (the recipient, else a named account,
+    /// else the statuses) and the creation range, newest `createdAt` first, after the
+    /// document [`FirestoreQueue::after`] gave `after` for. The search's other
+    /// conditions are checked on what it reads.
+    pub(super) fn newest_created(
+        &self,
+        search: &Search,
+        limit: u32,
+        after: Option<Vec<Value>>,
+    ) -> Query {
+        let created = self.path(Field::CreatedAt);
+        let mut filters = Vec::new();
+        if let Some(recipient) = &search.recipient {
+            filters.push(eq(self.path(Field::Recipient), text(recipient)));
+        } else if let Some(lane) = search.account.as_ref().filter(|l| !l.is_default()) {
+            filters.push(eq(self.path(Field::Account), text(&lane.account)));
+        } else if !search.statuses.is_empty() {
+            filters.push(self.status_in(&search.statuses));
+        }
+        if let Some(from) = search.created_from {
+            filters.push(cmp(Compare::GreaterThanOrEqual, created, ts(from)));
+        }
+        if let Some(until) = search.created_until {
+            filters.push(cmp(Compare::LessThan, created, ts(until)));
+        }
+        let filter = match filters.len() {
+            0 => None,
+            1 => filters.pop(),
+            _ => Some(and(filters)),
+        };
+        Query {
+            filter,
+            order: vec![FirestoreQueryOrder::from((created, Direction::Descending))],
+            limit: Some(limit),
+            start_after: after,
+        }
+    }
+
     /// Finished jobs whose outcome the Sheets logger has not taken, oldest first.
     pub(super) fn unlogged_outcomes(&self, limit: u32) -> Query {
         let done = [
@@ -268,8 +307,8 @@ impl FirestoreQueue {
     /// The query as the raw calls (`RunQuery`, a listen target) take it.
     fn structured(&self, query: Query) -> Result<StructuredQuery> {
         let mut params =
-            FirestoreQueryParams::new(FirestoreQueryCollection::Single(self.collection.clone()))
-                .with_filter(query.filter);
+            FirestoreQueryParams::new(FirestoreQueryCollection::Single(self.collection.clone()));
+        params.filter = query.filter;
         if !query.order.is_empty() {
             params = params.with_order_by(query.order);
         }
@@ -314,7 +353,7 @@ impl FirestoreQueue {
             .fluent()
             .select()
             .from(self.collection.as_str())
-            .filter(move |_| Some(filter.clone()));
+            .filter(move |_| filter.clone());
         if !order.is_empty() {
             select = select.order(move |_| order.clone());
         }
@@ -380,6 +419,15 @@ impl FirestoreQueue {
 pub fn indexes(collection: &str, mapping: &super::mapping::Mapping) -> serde_json::Value {
     let status = mapping.path(Field::Status);
     let asc = |field| serde_json::json!({ "fieldPath": mapping.path(field), "order": "ASCENDING" });
+    let desc =
+        |field| serde_json::json!({ "fieldPath": mapping.path(field), "order": "DESCENDING" });
+    let plain = |fields: Vec<serde_json::Value>| {
+        serde_json::json!({
+            "collectionGroup": collection,
+            "queryScope": "COLLECTION",
+            "fields": fields,
+        })
+    };
     let index = |fields: Vec<serde_json::Value>| {
         let mut all = vec![serde_json::json!({ "fieldPath": status, "order": "ASCENDING" })];
         all.extend(fields);
@@ -415,6 +463,10 @@ pub fn indexes(collection: &str, mapping: &super::mapping::Mapping) -> serde_jso
                     "order": "DESCENDING"
                 }),
             ]),
+            // Searches, newest first: by status, by number, by account.
+            index(vec![desc(Field::CreatedAt)]),
+            plain(vec![asc(Field::Recipient), desc(Field::CreatedAt)]),
+            plain(vec![asc(Field::Account), desc(Field::CreatedAt)]),
         ],
         "fieldOverrides": [],
     })

@@ -461,6 +461,7 @@ async fn finished_documents_are_moved_or_deleted_once_logged_and_receipts_and_re
         message: "Halo".into(),
         send_at: None,
         account: None,
+        recipient: None,
     };
     let get = |name: String| {
         let db = q.db().clone();

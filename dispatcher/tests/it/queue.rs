@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use abtrack_dispatcher::job::{Counts, Finish, JobError, JobStatus, NewJob, Receipt};
+use abtrack_dispatcher::job::{Counts, Finish, JobError, JobStatus, NewJob, Receipt, Search};
 use abtrack_dispatcher::lifecycle::StepKind;
 use abtrack_dispatcher::queue::Queue;
 
@@ -40,6 +40,7 @@ on_both_backends!(
     enqueue_with_an_id_is_idempotent,
     finished_outcomes_wait_for_the_logger_until_marked,
     each_account_leases_its_own_jobs_past_another_accounts_backlog,
+    a_search_pages_newest_first_by_number_status_account_id_and_date,
 );
 
 fn new_job(to: &str, message: &str) -> NewJob {
@@ -609,4 +610,125 @@ async fn each_account_leases_its_own_jobs_past_another_accounts_backlog(backend:
     again.id = Some(unnamed);
     let err = a.enqueue(again, 200).await.unwrap_err().to_string();
     assert!(err.contains("a different job with id"), "{err}");
+}
+
+async fn a_search_pages_newest_first_by_number_status_account_id_and_date(backend: Backend) {
+    let accounts = Accounts::new(vec!["sd-harapan".into(), "smp-2".into()]);
+    let (q, _, _store) = open_pair_for(backend, &accounts).await;
+    let lanes = accounts.lanes();
+    // 30 jobs, one a time unit apart: every third to one parent, written three ways;
+    // every fifth for smp-2.
+    let forms = ["0812-3456-7890", "+62 812 3456 7890", "6281234567890"];
+    let mut ids = Vec::new();
+    for n in 0..30i64 {
+        let to = if n % 3 == 0 {
+            forms[(n / 3 % 3) as usize].to_owned()
+        } else {
+            format!("0813000000{n:02}")
+        };
+        let account = (n % 5 == 0).then_some("smp-2");
+        let job = NewJob::validate(None, &to, &format!("m{n}"), None, "62")
+            .unwrap()
+            .for_account(account)
+            .unwrap();
+        ids.push(q.enqueue(job, 1_000 + n).await.unwrap().job.id);
+    }
+    // The default account's three oldest jobs failed, one of them the parent's.
+    for n in [1, 2, 3] {
+        let leased = q
+            .lease_next("w", &lanes[0], 2_000, 10_000)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(leased.id, ids[n]);
+        q.finish(
+            &leased.id,
+            "w",
+            Finish::Failed(JobError::new("e", "why")),
+            2_001,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    }
+    let all = |search: Search, page: usize| {
+        let q = q.clone();
+        async move {
+            let mut found = Vec::new();
+            let mut after = None;
+            loop {
+                let got = q.search(&search, after.as_deref(), page).await.unwrap();
+                assert!(got.jobs.len() <= page);
+                found.extend(got.jobs.into_iter().map(|j| (j.created_at, j.id)));
+                match got.next {
+                    Some(next) => after = Some(next),
+                    None => return found,
+                }
+            }
+        }
+    };
+    let expect = |pick: &dyn Fn(i64) -> bool| -> Vec<(i64, String)> {
+        (0..30i64)
+            .rev()
+            .filter(|n| pick(*n))
+            .map(|n| (1_000 + n, ids[n as usize].clone()))
+            .collect()
+    };
+
+    // Every job, newest first, page by page.
+    assert_eq!(all(Search::default(), 7).await, expect(&|_| true));
+    // The parent, found however the app wrote the number.
+    let parent = Search {
+        recipient: Some("6281234567890@s.whatsapp.net".into()),
+        ..Search::default()
+    };
+    assert_eq!(all(parent.clone(), 4).await, expect(&|n| n % 3 == 0));
+    // Its failed jobs; every job by status.
+    let parent_failed = Search {
+        statuses: vec![JobStatus::Failed],
+        ..parent.clone()
+    };
+    assert_eq!(all(parent_failed, 1).await, expect(&|n| n == 3));
+    let pending = Search {
+        statuses: vec![JobStatus::Pending],
+        ..Search::default()
+    };
+    assert_eq!(all(pending, 10).await, expect(&|n| n > 3 || n == 0));
+    // By account: smp-2's own; the default account's, those naming none.
+    let smp = Search {
+        account: Some(lanes[1].clone()),
+        ..Search::default()
+    };
+    assert_eq!(all(smp, 3).await, expect(&|n| n % 5 == 0));
+    let default = Search {
+        account: Some(lanes[0].clone()),
+        created_from: Some(1_010),
+        ..Search::default()
+    };
+    assert_eq!(all(default, 6).await, expect(&|n| n % 5 != 0 && n >= 10));
+    // By date, from inclusive, until exclusive.
+    let window = Search {
+        created_from: Some(1_005),
+        created_until: Some(1_012),
+        ..Search::default()
+    };
+    assert_eq!(all(window, 3).await, expect(&|n| (5..12).contains(&n)));
+    // By id.
+    let one = Search {
+        id: Some(ids[7].clone()),
+        ..Search::default()
+    };
+    assert_eq!(all(one, 5).await, expect(&|n| n == 7));
+    let none = Search {
+        id: Some("nobody".into()),
+        ..Search::default()
+    };
+    assert!(all(none, 5).await.is_empty());
+    // A cursor naming no job is refused.
+    let err = q
+        .search(&Search::default(), Some("nobody"), 5)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("start the search again"), "{err}");
 }

@@ -29,6 +29,7 @@ async fn jobs_per_second(store: &dyn Store, jobs: usize) -> f64 {
             message: "Halo".into(),
             send_at: None,
             account: None,
+            recipient: None,
         };
         store.enqueue(job, now_ms()).await.unwrap();
     }

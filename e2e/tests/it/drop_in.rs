@@ -216,6 +216,23 @@ async fn an_app_writing_phone_text_and_state_queued_is_served_in_its_own_words()
     // The counts the dashboard shows read the app's words.
     let counts = app.counts().await;
     assert_eq!((counts.read, counts.failed, counts.pending), (2, 1, 0));
+    // Searches are served by the printed indexes: by number (written at the first
+    // attempt, however the app wrote it), by status, and every job.
+    for (query, found) in [
+        ("phone=081234567890", vec!["task-1"]),
+        ("status=read", vec!["task-2", "task-1"]),
+        ("status=failed&phone=6281234567891", vec![]),
+        ("", vec!["task-3", "task-2", "task-1"]),
+    ] {
+        let page = cluster.get(&format!("/api/jobs?{query}")).await;
+        let ids: Vec<&str> = page["jobs"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{query}: {page}"))
+            .iter()
+            .map(|j| j["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, found, "{query}: {page}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -342,11 +359,19 @@ fn the_indexes_printed_follow_the_collection_and_field_names() {
         ],
     );
     let indexes = printed["indexes"].as_array().unwrap();
-    assert_eq!(indexes.len(), 8);
+    assert_eq!(indexes.len(), 11);
     for index in indexes {
         assert_eq!(index["collectionGroup"], "whatsapp_tasks");
+    }
+    for index in &indexes[..9] {
         assert_eq!(index["fields"][0]["fieldPath"], "meta.state");
     }
+    // The searches: by status, by number, by account, newest created first.
+    assert_eq!(indexes[8]["fields"][1]["fieldPath"], "meta.created");
+    assert_eq!(indexes[8]["fields"][1]["order"], "DESCENDING");
+    assert_eq!(indexes[9]["fields"][0]["fieldPath"], "recipient");
+    assert_eq!(indexes[10]["fields"][0]["fieldPath"], "meta.sekolah");
+    assert_eq!(indexes[10]["fields"][1]["fieldPath"], "meta.created");
     assert_eq!(indexes[0]["fields"][1]["fieldPath"], "meta.created");
     assert_eq!(indexes[4]["fields"][1]["fieldPath"], "updatedAt");
     assert_eq!(indexes[6]["fields"][1]["fieldPath"], "meta.sekolah");

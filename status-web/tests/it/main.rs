@@ -10,6 +10,7 @@ mod accounts;
 mod boundary;
 mod browser;
 mod harness;
+mod jobs;
 mod launcher;
 mod notices;
 mod tasks;
