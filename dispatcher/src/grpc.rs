@@ -17,6 +17,7 @@ use crate::job::{AllCounts, Counts, Job, JobStatus, NewJob, Search};
 use crate::lifecycle::Step;
 use crate::pause::PauseSwitch;
 use crate::queue::Queue;
+use crate::stats::{Bucket, Stats, Totals};
 
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 1000;
@@ -145,6 +146,40 @@ impl From<&Step> for pb::JobStep {
                 message: e.message.clone(),
             }),
             next_attempt_at: opt_timestamp(step.next_attempt_at),
+        }
+    }
+}
+
+impl From<&Stats> for pb::Stats {
+    fn from(s: &Stats) -> Self {
+        let bucket = |b: &Bucket| pb::StatsBucket {
+            start: Some(to_timestamp(b.start)),
+            sent: b.sent,
+            delivered: b.delivered,
+            read: b.read,
+            failed: b.failed,
+        };
+        let totals = |t: &Totals| pb::StatsTotals {
+            sent: t.sent,
+            delivered: t.delivered,
+            read: t.read,
+            failed: t.failed,
+        };
+        pb::Stats {
+            hours: s.hours.iter().map(bucket).collect(),
+            days: s.days.iter().map(bucket).collect(),
+            reasons: s
+                .reasons
+                .iter()
+                .map(|r| pb::FailureReason {
+                    code: r.code.clone(),
+                    count: r.count,
+                    message: r.message.clone(),
+                })
+                .collect(),
+            last_day: Some(totals(&s.last_day)),
+            last_month: Some(totals(&s.last_month)),
+            at: Some(to_timestamp(s.at)),
         }
     }
 }
@@ -316,6 +351,25 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
             next_cursor: page.next.unwrap_or_default(),
             counts: Some(counts.into()),
         }))
+    }
+
+    async fn get_stats(
+        &self,
+        request: Request<pb::StatsRequest>,
+    ) -> Result<Response<pb::Stats>, Status> {
+        let minutes = request.into_inner().utc_offset_minutes;
+        if !(-14 * 60..=14 * 60).contains(&minutes) {
+            return Err(Error::InvalidArgument {
+                field: "utc_offset_minutes",
+                reason: format!("{minutes} is not an offset from UTC; expected -840 to 840"),
+            }
+            .into());
+        }
+        let stats = self
+            .queue
+            .stats(now_ms(), i64::from(minutes) * 60_000)
+            .await?;
+        Ok(Response::new(pb::Stats::from(&stats)))
     }
 
     async fn pause(

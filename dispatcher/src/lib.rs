@@ -16,6 +16,7 @@ pub mod logger_link;
 pub mod outcome;
 pub mod pause;
 pub mod queue;
+pub mod stats;
 pub mod worker;
 
 use std::future::Future;

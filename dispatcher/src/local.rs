@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::job::{Counts, Job, JobError, JobStatus, NewJob, Page, Search};
 use crate::lifecycle::{self, Change, Event, MAX_STEPS, Rules, Step, StepKind};
 use crate::queue::{Enqueued, Selection, Store};
+use crate::stats::{Metric, Reason, Span, Totals};
 
 const COLUMNS: &str = "id, to_input, message, status, attempts, lease_owner, lease_expires_at,
     next_attempt_at, send_at, created_at, updated_at, last_error_code, last_error_message,
@@ -55,6 +56,12 @@ impl LocalQueue {
             );
             CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, created_at);
             CREATE INDEX IF NOT EXISTS jobs_by_update ON jobs (updated_at);
+            -- The stats: each kind of event by its time.
+            CREATE INDEX IF NOT EXISTS jobs_by_sent ON jobs (sent_at) WHERE sent_at IS NOT NULL;
+            CREATE INDEX IF NOT EXISTS jobs_by_delivered ON jobs (delivered_at)
+                WHERE delivered_at IS NOT NULL;
+            CREATE INDEX IF NOT EXISTS jobs_by_read ON jobs (read_at) WHERE read_at IS NOT NULL;
+            CREATE INDEX IF NOT EXISTS jobs_failed ON jobs (updated_at) WHERE status = 'failed';
             -- Searches: newest first, by number.
             CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (created_at, id);
             CREATE INDEX IF NOT EXISTS jobs_by_recipient ON jobs (recipient, created_at, id);
@@ -591,6 +598,85 @@ impl Store for LocalQueue {
                 .then(|| jobs.last().map(|j| j.id.clone()))
                 .flatten();
             Ok(Page { jobs, next })
+        })
+        .await
+    }
+
+    async fn histogram(&self, metric: Metric, span: Span) -> Result<Vec<u64>> {
+        let (time, only) = match metric {
+            Metric::Sent => ("sent_at", ""),
+            Metric::Delivered => ("delivered_at", ""),
+            Metric::Read => ("read_at", ""),
+            Metric::Failed => ("updated_at", "AND status = 'failed'"),
+        };
+        self.with(move |conn| {
+            let sql = format!(
+                "SELECT ({time} - ?1) / ?2, COUNT(*) FROM jobs
+                 WHERE {time} >= ?1 AND {time} < ?3 {only} GROUP BY 1"
+            );
+            let mut counts = vec![0; span.count];
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params![span.from, span.width, span.until()], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
+            })?;
+            for row in rows {
+                let (i, n) = row?;
+                if let Some(count) = usize::try_from(i).ok().and_then(|i| counts.get_mut(i)) {
+                    *count = n as u64;
+                }
+            }
+            Ok(counts)
+        })
+        .await
+    }
+
+    async fn sent_between(&self, from: i64, until: i64) -> Result<Totals> {
+        self.with(move |conn| {
+            let (sent, delivered, read) = conn
+                .prepare_cached(
+                    "SELECT COUNT(*), COUNT(CASE WHEN status IN ('delivered', 'read') THEN 1 END),
+                        COUNT(CASE WHEN status = 'read' THEN 1 END)
+                     FROM jobs WHERE sent_at >= ?1 AND sent_at < ?2",
+                )?
+                .query_row(params![from, until], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, i64>(2)?,
+                    ))
+                })?;
+            Ok(Totals {
+                sent: sent as u64,
+                delivered: delivered as u64,
+                read: read as u64,
+                failed: 0,
+            })
+        })
+        .await
+    }
+
+    async fn failure_reasons(&self, from: i64, limit: usize) -> Result<Vec<Reason>> {
+        self.with(move |conn| {
+            // The newest failure of each code gives its message.
+            let mut stmt = conn.prepare_cached(
+                "SELECT COALESCE(last_error_code, ''), COUNT(*),
+                    (SELECT last_error_message FROM jobs AS newest
+                     WHERE newest.status = 'failed' AND newest.updated_at >= ?1
+                       AND COALESCE(newest.last_error_code, '') = COALESCE(jobs.last_error_code, '')
+                     ORDER BY newest.updated_at DESC LIMIT 1)
+                 FROM jobs WHERE status = 'failed' AND updated_at >= ?1
+                 GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ?2",
+            )?;
+            let reasons = stmt
+                .query_map(params![from, limit as i64], |row| {
+                    Ok(Reason {
+                        code: row.get(0)?,
+                        count: row.get::<_, i64>(1)? as u64,
+                        message: row.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(reasons)
         })
         .await
     }

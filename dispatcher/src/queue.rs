@@ -16,6 +16,7 @@ use crate::events::Events;
 use crate::job::{AllCounts, Counts, Finish, Job, JobStatus, NewJob, Page, Receipt, Search};
 use crate::lifecycle::{Change, Event, Rules, Step};
 use crate::logger_link::Recorder;
+use crate::stats::{Metric, Reason, Span, Stats, Totals};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Enqueued {
@@ -95,6 +96,16 @@ pub trait Store: Send + Sync + 'static {
     async fn search(&self, search: &Search, after: Option<&str>, limit: usize) -> Result<Page>;
 
     async fn counts(&self) -> Result<Counts>;
+
+    /// How many jobs `metric` counts in each part of `span`.
+    async fn histogram(&self, metric: Metric, span: Span) -> Result<Vec<u64>>;
+
+    /// Of the jobs sent in `[from, until)`: how many, and how many of them are now
+    /// delivered or read, and read (`failed` is left 0).
+    async fn sent_between(&self, from: i64, until: i64) -> Result<Totals>;
+
+    /// The jobs failed since `from` by error code, most common first, at most `limit`.
+    async fn failure_reasons(&self, from: i64, limit: usize) -> Result<Vec<Reason>>;
 
     /// The counts of the jobs that name `account`.
     async fn account_counts(&self, account: &str) -> Result<Counts>;
@@ -315,6 +326,11 @@ impl Queue {
 
     pub async fn counts(&self) -> Result<Counts> {
         self.store.counts().await
+    }
+
+    /// How the last 24 hours and 30 days went, for an operator `offset` ms from UTC.
+    pub async fn stats(&self, now: i64, offset: i64) -> Result<Stats> {
+        crate::stats::stats(&*self.store, now, offset).await
     }
 
     /// The queue's counts and each account's.

@@ -23,9 +23,10 @@ use tonic::Code;
 
 use crate::account::{Lane, Pick};
 use crate::error::{Error, Result};
-use crate::job::{Counts, Job, JobStatus, NewJob, Page, Search};
+use crate::job::{Counts, Job, JobError, JobStatus, NewJob, Page, Search};
 use crate::lifecycle::{self, Change, Event, Rules, Step};
 use crate::queue::{Enqueued, Selection, Store};
+use crate::stats::{Metric, Reason, Span, Totals};
 use doc::*;
 use mapping::{Field, Mapping};
 use query::*;
@@ -41,6 +42,8 @@ const CANDIDATES: u32 = 50;
 const MAX_PAGES: usize = 20;
 /// Lease attempts lost to other dispatchers before giving up for this round.
 const MAX_ROUNDS: usize = 20;
+/// How many of the newest failures the failure reasons are counted among.
+const REASONS_READ: u32 = 1000;
 
 /// What becomes of a job's document once the Sheets logger holds its outcome.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -723,6 +726,76 @@ impl Store for FirestoreQueue {
             jobs,
             next: last_read,
         })
+    }
+
+    /// One count query per part of the span, up to 30 at a time.
+    async fn histogram(&self, metric: Metric, span: Span) -> Result<Vec<u64>> {
+        let (field, failed) = match metric {
+            Metric::Sent => (Field::SentAt, false),
+            Metric::Delivered => (Field::DeliveredAt, false),
+            Metric::Read => (Field::ReadAt, false),
+            Metric::Failed => (Field::UpdatedAt, true),
+        };
+        let mut parts = tokio::task::JoinSet::new();
+        for i in 0..span.count {
+            let queue = self.clone();
+            let from = span.from + span.width * i as i64;
+            parts.spawn(async move {
+                let filter = queue.time_range(field, failed, from, from + span.width);
+                (i, queue.count(filter).await)
+            });
+        }
+        let mut counts = vec![0; span.count];
+        while let Some(part) = parts.join_next().await {
+            let (i, n) = part.map_err(|e| Error::Internal(format!("a count failed: {e}")))?;
+            counts[i] = n?;
+        }
+        Ok(counts)
+    }
+
+    async fn sent_between(&self, from: i64, until: i64) -> Result<Totals> {
+        let sent = |statuses: &[JobStatus]| {
+            let mut filter = vec![
+                cmp(
+                    Compare::GreaterThanOrEqual,
+                    self.path(Field::SentAt),
+                    ts(from),
+                ),
+                cmp(Compare::LessThan, self.path(Field::SentAt), ts(until)),
+            ];
+            if !statuses.is_empty() {
+                filter.push(self.status_in(statuses));
+            }
+            self.count(and(filter))
+        };
+        Ok(Totals {
+            sent: sent(&[]).await?,
+            delivered: sent(&[JobStatus::Delivered, JobStatus::Read]).await?,
+            read: sent(&[JobStatus::Read]).await?,
+            failed: 0,
+        })
+    }
+
+    /// Counted among the newest [`REASONS_READ`] failures since `from` (Firestore
+    /// cannot group).
+    async fn failure_reasons(&self, from: i64, limit: usize) -> Result<Vec<Reason>> {
+        let docs = self.run(self.newest_failed(from, REASONS_READ)).await?;
+        let mut reasons: Vec<Reason> = Vec::new();
+        for job in docs.iter().map(|d| self.map.parse_lenient(d)) {
+            let error = job.last_error.unwrap_or_else(|| JobError::new("", ""));
+            match reasons.iter_mut().find(|r| r.code == error.code) {
+                Some(reason) => reason.count += 1,
+                // Newest first: the first of a code is its newest.
+                None => reasons.push(Reason {
+                    code: error.code,
+                    count: 1,
+                    message: error.message,
+                }),
+            }
+        }
+        reasons.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.code.cmp(&b.code)));
+        reasons.truncate(limit);
+        Ok(reasons)
     }
 
     async fn counts(&self) -> Result<Counts> {

@@ -238,6 +238,33 @@ impl FirestoreQueue {
         }
     }
 
+    /// Documents whose `field` falls in `[from, until)`, and that are `failed` too
+    /// when `failed`.
+    pub(super) fn time_range(&self, field: Field, failed: bool, from: i64, until: i64) -> Filter {
+        let path = self.path(field);
+        let mut filters = vec![
+            cmp(Compare::GreaterThanOrEqual, path, ts(from)),
+            cmp(Compare::LessThan, path, ts(until)),
+        ];
+        if failed {
+            filters.push(self.status_in(&[JobStatus::Failed]));
+        }
+        and(filters)
+    }
+
+    /// The newest failed jobs changed since `from`.
+    pub(super) fn newest_failed(&self, from: i64, limit: u32) -> Query {
+        let updated = self.path(Field::UpdatedAt);
+        self.query(
+            and(vec![
+                self.status_in(&[JobStatus::Failed]),
+                cmp(Compare::GreaterThanOrEqual, updated, ts(from)),
+            ]),
+            &[(updated, Direction::Descending)],
+            Some(limit),
+        )
+    }
+
     /// Finished jobs whose outcome the Sheets logger has not taken, oldest first.
     pub(super) fn unlogged_outcomes(&self, limit: u32) -> Query {
         let done = [
@@ -463,6 +490,8 @@ pub fn indexes(collection: &str, mapping: &super::mapping::Mapping) -> serde_jso
                     "order": "DESCENDING"
                 }),
             ]),
+            // The stats: the jobs sent in a span that are delivered or read now.
+            index(vec![asc(Field::SentAt)]),
             // Searches, newest first: by status, by number, by account.
             index(vec![desc(Field::CreatedAt)]),
             plain(vec![asc(Field::Recipient), desc(Field::CreatedAt)]),

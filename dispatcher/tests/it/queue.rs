@@ -41,6 +41,7 @@ on_both_backends!(
     finished_outcomes_wait_for_the_logger_until_marked,
     each_account_leases_its_own_jobs_past_another_accounts_backlog,
     a_search_pages_newest_first_by_number_status_account_id_and_date,
+    the_stats_count_each_hour_and_day_in_the_operators_time,
 );
 
 fn new_job(to: &str, message: &str) -> NewJob {
@@ -731,4 +732,125 @@ async fn a_search_pages_newest_first_by_number_status_account_id_and_date(backen
         .unwrap_err()
         .to_string();
     assert!(err.contains("start the search again"), "{err}");
+}
+
+async fn the_stats_count_each_hour_and_day_in_the_operators_time(backend: Backend) {
+    use abtrack_dispatcher::stats::{HOUR_MS, Reason, Totals};
+    let (q, _, _store) = open_pair(backend).await;
+    // 2026-12-05T17:30:00Z: half past midnight on the 6th in Jakarta (UTC+7).
+    let now: i64 = 1_796_491_800_000;
+    let wib = 7 * HOUR_MS;
+    let minute = 60_000;
+    // Each job enqueued, leased and ended at `at`: sent, or failed with `code`.
+    let run = |at: i64, code: Option<&'static str>| {
+        let q = q.clone();
+        async move {
+            let id = enqueued(&q, "Halo", at).await;
+            q.lease_next("w", &lane(), at, at + minute)
+                .await
+                .unwrap()
+                .unwrap();
+            let finish = match code {
+                None => Finish::Sent {
+                    message_id: format!("m-{id}"),
+                    recipient: "6281234567890@s.whatsapp.net".into(),
+                    recipient_lid: None,
+                    sent_at: at,
+                },
+                Some(code) => Finish::Failed(JobError::new(code, format!("{code} at {at}"))),
+            };
+            q.finish(&id, "w", finish, at).await.unwrap().unwrap();
+            id
+        }
+    };
+    let a = run(now - 10 * minute, None).await;
+    q.record_receipt(&a, Receipt::Delivered, now - 5 * minute, now - 5 * minute)
+        .await
+        .unwrap();
+    q.record_receipt(&a, Receipt::Read, now - 2 * minute, now - 2 * minute)
+        .await
+        .unwrap();
+    let b = run(now - 3 * HOUR_MS, None).await;
+    q.record_receipt(&b, Receipt::Delivered, now - 3 * HOUR_MS + minute, now)
+        .await
+        .unwrap();
+    run(now - 48 * HOUR_MS, None).await;
+    run(now - HOUR_MS, Some("not_on_whatsapp")).await;
+    run(now - 120 * HOUR_MS, Some("not_on_whatsapp")).await;
+    run(now - 20 * minute, Some("e2")).await;
+    // Older than 30 days: in nothing.
+    run(now - 40 * 24 * HOUR_MS, Some("old")).await;
+
+    let stats = q.stats(now, wib).await.unwrap();
+    assert_eq!(stats.hours.len(), 24);
+    assert_eq!(stats.days.len(), 30);
+    let hour = |i: usize| {
+        let b = stats.hours[i];
+        (b.sent, b.delivered, b.read, b.failed)
+    };
+    // 17:00Z to 18:00Z, the current hour: a sent, delivered and read; e2 failed.
+    assert_eq!(stats.hours[23].start, 1_796_490_000_000);
+    assert_eq!(hour(23), (1, 1, 1, 1));
+    assert_eq!(hour(22), (0, 0, 0, 1), "not_on_whatsapp an hour ago");
+    assert_eq!(hour(20), (1, 1, 0, 0), "b three hours ago");
+    let quiet: u64 = [
+        0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 21,
+    ]
+    .iter()
+    .map(|i| {
+        let (s, d, r, f) = hour(*i);
+        s + d + r + f
+    })
+    .sum();
+    assert_eq!(quiet, 0);
+    let day = |i: usize| {
+        let b = stats.days[i];
+        (b.sent, b.delivered, b.read, b.failed)
+    };
+    // Today in Jakarta began at 17:00Z.
+    assert_eq!(stats.days[29].start, 1_796_490_000_000);
+    assert_eq!(day(29), (1, 1, 1, 1));
+    assert_eq!(day(28), (1, 1, 0, 1));
+    assert_eq!(day(27), (1, 0, 0, 0));
+    assert_eq!(day(24), (0, 0, 0, 1));
+    assert_eq!(
+        stats.last_day,
+        Totals {
+            sent: 2,
+            delivered: 2,
+            read: 1,
+            failed: 2
+        }
+    );
+    assert_eq!(
+        stats.last_month,
+        Totals {
+            sent: 3,
+            delivered: 2,
+            read: 1,
+            failed: 3
+        }
+    );
+    assert_eq!(
+        stats.reasons,
+        [
+            Reason {
+                code: "not_on_whatsapp".into(),
+                count: 2,
+                message: format!("not_on_whatsapp at {}", now - HOUR_MS),
+            },
+            Reason {
+                code: "e2".into(),
+                count: 1,
+                message: format!("e2 at {}", now - 20 * minute),
+            },
+        ]
+    );
+    // In UTC the day ends elsewhere: the 5th is today, the hour before midnight
+    // in Jakarta is yesterday's there but today's here.
+    let utc = q.stats(now, 0).await.unwrap();
+    assert_eq!(utc.days[29].start, 1_796_428_800_000);
+    let (b29, b28) = (utc.days[29], utc.days[28]);
+    assert_eq!((b29.sent, b29.failed), (2, 2));
+    assert_eq!((b28.sent, b28.failed), (0, 0));
 }

@@ -359,19 +359,21 @@ fn the_indexes_printed_follow_the_collection_and_field_names() {
         ],
     );
     let indexes = printed["indexes"].as_array().unwrap();
-    assert_eq!(indexes.len(), 11);
+    assert_eq!(indexes.len(), 12);
     for index in indexes {
         assert_eq!(index["collectionGroup"], "whatsapp_tasks");
     }
-    for index in &indexes[..9] {
+    for index in &indexes[..10] {
         assert_eq!(index["fields"][0]["fieldPath"], "meta.state");
     }
-    // The searches: by status, by number, by account, newest created first.
-    assert_eq!(indexes[8]["fields"][1]["fieldPath"], "meta.created");
-    assert_eq!(indexes[8]["fields"][1]["order"], "DESCENDING");
-    assert_eq!(indexes[9]["fields"][0]["fieldPath"], "recipient");
-    assert_eq!(indexes[10]["fields"][0]["fieldPath"], "meta.sekolah");
-    assert_eq!(indexes[10]["fields"][1]["fieldPath"], "meta.created");
+    // The stats, then the searches: by status, by number, by account, newest
+    // created first.
+    assert_eq!(indexes[8]["fields"][1]["fieldPath"], "sentAt");
+    assert_eq!(indexes[9]["fields"][1]["fieldPath"], "meta.created");
+    assert_eq!(indexes[9]["fields"][1]["order"], "DESCENDING");
+    assert_eq!(indexes[10]["fields"][0]["fieldPath"], "recipient");
+    assert_eq!(indexes[11]["fields"][0]["fieldPath"], "meta.sekolah");
+    assert_eq!(indexes[11]["fields"][1]["fieldPath"], "meta.created");
     assert_eq!(indexes[0]["fields"][1]["fieldPath"], "meta.created");
     assert_eq!(indexes[4]["fields"][1]["fieldPath"], "updatedAt");
     assert_eq!(indexes[6]["fields"][1]["fieldPath"], "meta.sekolah");
