@@ -93,6 +93,34 @@ impl App {
         self.create(id, fields, vec![]).await;
     }
 
+    /// Writes documents with exactly these fields in one commit (at most 500, as
+    /// Firestore takes them), replacing any there.
+    pub async fn write_many(&self, docs: Vec<(String, HashMap<String, Value>)>) {
+        let db = self.queue.db();
+        let writes = docs
+            .into_iter()
+            .map(|(id, fields)| Write {
+                operation: Some(Operation::Update(Document {
+                    name: self.name(&id),
+                    fields,
+                    ..Default::default()
+                })),
+                update_transforms: vec![],
+                current_document: None,
+                update_mask: None,
+            })
+            .collect();
+        db.client()
+            .get()
+            .commit(pb::CommitRequest {
+                database: db.get_database_path().clone(),
+                writes,
+                ..Default::default()
+            })
+            .await
+            .expect("the emulator takes the documents");
+    }
+
     /// Creates the document, retrying while the emulator is unreachable (a restart);
     /// an existing document counts as written.
     async fn create(

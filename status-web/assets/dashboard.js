@@ -34,6 +34,20 @@
       pace_sent: "{n} terkirim dalam 24 jam terakhir.", pace_cap: "{n} dari {cap} yang diizinkan per 24 jam terkirim.",
       pace_cap_full: "Batas harian tercapai ({n} dari {cap}): pesan berikutnya dapat dikirim pada {t}; yang lain menunggu dan terkirim sendiri.",
       account_jobs: "Pekerjaan nomor ini",
+      today_title: "Sekilas hari ini", today_hours: "24 jam terakhir, per jam", today_days: "30 hari terakhir, per hari",
+      today_reasons: "Alasan gagal terbanyak (30 hari)", today_no_failures: "Tidak ada yang gagal dalam 30 hari terakhir.",
+      today_line: "24 jam terakhir: {sent} terkirim · {delivered} diterima · {read} dibaca · {failed} gagal",
+      month_line: "30 hari terakhir: {sent} terkirim · {delivered} diterima · {read} dibaca · {failed} gagal",
+      find_title: "Cari pesan", find_phone: "Nomor", find_id: "ID pekerjaan", find_any: "Semua", find_account: "Nomor WhatsApp",
+      find_from: "Dari tanggal", find_until: "Sampai tanggal", find_button: "Cari", find_csv: "Unduh CSV", find_more: "Tampilkan lebih banyak",
+      find_none: "Tidak ada pekerjaan yang cocok.", find_count: "{n} pekerjaan ditampilkan.", col_created: "Dibuat",
+      detail_title: "Pekerjaan", detail_steps: "Riwayat", close: "Tutup",
+      f_status: "Status", f_to: "Tujuan", f_recipient: "Penerima", f_account: "Nomor WhatsApp", f_message: "Pesan", f_attempts: "Percobaan",
+      s_created: "Dibuat", s_scheduled: "Dijadwalkan untuk {t}", s_leased: "Percobaan {n} dimulai ({owner})",
+      s_sent: "Terkirim: server WhatsApp menerimanya", s_retry_later: "Percobaan {n} gagal: {error}. Dicoba lagi {t}",
+      s_released: "Dikembalikan tanpa memakai percobaan: {error}", s_interrupted: "Percobaan {n} terputus: {error}",
+      s_failed: "Gagal: {error}", s_operator_retry: "Dikirim ulang oleh operator", s_delivered: "Diterima di ponsel penerima",
+      s_read: "Dibaca", s_delivery_overdue: "Belum ada tanda diterima tepat waktu",
       time_lock: "WhatsApp membatasi chat baru dari nomor ini sampai {t}. Pesan ke orang tua yang belum pernah mengirim pesan ke sekolah menunggu sampai saat itu lalu terkirim sendiri; pesan ke kontak lain tetap terkirim. Agar tidak terulang: minta orang tua menyimpan nomor sekolah dan mengirim satu pesan, dan kirim lebih pelan (WA_MIN_INTERVAL_MS, WA_DAILY_CAP).",
       st: {
         unknown: ["belum terjangkau", "Gateway WhatsApp belum terjangkau. Pastikan layanan wa-gateway berjalan."],
@@ -82,6 +96,20 @@
       pace_sent: "{n} sent in the last 24 hours.", pace_cap: "{n} of the {cap} allowed in 24 hours sent.",
       pace_cap_full: "Daily cap reached ({n} of {cap}): the next message can go at {t}; the others wait and go out by themselves.",
       account_jobs: "This number's jobs",
+      today_title: "The day at a glance", today_hours: "Last 24 hours, per hour", today_days: "Last 30 days, per day",
+      today_reasons: "Most common failure reasons (30 days)", today_no_failures: "Nothing failed in the last 30 days.",
+      today_line: "Last 24 hours: {sent} sent · {delivered} delivered · {read} read · {failed} failed",
+      month_line: "Last 30 days: {sent} sent · {delivered} delivered · {read} read · {failed} failed",
+      find_title: "Find a message", find_phone: "Number", find_id: "Job id", find_any: "Any", find_account: "WhatsApp number",
+      find_from: "From", find_until: "Until", find_button: "Search", find_csv: "Download CSV", find_more: "Show more",
+      find_none: "No job matches.", find_count: "{n} jobs shown.", col_created: "Created",
+      detail_title: "Job", detail_steps: "History", close: "Close",
+      f_status: "Status", f_to: "To", f_recipient: "Recipient", f_account: "WhatsApp number", f_message: "Message", f_attempts: "Attempts",
+      s_created: "Created", s_scheduled: "Scheduled for {t}", s_leased: "Attempt {n} started ({owner})",
+      s_sent: "Sent: WhatsApp's server accepted it", s_retry_later: "Attempt {n} failed: {error}. Next try {t}",
+      s_released: "Given back without using the attempt: {error}", s_interrupted: "Attempt {n} interrupted: {error}",
+      s_failed: "Failed: {error}", s_operator_retry: "Sent again by an operator", s_delivered: "Delivered to the recipient's phone",
+      s_read: "Read", s_delivery_overdue: "No delivery receipt in time",
       time_lock: "WhatsApp limits new chats from this number until {t}. Messages to parents who never wrote to the school wait until then and go out by themselves; messages to other contacts keep going. To avoid it: ask parents to save the school's number and send it one message, and send more slowly (WA_MIN_INTERVAL_MS, WA_DAILY_CAP).",
       st: {
         unknown: ["not reached yet", "The WhatsApp gateway has not been reached yet. Check that the wa-gateway service is running."],
@@ -330,6 +358,13 @@
     const accounts = s.accounts || [];
     const several = accounts.length > 1;
     $("whatsapp-account").textContent = several ? accounts[0].name : "";
+    const pick = $("find-form").elements.namedItem("account");
+    $("find-account-label").hidden = !several;
+    if (several && pick.options.length !== accounts.length + 1) {
+      pick.replaceChildren(el("option", t("find_any")));
+      pick.options[0].value = "";
+      for (const a of accounts) { const o = el("option", a.name); o.value = a.name; pick.append(o); }
+    }
     const box = $("accounts"); box.hidden = !several;
     const shown = [];
     accounts.slice(1).forEach((a, i) => {
@@ -354,6 +389,124 @@
     });
     box.replaceChildren(...shown);
   }
+
+
+  // The day at a glance: /api/stats in the browser's time zone, drawn with Chart.js,
+  // every minute.
+  const charts = {};
+  const pct = (share) => share == null ? "–" : Math.round(share * 100) + "%";
+  const COLORS = { sent: "#1f5fbf", delivered: "#16794c", read: "#6b3fa0", failed: "#b42318" };
+  function drawChart(id, buckets, label) {
+    const data = {
+      labels: buckets.map((b) => label(new Date(b.start))),
+      datasets: ["sent", "delivered", "read", "failed"].map((k) => ({ label: t("c_" + k), data: buckets.map((b) => b[k]), backgroundColor: COLORS[k] })),
+    };
+    if (charts[id]) { charts[id].data = data; charts[id].update(); return; }
+    if (typeof Chart === "undefined") return;
+    charts[id] = new Chart($(id), {
+      type: "bar", data,
+      options: { responsive: true, maintainAspectRatio: false, animation: false,
+        scales: { y: { beginAtZero: true, ticks: { precision: 0 } } },
+        plugins: { legend: { position: "bottom", labels: { boxWidth: 12 } } } },
+    });
+  }
+  const totalsLine = (key, x) => fill(t(key), {
+    sent: x.sent, delivered: x.delivered + " (" + pct(x.deliveredShare) + ")", read: x.read + " (" + pct(x.readShare) + ")", failed: x.failed,
+  });
+  async function loadStats() {
+    try {
+      const st = await api("GET", "/api/stats?utcOffset=" + (-new Date().getTimezoneOffset()));
+      $("today-day").textContent = totalsLine("today_line", st.lastDay);
+      $("today-month").textContent = totalsLine("month_line", st.lastMonth);
+      const locale = lang === "id" ? "id-ID" : "en-GB";
+      drawChart("chart-hours", st.hours, (d) => d.toLocaleTimeString(locale, { hour: "2-digit", minute: "2-digit", hour12: false }));
+      drawChart("chart-days", st.days, (d) => d.toLocaleDateString(locale, { day: "numeric", month: "short" }));
+      const list = $("reasons"); list.replaceChildren();
+      for (const r of st.reasons) {
+        const li = el("li"); li.dataset.code = r.code;
+        li.append(el("b", r.code || "?"), " × " + r.count + " ", el("span", r.message, "muted"));
+        list.append(li);
+      }
+      $("reasons-empty").hidden = st.reasons.length > 0;
+      $("today").dataset.loaded = st.at;
+      show("stats-result", "");
+    } catch (err) { show("stats-result", err.message, true); }
+  }
+  loadStats();
+  setInterval(loadStats, 60000);
+
+  // Finding a job: the form's filter as /api/jobs parameters (dates are the
+  // browser's days), a page at a time; the same filter as the CSV link.
+  let cursor = null;
+  function filter() {
+    // `elements`: the form's own `id` property would hide the field named id.
+    const f = $("find-form").elements, q = new URLSearchParams();
+    const value = (k) => f.namedItem(k).value.trim();
+    for (const k of ["phone", "id", "status", "account"]) if (value(k)) q.set(k, value(k));
+    if (value("from")) q.set("from", new Date(value("from") + "T00:00:00").toISOString());
+    if (value("until")) { const d = new Date(value("until") + "T00:00:00"); d.setDate(d.getDate() + 1); q.set("until", d.toISOString()); }
+    return q;
+  }
+  function csvLink() { $("find-csv").href = "/api/jobs.csv?" + filter().toString(); }
+  $("find-form").addEventListener("input", csvLink);
+  $("find-form").addEventListener("change", csvLink);
+  async function find(more) {
+    const q = filter();
+    if (more && cursor) q.set("cursor", cursor);
+    try {
+      const page = await api("GET", "/api/jobs?" + q.toString());
+      const body = $("found").tBodies[0];
+      if (!more) body.replaceChildren();
+      for (const j of page.jobs) {
+        const tr = el("tr"); tr.dataset.id = j.id; tr.dataset.status = j.status;
+        const cell = (label, text, cls) => { const td = el("td", text, cls); td.dataset.label = t(label); return td; };
+        const stc = cell("col_status"); stc.append(el("span", t(j.status), "pill status " + tone(j.status))); tr.append(stc);
+        tr.append(cell("col_to", j.recipient || j.to), cell("col_attempts", String(j.attempts)));
+        tr.append(cell("col_error", j.lastError ? j.lastError.code + ": " + j.lastError.message : "", "err"));
+        tr.append(cell("col_created", time(j.createdAt), "muted"));
+        tr.addEventListener("click", () => openJob(j.id));
+        body.append(tr);
+      }
+      cursor = page.nextCursor;
+      $("find-more").hidden = !cursor;
+      $("found").hidden = body.children.length === 0;
+      show("find-result", body.children.length ? fill(t("find_count"), { n: body.children.length }) : t("find_none"));
+    } catch (err) { show("find-result", err.message, true); }
+  }
+  $("find-form").addEventListener("submit", (e) => { e.preventDefault(); find(false); });
+  $("find-more").addEventListener("click", () => find(true));
+  csvLink();
+
+  // One job's story: its fields, then each step with its time; retry when failed.
+  let shownJob = null;
+  function stepLine(s) {
+    const error = s.error ? s.error.code + ": " + s.error.message : "";
+    return fill(t("s_" + s.kind), { n: s.attempt, owner: s.owner || "", error, t: time(s.nextAttemptAt) || "–" });
+  }
+  async function openJob(id) {
+    shownJob = id;
+    try {
+      const j = await api("GET", "/api/jobs/" + encodeURIComponent(id));
+      $("detail-id").textContent = j.id;
+      const dl = $("detail-fields"); dl.replaceChildren();
+      const field = (key, value) => { if (value == null || value === "") return; dl.append(el("dt", t(key)), el("dd", String(value))); };
+      field("f_status", t(j.status)); field("f_to", j.to); field("f_recipient", j.recipient); field("f_account", j.account);
+      field("f_attempts", j.attempts); field("f_message", j.message);
+      const ol = $("detail-steps"); ol.replaceChildren();
+      const step = (at, text, kind) => { const li = el("li", null, tone(kind) === "ok" ? "ok" : (kind === "failed" ? "bad" : "")); li.dataset.kind = kind; li.append(el("span", time(at) + " ", "muted"), el("span", text)); ol.append(li); };
+      step(j.createdAt, t("s_created"), "created");
+      if (j.sendAt) step(j.createdAt, fill(t("s_scheduled"), { t: time(j.sendAt) }), "scheduled");
+      for (const s of j.steps || []) step(s.at, stepLine(s), s.kind);
+      $("detail-retry").hidden = j.status !== "failed";
+      show("detail-result", "");
+      if (!$("job-detail").open) $("job-detail").showModal();
+    } catch (err) { show("find-result", err.message, true); }
+  }
+  $("detail-close").addEventListener("click", () => $("job-detail").close());
+  $("detail-retry").addEventListener("click", async () => {
+    try { await api("POST", "/api/jobs/" + encodeURIComponent(shownJob) + "/retry"); await openJob(shownJob); }
+    catch (err) { show("detail-result", err.message, true); }
+  });
 
   function tick() {
     const g = state && state.gateway;

@@ -181,7 +181,12 @@ pub async fn get_job(
         .await
         .map_err(from_dispatcher)?
         .into_inner();
-    Ok(Json(JobView::from_pb(&job, true)))
+    let view = JobView::from_pb(&job, true);
+    Ok(Json(if state.full_numbers {
+        view.with_full_numbers(&job)
+    } else {
+        view
+    }))
 }
 
 pub async fn retry_job(

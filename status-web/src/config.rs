@@ -20,6 +20,7 @@ pub const VARS: &[Var] = &[
     PASSWORD,
     ALLOWED_HOSTS,
     API_KEY,
+    FULL_NUMBERS,
     LAUNCHER_FILE,
 ];
 
@@ -56,6 +57,12 @@ pub const API_KEY: Var = Var {
     help: "key for API clients, sent as `Authorization: Bearer <key>` (at least 16 characters); only used with STATUS_WEB_PASSWORD",
 };
 
+pub const FULL_NUMBERS: Var = Var {
+    name: "STATUS_WEB_FULL_NUMBERS",
+    default: "false",
+    help: "show full phone numbers in one job's view and in CSV exports (everywhere else, and in logs, they stay masked)",
+};
+
 pub const LAUNCHER_FILE: Var = abtrack_proto::addrs::LAUNCHER_FILE;
 
 const MIN_PASSWORD: usize = 8;
@@ -77,6 +84,8 @@ pub struct Config {
     pub internal_token: Option<InternalToken>,
     /// The launcher's record of restarts, read every 2 s; `None`: no launcher.
     pub launcher_file: Option<PathBuf>,
+    /// Full numbers in one job's view and in exports.
+    pub full_numbers: bool,
 }
 
 impl Config {
@@ -145,6 +154,7 @@ impl Config {
             launcher_file: Some(env.string(LAUNCHER_FILE))
                 .filter(|path| !path.is_empty())
                 .map(PathBuf::from),
+            full_numbers: env.bool(FULL_NUMBERS)?,
         })
     }
 
@@ -171,6 +181,7 @@ impl Config {
                 .launcher_file
                 .as_ref()
                 .map_or_else(|| "(none)".into(), |p| p.display().to_string()),
+            full_numbers = self.full_numbers,
             "configuration"
         );
         abtrack_proto::token::log_startup(self.internal_token.as_ref(), None);

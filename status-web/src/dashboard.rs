@@ -1,6 +1,8 @@
 //! The dashboard's page and its files, compiled into the binary so it works
-//! offline: the HTML, its script and style, and the Socket.IO browser client
-//! (socket.io-client 4.8.4, `dist/socket.io.min.js` from npm).
+//! offline: the HTML, its script and style, the Socket.IO browser client
+//! (socket.io-client 4.8.4, `dist/socket.io.min.js` from npm) and the charting
+//! library (Chart.js 4.6.2, MIT, `dist/chart.umd.min.js` from npm without its
+//! source-map line).
 
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, header};
@@ -15,6 +17,7 @@ const LOGIN: &str = include_str!("../assets/login.html");
 const SCRIPT: &str = include_str!("../assets/dashboard.js");
 const STYLE: &str = include_str!("../assets/dashboard.css");
 const SOCKET_IO: &str = include_str!("../assets/socket.io.min.js");
+const CHART_JS: &str = include_str!("../assets/chart.umd.min.js");
 
 const JS: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
@@ -47,6 +50,10 @@ pub async fn style() -> impl IntoResponse {
 
 pub async fn socket_io() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, JS)], SOCKET_IO)
+}
+
+pub async fn chart_js() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, JS)], CHART_JS)
 }
 
 /// The login page, with an error line after a failed attempt.

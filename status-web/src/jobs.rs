@@ -184,8 +184,9 @@ fn row(job: &JobView) -> [String; 13] {
 }
 
 /// `GET /api/jobs.csv`: every job the filter finds (the same parameters as
-/// `GET /api/jobs`, without `cursor` and `limit`), newest first, numbers masked and
-/// no message texts, streamed page by page, at most [`MAX_EXPORT_ROWS`] rows.
+/// `GET /api/jobs`, without `cursor` and `limit`), newest first, numbers masked
+/// (unless `STATUS_WEB_FULL_NUMBERS`) and no message texts, streamed page by page, at
+/// most [`MAX_EXPORT_ROWS`] rows.
 pub async fn export_csv(
     State(state): State<AppState>,
     Query(query): Query<JobsQuery>,
@@ -199,6 +200,15 @@ pub async fn export_csv(
         .await
         .map_err(from_dispatcher)?
         .into_inner();
+    let full_numbers = state.full_numbers;
+    let view = move |job: &dpb::Job| {
+        let view = JobView::from_pb(job, false);
+        if full_numbers {
+            view.with_full_numbers(job)
+        } else {
+            view
+        }
+    };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
     state.tasks.spawn(async move {
         let mut page = first;
@@ -211,7 +221,7 @@ pub async fn export_csv(
             }
             for job in page.jobs.iter().take(MAX_EXPORT_ROWS - written) {
                 // Writing into memory cannot fail.
-                let _ = out.write_record(row(&JobView::from_pb(job, false)).map(cell));
+                let _ = out.write_record(row(&view(job)).map(cell));
                 written += 1;
             }
             let bytes = out.into_inner().unwrap_or_default();

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod notices;
 pub mod restarts;
 pub mod snapshot;
+pub mod stats;
 pub mod watchers;
 
 use std::future::Future;
@@ -63,6 +64,8 @@ pub struct AppState {
     pub notices: notices::Notices,
     /// The service's tasks: the live feed's, the watchers', the launcher file's reader, the notices' poller.
     pub tasks: Tasks,
+    /// Full numbers in one job's view and in exports (`STATUS_WEB_FULL_NUMBERS`).
+    pub full_numbers: bool,
 }
 
 /// A channel whose connection tasks belong to `tasks`.
@@ -87,6 +90,7 @@ pub fn router(state: AppState) -> Router {
         .route("/assets/dashboard.js", get(dashboard::script))
         .route("/assets/dashboard.css", get(dashboard::style))
         .route("/assets/socket.io.min.js", get(dashboard::socket_io))
+        .route("/assets/chart.umd.min.js", get(dashboard::chart_js))
         .route("/login", get(auth::login_page).post(auth::login))
         .route("/logout", post(auth::logout))
         .route("/metrics", get(metrics::metrics))
@@ -97,6 +101,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/messages", post(api::enqueue))
         .route("/api/jobs", get(jobs::list_jobs))
         .route("/api/jobs.csv", get(jobs::export_csv))
+        .route("/api/stats", get(stats::stats))
         .route("/api/jobs/{id}", get(api::get_job))
         .route("/api/jobs/{id}/retry", post(api::retry_job))
         .route("/api/queue/pause", post(api::pause))
@@ -173,6 +178,7 @@ pub async fn run(
         gateways,
         notices,
         tasks: tasks.clone(),
+        full_numbers: config.full_numbers,
     });
     tracing::info!(%addr, "status-web listening: open http://{addr}/ for the dashboard");
     let serve = axum::serve(

@@ -91,10 +91,14 @@ impl gpb::gateway_server::Gateway for ScriptedGateway {
             *n
         };
         let job_id = request.job_id.clone();
+        // The number as the real gateway normalises it (Indonesia's code by default).
+        let recipient = abtrack_proto::normalize_recipient(&request.to, "62")
+            .map(|jid| jid.to_string())
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         (self.script)(request, call).await?;
         Ok(Response::new(gpb::SendResponse {
             message_id: format!("m-{job_id}"),
-            recipient: "6281234567890@s.whatsapp.net".into(),
+            recipient,
             sent_at: None,
             duplicate: false,
             recipient_lid: String::new(),

@@ -8,6 +8,7 @@ pub mod chromium;
 pub mod load;
 pub mod procfs;
 pub mod report;
+pub mod search;
 pub mod startup;
 pub mod store_rate;
 pub mod watcher;

@@ -10,13 +10,43 @@
 use abtrack_e2e::bench::{self, Options};
 use abtrack_e2e::{machine, shell, write_benchmark_section};
 
-const USAGE: &str = "usage: bench [--jobs N] [--quick] | bench --accounts [N,N,...]
+const USAGE: &str = "usage: bench [--jobs N] [--quick] | bench --accounts [N,N,...] | bench --search [LOCAL,FIRESTORE]
   --jobs N       jobs per measurement (default 500; 20 with --quick)
   --quick        a short run (1 launch timed, Chromium after 3 s) that only prints
   --accounts     instead: resident memory with N WhatsApp accounts linked to the mock
                  (default 1,5,20), written as the \"accounts\" section; build first with
                  the command docs/benchmarks.md gives (the gateways need the mock-server
-                 feature)";
+                 feature)
+  --search       instead: searches, stats and a CSV export over a local queue of LOCAL
+                 jobs and a Firestore collection of FIRESTORE (default 100000,20000),
+                 written as the \"search\" section";
+
+/// `--search`: the jobs in the local queue and in the Firestore collection.
+fn search_option() -> Result<Option<(usize, usize)>, String> {
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() != Some("--search") {
+        return Ok(None);
+    }
+    let Some(list) = args.next() else {
+        return Ok(Some((100_000, 20_000)));
+    };
+    let sizes: Vec<usize> = list
+        .split(',')
+        .map(|n| {
+            n.trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (100..=1_000_000).contains(n))
+        })
+        .collect::<Option<_>>()
+        .ok_or(format!(
+            "--search {list:?}: expected two numbers from 100 to 1000000"
+        ))?;
+    match sizes.as_slice() {
+        [local, firestore] => Ok(Some((*local, *firestore))),
+        _ => Err(format!("--search {list:?}: expected LOCAL,FIRESTORE")),
+    }
+}
 
 /// `--accounts`: the account counts to measure.
 fn accounts_option() -> Result<Option<Vec<usize>>, String> {
@@ -83,6 +113,14 @@ async fn main() {
             std::process::exit(64);
         }
     }
+    match search_option() {
+        Ok(Some((local, firestore))) => return search(local, firestore).await,
+        Ok(None) => {}
+        Err(why) => {
+            eprintln!("bench: {why}\n{USAGE}");
+            std::process::exit(64);
+        }
+    }
     let (options, quick) = match options() {
         Ok(o) => o,
         Err(why) => {
@@ -129,6 +167,19 @@ async fn accounts(counts: &[usize]) {
     println!("{section}");
     write_benchmark_section("accounts", &section);
     eprintln!("wrote the \"accounts\" section of BENCHMARKS.md");
+}
+
+/// Searches, stats and an export over a local queue of `local` jobs and a Firestore
+/// collection of `firestore`.
+async fn search(local: usize, firestore: usize) {
+    eprintln!("local queue: filling {local} jobs, then searching...");
+    let mut runs = vec![bench::search::local(local).await];
+    eprintln!("Firestore emulator: filling {firestore} jobs, then searching...");
+    runs.push(bench::search::firestore(firestore).await);
+    let section = bench::search::markdown(&runs, &measured());
+    println!("{section}");
+    write_benchmark_section("search", &section);
+    eprintln!("wrote the \"search\" section of BENCHMARKS.md");
 }
 
 /// When, where and at which commit the figures were measured.

@@ -14,7 +14,6 @@ use abtrack_proto::logger::v1 as lpb;
 use abtrack_proto::mask_phone;
 use abtrack_proto::time::{from_timestamp, rfc3339};
 
-use view::ts;
 pub use view::*;
 
 /// How many recent jobs the snapshot keeps.
@@ -337,6 +336,26 @@ fn apply_gateway_event(g: &mut GatewayView, event: gpb::GatewayEvent) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn full_numbers_only_where_asked() {
+        let job = dpb::Job {
+            id: "j".into(),
+            to: "0812-3456-7890".into(),
+            recipient: "6281234567890@s.whatsapp.net".into(),
+            ..Default::default()
+        };
+        let masked = JobView::from_pb(&job, true);
+        assert!(
+            masked.to.contains('*') && masked.recipient.contains('*'),
+            "{masked:?}"
+        );
+        let full = masked.with_full_numbers(&job);
+        assert_eq!(
+            (full.to.as_str(), full.recipient.as_str()),
+            ("0812-3456-7890", "6281234567890@s.whatsapp.net")
+        );
+    }
 
     fn job(id: &str, status: dpb::JobStatus) -> dpb::Job {
         dpb::Job {

@@ -298,7 +298,7 @@ impl From<&dpb::JobStep> for StepView {
 }
 
 /// A wire time as the API writes it (RFC 3339).
-pub(super) fn ts(t: &Option<prost_types::Timestamp>) -> Option<String> {
+pub fn ts(t: &Option<prost_types::Timestamp>) -> Option<String> {
     t.as_ref().map(|t| rfc3339(from_timestamp(t)))
 }
 
@@ -313,6 +313,17 @@ pub fn job_status_name(status: i32) -> String {
 }
 
 impl JobView {
+    /// The view with the numbers as the job holds them, not masked
+    /// (`STATUS_WEB_FULL_NUMBERS`: one job's view and exports only).
+    pub fn with_full_numbers(self, job: &dpb::Job) -> Self {
+        Self {
+            to: job.to.clone(),
+            recipient: job.recipient.clone(),
+            recipient_lid: (!job.recipient_lid.is_empty()).then(|| job.recipient_lid.clone()),
+            ..self
+        }
+    }
+
     /// `one_job`: the view of one job asked for, with its message text and history.
     pub fn from_pb(job: &dpb::Job, one_job: bool) -> Self {
         Self {

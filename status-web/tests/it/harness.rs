@@ -57,10 +57,14 @@ async fn scripted_gateway(
 ) {
     let (events, events_rx) = watch::channel(vec![state(gpb::ConnectionStatus::WaitingForQr)]);
     // Sends succeed, except that a message `fail-once` is refused as invalid the
-    // first time (a permanent failure) and accepted after a retry.
+    // first time (a permanent failure) and accepted after a retry, and a message
+    // `retry-once` is refused for now the first time (the dispatcher tries again).
     let gateway = ScriptedGateway::new(events_rx, |request, call| async move {
         if request.message == "fail-once" && call == 1 {
             return Err(Status::invalid_argument("recipient refused by the script"));
+        }
+        if request.message == "retry-once" && call == 1 {
+            return Err(Status::aborted("refused for now by the script"));
         }
         Ok(())
     });

@@ -1,11 +1,16 @@
 //! Finding jobs through the API: by a number however it is written, page by page
-//! with the cursor, by status and creation time, and the same filter as a CSV file.
+//! with the cursor, by status and creation time, and the same filter as a CSV file;
+//! and the operator's views in Chromium: the search, one job's story, the day's
+//! charts and the CSV download.
 
 use reqwest::StatusCode;
 use reqwest::header;
 use serde_json::{Value, json};
 
-use crate::harness::{API_KEY, System};
+use abtrack_proto::gateway::v1 as gpb;
+
+use crate::browser::{chromium, node};
+use crate::harness::{API_KEY, System, state};
 
 async fn get(system: &System, path: &str) -> (StatusCode, reqwest::Response) {
     let response = reqwest::Client::new()
@@ -130,4 +135,80 @@ async fn a_search_finds_a_number_however_written_page_by_page_and_exports_it() {
     let (code, error) = get_json(&system, "/api/jobs.csv?status=lost").await;
     assert_eq!(code, StatusCode::BAD_REQUEST);
     assert_eq!(error["field"], "status");
+}
+
+async fn enqueue(system: &System, to: &str, message: &str) -> String {
+    let response = reqwest::Client::new()
+        .post(system.url("/api/messages"))
+        .bearer_auth(API_KEY)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(json!({"to": to, "message": message}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let job: Value = response.json().await.unwrap();
+    job["id"].as_str().unwrap().to_owned()
+}
+
+async fn wait_job(system: &System, id: &str, status: &str) {
+    system
+        .wait_for_status(&format!("{id} {status}"), |s| {
+            s["recentJobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|j| j["id"] == id && j["status"] == status)
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_finds_a_job_tells_its_story_draws_the_day_and_exports_it() {
+    let system = System::start().await;
+    system.emit(state(gpb::ConnectionStatus::Connected));
+    // The parent's job refused for now once, then sent and read; another parent's
+    // job sent; the parent's second job failed for good.
+    let retried = enqueue(&system, "0812-3456-7890", "retry-once").await;
+    wait_job(&system, &retried, "sent").await;
+    system.emit(gpb::GatewayEvent {
+        event: Some(gpb::gateway_event::Event::Receipt(gpb::Receipt {
+            job_id: retried.clone(),
+            message_id: format!("m-{retried}"),
+            kind: gpb::ReceiptKind::Read as i32,
+            at: Some(abtrack_proto::time::to_timestamp(
+                abtrack_proto::time::now_ms(),
+            )),
+        })),
+    });
+    let other = enqueue(&system, "0813-1111-2222", "Halo").await;
+    let failed = enqueue(&system, "+62 812 3456 7890", "fail-once").await;
+    wait_job(&system, &retried, "read").await;
+    wait_job(&system, &other, "sent").await;
+    wait_job(&system, &failed, "failed").await;
+
+    for lang in ["en", "id"] {
+        let output = tokio::time::timeout(
+            crate::browser::STEP_TIMEOUT,
+            node("find.mjs", &system)
+                .env("CHROMIUM", chromium())
+                .env("LANG_PAGE", lang)
+                .env("RETRIED", &retried)
+                .env("FAILED", &failed)
+                .env("OTHER", &other)
+                .env("RETRY_FAILED", if lang == "id" { "1" } else { "" })
+                .output(),
+        )
+        .await
+        .expect("the browser script did not finish")
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success() && stdout.contains("OK"),
+            "{lang}: {stdout}\n{stderr}"
+        );
+    }
+    // Retried from its view in the second run, the failed job went out.
+    wait_job(&system, &failed, "sent").await;
 }
