@@ -345,11 +345,9 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
             .queue
             .search(&search, (!cursor.is_empty()).then_some(cursor), limit)
             .await?;
-        let counts = self.queue.counts().await?;
         Ok(Response::new(pb::SearchJobsResponse {
             jobs: page.jobs.iter().map(pb::Job::from).collect(),
             next_cursor: page.next.unwrap_or_default(),
-            counts: Some(counts.into()),
         }))
     }
 

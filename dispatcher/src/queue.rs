@@ -16,7 +16,7 @@ use crate::events::Events;
 use crate::job::{AllCounts, Counts, Finish, Job, JobStatus, NewJob, Page, Receipt, Search};
 use crate::lifecycle::{Change, Event, Rules, Step};
 use crate::logger_link::Recorder;
-use crate::stats::{Metric, Reason, Span, Stats, Totals};
+use crate::stats::{Metric, Reason, SettledCounts, Span, Stats, Totals};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Enqueued {
@@ -130,6 +130,8 @@ pub struct Queue {
     events: Events,
     wake: Wake,
     recorder: Recorder,
+    /// The stats of hours and days that ended, counted once.
+    settled: Arc<SettledCounts>,
 }
 
 impl Queue {
@@ -146,6 +148,7 @@ impl Queue {
             events,
             wake,
             recorder,
+            settled: Arc::default(),
         }
     }
 
@@ -330,7 +333,7 @@ impl Queue {
 
     /// How the last 24 hours and 30 days went, for an operator `offset` ms from UTC.
     pub async fn stats(&self, now: i64, offset: i64) -> Result<Stats> {
-        crate::stats::stats(&*self.store, now, offset).await
+        crate::stats::stats(&*self.store, &self.settled, now, offset).await
     }
 
     /// The queue's counts and each account's.

@@ -4,6 +4,9 @@
 //! failure reasons. Counted by the queue (one grouped query in the local queue,
 //! count queries in Firestore), never by reading every job into memory.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use crate::error::Result;
 use crate::queue::Store;
 
@@ -15,7 +18,7 @@ const DAYS: usize = 30;
 const MAX_REASONS: usize = 10;
 
 /// What a histogram counts, each by its own time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Metric {
     /// Messages WhatsApp's server accepted, by `sent_at`.
     Sent,
@@ -108,11 +111,44 @@ pub struct Stats {
     pub at: i64,
 }
 
+/// How long after an hour or day ended its counts may still change: a receipt is
+/// counted by the time WhatsApp gives it, which may lag a little behind the clock.
+const SETTLED_MS: i64 = 10 * 60 * 1000;
+
+/// The counts of hours and days that ended, which no longer change: every event is
+/// counted by its own time, which is now when it happens. A refresh then counts only
+/// the current hour and day again (in Firestore, a handful of count queries instead
+/// of one per hour and day).
+#[derive(Debug, Default)]
+pub struct SettledCounts(Mutex<HashMap<(Metric, i64, i64), u64>>);
+
+impl SettledCounts {
+    fn get(&self, key: (Metric, i64, i64)) -> Option<u64> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .copied()
+    }
+
+    /// Keeps `n` for a part that ended, forgetting those older than 31 days.
+    fn keep(&self, key: (Metric, i64, i64), n: u64, now: i64) {
+        let mut settled = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        settled.retain(|(_, from, _), _| *from > now - 31 * DAY_MS);
+        settled.insert(key, n);
+    }
+}
+
 /// Counts the stats at `now` for an operator `offset` ms from UTC.
-pub async fn stats(store: &dyn Store, now: i64, offset: i64) -> Result<Stats> {
-    let hours = buckets(store, Span::hours(now, offset)).await?;
+pub async fn stats(
+    store: &dyn Store,
+    settled: &SettledCounts,
+    now: i64,
+    offset: i64,
+) -> Result<Stats> {
+    let hours = buckets(store, settled, Span::hours(now, offset), now).await?;
     let days_span = Span::days(now, offset);
-    let days = buckets(store, days_span).await?;
+    let days = buckets(store, settled, days_span, now).await?;
     let totals = |buckets: &[Bucket], sent_then: Totals| Totals {
         failed: buckets.iter().map(|b| b.failed).sum(),
         ..sent_then
@@ -130,15 +166,41 @@ pub async fn stats(store: &dyn Store, now: i64, offset: i64) -> Result<Stats> {
     })
 }
 
-async fn buckets(store: &dyn Store, span: Span) -> Result<Vec<Bucket>> {
+/// Each part of `span`, its settled counts from `settled`, the others counted.
+async fn buckets(
+    store: &dyn Store,
+    settled: &SettledCounts,
+    span: Span,
+    now: i64,
+) -> Result<Vec<Bucket>> {
+    let start = |i: usize| span.from + span.width * i as i64;
+    let ended = |i: usize| start(i) + span.width <= now - SETTLED_MS;
     let mut buckets: Vec<Bucket> = (0..span.count)
         .map(|i| Bucket {
-            start: span.from + span.width * i as i64,
+            start: start(i),
             ..Bucket::default()
         })
         .collect();
     for metric in Metric::ALL {
-        let counts = store.histogram(metric, span).await?;
+        let key = |i: usize| (metric, start(i), span.width);
+        // The settled parts come first; the rest is counted in one histogram.
+        let known = (0..span.count)
+            .take_while(|i| ended(*i) && settled.get(key(*i)).is_some())
+            .count();
+        let rest = Span {
+            from: start(known),
+            width: span.width,
+            count: span.count - known,
+        };
+        let mut counts: Vec<u64> = (0..known).filter_map(|i| settled.get(key(i))).collect();
+        if rest.count > 0 {
+            counts.extend(store.histogram(metric, rest).await?);
+        }
+        for (i, n) in counts.iter().enumerate().skip(known) {
+            if ended(i) {
+                settled.keep(key(i), *n, now);
+            }
+        }
         for (bucket, n) in buckets.iter_mut().zip(counts) {
             match metric {
                 Metric::Sent => bucket.sent = n,

@@ -16,7 +16,7 @@ use abtrack_proto::time::{parse_rfc3339, to_timestamp};
 use crate::AppState;
 use crate::api::{from_dispatcher, request};
 use crate::error::ApiError;
-use crate::snapshot::{CountsView, JobView};
+use crate::snapshot::JobView;
 
 /// The most jobs one page holds.
 const MAX_PAGE: u32 = 1000;
@@ -130,11 +130,9 @@ pub async fn list_jobs(
         .iter()
         .map(|j| JobView::from_pb(j, false))
         .collect();
-    let counts = page
-        .counts
-        .as_ref()
-        .map(CountsView::from)
-        .unwrap_or_default();
+    // As the dispatcher last reported them: counting the whole queue again for every
+    // page would cost more than the search.
+    let counts = state.snapshot.borrow().queue.counts;
     let next = (!page.next_cursor.is_empty()).then_some(page.next_cursor);
     Ok(Json(
         json!({ "jobs": jobs, "counts": counts, "nextCursor": next }),

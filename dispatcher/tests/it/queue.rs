@@ -846,11 +846,21 @@ async fn the_stats_count_each_hour_and_day_in_the_operators_time(backend: Backen
             },
         ]
     );
+    // Counted again a moment later, with one more message sent this hour: the hours
+    // and days that ended come from what was counted before, the current ones anew.
+    run(now - minute, None).await;
+    let again = q.stats(now + minute, wib).await.unwrap();
+    assert_eq!(again.hours[..23], stats.hours[..23]);
+    assert_eq!(again.days[..29], stats.days[..29]);
+    assert_eq!(again.hours[23].sent, 2);
+    assert_eq!(again.days[29].sent, 2);
+    assert_eq!(again.last_day.sent, 3);
+
     // In UTC the day ends elsewhere: the 5th is today, the hour before midnight
     // in Jakarta is yesterday's there but today's here.
     let utc = q.stats(now, 0).await.unwrap();
     assert_eq!(utc.days[29].start, 1_796_428_800_000);
     let (b29, b28) = (utc.days[29], utc.days[28]);
-    assert_eq!((b29.sent, b29.failed), (2, 2));
+    assert_eq!((b29.sent, b29.failed), (3, 2));
     assert_eq!((b28.sent, b28.failed), (0, 0));
 }

@@ -180,6 +180,9 @@ pub struct Measured {
     pub jobs: usize,
     /// The first page of each kind of search, by name.
     pub searches: Vec<(&'static str, Timing)>,
+    /// The first `GET /api/stats` (every hour and day counted), then the next five
+    /// (the hours and days that ended already counted).
+    pub stats_first: f64,
     pub stats: Timing,
     pub csv_rows: usize,
     pub csv_secs: f64,
@@ -216,8 +219,13 @@ async fn measure_on(cluster: &Cluster, backend: &'static str, jobs: usize) -> Me
         }),
         ("a status (failed)", |_| "/api/jobs?status=failed".into()),
         ("everything, newest first", |_| "/api/jobs".into()),
+        // An odd parent: every 20th job failed, so a parent whose number is a
+        // multiple of 20 has nothing but failures.
         ("a number and a status (read)", |r| {
-            format!("/api/jobs?phone=62812{:07}&status=read", r * 89 % PARENTS)
+            format!(
+                "/api/jobs?phone=62812{:07}&status=read",
+                (r * 89 % PARENTS) | 1
+            )
         }),
         ("one day, ten days ago", |_| {
             let day = now_ms() - 10 * DAY_MS;
@@ -235,11 +243,16 @@ async fn measure_on(cluster: &Cluster, backend: &'static str, jobs: usize) -> Me
         searches.push((name, Timing::of(ms)));
     }
     let mut stats = Vec::new();
-    for _ in 0..5 {
+    let mut stats_first = None;
+    for _ in 0..6 {
         let started = Instant::now();
         let s = cluster.get("/api/stats?utcOffset=420").await;
         assert!(s["days"].as_array().is_some_and(|d| d.len() == 30), "{s}");
-        stats.push(started.elapsed().as_secs_f64() * 1000.0);
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        match stats_first {
+            None => stats_first = Some(ms),
+            Some(_) => stats.push(ms),
+        }
     }
     let rss_searched = rss();
     let started = Instant::now();
@@ -255,6 +268,7 @@ async fn measure_on(cluster: &Cluster, backend: &'static str, jobs: usize) -> Me
         backend,
         jobs,
         searches,
+        stats_first: stats_first.unwrap_or_default(),
         stats: Timing::of(stats),
         csv_rows,
         csv_secs,
@@ -289,7 +303,7 @@ pub fn markdown(runs: &[Measured], measured: &str) -> String {
     let mut out = String::from("## Finding a job: search, stats and export over a large queue\n\n");
     let _ = writeln!(
         out,
-        "`{COMMAND}`. The four release binaries over a queue filled with finished jobs (one in 20 failed, the rest sent, delivered or read) spread over 30 days and {PARENTS} parents; each search is `GET /api/jobs` through status-web (the first page, 50 jobs), timed from the request to the whole answer, {ROUNDS} times each (other parents each time). `GET /api/stats` 5 times. The export is `GET /api/jobs.csv?status=read`, every row. Memory: status-web's `VmRSS`.\n\nMeasured {measured}.\n"
+        "`{COMMAND}`. The four release binaries over a queue filled with finished jobs (one in 20 failed, the rest sent, delivered or read) spread over 30 days and {PARENTS} parents; each search is `GET /api/jobs` through status-web (the first page, 50 jobs), timed from the request to the whole answer, {ROUNDS} times each (other parents each time). `GET /api/stats` 6 times: the first counts every hour and day, the next five only the current ones (those that ended are counted once). The export is `GET /api/jobs.csv?status=read`, every row. Memory: status-web's `VmRSS`.\n\nMeasured {measured}.\n"
     );
     for run in runs {
         let _ = writeln!(
@@ -306,8 +320,8 @@ pub fn markdown(runs: &[Measured], measured: &str) -> String {
         }
         let _ = writeln!(
             out,
-            "| (`GET /api/stats`, 24 hours and 30 days) | {:.1} ms | {:.1} ms | {:.1} ms |\n",
-            run.stats.median, run.stats.p95, run.stats.max
+            "| (`GET /api/stats`, 24 hours and 30 days, after the first) | {:.1} ms | {:.1} ms | {:.1} ms |\n\nThe first `GET /api/stats` (every hour and day counted): {:.0} ms.\n",
+            run.stats.median, run.stats.p95, run.stats.max, run.stats_first
         );
         let _ = writeln!(
             out,

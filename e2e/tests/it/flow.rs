@@ -84,7 +84,11 @@ async fn two_hundred_jobs_are_each_sent_once_and_logged() {
     assert_eq!(status["logger"]["state"], "disabled");
     let jobs = cluster.get("/api/jobs?status=sent&limit=1000").await;
     assert_eq!(jobs["jobs"].as_array().unwrap().len(), 200);
-    assert_eq!(jobs["counts"]["sent"], 200);
+    cluster
+        .wait_status(Duration::from_secs(10), "200 sent in the counts", |s| {
+            s["queue"]["counts"]["sent"] == 200
+        })
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
