@@ -21,7 +21,18 @@ use crate::stats::{Bucket, Stats, Totals};
 
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 1000;
-const MAX_SEARCH_LIMIT: usize = 1000;
+
+/// A request's page size: 0 means [`DEFAULT_LIMIT`], at most [`MAX_LIMIT`].
+fn limit(asked: u32) -> usize {
+    match asked as usize {
+        0 => DEFAULT_LIMIT,
+        n => n.min(MAX_LIMIT),
+    }
+}
+
+fn statuses_from_pb(list: Vec<i32>) -> Result<Vec<JobStatus>, Error> {
+    list.into_iter().map(status_from_pb).collect()
+}
 
 pub struct DispatcherService {
     pub queue: Queue,
@@ -289,15 +300,8 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
         request: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
         let req = request.into_inner();
-        let statuses = req
-            .statuses
-            .into_iter()
-            .map(status_from_pb)
-            .collect::<Result<Vec<_>, _>>()?;
-        let limit = match req.limit as usize {
-            0 => DEFAULT_LIMIT,
-            n => n.min(MAX_LIMIT),
-        };
+        let statuses = statuses_from_pb(req.statuses)?;
+        let limit = limit(req.limit);
         let lane = self.lane(&req.account)?;
         let jobs = self.queue.list(&statuses, lane.as_ref(), limit).await?;
         let counts = self.queue.all_counts(&self.accounts).await?;
@@ -312,11 +316,7 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
         request: Request<pb::SearchJobsRequest>,
     ) -> Result<Response<pb::SearchJobsResponse>, Status> {
         let req = request.into_inner();
-        let statuses = req
-            .statuses
-            .into_iter()
-            .map(status_from_pb)
-            .collect::<Result<Vec<_>, _>>()?;
+        let statuses = statuses_from_pb(req.statuses)?;
         let phone = req.phone.trim();
         let recipient = if phone.is_empty() {
             None
@@ -336,10 +336,7 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
             created_from: req.created_from.as_ref().map(from_timestamp),
             created_until: req.created_until.as_ref().map(from_timestamp),
         };
-        let limit = match req.limit as usize {
-            0 => DEFAULT_LIMIT,
-            n => n.min(MAX_SEARCH_LIMIT),
-        };
+        let limit = limit(req.limit);
         let cursor = req.cursor.trim();
         let page = self
             .queue

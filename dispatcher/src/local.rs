@@ -185,10 +185,7 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
         send_at: row.get(8)?,
         created_at: row.get(9)?,
         updated_at: row.get(10)?,
-        last_error: code.map(|code| JobError {
-            code,
-            message: message.unwrap_or_default(),
-        }),
+        last_error: error_from_columns(code, message),
         sent_at: row.get(13)?,
         message_id: row.get(14)?,
         recipient: row.get(15)?,
@@ -215,6 +212,22 @@ fn select(conn: &Connection, filter: &str, params: impl Params) -> Result<Vec<Jo
     Ok(jobs)
 }
 
+/// An error as its code and message columns hold it.
+fn error_columns(error: Option<&JobError>) -> (Option<&str>, Option<&str>) {
+    match error {
+        Some(e) => (Some(e.code.as_str()), Some(e.message.as_str())),
+        None => (None, None),
+    }
+}
+
+/// The error its code and message columns hold, if any.
+fn error_from_columns(code: Option<String>, message: Option<String>) -> Option<JobError> {
+    code.map(|code| JobError {
+        code,
+        message: message.unwrap_or_default(),
+    })
+}
+
 /// Asks the lifecycle what `event` does to `job` and writes the answer, inside the
 /// caller's write transaction.
 fn apply(
@@ -228,10 +241,7 @@ fn apply(
         return Ok(None);
     };
     let j = &change.job;
-    let (code, message) = match &j.last_error {
-        Some(e) => (Some(e.code.as_str()), Some(e.message.as_str())),
-        None => (None, None),
-    };
+    let (code, message) = error_columns(j.last_error.as_ref());
     conn.prepare_cached(
         "UPDATE jobs SET status = ?2, attempts = ?3, lease_owner = ?4, lease_expires_at = ?5,
             next_attempt_at = ?6, updated_at = ?7, last_error_code = ?8, last_error_message = ?9,
@@ -267,10 +277,7 @@ fn apply(
 
 /// Adds `step` to the job's history, dropping its oldest steps past [`MAX_STEPS`].
 fn record_step(conn: &Connection, id: &str, step: &Step) -> Result<()> {
-    let (code, message) = match &step.error {
-        Some(e) => (Some(e.code.as_str()), Some(e.message.as_str())),
-        None => (None, None),
-    };
+    let (code, message) = error_columns(step.error.as_ref());
     conn.prepare_cached(
         "INSERT INTO job_steps (job_id, at, kind, attempt, owner, error_code, error_message,
             next_attempt_at)
@@ -313,10 +320,7 @@ fn steps_of(conn: &Connection, id: &str) -> Result<Vec<Step>> {
                 kind,
                 attempt: row.get(2)?,
                 owner: row.get(3)?,
-                error: code.map(|code| JobError {
-                    code,
-                    message: message.unwrap_or_default(),
-                }),
+                error: error_from_columns(code, message),
                 next_attempt_at: row.get(6)?,
             }))
         })?

@@ -59,7 +59,15 @@ pub async fn serve_grpc(
     shutdown: impl Future<Output = ()> + Send + 'static,
     tasks: Tasks,
 ) {
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Small answers go out at once rather than waiting on the peer's delayed ack.
+    let incoming = tokio_stream::StreamExt::map(
+        tokio_stream::wrappers::TcpListenerStream::new(listener),
+        |stream| {
+            stream.inspect(|s| {
+                let _ = s.set_nodelay(true);
+            })
+        },
+    );
     let stopped = tasks.stopping().cancelled_owned();
     let serve = async {
         if let Err(e) = router.serve_with_incoming_shutdown(incoming, stopped).await {

@@ -181,6 +181,10 @@ pub async fn run(
         full_numbers: config.full_numbers,
     });
     tracing::info!(%addr, "status-web listening: open http://{addr}/ for the dashboard");
+    // Small answers go out at once rather than waiting on the browser's delayed ack.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+        let _ = stream.set_nodelay(true);
+    });
     let serve = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

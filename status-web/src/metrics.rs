@@ -87,15 +87,8 @@ pub fn render(s: &Snapshot) -> String {
         "Jobs in the queue by status",
         gauges(
             "status",
-            [
-                ("pending", c.pending),
-                ("processing", c.processing),
-                ("sent", c.sent),
-                ("delivered", c.delivered),
-                ("read", c.read),
-                ("failed", c.failed),
-            ]
-            .map(|(status, count)| (status.to_owned(), count)),
+            c.by_status()
+                .map(|(status, count)| (status.to_owned(), count)),
         ),
     );
     registry.register(
@@ -173,15 +166,7 @@ pub fn render(s: &Snapshot) -> String {
                 .iter()
                 .filter_map(|a| Some((a, a.counts?)))
                 .flat_map(|(a, c)| {
-                    [
-                        ("pending", c.pending),
-                        ("processing", c.processing),
-                        ("sent", c.sent),
-                        ("delivered", c.delivered),
-                        ("read", c.read),
-                        ("failed", c.failed),
-                    ]
-                    .map(|(status, n)| {
+                    c.by_status().map(|(status, n)| {
                         (
                             vec![("account", a.name.clone()), ("status", status.to_owned())],
                             ConstGauge::new(n),

@@ -179,6 +179,20 @@ pub struct CountsView {
     pub delivery_overdue: u64,
 }
 
+impl CountsView {
+    /// Each status's count, in the order the dashboard and `/metrics` show them.
+    pub fn by_status(&self) -> [(&'static str, u64); 6] {
+        [
+            ("pending", self.pending),
+            ("processing", self.processing),
+            ("sent", self.sent),
+            ("delivered", self.delivered),
+            ("read", self.read),
+            ("failed", self.failed),
+        ]
+    }
+}
+
 impl From<&dpb::QueueCounts> for CountsView {
     fn from(c: &dpb::QueueCounts) -> Self {
         Self {
