@@ -443,6 +443,13 @@ impl Cluster {
         self.get_ok(path).await.json().await.unwrap()
     }
 
+    /// `GET path`, whatever it answers: the status code and the JSON body.
+    pub async fn get_any(&self, path: &str) -> (u16, Value) {
+        let response = self.http.get(self.url(path)).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     /// A page that is not JSON (`/metrics`).
     pub async fn text(&self, path: &str) -> String {
         self.get_ok(path).await.text().await.unwrap()
