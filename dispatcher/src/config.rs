@@ -11,6 +11,7 @@ use abtrack_proto::token::InternalToken;
 
 use crate::firestore::Finished;
 use crate::firestore::mapping::{self, Mapping};
+use crate::storage::Storage;
 
 /// Every variable the dispatcher reads, in `--help` order. Each is a constant below
 /// that the parsing reads too, so `--help` shows the name and default in use.
@@ -22,6 +23,7 @@ pub const VARS: &[Var] = &[
     FIRESTORE_DATABASE_ID,
     FIRESTORE_COLLECTION,
     FIRESTORE_EMULATOR_HOST,
+    STORAGE_EMULATOR_HOST,
     FIRESTORE_FALLBACK_POLL_SECS,
     FIRESTORE_FINISHED,
     FIRESTORE_FINISHED_COLLECTION,
@@ -30,6 +32,7 @@ pub const VARS: &[Var] = &[
     mapping::FIELD_CREATED_AT,
     mapping::FIELD_SEND_AT,
     mapping::FIELD_ACCOUNT,
+    mapping::FIELD_MEDIA,
     mapping::FIELD_STATUS,
     mapping::FIELD_ATTEMPTS,
     mapping::FIELD_LEASE_OWNER,
@@ -105,6 +108,12 @@ pub const FIRESTORE_EMULATOR_HOST: Var = Var {
     name: "FIRESTORE_EMULATOR_HOST",
     default: "",
     help: "host:port of a Firestore emulator; when set, no credential is needed",
+};
+
+pub const STORAGE_EMULATOR_HOST: Var = Var {
+    name: "STORAGE_EMULATOR_HOST",
+    default: "",
+    help: "host:port of a Cloud Storage emulator for gs:// media; otherwise gs:// objects are read from Cloud Storage with the Firebase credential",
 };
 
 pub const FIRESTORE_FALLBACK_POLL_SECS: Var = Var {
@@ -393,6 +402,8 @@ pub struct Config {
     pub default_country_code: String,
     /// Required from callers and sent to the gateway and the logger.
     pub internal_token: Option<InternalToken>,
+    /// Where gs:// media is read; `None`: such jobs fail with the reason.
+    pub storage: Option<Storage>,
 }
 
 impl Config {
@@ -438,7 +449,20 @@ impl Config {
             poll_interval: env.secs(POLL_INTERVAL_SECS)?,
             default_country_code: env.country_code()?,
             internal_token: InternalToken::from_env(&env)?,
+            storage: None,
         };
+        let storage = match (env.get(STORAGE_EMULATOR_HOST.name), &config.backend) {
+            (Some(host), _) => Some(Storage::emulator(&host)),
+            (
+                None,
+                Backend::Firestore(FirestoreSettings {
+                    credentials: Some(key),
+                    ..
+                }),
+            ) => Some(Storage::with_key(key)),
+            (None, _) => None,
+        };
+        let config = Config { storage, ..config };
         if config.send_timeout.is_zero() || config.send_timeout >= config.lease {
             return Err(ConfigError::new(
                 SEND_TIMEOUT_SECS.name,

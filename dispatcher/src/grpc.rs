@@ -13,7 +13,7 @@ use abtrack_proto::time::{from_timestamp, now_ms, opt_timestamp, to_timestamp};
 use crate::account::{Accounts, Lane};
 use crate::error::Error;
 use crate::events::QueueState;
-use crate::job::{AllCounts, Counts, Job, JobStatus, NewJob, Search};
+use crate::job::{AllCounts, Counts, Job, JobStatus, Media, MediaSource, NewJob, Search};
 use crate::lifecycle::Step;
 use crate::pause::PauseSwitch;
 use crate::queue::Queue;
@@ -69,13 +69,27 @@ fn new_job(
     accounts: &Accounts,
 ) -> Result<NewJob, Error> {
     let id = Some(req.id.trim().to_owned()).filter(|id| !id.is_empty());
-    let job = NewJob::validate(
-        id,
-        &req.to,
-        &req.message,
-        req.send_at.as_ref().map(from_timestamp),
-        default_country_code,
-    )?
+    let send_at = req.send_at.as_ref().map(from_timestamp);
+    let job = match req.media {
+        None => NewJob::validate(id, &req.to, &req.message, send_at, default_country_code)?,
+        Some(media) => {
+            let data = (!media.data.is_empty()).then(|| bytes::Bytes::from(media.data));
+            let media = Media::validate(
+                Some(media.url.trim()),
+                data,
+                Some(&media.mime_type),
+                Some(&media.file_name),
+            )?;
+            NewJob::validate_with_media(
+                id,
+                &req.to,
+                &req.message,
+                send_at,
+                media,
+                default_country_code,
+            )?
+        }
+    }
     .for_account(Some(req.account.trim()))?;
     if let Some(account) = &job.account
         && !accounts.knows(account)
@@ -141,6 +155,30 @@ impl From<&Job> for pb::Job {
             recipient_lid: job.recipient_lid.clone().unwrap_or_default(),
             account: job.account.clone().unwrap_or_default(),
             steps: Vec::new(),
+            media: job.media.as_ref().map(pb::JobMedia::from),
+        }
+    }
+}
+
+impl From<&Media> for pb::JobMedia {
+    fn from(media: &Media) -> Self {
+        let (source, url, size) = match &media.source {
+            MediaSource::Url(url) => {
+                let source = match abtrack_proto::media::check_url(url) {
+                    Ok(abtrack_proto::media::Scheme::Storage) => "storage",
+                    _ => "url",
+                };
+                (source, abtrack_proto::media::shown_url(url).to_owned(), 0)
+            }
+            MediaSource::Inline(data) => ("inline", String::new(), data.len() as u64),
+        };
+        pb::JobMedia {
+            source: source.to_owned(),
+            url,
+            mime_type: media.mime_type.clone().unwrap_or_default(),
+            file_name: media.shown_name().unwrap_or_default(),
+            size,
+            kind: media.declared_kind().as_str().to_owned(),
         }
     }
 }

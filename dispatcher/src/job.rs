@@ -92,6 +92,98 @@ pub struct Job {
     pub delivery_overdue: bool,
     /// The account that sends it, as the job names it; `None`: the default account.
     pub account: Option<String>,
+    /// The image or document it sends, with `message` as the caption.
+    pub media: Option<Media>,
+}
+
+/// A job's image or document, as the job declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Media {
+    pub source: MediaSource,
+    pub mime_type: Option<String>,
+    pub file_name: Option<String>,
+}
+
+/// Where the media's bytes come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaSource {
+    /// https://, http:// or gs://bucket/path.
+    Url(String),
+    Inline(bytes::Bytes),
+}
+
+impl Media {
+    /// Checks what a job declares; each error names its field (`media.url`, ...).
+    pub fn validate(
+        url: Option<&str>,
+        data: Option<bytes::Bytes>,
+        mime_type: Option<&str>,
+        file_name: Option<&str>,
+    ) -> Result<Self> {
+        use abtrack_proto::media;
+        let source = match (url.filter(|u| !u.is_empty()), data) {
+            (Some(_), Some(_)) => {
+                return Err(invalid("media", "give either url or data, not both"));
+            }
+            (None, None) => return Err(invalid("media", "needs a url or data")),
+            (Some(url), None) => {
+                media::check_url(url).map_err(|e| invalid("media.url", e))?;
+                MediaSource::Url(url.to_owned())
+            }
+            (None, Some(data)) => {
+                media::check_inline(data.len()).map_err(|e| invalid("media.data", e))?;
+                MediaSource::Inline(data)
+            }
+        };
+        let mime_type = mime_type.map(str::trim).filter(|m| !m.is_empty());
+        if let Some(mime) = mime_type {
+            media::check_mime_type(mime).map_err(|e| invalid("media.mimeType", e))?;
+        }
+        let file_name = file_name.map(str::trim).filter(|n| !n.is_empty());
+        if let Some(name) = file_name {
+            media::check_file_name(name).map_err(|e| invalid("media.fileName", e))?;
+        }
+        Ok(Self {
+            source,
+            mime_type: mime_type.map(|m| m.to_ascii_lowercase()),
+            file_name: file_name.map(str::to_owned),
+        })
+    }
+
+    /// The kind its declaration suggests (the gateway decides from the bytes).
+    pub fn declared_kind(&self) -> abtrack_proto::media::Kind {
+        abtrack_proto::media::Kind::declared(
+            self.mime_type.as_deref(),
+            self.shown_name().as_deref(),
+        )
+    }
+
+    /// The name it goes by: the declared file name, else the URL's last part.
+    pub fn shown_name(&self) -> Option<String> {
+        self.file_name.clone().or_else(|| match &self.source {
+            MediaSource::Url(url) => abtrack_proto::media::name_from_url(url).map(str::to_owned),
+            MediaSource::Inline(_) => None,
+        })
+    }
+
+    /// Its kind and name in a few words, as the log shows it: `document: Rekap.pdf`.
+    pub fn summary(&self) -> String {
+        let kind = self.declared_kind().as_str();
+        match self.shown_name() {
+            Some(name) => format!("{kind}: {name}"),
+            None => kind.to_owned(),
+        }
+    }
+}
+
+/// Checks a message, which may be blank as the caption of media.
+fn check_text(message: &str, media: bool) -> Result<()> {
+    let checked = if media {
+        abtrack_proto::message::check_caption(message)
+    } else {
+        check_message(message)
+    };
+    checked.map_err(|e| invalid("message", e))
 }
 
 /// A job that passed validation, ready to be enqueued.
@@ -107,6 +199,7 @@ pub struct NewJob {
     /// The recipient as a JID, normalised as the gateway does, when known at the
     /// door: written with the job, so a search by number finds it before it is sent.
     pub recipient: Option<String>,
+    pub media: Option<Media>,
 }
 
 fn invalid(field: &'static str, reason: impl ToString) -> Error {
@@ -126,6 +219,29 @@ impl NewJob {
         send_at: Option<i64>,
         default_country_code: &str,
     ) -> Result<Self> {
+        Self::checked(id, to, message, send_at, None, default_country_code)
+    }
+
+    /// Checks a job with media: its message is the caption and may be empty.
+    pub fn validate_with_media(
+        id: Option<String>,
+        to: &str,
+        message: &str,
+        send_at: Option<i64>,
+        media: Media,
+        default_country_code: &str,
+    ) -> Result<Self> {
+        Self::checked(id, to, message, send_at, Some(media), default_country_code)
+    }
+
+    fn checked(
+        id: Option<String>,
+        to: &str,
+        message: &str,
+        send_at: Option<i64>,
+        media: Option<Media>,
+        default_country_code: &str,
+    ) -> Result<Self> {
         if let Some(id) = &id {
             let ok = !id.is_empty()
                 && id.chars().count() <= MAX_ID_CHARS
@@ -141,7 +257,7 @@ impl NewJob {
         }
         let recipient =
             normalize_recipient(to, default_country_code).map_err(|e| invalid("to", e))?;
-        check_message(message).map_err(|e| invalid("message", e))?;
+        check_text(message, media.is_some())?;
         if send_at.is_some_and(|ms| ms > MAX_SEND_AT_MS) {
             return Err(invalid("sendAt", "must be before the year 10000"));
         }
@@ -152,6 +268,7 @@ impl NewJob {
             send_at,
             account: None,
             recipient: Some(recipient.to_string()),
+            media,
         })
     }
 

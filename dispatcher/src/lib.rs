@@ -17,6 +17,7 @@ pub mod outcome;
 pub mod pause;
 pub mod queue;
 pub mod stats;
+pub mod storage;
 pub mod worker;
 
 use std::future::Future;
@@ -109,6 +110,7 @@ pub async fn run(
         backoff_max: config.backoff_max,
         rate_limit_delay: config.rate_limit_delay,
         poll_interval: config.poll_interval,
+        storage: config.storage.clone(),
     };
     // One worker per account, each with its own gateway: an account that cannot send
     // holds up only its own jobs.

@@ -417,6 +417,7 @@ pub fn same_job(existing: &Job, job: &NewJob) -> Result<()> {
         && existing.message == job.message
         && existing.send_at == job.send_at
         && existing.account == job.account
+        && existing.media == job.media
     {
         Ok(())
     } else {
@@ -456,6 +457,7 @@ mod tests {
             read_at: None,
             delivery_overdue: false,
             account: None,
+            media: None,
         }
     }
 

@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, Params, Row, TransactionBehavior, 
 
 use crate::account::{Lane, Pick};
 use crate::error::{Error, Result};
-use crate::job::{Counts, Job, JobError, JobStatus, NewJob, Page, Search};
+use crate::job::{Counts, Job, JobError, JobStatus, Media, MediaSource, NewJob, Page, Search};
 use crate::lifecycle::{self, Change, Event, MAX_STEPS, Rules, Step, StepKind};
 use crate::queue::{Enqueued, Selection, Store};
 use crate::stats::{Metric, Reason, Span, Totals};
@@ -18,7 +18,7 @@ use crate::stats::{Metric, Reason, Span, Totals};
 const COLUMNS: &str = "id, to_input, message, status, attempts, lease_owner, lease_expires_at,
     next_attempt_at, send_at, created_at, updated_at, last_error_code, last_error_message,
     sent_at, message_id, recipient, delivered_at, read_at, delivery_overdue, recipient_lid,
-    account";
+    account, media_url, media_data, media_mime_type, media_file_name";
 
 #[derive(Clone)]
 pub struct LocalQueue {
@@ -88,6 +88,10 @@ impl LocalQueue {
                     None,
                 )?;
                 db.ensure_column("jobs", "recipient_lid", "TEXT", None)?;
+                for column in ["media_url", "media_mime_type", "media_file_name"] {
+                    db.ensure_column("jobs", column, "TEXT", None)?;
+                }
+                db.ensure_column("jobs", "media_data", "BLOB", None)?;
                 db.ensure_column(
                     "jobs",
                     "account",
@@ -194,6 +198,26 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
         delivery_overdue: row.get(18)?,
         recipient_lid: row.get(19)?,
         account: row.get(20)?,
+        media: media_from_columns(row.get(21)?, row.get(22)?, row.get(23)?, row.get(24)?),
+    })
+}
+
+/// The media of a row: a URL or inline bytes, with what the job declared.
+fn media_from_columns(
+    url: Option<String>,
+    data: Option<Vec<u8>>,
+    mime_type: Option<String>,
+    file_name: Option<String>,
+) -> Option<Media> {
+    let source = match (url, data) {
+        (Some(url), _) => MediaSource::Url(url),
+        (None, Some(data)) => MediaSource::Inline(data.into()),
+        (None, None) => return None,
+    };
+    Some(Media {
+        source,
+        mime_type,
+        file_name,
     })
 }
 
@@ -348,10 +372,11 @@ impl Store for LocalQueue {
                 });
             }
             let id = job.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            let media = job.media;
             tx.prepare_cached(
                 "INSERT INTO jobs (id, to_input, message, status, send_at, created_at, updated_at,
-                    account, recipient)
-                 VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?5, ?6, ?7)",
+                    account, recipient, media_url, media_data, media_mime_type, media_file_name)
+                 VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?
             .execute(params![
                 id,
@@ -360,7 +385,17 @@ impl Store for LocalQueue {
                 job.send_at,
                 now,
                 job.account,
-                job.recipient
+                job.recipient,
+                media.as_ref().and_then(|m| match &m.source {
+                    MediaSource::Url(url) => Some(url.as_str()),
+                    MediaSource::Inline(_) => None,
+                }),
+                media.as_ref().and_then(|m| match &m.source {
+                    MediaSource::Url(_) => None,
+                    MediaSource::Inline(data) => Some(data.as_ref()),
+                }),
+                media.as_ref().and_then(|m| m.mime_type.as_deref()),
+                media.as_ref().and_then(|m| m.file_name.as_deref()),
             ])?;
             let created = get_job(&tx, &id)?
                 .ok_or_else(|| Error::Internal("inserted job vanished".into()))?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use abtrack_proto::gateway::v1::{SendRequest, gateway_client::GatewayClient};
+use abtrack_proto::gateway::v1::{self as pb, SendRequest, gateway_client::GatewayClient};
 use abtrack_proto::mask_phone;
 use abtrack_proto::retry::Backoff;
 use abtrack_proto::tasks::CancellationToken;
@@ -16,9 +16,10 @@ use abtrack_proto::token::TokenChannel;
 
 use crate::account::Lane;
 use crate::gateway_link::Readiness;
-use crate::job::{Finish, Job, JobStatus};
+use crate::job::{Finish, Job, JobError, JobStatus, Media, MediaSource};
 use crate::outcome::{Action, backoff, classify};
 use crate::queue::Queue;
+use crate::storage::{Storage, StorageError};
 
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
@@ -31,6 +32,16 @@ pub struct WorkerSettings {
     pub rate_limit_delay: Duration,
     /// The longest the worker sleeps without looking at the queue.
     pub poll_interval: Duration,
+    /// Where gs:// media is read; `None`: such jobs fail with the reason.
+    pub storage: Option<Storage>,
+}
+
+/// Why a job's media cannot be handed to the gateway.
+enum MediaError {
+    /// The job's fault: it ends `failed`.
+    Bad(JobError),
+    /// Worth another attempt later.
+    Later(JobError),
 }
 
 pub struct Worker {
@@ -157,15 +168,67 @@ impl Worker {
         }
     }
 
+    /// The job's media as the gateway takes it; a storage object becomes the URL and
+    /// token that read it.
+    async fn media(&self, media: &Media) -> Result<pb::Media, MediaError> {
+        let source = match &media.source {
+            MediaSource::Inline(data) => pb::media::Source::Data(data.to_vec()),
+            MediaSource::Url(url) => match abtrack_proto::media::check_url(url) {
+                Ok(abtrack_proto::media::Scheme::Storage) => {
+                    let storage = self.settings.storage.as_ref().ok_or_else(|| {
+                        MediaError::Bad(JobError::new(
+                            "bad_media",
+                            "media.url names a gs:// object, but this server has no Firebase credential or STORAGE_EMULATOR_HOST to read it with",
+                        ))
+                    })?;
+                    let object = storage.object(url).await.map_err(|e| match e {
+                        StorageError::NotAnObject(_) => {
+                            MediaError::Bad(JobError::new("bad_media", e.to_string()))
+                        }
+                        StorageError::NoToken(_) => {
+                            MediaError::Later(JobError::new("media_unavailable", e.to_string()))
+                        }
+                    })?;
+                    pb::media::Source::Storage(object)
+                }
+                _ => pb::media::Source::Url(url.clone()),
+            },
+        };
+        Ok(pb::Media {
+            source: Some(source),
+            mime_type: media.mime_type.clone().unwrap_or_default(),
+            file_name: media.file_name.clone().unwrap_or_default(),
+        })
+    }
+
     /// Sends one leased job through the gateway and says how it ended, and whether the
     /// gateway could take it (`false`: the worker should hold back).
     async fn send(&self, job: &Job) -> (Finish, bool) {
         let s = &self.settings;
+        let media = match &job.media {
+            None => None,
+            Some(media) => match self.media(media).await {
+                Ok(media) => Some(media),
+                Err(MediaError::Bad(error)) => return (Finish::Failed(error), true),
+                Err(MediaError::Later(error)) => {
+                    let delay = backoff(job.attempts, s.backoff_base, s.backoff_max);
+                    let next_attempt_at = now_ms() + delay.as_millis() as i64;
+                    return (
+                        Finish::Retry {
+                            error,
+                            next_attempt_at,
+                        },
+                        true,
+                    );
+                }
+            },
+        };
         let mut request = tonic::Request::new(SendRequest {
             job_id: job.id.clone(),
             to: job.to.clone(),
             message: job.message.clone(),
             account: self.lane.account.clone(),
+            media,
         });
         request.set_timeout(s.send_timeout);
         let mut gateway = self.gateway.clone();

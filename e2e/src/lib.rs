@@ -8,6 +8,7 @@
 pub mod bench;
 pub mod chaos;
 pub mod firestore_app;
+pub mod media;
 pub mod sheets;
 
 use std::collections::HashMap;

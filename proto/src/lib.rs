@@ -5,6 +5,7 @@ pub mod account;
 pub mod addrs;
 pub mod config;
 pub mod health;
+pub mod media;
 pub mod message;
 pub mod notice;
 pub mod phone;

@@ -27,6 +27,15 @@ pub fn check_message(message: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The text of a job with media is its caption: a blank one is sent without a
+/// caption; any other must pass as a message.
+pub fn check_caption(caption: &str) -> Result<(), String> {
+    if caption.trim().is_empty() {
+        return Ok(());
+    }
+    check_message(caption)
+}
+
 /// Characters that take no space on a phone's screen: controls, zero-width
 /// joiners and spaces, direction marks, the byte-order mark and the soft hyphen.
 fn is_invisible(c: char) -> bool {
@@ -52,6 +61,15 @@ fn is_invisible(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_caption_may_be_blank_but_not_too_long() {
+        assert!(check_caption("").is_ok());
+        assert!(check_caption("  \n").is_ok());
+        assert!(check_caption("Rekap Oktober").is_ok());
+        assert!(check_caption(&"x".repeat(MAX_MESSAGE_CHARS + 1)).is_err());
+        assert!(check_caption("\u{200b}x").is_ok());
+    }
 
     #[test]
     fn a_message_needs_a_visible_character_and_fits_the_limit() {

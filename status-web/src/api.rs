@@ -24,7 +24,12 @@ use crate::error::ApiError;
 use crate::snapshot::{JobView, Service};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
-const MESSAGE_FIELDS: &[&str] = &["to", "message", "sendAt", "id", "account"];
+const MESSAGE_FIELDS: &[&str] = &["to", "message", "sendAt", "id", "account", "media"];
+const MEDIA_FIELDS: &[&str] = &["url", "data", "mimeType", "fileName"];
+
+/// The largest `POST /api/messages` body: inline media at its limit, in base64,
+/// with room for the rest.
+pub const MAX_MESSAGE_BODY: usize = abtrack_proto::media::MAX_INLINE_BYTES / 3 * 4 + 256 * 1024;
 
 pub(crate) fn request<T>(message: T) -> Request<T> {
     let mut request = Request::new(message);
@@ -105,7 +110,15 @@ pub fn parse_message(body: &[u8]) -> Result<dpb::EnqueueRequest, ApiError> {
         ));
     }
     let to = required_string(&object, "to")?;
-    let message = required_string(&object, "message")?;
+    let media = match object.get("media") {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(parse_media(value)?),
+    };
+    // The caption of media may be left out.
+    let message = match (&media, object.get("message")) {
+        (Some(_), None | Some(Value::Null)) => String::new(),
+        _ => required_string(&object, "message")?,
+    };
     let optional = |field: &str| match object.get(field) {
         None | Some(Value::Null) => Ok(String::new()),
         Some(Value::String(text)) => Ok(text.clone()),
@@ -143,6 +156,55 @@ pub fn parse_message(body: &[u8]) -> Result<dpb::EnqueueRequest, ApiError> {
         send_at: send_at.map(to_timestamp),
         id,
         account,
+        media,
+    })
+}
+
+/// `media`: `{"url": "https://…" | "gs://…"}` or `{"data": "<base64>"}`, with
+/// optional `mimeType` and `fileName`.
+fn parse_media(value: &Value) -> Result<dpb::NewMedia, ApiError> {
+    let Value::Object(object) = value else {
+        return Err(ApiError::bad_request(
+            Some("media"),
+            "media: must be an object with url or data, and optional mimeType and fileName",
+        ));
+    };
+    if let Some(unknown) = object.keys().find(|k| !MEDIA_FIELDS.contains(&k.as_str())) {
+        return Err(ApiError::bad_request(
+            Some(&format!("media.{unknown}")),
+            format!(
+                "media.{unknown}: unknown field; expected {}",
+                MEDIA_FIELDS.join(", ")
+            ),
+        ));
+    }
+    let string = |field: &str| match object.get(field) {
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(Value::String(text)) => Ok(text.clone()),
+        Some(other) => Err(ApiError::bad_request(
+            Some(&format!("media.{field}")),
+            format!("media.{field}: must be a string, not {}", json_type(other)),
+        )),
+    };
+    let encoded = string("data")?;
+    let data = if encoded.is_empty() {
+        Vec::new()
+    } else {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .map_err(|e| {
+                ApiError::bad_request(
+                    Some("media.data"),
+                    format!("media.data: is not base64: {e}"),
+                )
+            })?
+    };
+    Ok(dpb::NewMedia {
+        url: string("url")?,
+        data,
+        mime_type: string("mimeType")?,
+        file_name: string("fileName")?,
     })
 }
 

@@ -98,7 +98,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/gateway/logout", post(api::reset_session))
         .route("/healthz", get(api::healthz))
         .route("/api/status", get(api::status))
-        .route("/api/messages", post(api::enqueue))
+        .route(
+            "/api/messages",
+            // Inline media travels as base64 in the body.
+            post(api::enqueue).layer(axum::extract::DefaultBodyLimit::max(api::MAX_MESSAGE_BODY)),
+        )
         .route("/api/jobs", get(jobs::list_jobs))
         .route("/api/jobs.csv", get(jobs::export_csv))
         .route("/api/stats", get(stats::stats))

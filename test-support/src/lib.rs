@@ -102,6 +102,7 @@ impl gpb::gateway_server::Gateway for ScriptedGateway {
             sent_at: None,
             duplicate: false,
             recipient_lid: String::new(),
+            media: None,
         }))
     }
 

@@ -31,6 +31,12 @@ pub const VARS: &[Var] = &[
     DAILY_CAP,
     ANSWER_DELAY_MS,
     CHECK_CACHE_SECS,
+    MEDIA_MAX_IMAGE_MB,
+    MEDIA_MAX_DOCUMENT_MB,
+    MEDIA_DOWNLOAD_TIMEOUT_SECS,
+    MEDIA_MAX_REDIRECTS,
+    MEDIA_ALLOW_HTTP,
+    MEDIA_ALLOW_PRIVATE,
 ];
 
 pub const ADDR: Var = abtrack_proto::addrs::WA_ADDR;
@@ -152,6 +158,42 @@ pub const CHECK_CACHE_SECS: Var = Var {
 };
 
 /// How the gateway talks to WhatsApp.
+pub const MEDIA_MAX_IMAGE_MB: Var = Var {
+    name: "WA_MEDIA_MAX_IMAGE_MB",
+    default: "16",
+    help: "media: largest photo sent (MiB; WhatsApp's own limit); a larger image fails its job",
+};
+
+pub const MEDIA_MAX_DOCUMENT_MB: Var = Var {
+    name: "WA_MEDIA_MAX_DOCUMENT_MB",
+    default: "100",
+    help: "media: largest document sent (MiB); a download that grows past it is stopped and its job fails",
+};
+
+pub const MEDIA_DOWNLOAD_TIMEOUT_SECS: Var = Var {
+    name: "WA_MEDIA_DOWNLOAD_TIMEOUT_SECS",
+    default: "120",
+    help: "media: longest a media URL's download may take (a slower one is retried later)",
+};
+
+pub const MEDIA_MAX_REDIRECTS: Var = Var {
+    name: "WA_MEDIA_MAX_REDIRECTS",
+    default: "5",
+    help: "media: most redirects a media URL may take",
+};
+
+pub const MEDIA_ALLOW_HTTP: Var = Var {
+    name: "WA_MEDIA_ALLOW_HTTP",
+    default: "false",
+    help: "media: also fetch plain http:// URLs (otherwise only https://)",
+};
+
+pub const MEDIA_ALLOW_PRIVATE: Var = Var {
+    name: "WA_MEDIA_ALLOW_PRIVATE",
+    default: "false",
+    help: "media: also fetch from loopback, private and link-local addresses (otherwise a job cannot make the gateway reach its neighbours)",
+};
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
     /// Messages are appended to a JSONL file; nothing is sent.
@@ -186,6 +228,31 @@ pub struct Config {
     /// Required from callers.
     pub internal_token: Option<InternalToken>,
     pub answer_delay: Duration,
+    pub media: MediaLimits,
+}
+
+/// What the gateway fetches for a job's media, and how much.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaLimits {
+    pub max_image_bytes: u64,
+    pub max_document_bytes: u64,
+    pub download_timeout: Duration,
+    pub max_redirects: usize,
+    pub allow_http: bool,
+    pub allow_private: bool,
+}
+
+impl Default for MediaLimits {
+    fn default() -> Self {
+        Self {
+            max_image_bytes: 16 << 20,
+            max_document_bytes: 100 << 20,
+            download_timeout: Duration::from_secs(120),
+            max_redirects: 5,
+            allow_http: false,
+            allow_private: false,
+        }
+    }
 }
 
 impl Config {
@@ -288,6 +355,7 @@ impl Config {
             check_cache_ttl: env.secs(CHECK_CACHE_SECS)?,
             internal_token: InternalToken::from_env(&env)?,
             answer_delay: env.millis(ANSWER_DELAY_MS)?,
+            media: media_limits(&env)?,
         })
     }
 
@@ -313,6 +381,7 @@ impl Config {
             daily_cap = self.daily_cap,
             check_cache_secs = self.check_cache_ttl.as_secs(),
             answer_delay_ms = self.answer_delay.as_millis() as u64,
+            media = ?self.media,
             "configuration"
         );
         abtrack_proto::token::log_startup(self.internal_token.as_ref(), Some(self.addr));
@@ -320,6 +389,36 @@ impl Config {
 }
 
 /// Parses `2.3000.1023456789`.
+fn media_limits(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<MediaLimits, ConfigError> {
+    let mib = |var: Var| -> Result<u64, ConfigError> {
+        let value: u64 = env.value(var)?;
+        if value == 0 || value > 2048 {
+            return Err(ConfigError::new(
+                var.name,
+                &value.to_string(),
+                "expected 1 to 2048 (MiB)",
+            ));
+        }
+        Ok(value << 20)
+    };
+    let download_timeout = env.secs(MEDIA_DOWNLOAD_TIMEOUT_SECS)?;
+    if download_timeout.is_zero() {
+        return Err(ConfigError::new(
+            MEDIA_DOWNLOAD_TIMEOUT_SECS.name,
+            "0",
+            "must be at least 1",
+        ));
+    }
+    Ok(MediaLimits {
+        max_image_bytes: mib(MEDIA_MAX_IMAGE_MB)?,
+        max_document_bytes: mib(MEDIA_MAX_DOCUMENT_MB)?,
+        download_timeout,
+        max_redirects: env.value(MEDIA_MAX_REDIRECTS)?,
+        allow_http: env.bool(MEDIA_ALLOW_HTTP)?,
+        allow_private: env.bool(MEDIA_ALLOW_PRIVATE)?,
+    })
+}
+
 fn parse_version(raw: &str) -> Option<(u32, u32, u32)> {
     let mut parts = raw.trim().split('.').map(|p| p.parse::<u32>().ok());
     let version = (parts.next()??, parts.next()??, parts.next()??);

@@ -120,15 +120,43 @@ impl Messenger for DryRunMessenger {
         })
     }
 
-    async fn send_text(&self, message: &Outgoing) -> Result<Accepted> {
-        let line = serde_json::json!({
+    async fn send(&self, message: &Outgoing) -> Result<Accepted> {
+        let mut line = serde_json::json!({
             "at": abtrack_proto::time::rfc3339(now_ms()),
             "job_id": message.job_id,
             "message_id": message.message_id,
             "to": message.to.to_string(),
             "text": message.text,
-        })
-        .to_string();
+        });
+        if let Some(media) = &message.media {
+            // What the recipient would get, and the digest of its bytes to compare.
+            let path = media.path().to_owned();
+            let sha256 = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
+                use sha2::{Digest as _, Sha256};
+                let mut hash = Sha256::new();
+                use std::io::Read as _;
+                let mut file = std::fs::File::open(path)?;
+                let mut buffer = vec![0u8; 64 * 1024];
+                loop {
+                    let n = file.read(&mut buffer)?;
+                    if n == 0 {
+                        break;
+                    }
+                    hash.update(&buffer[..n]);
+                }
+                Ok(hash.finalize().iter().map(|b| format!("{b:02x}")).collect())
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("dry-run digest task failed: {e}")))??;
+            line["media"] = serde_json::json!({
+                "kind": media.kind.as_str(),
+                "mimeType": media.mime_type,
+                "fileName": media.file_name,
+                "size": media.size,
+                "sha256": sha256,
+            });
+        }
+        let line = line.to_string();
         let file = Arc::clone(&self.file);
         let written = Arc::clone(&self.written);
         let id = message.message_id.clone();
@@ -185,6 +213,7 @@ mod tests {
     fn outgoing(job: &str, id: &str) -> Outgoing {
         Outgoing {
             new_chat: false,
+            media: None,
             job_id: job.into(),
             message_id: id.into(),
             to: Jid::User("6281234567890".into()),
@@ -198,17 +227,17 @@ mod tests {
         let path = dir.path().join("out.jsonl");
         {
             let m = DryRunMessenger::open(&path, vec![], false).unwrap();
-            m.send_text(&outgoing("a", "1")).await.unwrap();
-            m.send_text(&outgoing("a", "1")).await.unwrap();
-            m.send_text(&outgoing("b", "2")).await.unwrap();
+            m.send(&outgoing("a", "1")).await.unwrap();
+            m.send(&outgoing("a", "1")).await.unwrap();
+            m.send(&outgoing("b", "2")).await.unwrap();
         }
         // A torn last line, as a crash mid-write leaves it.
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(b"{\"job_id\":\"c\",\"mess").unwrap();
         drop(f);
         let m = DryRunMessenger::open(&path, vec![], false).unwrap();
-        m.send_text(&outgoing("b", "2")).await.unwrap();
-        m.send_text(&outgoing("c", "3")).await.unwrap();
+        m.send(&outgoing("b", "2")).await.unwrap();
+        m.send(&outgoing("c", "3")).await.unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let ids: Vec<String> = text
             .lines()

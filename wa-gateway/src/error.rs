@@ -51,6 +51,14 @@ pub enum Error {
     /// caller's deadline is near; the gateway keeps waiting for the answer.
     #[error("{0}")]
     AckPending(String),
+    /// The job's media cannot be sent as it is (refused address, HTTP error, too
+    /// large, a type the bytes contradict): permanent, reason `bad_media`.
+    #[error("{0}")]
+    BadMedia(String),
+    /// The media could not be fetched or uploaded now (a timeout, a server error):
+    /// retried, reason `media_unavailable`.
+    #[error("{0}")]
+    MediaUnavailable(String),
     /// The operation does not exist in this mode.
     #[error("{0}")]
     Unsupported(String),
@@ -95,6 +103,20 @@ impl From<Error> for Status {
                     Status::new(code, error.to_string()),
                     reason,
                     *retry_at,
+                );
+            }
+            Error::BadMedia(_) => {
+                return abtrack_proto::reason::with_reason(
+                    Status::new(Code::InvalidArgument, error.to_string()),
+                    "bad_media",
+                    None,
+                );
+            }
+            Error::MediaUnavailable(_) => {
+                return abtrack_proto::reason::with_reason(
+                    Status::new(Code::Aborted, error.to_string()),
+                    "media_unavailable",
+                    None,
                 );
             }
             Error::AckPending(_) => Code::DeadlineExceeded,

@@ -15,6 +15,7 @@ use abtrack_proto::time::now_ms;
 use abtrack_proto::{Jid, mask_phone, normalize_recipient};
 
 use crate::error::{Error, Result};
+use crate::media::{Preparer, Request as MediaRequest};
 use crate::messenger::{
     ConnectionState, Messenger, MessengerEvent, NumberCheck, Outgoing, ReceiptKind,
 };
@@ -62,6 +63,17 @@ pub struct SendOutcome {
     pub duplicate: bool,
     /// The recipient's LID (`…@lid`), when WhatsApp addresses the recipient by one.
     pub recipient_lid: Option<String>,
+    /// What was sent as media; `None` for a text, and for a job sent before.
+    pub media: Option<SentMedia>,
+}
+
+/// Media as it was sent, from its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentMedia {
+    pub kind: abtrack_proto::media::Kind,
+    pub mime_type: String,
+    pub file_name: Option<String>,
+    pub size: u64,
 }
 
 pub struct GatewaySettings {
@@ -76,6 +88,8 @@ pub struct GatewaySettings {
     /// Crash-test aid (`WA_ANSWER_DELAY_MS`): how long to wait after a send is recorded
     /// in the send log before answering. Zero in production.
     pub answer_delay: Duration,
+    /// Fetches and examines jobs' media.
+    pub media: Preparer,
 }
 
 #[derive(Clone)]
@@ -177,13 +191,18 @@ impl Gateway {
         job_id: &str,
         to: &str,
         text: &str,
+        media: Option<MediaRequest>,
         deadline: Option<Instant>,
     ) -> Result<SendOutcome> {
         let job_id = job_id.trim();
         if job_id.is_empty() {
             return Err(Error::InvalidArgument("job_id is empty".into()));
         }
-        check_message(text).map_err(|e| Error::InvalidArgument(format!("message {e}")))?;
+        let checked = match media {
+            None => check_message(text),
+            Some(_) => abtrack_proto::message::check_caption(text),
+        };
+        checked.map_err(|e| Error::InvalidArgument(format!("message {e}")))?;
         let to = normalize_recipient(to, &self.inner.settings.default_country_code)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let inner = Arc::clone(&self.inner);
@@ -191,7 +210,7 @@ impl Gateway {
         let task = self
             .inner
             .sends
-            .spawn_to_finish(async move { inner.send(job_id, to, text, deadline).await });
+            .spawn_to_finish(async move { inner.send(job_id, to, text, media, deadline).await });
         // Answers just before the caller's deadline if WhatsApp's server is slow; the
         // task goes on and records the outcome, which a retry then gets.
         let answer = match deadline {
@@ -244,6 +263,7 @@ impl Inner {
         job_id: String,
         to: Jid,
         text: String,
+        media: Option<MediaRequest>,
         deadline: Option<Instant>,
     ) -> Result<SendOutcome> {
         let mut pacer = self.pacer.lock().await;
@@ -263,6 +283,7 @@ impl Inner {
                 sent_at,
                 duplicate: true,
                 recipient_lid,
+                media: None,
             });
         }
         self.check_state()?;
@@ -274,6 +295,17 @@ impl Inner {
             }
             recipient_lid = check.lid;
         }
+        // Fetched and checked before the pacing turn: a job whose media cannot go
+        // takes no send slot.
+        let prepared = match &media {
+            None => None,
+            Some(request) => {
+                let prepared = self.settings.media.prepare(request).await.inspect_err(|e| {
+                    tracing::warn!(job_id = %job_id, media = %request.identity(), error = %e, "the job's media cannot be sent");
+                })?;
+                Some(Arc::new(prepared))
+            }
+        };
         pacer.wait_turn(deadline, SEND_TIME).await.map_err(|late| {
             let why = if late.daily_cap_reached {
                 "the daily cap is reached"
@@ -292,7 +324,7 @@ impl Inner {
             None => {
                 let entry = Entry {
                     job_id: job_id.clone(),
-                    message_id: message_id_for(&job_id, &to, &text),
+                    message_id: message_id_for(&job_id, &to, &text, media.as_ref()),
                     recipient: to.to_string(),
                     sent_at: None,
                     recipient_lid: None,
@@ -308,12 +340,13 @@ impl Inner {
             to,
             text,
             new_chat,
+            media: prepared.clone(),
         };
         pacer.record_send();
         // Answers once WhatsApp's server accepted the message; a refusal or a
         // missing acknowledgement leaves the intent in the log, so a retry sends
         // under the same message id.
-        let accepted = self.messenger.send_text(&message).await?;
+        let accepted = self.messenger.send(&message).await?;
         let sent_at = accepted.at;
         // The message is out: the answer says so even when the mark cannot be written
         // (a full disk). Without the mark, a retry would send again under the same
@@ -343,6 +376,12 @@ impl Inner {
             sent_at,
             duplicate: false,
             recipient_lid,
+            media: prepared.map(|p| SentMedia {
+                kind: p.kind,
+                mime_type: p.mime_type.clone(),
+                file_name: p.file_name.clone(),
+                size: p.size,
+            }),
         })
     }
 
@@ -384,11 +423,16 @@ impl Inner {
 /// The message id of a job, in the shape WhatsApp Web uses (`3EB0` and 16 upper-case
 /// hex digits): derived from the job id, the recipient and the text, so a job sent
 /// again after its send log was lost is the same message to WhatsApp, not a second
-/// one; a job id reused for another message gets another id.
-fn message_id_for(job_id: &str, to: &Jid, text: &str) -> String {
+/// one; a job id reused for another message gets another id. Media counts by its
+/// URL or its bytes' digest (a text's id is the same as before media existed).
+fn message_id_for(job_id: &str, to: &Jid, text: &str, media: Option<&MediaRequest>) -> String {
     use sha2::{Digest as _, Sha256};
     let mut hash = Sha256::new();
-    for part in [job_id, &to.to_string(), text] {
+    let media = media.map(MediaRequest::identity);
+    for part in [job_id, &to.to_string(), text]
+        .into_iter()
+        .chain(media.as_deref())
+    {
         hash.update((part.len() as u64).to_be_bytes());
         hash.update(part.as_bytes());
     }

@@ -31,6 +31,42 @@ impl GatewayService {
     }
 }
 
+/// The media of a send request, its declared fields checked as at the dispatcher.
+fn media_request(media: pb::Media) -> crate::Result<crate::media::Request> {
+    use crate::media::Source;
+    use abtrack_proto::media as rules;
+    let bad = |e: String| crate::Error::BadMedia(e);
+    let source = match media.source {
+        Some(pb::media::Source::Url(url)) => {
+            rules::check_url(&url).map_err(|e| bad(format!("media.url {e}")))?;
+            Source::Url(url)
+        }
+        Some(pb::media::Source::Data(data)) => {
+            rules::check_inline(data.len()).map_err(|e| bad(format!("media.data {e}")))?;
+            Source::Data(data)
+        }
+        Some(pb::media::Source::Storage(object)) => Source::Storage {
+            name: object.name,
+            url: object.url,
+            bearer_token: object.bearer_token,
+        },
+        None => return Err(bad("media has no url or data".into())),
+    };
+    let mime_type = Some(media.mime_type).filter(|m| !m.is_empty());
+    if let Some(mime) = &mime_type {
+        rules::check_mime_type(mime).map_err(|e| bad(format!("media.mimeType {e}")))?;
+    }
+    let file_name = Some(media.file_name).filter(|n| !n.is_empty());
+    if let Some(name) = &file_name {
+        rules::check_file_name(name).map_err(|e| bad(format!("media.fileName {e}")))?;
+    }
+    Ok(crate::media::Request {
+        source,
+        mime_type: mime_type.map(|m| m.to_ascii_lowercase()),
+        file_name,
+    })
+}
+
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::GatewayEvent, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -47,9 +83,10 @@ impl pb::gateway_server::Gateway for GatewayService {
                 self.account, req.account, req.account
             )));
         }
+        let media = req.media.map(media_request).transpose()?;
         let outcome = self
             .gateway
-            .send(&req.job_id, &req.to, &req.message, deadline)
+            .send(&req.job_id, &req.to, &req.message, media, deadline)
             .await?;
         Ok(Response::new(pb::SendResponse {
             message_id: outcome.message_id,
@@ -57,6 +94,12 @@ impl pb::gateway_server::Gateway for GatewayService {
             sent_at: Some(to_timestamp(outcome.sent_at)),
             duplicate: outcome.duplicate,
             recipient_lid: outcome.recipient_lid.unwrap_or_default(),
+            media: outcome.media.map(|m| pb::SentMedia {
+                kind: m.kind.as_str().to_owned(),
+                mime_type: m.mime_type,
+                file_name: m.file_name.unwrap_or_default(),
+                size: m.size,
+            }),
         }))
     }
 

@@ -7,6 +7,7 @@ pub mod dry_run;
 pub mod error;
 pub mod gateway;
 pub mod grpc;
+pub mod media;
 pub mod messenger;
 pub mod pacing;
 pub mod sendlog;
@@ -103,6 +104,7 @@ pub async fn run(
                 Mode::DryRun => None,
             },
             answer_delay: config.answer_delay,
+            media: media::Preparer::new(config.media.clone(), config.data_dir.join("media"))?,
         },
         &tasks,
     );

@@ -4,7 +4,11 @@
 use async_trait::async_trait;
 use tokio::sync::{broadcast, watch};
 
+use std::sync::Arc;
+
 use abtrack_proto::Jid;
+
+use crate::media::Prepared;
 
 use crate::error::Result;
 
@@ -101,6 +105,8 @@ pub struct Outgoing {
     /// The first message to this recipient from this gateway: it opens a new chat,
     /// which WhatsApp may count against the account's new-chat quota.
     pub new_chat: bool,
+    /// An image or document on disk, sent with `text` as its caption.
+    pub media: Option<Arc<Prepared>>,
 }
 
 /// What WhatsApp says about a number.
@@ -127,7 +133,7 @@ pub trait Messenger: Send + Sync + 'static {
     fn state(&self) -> watch::Receiver<ConnectionState>;
     fn events(&self) -> broadcast::Receiver<MessengerEvent>;
     async fn is_on_whatsapp(&self, jid: &Jid) -> Result<NumberCheck>;
-    async fn send_text(&self, message: &Outgoing) -> Result<Accepted>;
+    async fn send(&self, message: &Outgoing) -> Result<Accepted>;
     async fn request_pair_code(&self, phone_digits: &str) -> Result<String>;
     async fn logout(&self) -> Result<()>;
 }

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 
 use abtrack_proto::gateway::v1 as pb;
 
-use crate::{AckBehaviour, MockServer, ReceiptKind, Received, Recipient};
+use crate::{AckBehaviour, MockServer, ReceiptKind, Received, ReceivedMedia, Recipient};
 
 /// How long `POST /scan` waits for the gateway to show a new QR code.
 const QR_WAIT: Duration = Duration::from_secs(20);
@@ -119,6 +119,8 @@ pub fn router(mock: Arc<MockServer>, control: SocketAddr, gateway: String) -> Ro
         .route("/recipients/{number}/release", post(release))
         .route("/recipients/{number}/read", post(read))
         .route("/received", get(received))
+        .route("/media", get(media))
+        .route("/media/fail-uploads", post(fail_uploads))
         .route("/time-lock", post(time_lock))
         .route("/new-chat-quota", post(new_chat_quota))
         .route("/events/{event}", post(event))
@@ -238,6 +240,7 @@ async fn state(State(ctx): State<Ctx>) -> Answer {
         "logins": mock.logins(),
         "timeLockUntil": mock.time_lock_until(),
         "newChatsOpened": mock.new_chats_opened(),
+        "mediaHost": format!("https://{}", mock.media_host()),
         "routes": [
             "GET /state",
             "POST /scan {} | {\"gateway\": \"http://host:port\"} | {\"code\": \"<QR code text>\"}, and \"phone\": \"<number>\" for another account's phone",
@@ -248,6 +251,8 @@ async fn state(State(ctx): State<Ctx>) -> Answer {
             "POST /recipients/{number}/release",
             "POST /recipients/{number}/read",
             "GET /received",
+            "GET /media (the media host, its uploads, the media messages that did not open)",
+            "POST /media/fail-uploads {\"status\": 503, \"count\": N}",
             "POST /time-lock {\"seconds\": N}",
             "POST /new-chat-quota {\"total\": N, \"seconds\": S}",
             "POST /events/{logout|replace|ban|unban|drop|stall}",
@@ -381,7 +386,7 @@ fn recipient_view(r: &Recipient, received: &[Received]) -> Value {
     let received: Vec<Value> = received
         .iter()
         .filter(|m| m.to == r.number)
-        .map(|m| json!({ "id": m.message_id, "text": m.text, "atMs": m.at_ms }))
+        .map(|m| json!({ "id": m.message_id, "text": m.text, "media": media_view(m.media.as_ref()), "atMs": m.at_ms }))
         .collect();
     json!({
         "number": r.number,
@@ -528,10 +533,70 @@ async fn received(State(ctx): State<Ctx>) -> Answer {
         .received()
         .into_iter()
         .map(|m| {
-            json!({ "from": m.from, "to": m.to, "id": m.message_id, "text": m.text, "atMs": m.at_ms })
+            json!({ "from": m.from, "to": m.to, "id": m.message_id, "text": m.text, "media": media_view(m.media.as_ref()), "atMs": m.at_ms })
         })
         .collect();
     Ok(Json(Value::Array(all)))
+}
+
+/// A received file as the API shows it: what it is, never its bytes.
+fn media_view(media: Option<&ReceivedMedia>) -> Value {
+    media.map_or(Value::Null, |m| {
+        json!({
+            "kind": m.kind.as_str(),
+            "mimeType": m.mime_type,
+            "fileName": m.file_name,
+            "size": m.bytes.len(),
+            "sha256": m.sha256_hex(),
+        })
+    })
+}
+
+/// The media host: its address, every upload it answered, and the media messages
+/// their recipients could not open.
+async fn media(State(ctx): State<Ctx>) -> Answer {
+    let uploads: Vec<Value> = ctx
+        .mock
+        .uploads()
+        .into_iter()
+        .map(|u| {
+            json!({ "media": u.media, "token": u.token, "length": u.length, "status": u.status, "directPath": u.direct_path, "atMs": u.at_ms })
+        })
+        .collect();
+    let failures: Vec<Value> = ctx
+        .mock
+        .media_failures()
+        .into_iter()
+        .map(|f| {
+            json!({ "from": f.from, "to": f.to, "id": f.message_id, "kind": f.kind.as_str(), "reason": f.reason, "atMs": f.at_ms })
+        })
+        .collect();
+    Ok(Json(json!({
+        "host": format!("https://{}", ctx.mock.media_host()),
+        "uploads": uploads,
+        "failures": failures,
+    })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FailUploads {
+    status: Option<u16>,
+    count: Option<usize>,
+}
+
+/// The next `count` uploads (default 1) get `status` (default 503); count 0 ends it.
+async fn fail_uploads(State(ctx): State<Ctx>, raw: Bytes) -> Answer {
+    let FailUploads { status, count } = body(&raw)?;
+    let status = status.unwrap_or(503);
+    if !(400..=599).contains(&status) {
+        return Err(ApiError::bad(format!(
+            "status: {status} is not an HTTP error status (400 to 599)"
+        )));
+    }
+    let count = count.unwrap_or(1);
+    ctx.mock.fail_uploads(status, count);
+    Ok(Json(json!({ "status": status, "count": count })))
 }
 
 #[derive(Deserialize, Default)]

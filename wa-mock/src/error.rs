@@ -12,6 +12,8 @@ pub enum Error {
     Closed,
     #[error("{0}")]
     Phone(String),
+    #[error("cannot set up the media host's TLS: {0}")]
+    Tls(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

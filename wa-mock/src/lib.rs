@@ -1,15 +1,21 @@
 //! A local WhatsApp Web server and phone, as test support: the real `whatsapp-rust`
 //! client links to it by QR code, logs in, asks it about numbers and keys, and sends
 //! end-to-end encrypted messages that the mock decrypts, so tests can check the exact
-//! text each fake recipient got. The server's certificate chain is self-made: only a
-//! client built with `whatsapp-rust`'s `danger-skip-cert-chain-verify` feature
-//! accepts it, which is why this crate is only ever a dev-dependency.
+//! text each fake recipient got. Media goes as with WhatsApp: the client uploads
+//! the encrypted file to the mock's HTTPS media host, and a recipient opens the file
+//! a message names, so tests see the decrypted bytes. The server's certificate
+//! chain is self-made: only a client built with `whatsapp-rust`'s
+//! `danger-skip-cert-chain-verify` feature accepts it (and the media host's
+//! certificate only an HTTP client that skips TLS verification), which is why this
+//! crate is only ever a dev-dependency.
 
 #![forbid(unsafe_code)]
 
+mod attachment;
 mod conn;
 pub mod control;
 pub mod error;
+mod media;
 mod noise;
 pub mod pairing;
 mod server;
@@ -22,8 +28,10 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use wacore_binary::builder::NodeBuilder;
 
+pub use crate::attachment::{MediaFailure, MediaKind, ReceivedMedia};
 use crate::conn::Outbound;
 pub use crate::error::{Error, Result};
+pub use crate::media::{MAX_UPLOAD_BYTES, Upload};
 pub use crate::server::{Ack, AckBehaviour, Received, Stanza};
 use crate::server::{SERVER, Shared, now_secs};
 
@@ -53,11 +61,14 @@ pub struct MockServer {
     shared: Arc<Shared>,
     url: String,
     accept: JoinHandle<()>,
+    /// The media host's task; its connections end with it.
+    media: JoinHandle<()>,
 }
 
 impl Drop for MockServer {
     fn drop(&mut self) {
         self.accept.abort();
+        self.media.abort();
         self.drop_connections();
     }
 }
@@ -76,11 +87,14 @@ impl MockServer {
         Self::start_on(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), phone).await
     }
 
-    /// Starts a server on `addr` whose phone has the number `phone` (digits).
+    /// Starts a server on `addr` whose phone has the number `phone` (digits), and
+    /// its media host on a free port of the same address.
     pub async fn start_on(addr: std::net::SocketAddr, phone: &str) -> Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let url = format!("ws://{}/ws/chat", listener.local_addr()?);
         let shared = Arc::new(Shared::new(phone.to_owned()));
+        let media_listener = TcpListener::bind((addr.ip(), 0)).await?;
+        let media = media::serve(Arc::clone(&shared), media_listener)?;
         let serving = Arc::clone(&shared);
         let accept = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
@@ -91,6 +105,7 @@ impl MockServer {
             shared,
             url,
             accept,
+            media,
         })
     }
 
@@ -426,6 +441,44 @@ impl MockServer {
     /// Every message the mock decrypted, in arrival order.
     pub fn received(&self) -> Vec<Received> {
         self.shared.lock().received.clone()
+    }
+
+    /// The media host's address (`127.0.0.1:<port>`), as the `media_conn` answer
+    /// names it; uploads go to `https://` it.
+    pub fn media_host(&self) -> String {
+        self.shared.media.host()
+    }
+
+    /// The upload token the `media_conn` answer hands out now.
+    pub fn media_auth(&self) -> String {
+        self.shared.media.auth()
+    }
+
+    /// Replaces the upload token, as when WhatsApp's expires: an upload with the
+    /// old one gets 401, after which the client asks for a new one and retries.
+    pub fn expire_media_auth(&self) {
+        self.shared.media.rotate_auth();
+    }
+
+    /// The next `count` uploads get `status` (a 503, say; a number that is no HTTP
+    /// status gets 500) whatever they carry, and keep nothing; for tests of upload
+    /// failures. A count of 0 ends such failures.
+    pub fn fail_uploads(&self, status: u16, count: usize) {
+        let status = axum::http::StatusCode::from_u16(status)
+            .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        self.shared.media.fail_uploads(status, count);
+        self.shared.touch();
+    }
+
+    /// Every upload the media host answered, refused ones included, in order.
+    pub fn uploads(&self) -> Vec<Upload> {
+        self.shared.media.uploads()
+    }
+
+    /// Every media message a recipient could not open, in order: the server acked
+    /// it, but the recipient got nothing.
+    pub fn media_failures(&self) -> Vec<MediaFailure> {
+        self.shared.media.failures()
     }
 
     /// Message ids the server accepted (acked without an error), in order.

@@ -176,7 +176,10 @@ pub struct Received {
     /// The contact's number (digits).
     pub to: String,
     pub message_id: String,
+    /// The text; for a media message its caption (empty when it has none).
     pub text: String,
+    /// The file of an image or document message, decrypted.
+    pub media: Option<crate::ReceivedMedia>,
     /// When the mock decrypted it (ms since the epoch).
     pub at_ms: i64,
 }
@@ -260,6 +263,8 @@ pub(crate) struct Shared {
     next_id: AtomicU64,
     /// Messages are decrypted one at a time, in arrival order.
     pub(crate) decrypting: tokio::sync::Mutex<()>,
+    /// The media host's uploads and blobs, and the media messages that did not open.
+    pub(crate) media: crate::media::Store,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -340,6 +345,7 @@ impl Shared {
             changed: watch::Sender::new(0),
             next_id: AtomicU64::new(1),
             decrypting: tokio::sync::Mutex::new(()),
+            media: crate::media::Store::new(),
         }
     }
 
@@ -361,6 +367,26 @@ impl Shared {
 
     pub(crate) fn next_connection_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::SeqCst)
+    }
+
+    /// A connection logged in as device 1 of the first phone, with no socket
+    /// behind it: what the server sends it arrives on the receiver.
+    #[cfg(test)]
+    pub(crate) fn test_connection(&self) -> (u64, mpsc::UnboundedReceiver<Outbound>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let id = self.next_connection_id();
+        let connection = Connection {
+            tx,
+            noise_key: [0; 32],
+            device: Some(1),
+            phone: 0,
+            refs: Vec::new(),
+            pending: None,
+            stalled: false,
+            ignores_sends: false,
+        };
+        self.lock().connections.insert(id, connection);
+        (id, rx)
     }
 
     pub(crate) fn connection_closed(&self, id: u64) {
@@ -559,6 +585,7 @@ impl Shared {
             }
             "w:sync:app:state" => app_state_reply(node),
             "w:mex" => self.mex_reply(id, node),
+            "w:m" => crate::media::media_conn_reply(self, node),
             "md" if node.get_optional_child("link_code_companion_reg").is_some() => {
                 match self.link_by_code(id, node) {
                     // Answered, and the phone's pair-success sent after it.

@@ -16,11 +16,13 @@ use wacore_libsignal::protocol::{
     SignedPreKeyId, SignedPreKeyRecord, SignedPreKeyStore, Timestamp, UsePQRatchet,
     message_decrypt,
 };
+use waproto::whatsapp as wa;
 
 use crate::conn::Outbound;
-use crate::server::{
-    Ack, AckBehaviour, Received, Shared, Stanza, attr, bytes, now_ms, now_secs, result_for,
-};
+use crate::server::{Ack, AckBehaviour, Shared, Stanza, attr, bytes, now_ms, now_secs, result_for};
+
+#[cfg(test)]
+mod sealing;
 
 type SignalResult<T> = Result<T, SignalProtocolError>;
 
@@ -232,14 +234,14 @@ impl Contact {
             .build()
     }
 
-    /// Decrypts one `<enc>` payload from `sender`; answers the message text.
+    /// Decrypts one `<enc>` payload from `sender`; answers the message.
     async fn decrypt(
         &mut self,
         sender: &Jid,
         kind: &str,
         version: u8,
         data: &[u8],
-    ) -> Result<String, String> {
+    ) -> Result<wa::Message, String> {
         let message = match kind {
             "pkmsg" => CiphertextMessage::PreKeySignalMessage(
                 PreKeySignalMessage::try_from(data).map_err(|e| e.to_string())?,
@@ -263,18 +265,8 @@ impl Contact {
         )
         .await
         .map_err(|e| e.to_string())?;
-        let message = wacore::messages::decode_plaintext(&decrypted.plaintext, version)
-            .map_err(|e| format!("the plaintext is no message: {e}"))?;
-        message
-            .conversation
-            .clone()
-            .or_else(|| {
-                message
-                    .extended_text_message
-                    .as_option()
-                    .and_then(|m| m.text.clone())
-            })
-            .ok_or_else(|| "the message carries no text".to_owned())
+        wacore::messages::decode_plaintext(&decrypted.plaintext, version)
+            .map_err(|e| format!("the plaintext is no message: {e}"))
     }
 }
 
@@ -496,25 +488,18 @@ pub(crate) fn handle_message(shared: &Arc<Shared>, id: u64, node: &Node) {
                 let Some((mut contact, number)) = contact else {
                     continue;
                 };
-                let text = contact.decrypt(&sender, &kind, version, &data).await;
+                let message = contact.decrypt(&sender, &kind, version, &data).await;
                 shared.lock().contacts.insert(number.clone(), contact);
-                match text {
-                    Ok(text) if delivers => {
-                        let mut state = shared.lock();
-                        let from = state.phones[phone].number.clone();
-                        let seen = state.received.iter().any(|r| {
-                            r.from == from && r.to == number && r.message_id == message_id
-                        });
-                        if !seen {
-                            fresh = true;
-                            state.received.push(Received {
-                                from,
-                                to: number,
-                                message_id: message_id.clone(),
-                                text,
-                                at_ms: now_ms(),
-                            });
-                        }
+                match message {
+                    Ok(message) if delivers => {
+                        fresh |= crate::attachment::receive(
+                            &shared,
+                            phone,
+                            number,
+                            &message_id,
+                            &message,
+                        )
+                        .await;
                     }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "the mock cannot decrypt a message"),

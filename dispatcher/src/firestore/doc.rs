@@ -11,7 +11,7 @@ use prost_types::Timestamp;
 use abtrack_proto::message::check_message;
 
 use super::mapping::{self, Field, Mapping};
-use crate::job::{Job, JobError, JobStatus, MAX_SEND_AT_MS, NewJob};
+use crate::job::{Job, JobError, JobStatus, MAX_SEND_AT_MS, Media, MediaSource, NewJob};
 use crate::lifecycle::{MAX_STEPS, Step, StepKind};
 
 /// The default field names, for writers of documents in the default shape.
@@ -202,6 +202,27 @@ fn map_value(fields: Vec<(&str, Value)>) -> Value {
             fields: fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
         })),
     }
+}
+
+/// A job's media as the documents keep it: `url` or `data` (bytes), `mimeType` and
+/// `fileName` when declared.
+fn media_value(media: &Media) -> Value {
+    let mut fields = vec![match &media.source {
+        MediaSource::Url(url) => ("url", text(url)),
+        MediaSource::Inline(data) => (
+            "data",
+            Value {
+                value_type: Some(ValueType::BytesValue(data.to_vec())),
+            },
+        ),
+    }];
+    if let Some(mime) = &media.mime_type {
+        fields.push(("mimeType", text(mime)));
+    }
+    if let Some(name) = &media.file_name {
+        fields.push(("fileName", text(name)));
+    }
+    map_value(fields)
 }
 
 /// One step as the history field keeps it.
@@ -440,7 +461,12 @@ impl Mapping {
         };
         let to = required(Field::To)?;
         let message = required(Field::Message)?;
-        check_message(message).map_err(|e| Malformed::new(self.path(Field::Message), e))?;
+        let media = self.get_media(doc)?;
+        let checked = match media {
+            None => check_message(message),
+            Some(_) => abtrack_proto::message::check_caption(message),
+        };
+        checked.map_err(|e| Malformed::new(self.path(Field::Message), e))?;
         for field in TIMESTAMP_FIELDS {
             self.get_ts(doc, field)?;
         }
@@ -449,7 +475,82 @@ impl Mapping {
         }
         let attempts = self.get_attempts(doc)?;
         let last_error = self.get_error(doc)?;
-        Ok(self.job(doc, to, message, status, attempts, last_error))
+        let mut job = self.job(doc, to, message, status, attempts, last_error);
+        job.media = media;
+        Ok(job)
+    }
+
+    /// The media a document declares: a map of `url` (https://, http:// or gs://) or
+    /// `data` (bytes, or base64 text), and optional `mimeType` and `fileName`.
+    fn get_media(&self, doc: &Document) -> Result<Option<Media>, Malformed> {
+        let path = self.path(Field::Media);
+        let map = match self.value(doc, Field::Media) {
+            v if is_null(v) => return Ok(None),
+            Some(Value {
+                value_type: Some(ValueType::MapValue(map)),
+            }) => map,
+            Some(v) => {
+                return Err(Malformed::new(
+                    path,
+                    format!(
+                        "must be a map of url or data, mimeType and fileName, found {}",
+                        kind(v)
+                    ),
+                ));
+            }
+            None => return Ok(None),
+        };
+        let string = |name: &str| -> Result<Option<&str>, Malformed> {
+            match map.fields.get(name) {
+                v if is_null(v) => Ok(None),
+                Some(Value {
+                    value_type: Some(ValueType::StringValue(s)),
+                }) => Ok(Some(s)),
+                Some(v) => Err(Malformed::new(
+                    &format!("{path}.{name}"),
+                    format!("must be a string, found {}", kind(v)),
+                )),
+                None => Ok(None),
+            }
+        };
+        let data = match map.fields.get("data") {
+            v if is_null(v) => None,
+            Some(Value {
+                value_type: Some(ValueType::BytesValue(bytes)),
+            }) => Some(bytes::Bytes::from(bytes.clone())),
+            Some(Value {
+                value_type: Some(ValueType::StringValue(text)),
+            }) => {
+                use base64::Engine as _;
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(text.trim())
+                    .map_err(|e| {
+                        Malformed::new(&format!("{path}.data"), format!("is not base64: {e}"))
+                    })?;
+                Some(bytes::Bytes::from(decoded))
+            }
+            Some(v) => {
+                return Err(Malformed::new(
+                    &format!("{path}.data"),
+                    format!("must be bytes or base64 text, found {}", kind(v)),
+                ));
+            }
+            None => None,
+        };
+        Media::validate(
+            string("url")?,
+            data,
+            string("mimeType")?,
+            string("fileName")?,
+        )
+        .map(Some)
+        .map_err(|e| match e {
+            crate::error::Error::InvalidArgument { field, reason } => {
+                let sub = field.strip_prefix("media").unwrap_or(field);
+                Malformed::new(&format!("{path}{sub}"), reason)
+            }
+            other => Malformed::new(path, other.to_string()),
+        })
     }
 
     /// A job for display even when the document is malformed: whatever fields read.
@@ -513,6 +614,8 @@ impl Mapping {
             read_at: ts(Field::ReadAt),
             delivery_overdue: self.get_flag(doc, Field::DeliveryOverdue),
             account: self.account(doc).map(str::to_owned),
+            // Read with the required fields (`read`), where a bad one is an error.
+            media: None,
         }
     }
 
@@ -537,6 +640,9 @@ impl Mapping {
         }
         if let Some(recipient) = &job.recipient {
             set(Field::Recipient, text(recipient));
+        }
+        if let Some(media) = &job.media {
+            set(Field::Media, media_value(media));
         }
         set(Field::Status, text(self.word(JobStatus::Pending)));
         set(Field::CreatedAt, ts(now));

@@ -14,6 +14,7 @@ pub enum Field {
     CreatedAt,
     SendAt,
     Account,
+    Media,
     Status,
     Attempts,
     LeaseOwner,
@@ -37,7 +38,7 @@ macro_rules! field_vars {
         $(pub const $konst: Var = Var { name: $name, default: $default, help: $help };)*
 
         impl Field {
-            pub const ALL: [Field; 21] = [$(Field::$field),*];
+            pub const ALL: [Field; 22] = [$(Field::$field),*];
 
             /// The variable that names this field's place in the documents.
             pub fn var(self) -> Var {
@@ -58,6 +59,8 @@ field_vars! {
     SendAt, FIELD_SEND_AT, "FIRESTORE_FIELD_SEND_AT", "sendAt", "field with the earliest time to send";
     Account, FIELD_ACCOUNT, "FIRESTORE_FIELD_ACCOUNT", "account",
         "field naming the WhatsApp account that sends the job (absent or empty: the default account)";
+    Media, FIELD_MEDIA, "FIRESTORE_FIELD_MEDIA", "media",
+        "field the app writes an image or document into (a map: url or data, optional mimeType and fileName)";
     Status, FIELD_STATUS, "FIRESTORE_FIELD_STATUS", "status", "field holding the job's status word";
     Attempts, FIELD_ATTEMPTS, "FIRESTORE_FIELD_ATTEMPTS", "attempts", "field the server counts send attempts in";
     LeaseOwner, FIELD_LEASE_OWNER, "FIRESTORE_FIELD_LEASE_OWNER", "leaseOwner", "field naming the dispatcher that holds the job";

@@ -80,6 +80,93 @@ fn sent(id: &str) -> Finish {
     }
 }
 
+fn media_map(fields: Vec<(&str, Value)>) -> Value {
+    Value {
+        value_type: Some(ValueType::MapValue(pb::MapValue {
+            fields: fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        })),
+    }
+}
+
+/// A pending job with `media` and no caption.
+fn media_doc(media: Value) -> Fields {
+    vec![
+        ("to", text("081234567890")),
+        ("message", text("")),
+        ("status", text("pending")),
+        ("media", media),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apps_media_is_read_from_a_url_bytes_or_base64_text() {
+    use abtrack_dispatcher::job::{Media, MediaSource};
+    let firestore = TestFirestore::from_env();
+    let q = firestore_queue(&firestore.host, &fresh_collection()).await;
+    let queue = queue_on(Arc::new(q.clone()));
+    let pdf = b"%PDF-1.4 rekap".to_vec();
+    use base64::Engine as _;
+    let docs: Vec<(&str, Value, Media)> = vec![
+        (
+            "by-url",
+            media_map(vec![
+                ("url", text("gs://demo.appspot.com/rekap/okt.pdf")),
+                ("mimeType", text("application/PDF")),
+                ("fileName", text("Rekap Oktober.pdf")),
+            ]),
+            Media {
+                source: MediaSource::Url("gs://demo.appspot.com/rekap/okt.pdf".into()),
+                mime_type: Some("application/pdf".into()),
+                file_name: Some("Rekap Oktober.pdf".into()),
+            },
+        ),
+        (
+            "by-bytes",
+            media_map(vec![(
+                "data",
+                Value {
+                    value_type: Some(ValueType::BytesValue(pdf.clone())),
+                },
+            )]),
+            Media {
+                source: MediaSource::Inline(pdf.clone().into()),
+                mime_type: None,
+                file_name: None,
+            },
+        ),
+        (
+            "by-base64",
+            media_map(vec![
+                (
+                    "data",
+                    text(&base64::engine::general_purpose::STANDARD.encode(&pdf)),
+                ),
+                ("fileName", null()),
+            ]),
+            Media {
+                source: MediaSource::Inline(pdf.clone().into()),
+                mime_type: None,
+                file_name: None,
+            },
+        ),
+    ];
+    for (id, media, _) in &docs {
+        app_writes(&q, id, &media_doc(media.clone()), true).await;
+    }
+    let mut leased = HashMap::new();
+    while let Some(job) = queue
+        .lease_next("w", &lane(), 10_000_000_000_000, 10_000_000_100_000)
+        .await
+        .unwrap()
+    {
+        assert_eq!(job.message, "", "{}: the caption may be empty", job.id);
+        leased.insert(job.id.clone(), job.media.clone());
+    }
+    for (id, _, want) in docs {
+        assert_eq!(leased.get(id), Some(&Some(want)), "{id}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_documents_end_failed_naming_the_field_and_never_stop_the_queue() {
     let firestore = TestFirestore::from_env();
@@ -171,6 +258,37 @@ async fn malformed_documents_end_failed_naming_the_field_and_never_stop_the_queu
                 ("attempts", text("2")),
             ],
             "attempts: must be a whole number",
+        ),
+        (
+            "media-not-a-map",
+            media_doc(text("https://example.org/a.pdf")),
+            "media: must be a map",
+        ),
+        (
+            "media-url-and-data",
+            media_doc(media_map(vec![
+                ("url", text("https://example.org/a.pdf")),
+                ("data", text("aGFsbw==")),
+            ])),
+            "media: give either url or data",
+        ),
+        (
+            "media-ftp",
+            media_doc(media_map(vec![("url", text("ftp://example.org/a.pdf"))])),
+            "media.url: must start with https://",
+        ),
+        (
+            "media-not-base64",
+            media_doc(media_map(vec![("data", text("%%% not base64"))])),
+            "media.data: is not base64",
+        ),
+        (
+            "media-number-name",
+            media_doc(media_map(vec![
+                ("url", text("https://example.org/a.pdf")),
+                ("fileName", int(7)),
+            ])),
+            "media.fileName: must be a string",
         ),
     ];
     let mut valid_ids = Vec::new();
@@ -462,6 +580,7 @@ async fn finished_documents_are_moved_or_deleted_once_logged_and_receipts_and_re
         send_at: None,
         account: None,
         recipient: None,
+        media: None,
     };
     let get = |name: String| {
         let db = q.db().clone();

@@ -42,6 +42,7 @@ on_both_backends!(
     each_account_leases_its_own_jobs_past_another_accounts_backlog,
     a_search_pages_newest_first_by_number_status_account_id_and_date,
     the_stats_count_each_hour_and_day_in_the_operators_time,
+    media_is_kept_with_its_job_and_counts_in_its_identity,
 );
 
 fn new_job(to: &str, message: &str) -> NewJob {
@@ -863,4 +864,58 @@ async fn the_stats_count_each_hour_and_day_in_the_operators_time(backend: Backen
     let (b29, b28) = (utc.days[29], utc.days[28]);
     assert_eq!((b29.sent, b29.failed), (3, 2));
     assert_eq!((b28.sent, b28.failed), (0, 0));
+}
+
+async fn media_is_kept_with_its_job_and_counts_in_its_identity(backend: Backend) {
+    use abtrack_dispatcher::job::Media;
+    let (q, _, _store) = open_pair(backend).await;
+    let inline = Media::validate(
+        None,
+        Some(bytes::Bytes::from_static(b"\x89PNG\r\n\x1a\n...")),
+        Some("image/png"),
+        None,
+    )
+    .unwrap();
+    let by_url = Media::validate(
+        Some("https://example.org/rekap.pdf?sig=abc"),
+        None,
+        None,
+        Some("Rekap Oktober.pdf"),
+    )
+    .unwrap();
+    let with = |id: &str, media: &Media| {
+        NewJob::validate_with_media(
+            Some(id.into()),
+            "081234567890",
+            "",
+            None,
+            media.clone(),
+            "62",
+        )
+        .unwrap()
+    };
+    q.enqueue(with("photo", &inline), 1).await.unwrap();
+    q.enqueue(with("letter", &by_url), 2).await.unwrap();
+    // The same id with other media is another job.
+    assert!(
+        q.enqueue(with("photo", &by_url), 3)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("already exists")
+    );
+    assert!(!q.enqueue(with("photo", &inline), 4).await.unwrap().created);
+    let mut leased = Vec::new();
+    while let Some(job) = q.lease_next("w", &lane(), 10, 100_000).await.unwrap() {
+        leased.push((job.id.clone(), job.message.clone(), job.media.clone()));
+    }
+    leased.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        leased,
+        vec![
+            ("letter".to_owned(), String::new(), Some(by_url.clone())),
+            ("photo".to_owned(), String::new(), Some(inline.clone())),
+        ]
+    );
+    assert_eq!(q.get("photo").await.unwrap().unwrap().media, Some(inline));
 }

@@ -91,6 +91,7 @@ impl Writer {
                         send_at: None,
                         id: id.to_owned(),
                         account: String::new(),
+                        media: None,
                     })
                     .await
                     .unwrap_or_else(|e| panic!("cannot enqueue {id}: {e}"));

@@ -30,6 +30,7 @@ async fn jobs_per_second(store: &dyn Store, jobs: usize) -> f64 {
             send_at: None,
             account: None,
             recipient: None,
+            media: None,
         };
         store.enqueue(job, now_ms()).await.unwrap();
     }

@@ -192,6 +192,7 @@ async fn a_dispatcher_with_a_wrong_token_keeps_its_jobs_pending() {
             send_at: None,
             id: "refused-token-1".into(),
             account: String::new(),
+            media: None,
         }))
         .await
         .unwrap()

@@ -278,6 +278,41 @@ pub struct JobView {
     /// The job's history, oldest first: only in one job's view.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub steps: Option<Vec<StepView>>,
+    /// The image or document it sends, without its bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media: Option<MediaView>,
+}
+
+/// A job's media as the API shows it: never the bytes, and a URL without its query
+/// (which may carry a signature).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MediaView {
+    /// image or document.
+    pub kind: String,
+    /// url, inline or storage.
+    pub source: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub url: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub mime_type: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub file_name: String,
+    /// Inline bytes' size; 0 for a URL.
+    pub size: u64,
+}
+
+impl From<&dpb::JobMedia> for MediaView {
+    fn from(media: &dpb::JobMedia) -> Self {
+        Self {
+            kind: media.kind.clone(),
+            source: media.source.clone(),
+            url: media.url.clone(),
+            mime_type: media.mime_type.clone(),
+            file_name: media.file_name.clone(),
+            size: media.size,
+        }
+    }
 }
 
 /// One step of a job's history.
@@ -368,6 +403,7 @@ impl JobView {
             delivery_overdue: job.delivery_overdue,
             account: (!job.account.is_empty()).then(|| job.account.clone()),
             steps: one_job.then(|| job.steps.iter().map(StepView::from).collect()),
+            media: job.media.as_ref().map(MediaView::from),
         }
     }
 }

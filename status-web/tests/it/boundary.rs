@@ -335,7 +335,7 @@ async fn clients_without_a_browser_keep_working(login: Login) {
         let oversized = plain
             .request(Method::POST, system.url("/api/messages"))
             .header(header::CONTENT_TYPE, "application/json")
-            .body(vec![b'x'; 3_000_000])
+            .body(vec![b'x'; abtrack_status_web::api::MAX_MESSAGE_BODY + 1])
             .send()
             .await
             .unwrap();

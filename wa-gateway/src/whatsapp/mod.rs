@@ -7,6 +7,7 @@ pub mod acks;
 pub mod mapping;
 pub mod session;
 mod supervisor;
+mod upload;
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -418,12 +419,20 @@ impl Messenger for WhatsAppMessenger {
     /// Without an ack in time the gateway pings the server: a connection that does
     /// not answer is replaced first; then the message goes once more under the same
     /// id (the server and the recipient's phone treat it as the same message).
-    async fn send_text(&self, message: &Outgoing) -> Result<Accepted> {
+    async fn send(&self, message: &Outgoing) -> Result<Accepted> {
         let to = to_wa_jid(&message.to)?;
         if message.new_chat {
             let client = self.connected_client()?;
             self.hold_if_quota_used_up(&client, message).await?;
         }
+        // Uploaded once per send: a resend after no answer carries the same media.
+        let content = match &message.media {
+            None => wa::Message::text(message.text.clone()),
+            Some(media) => {
+                let client = self.connected_client()?;
+                upload::media_message(&client, media, &message.text).await?
+            }
+        };
         for round in 1..=2 {
             let client = self.connected_client()?;
             let ack =
@@ -433,11 +442,7 @@ impl Messenger for WhatsAppMessenger {
             let options = SendOptions::default().with_message_id(message.message_id.clone());
             let exchange = async {
                 let sent = client
-                    .send_message_with_options(
-                        to.clone(),
-                        wa::Message::text(message.text.clone()),
-                        options,
-                    )
+                    .send_message_with_options(to.clone(), content.clone(), options)
                     .await
                     .map_err(send_failed)?;
                 if sent.message_id != message.message_id {

@@ -3,8 +3,10 @@
 // Test code: a failed unwrap is a failed test, which is what it should be.
 #![allow(clippy::unwrap_used)]
 
+mod media;
 mod mock_by_hand;
 mod mock_cluster;
+mod mock_media;
 mod mock_whatsapp;
 mod send;
 mod server_ack;

@@ -108,6 +108,7 @@ async fn linked(mock: &MockServer, data: &Path) -> WhatsAppMessenger {
 fn outgoing(n: usize, to: &str, text: &str) -> Outgoing {
     Outgoing {
         new_chat: false,
+        media: None,
         job_id: format!("job-{n}"),
         message_id: format!("3EB0MOCK{n:08}"),
         to: Jid::User(to.to_owned()),
@@ -167,7 +168,7 @@ async fn sends_exact_texts_gets_receipts_and_reports_unknown_numbers() {
     let second = outgoing(2, alice, "second message, same session");
     let third = outgoing(3, bob, "Bob's line\nwith two lines");
     for message in [&first, &second, &third] {
-        messenger.send_text(message).await.unwrap();
+        messenger.send(message).await.unwrap();
     }
     assert!(
         mock.wait_for(WAIT, |m| m.received().len() == 3).await,
@@ -223,7 +224,7 @@ async fn logout_from_the_phone_keeps_the_old_session_aside_and_shows_a_fresh_qr(
     assert_eq!(old.len(), 1, "{old:?}");
     assert!(old[0].join("whatsapp.sqlite3").exists());
     let err = messenger
-        .send_text(&outgoing(1, "6281200000002", "waits"))
+        .send(&outgoing(1, "6281200000002", "waits"))
         .await
         .unwrap_err();
     assert!(

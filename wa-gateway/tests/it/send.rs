@@ -16,6 +16,7 @@ fn send(job_id: &str, to: &str, message: &str, timeout: Duration) -> Request<pb:
         to: to.into(),
         message: message.into(),
         account: String::new(),
+        media: None,
     });
     request.set_timeout(timeout);
     request

@@ -40,10 +40,10 @@ impl Messenger for SlowMessenger {
     async fn is_on_whatsapp(&self, jid: &Jid) -> abtrack_wa_gateway::Result<NumberCheck> {
         self.inner.is_on_whatsapp(jid).await
     }
-    async fn send_text(&self, message: &Outgoing) -> abtrack_wa_gateway::Result<Accepted> {
+    async fn send(&self, message: &Outgoing) -> abtrack_wa_gateway::Result<Accepted> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(self.delay).await;
-        self.inner.send_text(message).await
+        self.inner.send(message).await
     }
     async fn request_pair_code(&self, phone: &str) -> abtrack_wa_gateway::Result<String> {
         self.inner.request_pair_code(phone).await
@@ -109,6 +109,15 @@ impl TestGateway {
                 check_cache_ttl: Duration::from_secs(60),
                 delivery_timeout: None,
                 answer_delay: Duration::ZERO,
+                media: abtrack_wa_gateway::media::Preparer::new(
+                    abtrack_wa_gateway::config::MediaLimits {
+                        allow_http: true,
+                        allow_private: true,
+                        ..Default::default()
+                    },
+                    dir.join("media"),
+                )
+                .unwrap(),
             },
             &tasks,
         );

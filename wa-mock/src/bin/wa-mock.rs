@@ -60,6 +60,10 @@ async fn main() -> ExitCode {
         "start the gateway with WA_SERVER_URL={} (built with --features mock-server); GET http://{control}/ lists the control routes",
         mock.url()
     );
+    tracing::info!(
+        media_host = %mock.media_host(),
+        "uploads go to the media host over HTTPS, whose certificate is self-made: the gateway's HTTP client must skip TLS verification"
+    );
     let app = control::router(Arc::clone(&mock), control, args.gateway);
     let served = axum::serve(listener, app).with_graceful_shutdown(async {
         let _ = tokio::signal::ctrl_c().await;

@@ -2,7 +2,8 @@
 //! `whatsapp-rust`'s `danger-skip-cert-chain-verify` feature. These tests read the
 //! resolved dependency graph with `cargo tree` and show that the feature reaches the
 //! gateway only through dev-dependencies: a release build (normal edges only, of the
-//! gateway alone or of the whole workspace) does not contain it.
+//! gateway alone or of the whole workspace) does not contain it, nor the HTTP
+//! client's TLS bypass the media tests use.
 
 use std::process::Command;
 
@@ -10,13 +11,18 @@ const FEATURE: &str = "danger-skip-cert-chain-verify";
 
 /// `cargo tree` with `args`, from the workspace root, as text.
 fn cargo_tree(args: &[&str]) -> String {
+    cargo_tree_of("wacore-noise", args)
+}
+
+/// `cargo tree` of what depends on `package`, with `args`, as text.
+fn cargo_tree_of(package: &str, args: &[&str]) -> String {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
         .to_owned();
     let output = Command::new(env!("CARGO"))
         .current_dir(&root)
-        .args(["tree", "--locked", "-f", "{p} {f}", "-i", "wacore-noise"])
+        .args(["tree", "--locked", "-f", "{p} {f}", "-i", package])
         .args(args)
         .output()
         .expect("cargo runs");
@@ -37,6 +43,18 @@ fn the_gateway_release_build_has_no_certificate_bypass() {
     let workspace = cargo_tree(&["--workspace", "-e", "normal"]);
     assert!(workspace.contains("abtrack-wa-gateway"), "{workspace}");
     assert!(!workspace.contains(FEATURE), "{workspace}");
+}
+
+/// The mock's media host has a self-made certificate too: the media tests' HTTP
+/// client skips TLS verification, and no release build may.
+#[test]
+fn no_release_build_skips_tls_verification_for_media() {
+    let normal = cargo_tree_of(
+        "whatsapp-rust-ureq-http-client",
+        &["--workspace", "-e", "normal"],
+    );
+    assert!(normal.contains("abtrack-wa-gateway"), "{normal}");
+    assert!(!normal.contains("danger-skip-tls-verify"), "{normal}");
 }
 
 #[test]
