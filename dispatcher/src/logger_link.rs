@@ -15,7 +15,7 @@ use abtrack_proto::tasks::Tasks;
 use abtrack_proto::time::{now_ms, to_timestamp};
 use abtrack_proto::token::{TokenChannel, is_refused};
 
-use crate::job::{Job, JobStatus};
+use crate::job::{Job, JobStatus, Media};
 use crate::queue::Store;
 
 const BATCH: usize = 100;
@@ -144,6 +144,7 @@ fn record_request(job: &Job, default_account: &str) -> RecordRequest {
             String::new()
         },
         message: job.message.clone(),
+        media: job.media.as_ref().map(Media::summary).unwrap_or_default(),
         occurred_at: Some(to_timestamp(job.sent_at.unwrap_or(job.updated_at))),
         account: job
             .account

@@ -15,7 +15,7 @@ use abtrack_proto::retry::Backoff;
 use abtrack_proto::time::now_ms;
 
 use crate::outbox::Outbox;
-use crate::row::{RowFormat, row_key};
+use crate::row::{Columns, RowFormat, row_key};
 use crate::sheet::{SheetClient, SheetError};
 use crate::state::{LoggerState, Mode};
 
@@ -125,11 +125,11 @@ impl Flusher {
     /// Appends the oldest batch; returns how many records left the outbox.
     async fn flush_once(
         &self,
-        tab: &mut Option<bool>,
+        tab: &mut Option<Columns>,
         verify: &mut bool,
     ) -> Result<usize, SheetError> {
-        let account_column = match *tab {
-            Some(account_column) => account_column,
+        let columns = match *tab {
+            Some(columns) => columns,
             None => *tab.insert(self.client.ensure_tab(self.format.header()).await?),
         };
         let storage = |e: crate::Error| SheetError::Transient(format!("outbox: {e}"));
@@ -171,7 +171,7 @@ impl Flusher {
         }
         let rows = batch
             .iter()
-            .map(|(_, record)| self.format.row(record, account_column))
+            .map(|(_, record)| self.format.row(record, columns))
             .collect();
         self.outbox.set_in_flight(true).await.map_err(storage)?;
         match self.client.append(rows).await {

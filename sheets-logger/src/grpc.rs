@@ -71,6 +71,7 @@ impl TryFrom<pb::RecordRequest> for Record {
             message: req.message,
             occurred_at: req.occurred_at.as_ref().map_or_else(now_ms, from_timestamp),
             account: req.account,
+            media: req.media,
         })
     }
 }

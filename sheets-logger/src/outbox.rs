@@ -33,6 +33,8 @@ pub struct Record {
     pub occurred_at: i64,
     /// The WhatsApp account that sent it; empty from a dispatcher that names none.
     pub account: String,
+    /// The media's kind and file name (`document: Rekap.pdf`); empty for a text.
+    pub media: String,
 }
 
 #[derive(Clone)]
@@ -77,6 +79,7 @@ impl Outbox {
             CREATE INDEX IF NOT EXISTS written_by_age ON written (written_at);",
             |db| {
                 db.ensure_column("outbox", "account", "TEXT NOT NULL DEFAULT ''", None)?;
+                db.ensure_column("outbox", "media", "TEXT NOT NULL DEFAULT ''", None)?;
                 Ok(())
             },
             &["outbox", "meta", "written"],
@@ -121,7 +124,7 @@ impl Outbox {
         self.with(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT seq, job_id, status, recipient, attempts, message_id, error_code, error_message,
-                    message, occurred_at, account
+                    message, occurred_at, account, media
                  FROM outbox ORDER BY seq LIMIT ?1",
             )?;
             let rows = stmt.query_map([limit as i64], |row| {
@@ -138,6 +141,7 @@ impl Outbox {
                         message: row.get(8)?,
                         occurred_at: row.get(9)?,
                         account: row.get(10)?,
+                        media: row.get(11)?,
                     },
                 ))
             })?;
@@ -254,8 +258,8 @@ fn insert(
     }
     tx.prepare_cached(
         "INSERT INTO outbox (job_id, status, recipient, attempts, message_id, error_code,
-            error_message, message, occurred_at, recorded_at, account)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            error_message, message, occurred_at, recorded_at, account, media)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?
     .execute(params![
         record.job_id,
@@ -268,7 +272,8 @@ fn insert(
         record.message,
         record.occurred_at,
         now,
-        record.account
+        record.account,
+        record.media
     ])?;
     Ok((tx.last_insert_rowid() as u64, false))
 }
@@ -296,6 +301,7 @@ mod tests {
             message: String::new(),
             occurred_at: i64::from(attempts) * 1000,
             account: String::new(),
+            media: String::new(),
         }
     }
 

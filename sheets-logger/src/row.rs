@@ -24,6 +24,33 @@ pub const HEADER: &[&str] = &[
 /// starts; a tab whose header was written without it keeps its columns.
 pub const ACCOUNT: &str = "Account";
 
+/// The media's kind and file name, after [`ACCOUNT`]: likewise only in tabs whose
+/// header has it.
+pub const MEDIA: &str = "Media";
+
+/// The optional columns a tab's header has (a tab keeps the columns it was started
+/// with).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Columns {
+    pub account: bool,
+    pub media: bool,
+}
+
+impl Columns {
+    /// Every column: a tab the logger starts.
+    pub const ALL: Columns = Columns {
+        account: true,
+        media: true,
+    };
+
+    /// The columns of a tab whose first row is `header`.
+    pub fn of(header: &[Value]) -> Self {
+        let account = header.get(HEADER.len()) == Some(&Value::from(ACCOUNT));
+        let media = account && header.get(HEADER.len() + 1) == Some(&Value::from(MEDIA));
+        Self { account, media }
+    }
+}
+
 /// The message text's column, last, when enabled.
 pub const MESSAGE: &str = "Message";
 
@@ -35,10 +62,11 @@ pub struct RowFormat {
 }
 
 impl RowFormat {
-    /// The header of a tab the logger starts: with the Account column.
+    /// The header of a tab the logger starts: with the Account and Media columns.
     pub fn header(&self) -> Vec<Value> {
         let mut header: Vec<Value> = HEADER.iter().map(|h| Value::from(*h)).collect();
         header.push(Value::from(ACCOUNT));
+        header.push(Value::from(MEDIA));
         if self.include_message {
             header.push(Value::from(MESSAGE));
         }
@@ -63,9 +91,9 @@ impl RowFormat {
         )
     }
 
-    /// The row of `record`, for a tab with an Account column or without one (a tab
-    /// started before the column existed).
-    pub fn row(&self, record: &Record, account_column: bool) -> Vec<Value> {
+    /// The row of `record`, for a tab with `columns` (a tab started before a column
+    /// existed goes on without it).
+    pub fn row(&self, record: &Record, columns: Columns) -> Vec<Value> {
         let time = self.time(record.occurred_at);
         let recipient = if self.full_recipient {
             record
@@ -95,8 +123,11 @@ impl RowFormat {
             Value::from(record.message_id.clone()),
             Value::from(error),
         ];
-        if account_column {
+        if columns.account {
             row.push(Value::from(record.account.clone()));
+        }
+        if columns.media {
+            row.push(Value::from(record.media.clone()));
         }
         if self.include_message {
             row.push(Value::from(record.message.clone()));
@@ -137,6 +168,7 @@ mod tests {
             // 2026-11-24T00:30:00Z
             occurred_at: 1_795_480_200_000,
             account: "sd-harapan".into(),
+            media: "document: Rekap Oktober.pdf".into(),
         }
     }
 
@@ -147,10 +179,13 @@ mod tests {
             full_recipient: false,
             include_message: false,
         };
-        let row = format.row(&record(), true);
+        let row = format.row(&record(), Columns::ALL);
         assert_eq!(row.len(), format.header().len());
         assert_eq!(format.header()[7], "Account");
         assert_eq!(row[7], "sd-harapan");
+        assert_eq!(format.header()[8], "Media");
+        assert_eq!(row[8], "document: Rekap Oktober.pdf");
+        assert_eq!(Columns::of(&format.header()), Columns::ALL);
         assert_eq!(row[0], "2026-11-24 07:30:00");
         assert_eq!(row[2], "62812*****890");
         assert_eq!(row[4], 3);
@@ -166,15 +201,33 @@ mod tests {
             full_recipient: true,
             include_message: true,
         };
-        let row = format.row(&record(), true);
+        let row = format.row(&record(), Columns::ALL);
         assert_eq!(row[0], "2026-11-24 00:30:00");
         assert_eq!(row[2], "6281234567890");
-        assert_eq!(row[8], "Ananda tidak hadir");
-        assert_eq!(format.header().len(), 9);
+        assert_eq!(row[9], "Ananda tidak hadir");
+        assert_eq!(format.header().len(), 10);
         // A tab started without the Account column keeps its columns.
-        let old = format.row(&record(), false);
+        let none = Columns {
+            account: false,
+            media: false,
+        };
+        let old = format.row(&record(), none);
         assert_eq!(old.len(), 8);
         assert_eq!(old[7], "Ananda tidak hadir");
+        // So does one started with the Account column, before the Media column.
+        let mut header = format.header();
+        header.remove(8);
+        let columns = Columns::of(&header);
+        assert_eq!(
+            columns,
+            Columns {
+                account: true,
+                media: false
+            }
+        );
+        let older = format.row(&record(), columns);
+        assert_eq!(older.len(), header.len());
+        assert_eq!(older[8], "Ananda tidak hadir");
         // A row read back has its numbers as strings.
         let read: Vec<Value> = row
             .iter()

@@ -17,7 +17,7 @@ use google_sheets4::yup_oauth2::client::CustomHyperClientBuilder;
 use google_sheets4::yup_oauth2::{ServiceAccountAuthenticator, ServiceAccountKey};
 use serde_json::Value;
 
-use crate::row::{ACCOUNT, HEADER};
+use crate::row::Columns;
 
 /// The longest one call to Google may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -90,9 +90,9 @@ impl SheetClient {
     }
 
     /// Creates the tab when it is missing and writes `header` when it is empty.
-    /// Answers whether the tab's header has the Account column (it has when written
-    /// now; a tab started before the column existed has not).
-    pub async fn ensure_tab(&self, header: Vec<Value>) -> Result<bool, SheetError> {
+    /// Answers which optional columns the tab's header has (all when written now; a
+    /// tab started before a column existed has not that one).
+    pub async fn ensure_tab(&self, header: Vec<Value>) -> Result<Columns, SheetError> {
         let call = self
             .hub
             .spreadsheets()
@@ -128,7 +128,7 @@ impl SheetClient {
             .timed(
                 self.hub
                     .spreadsheets()
-                    .values_get(&self.spreadsheet_id, &self.range("A1:I1"))
+                    .values_get(&self.spreadsheet_id, &self.range("A1:J1"))
                     .doit(),
             )
             .await?;
@@ -136,13 +136,13 @@ impl SheetClient {
         let Some(existing) = first.first().filter(|row| !row.is_empty()) else {
             self.append(vec![header]).await?;
             tracing::info!(tab = %self.tab, "wrote the header row");
-            return Ok(true);
+            return Ok(Columns::ALL);
         };
-        let account = existing.get(HEADER.len()) == Some(&Value::from(ACCOUNT));
-        if !account {
-            tracing::info!(tab = %self.tab, "the tab was started without an Account column; rows keep its columns");
+        let columns = Columns::of(existing);
+        if columns != Columns::ALL {
+            tracing::info!(tab = %self.tab, account = columns.account, media = columns.media, "the tab was started without some of today's columns; rows keep its columns");
         }
-        Ok(account)
+        Ok(columns)
     }
 
     /// Appends rows after the last row of the tab's table, as raw values.
@@ -155,7 +155,7 @@ impl SheetClient {
         let call = self
             .hub
             .spreadsheets()
-            .values_append(body, &self.spreadsheet_id, &self.range("A:I"))
+            .values_append(body, &self.spreadsheet_id, &self.range("A:J"))
             .value_input_option("RAW")
             .insert_data_option("INSERT_ROWS");
         self.timed(call.doit()).await?;

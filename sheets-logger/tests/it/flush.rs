@@ -71,6 +71,11 @@ fn record(n: usize) -> pb::RecordRequest {
         } else {
             "smp-2".into()
         },
+        media: if n.is_multiple_of(3) {
+            "document: Rekap Oktober.pdf".into()
+        } else {
+            String::new()
+        },
     }
 }
 
@@ -190,7 +195,13 @@ async fn a_thousand_rows_arrive_in_order_once_through_an_outage_and_rate_limits(
     assert_eq!(rows[0][7], "Account");
     assert_eq!(rows[1][7], "sd-harapan");
     assert_eq!(rows[2][7], "smp-2");
-    assert_eq!(rows[1].len(), 8, "no message column unless enabled");
+    assert_eq!(rows[0][8], "Media");
+    assert_eq!(
+        rows[1][8], "document: Rekap Oktober.pdf",
+        "job-0000's media"
+    );
+    assert_eq!(rows[2][8], "", "job-0001 is a text");
+    assert_eq!(rows[1].len(), 9, "no message column unless enabled");
     assert!(
         fake.append_calls() > 11,
         "rate-limited calls were retried ({})",
@@ -231,6 +242,21 @@ async fn a_tab_started_before_the_account_column_keeps_its_columns() {
         assert_eq!(row.len(), 7, "no column the header does not have: {row:?}");
     }
     assert_eq!(rows[1][1], "job-0001");
+
+    // A tab started with the Account column and before the Media column keeps its
+    // columns too.
+    let mut account_header = old_header.clone();
+    account_header.push("Account".into());
+    fake.seed("Log", vec![account_header.clone()]);
+    let logger = start_logger(&url, &fake, "sheet-1").await;
+    logger.client.clone().record(record(3)).await.unwrap();
+    wait_state(&logger.client, Duration::from_secs(30), |s| {
+        s.state == pb::LoggerState::Ok as i32 && s.backlog == 0
+    })
+    .await;
+    let rows = fake.rows("Log");
+    assert_eq!(rows[0], account_header, "the header is left as it was");
+    assert_eq!(rows.last().unwrap().len(), 8, "{rows:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
