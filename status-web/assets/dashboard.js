@@ -10,7 +10,9 @@
       pair_code: "Masukkan kode ini di ponsel: WhatsApp → Perangkat tertaut → Tautkan dengan nomor telepon:",
       reset: "Atur ulang sesi", reset_confirm: "Yakin? Nomor ini akan terputus dan harus ditautkan lagi.",
       reset_yes: "Ya, atur ulang", cancel: "Batal", reset_done: "Sesi diatur ulang. Tunggu kode QR baru.",
-      send_title: "Kirim pesan uji", send_to: "Nomor tujuan", send_message: "Pesan", send_button: "Kirim",
+      send_title: "Kirim pesan uji", send_to: "Nomor tujuan", send_message: "Pesan (keterangan bila ada berkas)", send_button: "Kirim",
+      send_file: "Lampiran (opsional: foto JPEG/PNG/WebP atau dokumen, maks. 3 MB)", send_file_too_big: "Berkas lebih dari 3 MB; kirim lewat URL (lihat docs/media.md)",
+      media_image: "Foto", media_document: "Dokumen", f_media: "Lampiran",
       send_done: "Masuk antrean: ", jobs: "50 pekerjaan terakhir", jobs_empty: "Belum ada pekerjaan.",
       col_status: "Status", col_to: "Tujuan", col_attempts: "Percobaan", col_error: "Galat", col_updated: "Diperbarui",
       retry: "Coba lagi", pause: "Jeda antrean", resume: "Lanjutkan antrean", paused: "Dijeda oleh operator.",
@@ -72,7 +74,9 @@
       pair_code: "Enter this code on the phone: WhatsApp → Linked devices → Link with phone number:",
       reset: "Reset session", reset_confirm: "Sure? This number will be unlinked and must be linked again.",
       reset_yes: "Yes, reset", cancel: "Cancel", reset_done: "Session reset. Wait for a new QR code.",
-      send_title: "Send a test message", send_to: "Recipient number", send_message: "Message", send_button: "Send",
+      send_title: "Send a test message", send_to: "Recipient number", send_message: "Message (the caption, with a file)", send_button: "Send",
+      send_file: "Attachment (optional: a JPEG/PNG/WebP photo or a document, up to 3 MB)", send_file_too_big: "The file is over 3 MB; send it by URL (see docs/media.md)",
+      media_image: "Photo", media_document: "Document", f_media: "Attachment",
       send_done: "Queued: ", jobs: "Last 50 jobs", jobs_empty: "No jobs yet.",
       col_status: "Status", col_to: "To", col_attempts: "Attempts", col_error: "Error", col_updated: "Updated",
       retry: "Retry", pause: "Pause queue", resume: "Resume queue", paused: "Paused by an operator.",
@@ -206,7 +210,7 @@
       const tr = el("tr"); tr.dataset.id = j.id; tr.dataset.status = j.status;
       const cell = (label, text, cls) => { const td = el("td", text, cls); td.dataset.label = t(label); return td; };
       const stc = cell("col_status"); stc.append(el("span", t(j.status), "pill status " + tone(j.status))); tr.append(stc);
-      tr.append(cell("col_to", j.recipient || j.to), cell("col_attempts", String(j.attempts)));
+      tr.append(toCell(cell, j), cell("col_attempts", String(j.attempts)));
       tr.append(cell("col_error", j.lastError ? j.lastError.code + ": " + j.lastError.message : (j.deliveryOverdue ? t("overdue") : ""), "err"));
       tr.append(cell("col_updated", time(j.updatedAt || j.createdAt), "muted"));
       const act = el("td");
@@ -461,7 +465,7 @@
         const tr = el("tr"); tr.dataset.id = j.id; tr.dataset.status = j.status;
         const cell = (label, text, cls) => { const td = el("td", text, cls); td.dataset.label = t(label); return td; };
         const stc = cell("col_status"); stc.append(el("span", t(j.status), "pill status " + tone(j.status))); tr.append(stc);
-        tr.append(cell("col_to", j.recipient || j.to), cell("col_attempts", String(j.attempts)));
+        tr.append(toCell(cell, j), cell("col_attempts", String(j.attempts)));
         tr.append(cell("col_error", j.lastError ? j.lastError.code + ": " + j.lastError.message : "", "err"));
         tr.append(cell("col_created", time(j.createdAt), "muted"));
         tr.addEventListener("click", () => openJob(j.id));
@@ -483,6 +487,13 @@
     const error = s.error ? s.error.code + ": " + s.error.message : "";
     return fill(t("s_" + s.kind), { n: s.attempt, owner: s.owner || "", error, t: time(s.nextAttemptAt) || "–" });
   }
+  // A job's media in a word: its kind and, for a document, its file name.
+  function mediaText(m) { return m ? [t("media_" + m.kind), m.fileName].filter(Boolean).join(": ") : ""; }
+  function toCell(cell, j) {
+    const td = cell("col_to", j.recipient || j.to);
+    if (j.media) { td.append(el("br"), el("span", mediaText(j.media), "muted media")); }
+    return td;
+  }
   async function openJob(id) {
     shownJob = id;
     try {
@@ -491,7 +502,7 @@
       const dl = $("detail-fields"); dl.replaceChildren();
       const field = (key, value) => { if (value == null || value === "") return; dl.append(el("dt", t(key)), el("dd", String(value))); };
       field("f_status", t(j.status)); field("f_to", j.to); field("f_recipient", j.recipient); field("f_account", j.account);
-      field("f_attempts", j.attempts); field("f_message", j.message);
+      field("f_attempts", j.attempts); field("f_message", j.message); field("f_media", mediaText(j.media));
       const ol = $("detail-steps"); ol.replaceChildren();
       const step = (at, text, kind) => { const li = el("li", null, tone(kind) === "ok" ? "ok" : (kind === "failed" ? "bad" : "")); li.dataset.kind = kind; li.append(el("span", time(at) + " ", "muted"), el("span", text)); ol.append(li); };
       step(j.createdAt, t("s_created"), "created");
@@ -526,12 +537,29 @@
   }
   function show(id, text, error) { const p = $(id); p.textContent = text; p.className = "result" + (error ? " error" : ""); }
 
+  // A file goes inline, as base64; larger ones belong on a URL (docs/media.md).
+  const MAX_FILE = 3 * 1024 * 1024;
+  function base64Of(file) {
+    return new Promise((resolve, reject) => {
+      const reader = new FileReader();
+      reader.onload = () => resolve(String(reader.result).replace(/^data:[^,]*,/, ""));
+      reader.onerror = () => reject(reader.error);
+      reader.readAsDataURL(file);
+    });
+  }
   $("send-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     const f = e.target;
     try {
-      const job = await api("POST", "/api/messages", { to: f.to.value, message: f.message.value });
-      show("send-result", t("send_done") + job.id); f.message.value = "";
+      const body = { to: f.to.value, message: f.message.value };
+      const file = f.file.files[0];
+      if (file) {
+        if (file.size > MAX_FILE) throw new Error(t("send_file_too_big"));
+        body.media = { data: await base64Of(file), fileName: file.name };
+        if (file.type) body.media.mimeType = file.type;
+      }
+      const job = await api("POST", "/api/messages", body);
+      show("send-result", t("send_done") + job.id); f.message.value = ""; f.file.value = "";
     } catch (err) { show("send-result", err.message, true); }
   });
   $("pair-form").addEventListener("submit", async (e) => {

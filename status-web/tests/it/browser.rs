@@ -205,6 +205,15 @@ async fn the_dashboard_in_chromium_links_sends_and_retries() {
                 assert_eq!(status["queue"]["paused"], paused);
                 stdin.write_all(b"go\n").await.unwrap();
             }
+            "attached" => {
+                let photo = job(arg.into()).await;
+                assert_eq!(photo["status"], "sent", "{photo}");
+                assert_eq!(photo["media"]["kind"], "image", "{photo}");
+                assert_eq!(photo["media"]["source"], "inline", "{photo}");
+                assert_eq!(photo["media"]["fileName"], "kegiatan.png", "{photo}");
+                assert_eq!(photo["media"]["mimeType"], "image/png", "{photo}");
+                assert_eq!(photo["media"]["size"], 70, "{photo}");
+            }
             "pair-code" => assert_eq!(arg, PAIR_CODE),
             "reset" => {
                 assert_eq!(*system.logouts.lock().unwrap(), 1);
@@ -317,6 +326,7 @@ async fn the_dashboard_in_chromium_links_sends_and_retries() {
             "sent",
             "failed",
             "retried",
+            "attached",
             "pair-code",
             "reset",
             "time-lock",

@@ -80,6 +80,20 @@ async function main() {
   await page.waitForSelector(`#jobs tbody tr[data-id="${failedId}"][data-status=sent]`);
   await step("retried", failedId);
 
+  // A photo attached to the test form goes inline; the job list says what it carries.
+  const png = Buffer.from("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==", "base64");
+  await page.fill("#send-form input[name=to]", "0812-3456-7890");
+  await page.fill("#send-form textarea[name=message]", "");
+  await page.setInputFiles("#send-form input[name=file]", { name: "kegiatan.png", mimeType: "image/png", buffer: png });
+  await page.click("#send-form button[type=submit]");
+  const photo = await page.waitForSelector("#jobs tbody tr:has(.media)");
+  const photoId = await photo.getAttribute("data-id");
+  await page.waitForSelector(`#jobs tbody tr[data-id="${photoId}"][data-status=sent]`);
+  const shown = await page.textContent(`#jobs tbody tr[data-id="${photoId}"] .media`);
+  if (!shown.includes("Photo") || !shown.includes("kegiatan.png")) throw new Error("the job list shows no attachment: " + shown);
+  if (await page.inputValue("#send-form input[name=file]")) throw new Error("the file stayed in the form");
+  await step("attached", photoId);
+
   await page.click("#pair summary");
   await page.fill("#pair-form input[name=phone]", "6281234567890");
   await page.click("#pair-form button[type=submit]");
