@@ -170,7 +170,9 @@ impl From<&Media> for pb::JobMedia {
                 };
                 (source, abtrack_proto::media::shown_url(url).to_owned(), 0)
             }
-            MediaSource::Inline(data) => ("inline", String::new(), data.len() as u64),
+            MediaSource::Inline(_) | MediaSource::InlineUnread(_) => {
+                ("inline", String::new(), media.source.inline_size())
+            }
         };
         pb::JobMedia {
             source: source.to_owned(),

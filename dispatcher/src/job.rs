@@ -110,6 +110,20 @@ pub enum MediaSource {
     /// https://, http:// or gs://bucket/path.
     Url(String),
     Inline(bytes::Bytes),
+    /// Inline bytes of this size, left unread: a job in a list or a search, which
+    /// never needs them. A job read to be sent always has them.
+    InlineUnread(u64),
+}
+
+impl MediaSource {
+    /// The inline bytes' size; 0 for a URL.
+    pub fn inline_size(&self) -> u64 {
+        match self {
+            MediaSource::Url(_) => 0,
+            MediaSource::Inline(data) => data.len() as u64,
+            MediaSource::InlineUnread(size) => *size,
+        }
+    }
 }
 
 impl Media {
@@ -162,7 +176,7 @@ impl Media {
     pub fn shown_name(&self) -> Option<String> {
         self.file_name.clone().or_else(|| match &self.source {
             MediaSource::Url(url) => abtrack_proto::media::name_from_url(url).map(str::to_owned),
-            MediaSource::Inline(_) => None,
+            MediaSource::Inline(_) | MediaSource::InlineUnread(_) => None,
         })
     }
 

@@ -15,10 +15,26 @@ use crate::lifecycle::{self, Change, Event, MAX_STEPS, Rules, Step, StepKind};
 use crate::queue::{Enqueued, Selection, Store};
 use crate::stats::{Metric, Reason, Span, Totals};
 
-const COLUMNS: &str = "id, to_input, message, status, attempts, lease_owner, lease_expires_at,
-    next_attempt_at, send_at, created_at, updated_at, last_error_code, last_error_message,
-    sent_at, message_id, recipient, delivered_at, read_at, delivery_overdue, recipient_lid,
-    account, media_url, media_data, media_mime_type, media_file_name";
+/// A job's columns, in the order [`job_from_row`] reads them, with `$data` for the
+/// inline media.
+macro_rules! job_columns {
+    ($data:literal) => {
+        concat!(
+            "id, to_input, message, status, attempts, lease_owner, lease_expires_at,
+            next_attempt_at, send_at, created_at, updated_at, last_error_code,
+            last_error_message, sent_at, message_id, recipient, delivered_at, read_at,
+            delivery_overdue, recipient_lid, account, media_url, ",
+            $data,
+            ", media_mime_type, media_file_name"
+        )
+    };
+}
+
+const COLUMNS: &str = job_columns!("media_data");
+
+/// [`COLUMNS`] for lists and searches: the inline media's size instead of its bytes,
+/// which a page of jobs never needs (up to 3 MiB each).
+const LIST_COLUMNS: &str = job_columns!("length(media_data)");
 
 #[derive(Clone)]
 pub struct LocalQueue {
@@ -202,17 +218,20 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
     })
 }
 
-/// The media of a row: a URL or inline bytes, with what the job declared.
+/// The media of a row: a URL or inline bytes (or, from [`LIST_COLUMNS`], their
+/// size), with what the job declared.
 fn media_from_columns(
     url: Option<String>,
-    data: Option<Vec<u8>>,
+    data: rusqlite::types::Value,
     mime_type: Option<String>,
     file_name: Option<String>,
 ) -> Option<Media> {
+    use rusqlite::types::Value;
     let source = match (url, data) {
         (Some(url), _) => MediaSource::Url(url),
-        (None, Some(data)) => MediaSource::Inline(data.into()),
-        (None, None) => return None,
+        (None, Value::Blob(data)) => MediaSource::Inline(data.into()),
+        (None, Value::Integer(size)) => MediaSource::InlineUnread(size.max(0) as u64),
+        (None, _) => return None,
     };
     Some(Media {
         source,
@@ -388,11 +407,12 @@ impl Store for LocalQueue {
                 job.recipient,
                 media.as_ref().and_then(|m| match &m.source {
                     MediaSource::Url(url) => Some(url.as_str()),
-                    MediaSource::Inline(_) => None,
+                    _ => None,
                 }),
+                // A new job's inline media always has its bytes.
                 media.as_ref().and_then(|m| match &m.source {
-                    MediaSource::Url(_) => None,
                     MediaSource::Inline(data) => Some(data.as_ref()),
+                    _ => None,
                 }),
                 media.as_ref().and_then(|m| m.mime_type.as_deref()),
                 media.as_ref().and_then(|m| m.file_name.as_deref()),
@@ -562,7 +582,7 @@ impl Store for LocalQueue {
                 format!("WHERE {}", filters.join(" AND "))
             };
             let sql = format!(
-                "SELECT {COLUMNS} FROM jobs {filter} ORDER BY updated_at DESC, rowid DESC LIMIT {limit}"
+                "SELECT {LIST_COLUMNS} FROM jobs {filter} ORDER BY updated_at DESC, rowid DESC LIMIT {limit}"
             );
             let mut stmt = conn.prepare_cached(&sql)?;
             let jobs = stmt
@@ -627,7 +647,7 @@ impl Store for LocalQueue {
                 format!("WHERE {}", conditions.join(" AND "))
             };
             let sql = format!(
-                "SELECT {COLUMNS} FROM jobs {filter} ORDER BY created_at DESC, id DESC LIMIT {limit}"
+                "SELECT {LIST_COLUMNS} FROM jobs {filter} ORDER BY created_at DESC, id DESC LIMIT {limit}"
             );
             let jobs = conn
                 .prepare_cached(&sql)?
@@ -744,7 +764,7 @@ impl Store for LocalQueue {
     async fn unlogged(&self, limit: usize) -> Result<Vec<Job>> {
         self.read(move |conn| {
             let sql = format!(
-                "SELECT {COLUMNS} FROM jobs
+                "SELECT {LIST_COLUMNS} FROM jobs
                  WHERE status IN ('sent', 'delivered', 'read', 'failed') AND logged_at IS NULL
                  ORDER BY updated_at LIMIT {limit}"
             );

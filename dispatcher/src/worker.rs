@@ -173,6 +173,12 @@ impl Worker {
     async fn media(&self, media: &Media) -> Result<pb::Media, MediaError> {
         let source = match &media.source {
             MediaSource::Inline(data) => pb::media::Source::Data(data.to_vec()),
+            MediaSource::InlineUnread(_) => {
+                return Err(MediaError::Later(JobError::new(
+                    "internal",
+                    "the job's inline media was not read with it",
+                )));
+            }
             MediaSource::Url(url) => match abtrack_proto::media::check_url(url) {
                 Ok(abtrack_proto::media::Scheme::Storage) => {
                     let storage = self.settings.storage.as_ref().ok_or_else(|| {

@@ -215,6 +215,9 @@ fn media_value(media: &Media) -> Value {
                 value_type: Some(ValueType::BytesValue(data.to_vec())),
             },
         ),
+        // Never in a new job (only listed jobs leave their bytes unread); written as
+        // missing data, the job would fail naming it rather than send nothing.
+        MediaSource::InlineUnread(_) => ("data", null()),
     }];
     if let Some(mime) = &media.mime_type {
         fields.push(("mimeType", text(mime)));

@@ -918,4 +918,10 @@ async fn media_is_kept_with_its_job_and_counts_in_its_identity(backend: Backend)
         ]
     );
     assert_eq!(q.get("photo").await.unwrap().unwrap().media, Some(inline));
+    // A list shows the media without needing its bytes.
+    let listed = q.list(&[], None, 10).await.unwrap();
+    let photo = listed.iter().find(|j| j.id == "photo").unwrap();
+    let media = photo.media.as_ref().unwrap();
+    assert_eq!(media.source.inline_size(), 11);
+    assert_eq!(media.mime_type.as_deref(), Some("image/png"));
 }
