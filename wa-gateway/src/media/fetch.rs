@@ -106,10 +106,7 @@ impl Fetcher {
         let limit = self.limits.max_document_bytes;
         let timeout = self.limits.download_timeout;
         let work = async {
-            let response = request
-                .send()
-                .await
-                .map_err(|e| transport_error(what, &e))?;
+            let response = request.send().await.map_err(|e| transport_error(what, e))?;
             let status = response.status();
             if !status.is_success() {
                 return Err(status_error(what, status));
@@ -123,7 +120,7 @@ impl Fetcher {
             let mut size = 0u64;
             let mut body = response.bytes_stream();
             while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|e| transport_error(what, &e))?;
+                let chunk = chunk.map_err(|e| transport_error(what, e))?;
                 size += chunk.len() as u64;
                 if size > limit {
                     return Err(too_large(what, size, limit));
@@ -162,9 +159,12 @@ fn status_error(what: &str, status: StatusCode) -> Error {
     }
 }
 
-/// An address rule's refusal is final; any other transport error may pass.
-fn transport_error(what: &str, error: &reqwest::Error) -> Error {
-    let mut source: Option<&dyn std::error::Error> = Some(error);
+/// An address rule's refusal is final; any other transport error may pass. The URL
+/// is left out of the text: its query may carry a signature, and the text becomes
+/// the job's error.
+fn transport_error(what: &str, error: reqwest::Error) -> Error {
+    let error = error.without_url();
+    let mut source: Option<&dyn std::error::Error> = Some(&error);
     while let Some(e) = source {
         if let Some(refused) = e.downcast_ref::<Refused>() {
             return Error::BadMedia(format!("{what} refused: {refused}"));
@@ -178,7 +178,7 @@ fn transport_error(what: &str, error: &reqwest::Error) -> Error {
     } else {
         "failed"
     };
-    Error::MediaUnavailable(format!("{what} {kind}: {}", chain(error)))
+    Error::MediaUnavailable(format!("{what} {kind}: {}", chain(&error)))
 }
 
 fn chain(error: &dyn std::error::Error) -> String {

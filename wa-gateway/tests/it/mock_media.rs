@@ -12,10 +12,12 @@ use sha2::{Digest as _, Sha256};
 
 use abtrack_e2e::Cluster;
 use abtrack_e2e::media::{MediaServer, sample_jpeg, sample_pdf, sample_png};
+use abtrack_proto::time::parse_rfc3339;
 use abtrack_wa_mock::{AckBehaviour, MediaKind, MockServer};
 
 use crate::mock_cluster::{enqueue, linked_cluster, wait_job};
 use crate::mock_whatsapp::PHONE;
+use crate::server_ack::ack_at;
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -64,9 +66,13 @@ async fn a_pdf_a_jpeg_and_a_png_from_a_url_a_storage_object_and_inline_bytes_arr
         "foto/kegiatan.jpg",
         jpeg.clone(),
     );
-    let env = media_env(&server);
+    let mut env = media_env(&server);
+    env.push(("DISPATCHER_BACKOFF_BASE_SECS", "1".to_owned()));
+    env.push(("DISPATCHER_BACKOFF_MAX_SECS", "1".to_owned()));
     let extra: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let cluster = linked_cluster(&mock, &extra).await;
+    // WhatsApp's media host refuses the first upload: the job is tried again.
+    mock.fail_uploads(503, 1);
 
     let pdf_job = enqueue_media(
         &cluster,
@@ -92,9 +98,13 @@ async fn a_pdf_a_jpeg_and_a_png_from_a_url_a_storage_object_and_inline_bytes_arr
     .await;
     let text_job = enqueue(&cluster, TO, "Ananda tiba di sekolah").await;
 
+    // Each `sent` once WhatsApp's server acked the message, not before.
     for id in [&pdf_job, &jpeg_job, &png_job, &text_job] {
         let job = wait_job(&cluster, id, "sent", |j| j["status"] == "sent").await;
-        assert!(!job["messageId"].as_str().unwrap().is_empty(), "{job}");
+        let message_id = job["messageId"].as_str().unwrap();
+        let sent_at = parse_rfc3339(job["sentAt"].as_str().unwrap()).unwrap();
+        let acked = ack_at(&mock, message_id).unwrap_or_else(|| panic!("no ack for {job}"));
+        assert!(sent_at >= acked, "sentAt before the ack: {job}");
     }
     assert!(mock.wait_for(WAIT, |m| m.received().len() >= 4).await);
     let received = mock.received();
@@ -159,9 +169,34 @@ async fn a_pdf_a_jpeg_and_a_png_from_a_url_a_storage_object_and_inline_bytes_arr
     let got = find(text_sent["messageId"].as_str().unwrap());
     assert!(got.media.is_none());
     assert_eq!(got.text, "Ananda tiba di sekolah");
-    // Each message acked by WhatsApp's server once, and each file uploaded once.
+    // Each message acked by WhatsApp's server once, and each file kept once; the
+    // PDF's first upload was refused and its job retried.
     assert_eq!(mock.received().len(), 4);
-    assert_eq!(mock.uploads().len(), 3);
+    let statuses: Vec<u16> = mock.uploads().iter().map(|u| u.status).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        3,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 503).count(),
+        1,
+        "{statuses:?}"
+    );
+    let steps = &pdf_sent["steps"];
+    assert!(
+        steps
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["kind"] == "retry_later"
+                && s["error"]["code"] == "media_unavailable"
+                && s["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("the upload to WhatsApp's media servers failed")),
+        "{steps}"
+    );
     assert!(
         mock.media_failures().is_empty(),
         "{:?}",
@@ -297,7 +332,7 @@ async fn a_gateway_killed_after_the_upload_and_before_the_ack_sends_the_document
     .await;
     assert_eq!(job["messageId"], first.message_id.as_str(), "{job}");
     // The file went up twice; the recipient has the document once.
-    assert_eq!(mock.uploads().len(), 2);
+    assert_eq!(mock.uploads().iter().filter(|u| u.status == 200).count(), 2);
     let copies: Vec<_> = mock
         .received()
         .into_iter()

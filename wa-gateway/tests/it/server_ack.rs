@@ -45,7 +45,7 @@ async fn wait_held(cluster: &Cluster, id: &str, what: &str, code: &str, until: i
 }
 
 /// When the mock sent the ack (without an error) of `message_id`.
-fn ack_at(mock: &MockServer, message_id: &str) -> Option<i64> {
+pub fn ack_at(mock: &MockServer, message_id: &str) -> Option<i64> {
     mock.acks()
         .into_iter()
         .find(|a| a.message_id == message_id && a.error.is_none())
