@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod chromium;
 pub mod load;
+pub mod media;
 pub mod procfs;
 pub mod report;
 pub mod search;

@@ -10,7 +10,7 @@
 use abtrack_e2e::bench::{self, Options};
 use abtrack_e2e::{machine, shell, write_benchmark_section};
 
-const USAGE: &str = "usage: bench [--jobs N] [--quick] | bench --accounts [N,N,...] | bench --search [LOCAL,FIRESTORE]
+const USAGE: &str = "usage: bench [--jobs N] [--quick] | bench --accounts [N,N,...] | bench --search [LOCAL,FIRESTORE] | bench --media [MIB,MIB,...]
   --jobs N       jobs per measurement (default 500; 20 with --quick)
   --quick        a short run (1 launch timed, Chromium after 3 s) that only prints
   --accounts     instead: resident memory with N WhatsApp accounts linked to the mock
@@ -19,7 +19,33 @@ const USAGE: &str = "usage: bench [--jobs N] [--quick] | bench --accounts [N,N,.
                  feature)
   --search       instead: searches, stats and a CSV export over a local queue of LOCAL
                  jobs and a Firestore collection of FIRESTORE (default 100000,20000),
-                 written as the \"search\" section";
+                 written as the \"search\" section
+  --media        instead: the gateway's resident memory while it sends a PDF of each
+                 size (MiB, default 1,10,50) through the mock, written as the \"media\"
+                 section; build as for --accounts";
+
+/// `--media`: the document sizes (MiB).
+fn media_option() -> Result<Option<Vec<usize>>, String> {
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() != Some("--media") {
+        return Ok(None);
+    }
+    let Some(list) = args.next() else {
+        return Ok(Some(vec![1, 10, 50]));
+    };
+    list.split(',')
+        .map(|n| {
+            n.trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=100).contains(n))
+                .ok_or(format!(
+                    "--media {list:?}: expected sizes from 1 to 100 (MiB)"
+                ))
+        })
+        .collect::<Result<_, _>>()
+        .map(Some)
+}
 
 /// `--search`: the jobs in the local queue and in the Firestore collection.
 fn search_option() -> Result<Option<(usize, usize)>, String> {
@@ -113,6 +139,14 @@ async fn main() {
             std::process::exit(64);
         }
     }
+    match media_option() {
+        Ok(Some(sizes)) => return media(&sizes).await,
+        Ok(None) => {}
+        Err(why) => {
+            eprintln!("bench: {why}\n{USAGE}");
+            std::process::exit(64);
+        }
+    }
     match search_option() {
         Ok(Some((local, firestore))) => return search(local, firestore).await,
         Ok(None) => {}
@@ -180,6 +214,16 @@ async fn search(local: usize, firestore: usize) {
     println!("{section}");
     write_benchmark_section("search", &section);
     eprintln!("wrote the \"search\" section of BENCHMARKS.md");
+}
+
+/// The gateway's memory while it sends a document of each size in `sizes` (MiB).
+async fn media(sizes: &[usize]) {
+    eprintln!("linking a gateway to the mock, then sending {sizes:?} MiB documents...");
+    let runs = bench::media::measure(sizes).await;
+    let section = bench::media::markdown(&runs, &measured());
+    println!("{section}");
+    write_benchmark_section("media", &section);
+    eprintln!("wrote the \"media\" section of BENCHMARKS.md");
 }
 
 /// When, where and at which commit the figures were measured.
