@@ -35,8 +35,22 @@ pub struct Measured {
     pub took: Duration,
 }
 
+/// The gateway's high-water mark (`VmHWM`, KiB): the most it ever held resident, so
+/// a peak between two samples is not missed.
+fn high_water_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// What the runs found, and the gateway's high-water mark after them all (KiB).
+pub struct Runs {
+    pub runs: Vec<Measured>,
+    pub high_water_kib: u64,
+}
+
 /// Sends one PDF of each size in `mib` through one linked system; measures each.
-pub async fn measure(mib: &[usize]) -> Vec<Measured> {
+pub async fn measure(mib: &[usize]) -> Runs {
     let mock = MockServer::start(PHONE).await.expect("the mock serves");
     mock.add_contact(TO);
     let server = MediaServer::start().await;
@@ -115,7 +129,10 @@ pub async fn measure(mib: &[usize]) -> Vec<Measured> {
             took,
         });
     }
-    runs
+    Runs {
+        runs,
+        high_water_kib: high_water_kib(pid).expect("the gateway runs"),
+    }
 }
 
 /// The size of [`sample_pdf`] asked for `bytes`.
@@ -128,7 +145,7 @@ fn mib(kib: u64) -> String {
 }
 
 /// The table for `BENCHMARKS.md`.
-pub fn markdown(runs: &[Measured], measured: &str) -> String {
+pub fn markdown(runs: &Runs, measured: &str) -> String {
     let mut out =
         String::from("## Media: the gateway's memory while it sends a large document\n\n");
     let _ = writeln!(
@@ -138,7 +155,7 @@ pub fn markdown(runs: &[Measured], measured: &str) -> String {
     out.push_str(
         "| document | gateway before | gateway peak while sending | peak − before | enqueued → sent |\n|---:|---:|---:|---:|---:|\n",
     );
-    for run in runs {
+    for run in &runs.runs {
         let _ = writeln!(
             out,
             "| {:.1} MiB | {} | {} | {} | {:.1} s |",
@@ -149,5 +166,10 @@ pub fn markdown(runs: &[Measured], measured: &str) -> String {
             run.took.as_secs_f64(),
         );
     }
+    let _ = writeln!(
+        out,
+        "\nThe gateway's high-water mark (`VmHWM`, the most it ever held resident since it started, linking included) after all of them: {}.",
+        mib(runs.high_water_kib)
+    );
     out
 }
