@@ -125,7 +125,7 @@ pub struct Accepted {
     pub at: i64,
 }
 
-/// One WhatsApp account. Implementations must treat a repeated `send_text` with the
+/// One WhatsApp account. Implementations must treat a repeated `send` with the
 /// same message id as the same message, and answer only once WhatsApp's server
 /// accepted it (or with the error it gave).
 #[async_trait]
