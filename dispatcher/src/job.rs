@@ -149,18 +149,12 @@ impl Media {
                 MediaSource::Inline(data)
             }
         };
-        let mime_type = mime_type.map(str::trim).filter(|m| !m.is_empty());
-        if let Some(mime) = mime_type {
-            media::check_mime_type(mime).map_err(|e| invalid("media.mimeType", e))?;
-        }
-        let file_name = file_name.map(str::trim).filter(|n| !n.is_empty());
-        if let Some(name) = file_name {
-            media::check_file_name(name).map_err(|e| invalid("media.fileName", e))?;
-        }
+        let declared =
+            media::check_declared(mime_type, file_name).map_err(|(field, e)| invalid(field, e))?;
         Ok(Self {
             source,
-            mime_type: mime_type.map(|m| m.to_ascii_lowercase()),
-            file_name: file_name.map(str::to_owned),
+            mime_type: declared.mime_type,
+            file_name: declared.file_name,
         })
     }
 

@@ -148,6 +148,34 @@ pub fn check_file_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// What a job declares about its media, checked: a blank type or name is absent, the
+/// type is lower-cased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Declared {
+    pub mime_type: Option<String>,
+    pub file_name: Option<String>,
+}
+
+/// Checks a job's declared type and file name; an error names its field
+/// (`media.mimeType` or `media.fileName`).
+pub fn check_declared(
+    mime_type: Option<&str>,
+    file_name: Option<&str>,
+) -> Result<Declared, (&'static str, String)> {
+    let mime_type = mime_type.map(str::trim).filter(|m| !m.is_empty());
+    if let Some(mime) = mime_type {
+        check_mime_type(mime).map_err(|e| ("media.mimeType", e))?;
+    }
+    let file_name = file_name.map(str::trim).filter(|n| !n.is_empty());
+    if let Some(name) = file_name {
+        check_file_name(name).map_err(|e| ("media.fileName", e))?;
+    }
+    Ok(Declared {
+        mime_type: mime_type.map(str::to_ascii_lowercase),
+        file_name: file_name.map(str::to_owned),
+    })
+}
+
 /// Checks the size of inline bytes.
 pub fn check_inline(len: usize) -> Result<(), String> {
     if len == 0 {

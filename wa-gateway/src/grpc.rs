@@ -52,18 +52,12 @@ fn media_request(media: pb::Media) -> crate::Result<crate::media::Request> {
         },
         None => return Err(bad("media has no url or data".into())),
     };
-    let mime_type = Some(media.mime_type).filter(|m| !m.is_empty());
-    if let Some(mime) = &mime_type {
-        rules::check_mime_type(mime).map_err(|e| bad(format!("media.mimeType {e}")))?;
-    }
-    let file_name = Some(media.file_name).filter(|n| !n.is_empty());
-    if let Some(name) = &file_name {
-        rules::check_file_name(name).map_err(|e| bad(format!("media.fileName {e}")))?;
-    }
+    let declared = rules::check_declared(Some(&media.mime_type), Some(&media.file_name))
+        .map_err(|(field, e)| bad(format!("{field} {e}")))?;
     Ok(crate::media::Request {
         source,
-        mime_type: mime_type.map(|m| m.to_ascii_lowercase()),
-        file_name,
+        mime_type: declared.mime_type,
+        file_name: declared.file_name,
     })
 }
 

@@ -14,7 +14,7 @@ use reqwest::{StatusCode, Url, redirect};
 use tokio::io::AsyncWriteExt as _;
 
 use crate::config::MediaLimits;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, error_chain};
 
 /// Downloads media: one client that keeps to the address rules, one for the
 /// dispatcher's storage URLs, which are the operator's own configuration.
@@ -178,18 +178,7 @@ fn transport_error(what: &str, error: reqwest::Error) -> Error {
     } else {
         "failed"
     };
-    Error::MediaUnavailable(format!("{what} {kind}: {}", chain(&error)))
-}
-
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
+    Error::MediaUnavailable(format!("{what} {kind}: {}", error_chain(&error)))
 }
 
 /// Checks a URL's scheme and, for an address written in it, the address.

@@ -25,6 +25,7 @@ use abtrack_proto::tasks::Tasks;
 use super::mapping::End;
 use super::session::SessionDir;
 use super::{Command, WhatsAppSettings};
+use crate::error::error_chain;
 use crate::messenger::{ConnectionState, MessengerEvent, Status};
 use abtrack_proto::retry::Backoff;
 
@@ -365,19 +366,4 @@ fn logout_heal(reply: oneshot::Sender<()>) -> Next {
         label: "reset",
         reply: Some(reply),
     }
-}
-
-/// The error with its causes, as one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
