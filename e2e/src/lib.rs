@@ -38,8 +38,14 @@ pub fn bin_dir() -> PathBuf {
 
 /// Resident memory of a process in KiB (Linux).
 pub fn rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// A KiB figure of a process's `/proc/<pid>/status` (Linux), by its label
+/// (`VmRSS:`, `VmHWM:`).
+pub fn status_kib(pid: u32, label: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let line = status.lines().find(|l| l.starts_with(label))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 

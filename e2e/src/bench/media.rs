@@ -35,14 +35,6 @@ pub struct Measured {
     pub took: Duration,
 }
 
-/// The gateway's high-water mark (`VmHWM`, KiB): the most it ever held resident, so
-/// a peak between two samples is not missed.
-fn high_water_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
 /// What the runs found, and the gateway's high-water mark after them all (KiB).
 pub struct Runs {
     pub runs: Vec<Measured>,
@@ -82,7 +74,9 @@ pub async fn measure(mib: &[usize]) -> Runs {
     for (n, size) in mib.iter().enumerate() {
         let bytes = size << 20;
         let name = format!("rekap-{n}.pdf");
-        server.put(&name, sample_pdf(bytes));
+        let pdf = sample_pdf(bytes);
+        let len = pdf.len();
+        server.put(&name, pdf);
         // The file server's copy is in this process, not the gateway's.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let idle_kib = rss();
@@ -120,10 +114,10 @@ pub async fn measure(mib: &[usize]) -> Runs {
             .received()
             .into_iter()
             .filter_map(|r| r.media)
-            .any(|m| m.bytes.len() == sample_len(bytes));
+            .any(|m| m.bytes.len() == len);
         assert!(got, "the mock decrypted the {size} MiB document");
         runs.push(Measured {
-            bytes: sample_len(bytes),
+            bytes: len,
             idle_kib,
             peak_kib,
             took,
@@ -131,13 +125,10 @@ pub async fn measure(mib: &[usize]) -> Runs {
     }
     Runs {
         runs,
-        high_water_kib: high_water_kib(pid).expect("the gateway runs"),
+        // The most the gateway ever held resident: a peak between two samples is
+        // not missed.
+        high_water_kib: crate::status_kib(pid, "VmHWM:").expect("the gateway runs"),
     }
-}
-
-/// The size of [`sample_pdf`] asked for `bytes`.
-fn sample_len(bytes: usize) -> usize {
-    sample_pdf(bytes).len()
 }
 
 fn mib(kib: u64) -> String {

@@ -50,6 +50,12 @@ fn media_env(server: &MediaServer) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The four services linked on `mock`, with `env` on top.
+async fn linked_with(mock: &MockServer, env: &[(&'static str, String)]) -> Cluster {
+    let extra: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    linked_cluster(mock, &extra).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pdf_a_jpeg_and_a_png_from_a_url_a_storage_object_and_inline_bytes_arrive_whole() {
     const TO: &str = "6281200000031";
@@ -69,8 +75,7 @@ async fn a_pdf_a_jpeg_and_a_png_from_a_url_a_storage_object_and_inline_bytes_arr
     let mut env = media_env(&server);
     env.push(("DISPATCHER_BACKOFF_BASE_SECS", "1".to_owned()));
     env.push(("DISPATCHER_BACKOFF_MAX_SECS", "1".to_owned()));
-    let extra: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let cluster = linked_cluster(&mock, &extra).await;
+    let cluster = linked_with(&mock, &env).await;
     // WhatsApp's media host refuses the first upload: the job is tried again.
     mock.fail_uploads(503, 1);
 
@@ -217,8 +222,7 @@ async fn bad_media_fails_with_its_reason_while_the_texts_between_go() {
     env.push(("DISPATCHER_MAX_ATTEMPTS", "2".to_owned()));
     env.push(("DISPATCHER_BACKOFF_BASE_SECS", "1".to_owned()));
     env.push(("DISPATCHER_BACKOFF_MAX_SECS", "1".to_owned()));
-    let extra: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let cluster = linked_cluster(&mock, &extra).await;
+    let cluster = linked_with(&mock, &env).await;
 
     let corpus: Vec<(Value, &str, &str)> = vec![
         (
@@ -299,8 +303,7 @@ async fn a_gateway_killed_after_the_upload_and_before_the_ack_sends_the_document
     env.push(("DISPATCHER_LEASE_SECS", "900".to_owned()));
     env.push(("DISPATCHER_BACKOFF_BASE_SECS", "1".to_owned()));
     env.push(("DISPATCHER_BACKOFF_MAX_SECS", "2".to_owned()));
-    let extra: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut cluster = linked_cluster(&mock, &extra).await;
+    let mut cluster = linked_with(&mock, &env).await;
 
     let job_id = enqueue_media(
         &cluster,
